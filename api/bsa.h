@@ -1,0 +1,282 @@
+/*
+ * bsa — block-sparse attention.  The only public header.
+ *
+ * Conventions (see README.md):
+ *   - every function returns a bsa_status; results come back through
+ *     out-parameters; bsa_last_error() (thread-local) says why a call failed;
+ *   - a failing call leaves its outputs untouched;
+ *   - tensors are described by dims and strides in the logical order
+ *     [batch, heads, time, dim], so both [batch, time, heads*dim] (the seed's)
+ *     and [batch, heads, time, dim] work without copies;
+ *   - nothing in the library aborts on user input.
+ */
+#ifndef BSA_H
+#define BSA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define BSA_API __declspec(dllexport)
+#elif defined(__GNUC__)
+#define BSA_API __attribute__((visibility("default")))
+#else
+#define BSA_API
+#endif
+
+#define BSA_VERSION_MAJOR 0
+#define BSA_VERSION_MINOR 1
+#define BSA_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------ status */
+
+typedef enum bsa_status {
+    BSA_SUCCESS = 0,
+    BSA_ERROR_NULL_POINTER,        /* a required pointer argument is NULL */
+    BSA_ERROR_INVALID_ARGUMENT,    /* a value is out of its allowed range */
+    BSA_ERROR_INVALID_SHAPE,       /* a length is not a multiple of the block size, ... */
+    BSA_ERROR_SHAPE_MISMATCH,      /* q, k, v, o (or the layout) disagree */
+    BSA_ERROR_UNSUPPORTED,         /* valid, but not supported (block size, head dim, stride) */
+    BSA_ERROR_INVALID_DTYPE,       /* unknown dtype */
+    BSA_ERROR_OVERFLOW,            /* a size product overflows 64-bit arithmetic */
+    BSA_ERROR_OUT_OF_MEMORY,       /* host or device allocation failed */
+    BSA_ERROR_BACKEND_UNAVAILABLE, /* backend not compiled into this build */
+    BSA_ERROR_NO_DEVICE,           /* backend compiled, but no usable device */
+    BSA_ERROR_DEVICE,              /* the device runtime reported an error */
+    BSA_ERROR_WORKSPACE,           /* workspace missing or too small */
+    BSA_ERROR_CONTEXT_MISMATCH,    /* handles from different contexts mixed */
+    BSA_ERROR_CALLBACK,            /* a user callback reported failure */
+    BSA_ERROR_INTERNAL             /* a bug in bsa: please report */
+} bsa_status;
+
+/* Never NULL; a static string such as "BSA_ERROR_INVALID_SHAPE". */
+BSA_API const char *bsa_status_string(bsa_status status);
+
+/* Detail message of the last failing call on this thread ("" if none). */
+BSA_API const char *bsa_last_error(void);
+
+BSA_API void bsa_version(int *major, int *minor, int *patch);
+
+/* ------------------------------------------------------------------ enums */
+
+typedef enum bsa_dtype {
+    BSA_DTYPE_F32 = 0,
+    BSA_DTYPE_F16 = 1,
+    BSA_DTYPE_BF16 = 2
+} bsa_dtype;
+
+typedef enum bsa_backend {
+    BSA_BACKEND_AUTO = 0, /* first compiled backend with a device: CUDA, HIP, CPU */
+    BSA_BACKEND_CPU = 1,
+    BSA_BACKEND_CUDA = 2,
+    BSA_BACKEND_HIP = 3
+} bsa_backend;
+
+BSA_API const char *bsa_backend_name(bsa_backend backend);
+/* 1 if the backend was compiled into this library. */
+BSA_API int bsa_backend_compiled(bsa_backend backend);
+
+/* ---------------------------------------------------------------- context */
+
+typedef struct bsa_context *bsa_context_t;
+
+typedef struct bsa_context_params {
+    bsa_backend backend; /* AUTO by default; env BSA_BACKEND=cpu|cuda|hip overrides AUTO */
+    int device;          /* device index for GPU backends */
+    int num_threads;     /* CPU threads; 0 = OpenMP default */
+} bsa_context_params;
+
+/* params may be NULL (all defaults). */
+BSA_API bsa_status bsa_context_create(bsa_context_t *ctx, const bsa_context_params *params);
+BSA_API bsa_status bsa_context_destroy(bsa_context_t ctx);
+BSA_API bsa_status bsa_context_backend(bsa_context_t ctx, bsa_backend *backend);
+
+/* ----------------------------------------------------------------- layout */
+
+typedef struct bsa_layout *bsa_layout_t;
+
+/* Built-in element predicates, evaluated on the fly, costing no memory.
+ * Coordinates are absolute positions in layout order (for the strided
+ * pattern: permuted order).  An element is kept iff its block is in the
+ * layout, its callback bit (if any) is set, and every predicate holds. */
+enum {
+    BSA_PRED_NONE = 0,
+    BSA_PRED_CAUSAL = 1 << 0, /* k <= q */
+    BSA_PRED_WINDOW = 1 << 1, /* |q - k| < window (with CAUSAL: 0 <= q-k < window) */
+    BSA_PRED_PREFIX = 1 << 2  /* the seed's autoregress_at_key: k < prefix || k <= q */
+};
+
+typedef struct bsa_layout_desc {
+    int block;         /* 8, 16, 32, 64 or 128 */
+    int heads;         /* 1 (shared by all heads) or H */
+    int q_blocks;      /* query length = q_blocks * block */
+    int k_blocks;      /* key length = k_blocks * block */
+    unsigned predicates; /* BSA_PRED_* flags */
+    int window;        /* for BSA_PRED_WINDOW */
+    int prefix;        /* for BSA_PRED_PREFIX */
+} bsa_layout_desc;
+
+/* Dense 0/1 block matrix [heads][q_blocks][k_blocks] (row-major, nonzero = kept). */
+BSA_API bsa_status bsa_layout_create_dense(bsa_context_t ctx, bsa_layout_t *layout,
+                                           const bsa_layout_desc *desc,
+                                           const uint8_t *blocks);
+
+typedef enum bsa_pattern {
+    BSA_PATTERN_ALL = 0,     /* causal: k <= q;               bidirectional: every pair */
+    BSA_PATTERN_LOCAL = 1,   /* causal: 0 <= q-k < ctx;        bidirectional: |q-k| < ctx */
+    BSA_PATTERN_STRIDED = 2, /* causal: k<=q, (q-k)%ctx == 0;  bidirectional: (q-k)%ctx == 0 */
+    BSA_PATTERN_FIXED = 3    /* see README: window of ctx plus per-head summary columns */
+} bsa_pattern;
+
+typedef struct bsa_preset {
+    bsa_pattern pattern;
+    int seq;           /* sequence length (queries = keys) */
+    int block;         /* layout block size */
+    int heads;         /* heads of the attention; fixed with num_verts > 1 makes a per-head layout */
+    int ctx;           /* local: bandwidth L; strided: stride L; fixed: window L */
+    int num_verts;     /* fixed only */
+    int vertsize;      /* fixed only, in blocks */
+    int bidirectional; /* 0 = causal (the seed's only mode) */
+} bsa_preset;
+
+BSA_API bsa_status bsa_layout_create_preset(bsa_context_t ctx, bsa_layout_t *layout,
+                                            const bsa_preset *preset);
+
+/* The seed's mask callback: called once per kept block at creation, for
+ * every layout head.  Fill mask[q * block + k] (q, k < block) with nonzero
+ * to keep element (q, k) of the block.  Return 0 on success; nonzero makes
+ * layout creation fail with BSA_ERROR_CALLBACK. */
+typedef int (*bsa_mask_callback)(void *user, int head, int q_block, int k_block,
+                                 int block_index, int block, uint8_t *mask);
+
+/* blocks may be NULL (every block kept). */
+BSA_API bsa_status bsa_layout_create_callback(bsa_context_t ctx, bsa_layout_t *layout,
+                                              const bsa_layout_desc *desc,
+                                              const uint8_t *blocks,
+                                              bsa_mask_callback callback, void *user);
+
+BSA_API bsa_status bsa_layout_destroy(bsa_layout_t layout);
+
+typedef struct bsa_layout_info {
+    int block, heads, q_blocks, k_blocks;
+    int seq_q, seq_k;
+    int stride_permutation; /* 0, or L of the strided pattern (rows addressed through it) */
+    int64_t blocks_total;   /* kept blocks summed over layout heads */
+    int64_t partial_blocks; /* kept blocks that need an element mask */
+    int max_row_blocks;     /* the seed's nn_max */
+    int max_col_blocks;     /* the seed's tn_max */
+    int64_t kept_elements;  /* kept (q, k) pairs summed over layout heads */
+} bsa_layout_info;
+
+BSA_API bsa_status bsa_layout_get_info(bsa_layout_t layout, bsa_layout_info *info);
+
+/* Kept blocks of one layout head, in row-major (q_block, k_block) order:
+ * this order defines the block index of the sparse weight tensor. */
+BSA_API bsa_status bsa_layout_head_blocks(bsa_layout_t layout, int head, int64_t *count);
+
+/* Element mask of one layout head in natural time order (the strided
+ * permutation undone): mask[q * seq_k + k] = 1 if query q sees key k.
+ * mask must hold seq_q * seq_k bytes.  For tests, debugging and pictures. */
+BSA_API bsa_status bsa_layout_element_mask(bsa_layout_t layout, int head, uint8_t *mask);
+
+/* ---------------------------------------------------------------- tensors */
+
+/* Logical order [batch, heads, time, dim]; strides in elements.  The dim
+ * stride must be 1. */
+typedef struct bsa_tensor_desc {
+    int64_t dims[4];
+    int64_t strides[4];
+} bsa_tensor_desc;
+
+/* Seed layout [batch, time, heads * dim]. */
+BSA_API bsa_tensor_desc bsa_tensor_bthd(int64_t batch, int64_t time, int64_t heads,
+                                        int64_t dim);
+/* [batch, heads, time, dim]. */
+BSA_API bsa_tensor_desc bsa_tensor_bhtd(int64_t batch, int64_t heads, int64_t time,
+                                        int64_t dim);
+
+typedef struct bsa_attn_desc {
+    bsa_dtype dtype;
+    bsa_tensor_desc q, k, v, o; /* gradients share the strides of their tensor */
+    float scale;                /* 0 = 1/sqrt(head_dim) */
+    unsigned flags;             /* BSA_PLAN_* */
+} bsa_attn_desc;
+
+enum {
+    BSA_PLAN_DEFAULT = 0,
+    BSA_PLAN_FORCE_REFERENCE = 1 << 0 /* use the backend's simplest implementation */
+};
+
+/* ------------------------------------------------------------------- plan */
+
+typedef struct bsa_plan *bsa_plan_t;
+
+/* Binds shapes, dtype and layout once.  The layout must outlive the plan. */
+BSA_API bsa_status bsa_plan_create(bsa_context_t ctx, bsa_plan_t *plan,
+                                   const bsa_attn_desc *desc, bsa_layout_t layout);
+BSA_API bsa_status bsa_plan_destroy(bsa_plan_t plan);
+/* Bytes of workspace forward/backward want.  On the CPU a NULL workspace
+ * makes the call allocate it itself; GPU backends require it. */
+BSA_API bsa_status bsa_plan_workspace_size(bsa_plan_t plan, size_t *bytes);
+/* Name of the implementation the plan chose (e.g. "cpu-fused"). */
+BSA_API bsa_status bsa_plan_implementation(bsa_plan_t plan, const char **name);
+
+typedef struct bsa_fwd_args {
+    const void *q, *k, *v;
+    void *o;
+    float *lse; /* optional [batch, heads, seq_q] fp32 natural log, contiguous */
+} bsa_fwd_args;
+
+typedef struct bsa_bwd_args {
+    const void *q, *k, *v, *o;
+    const float *lse; /* required: as written by bsa_forward */
+    const void *dout;
+    void *dq, *dk, *dv;
+} bsa_bwd_args;
+
+/* stream: cudaStream_t / hipStream_t for GPU backends, NULL on the CPU. */
+BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *workspace,
+                               size_t workspace_bytes, void *stream);
+BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void *workspace,
+                                size_t workspace_bytes, void *stream);
+
+/* ------------------------------------------------- the seed's unfused ops
+ * The block-sparse weight tensor is fp32, [batch, heads, blocks_h, B, B]:
+ * for head h, blocks_h = bsa_layout_head_blocks(head h or 0), and the head's
+ * blocks follow those of heads 0..h-1 (per-head counts may differ).
+ * Element (b, r, c) of block i = (qb, kb) is query qb*B + r, key kb*B + c
+ * (layout order).  The dense operands use the plan's tensor descriptors
+ * and dtype: x is shaped like q for bsa_sparse_nt's first operand and
+ * bsa_sparse_tn's input, like k for the others.  Supported on the CPU. */
+
+/* Size in elements of the weight tensor. */
+BSA_API bsa_status bsa_sparse_weight_elems(bsa_plan_t plan, int64_t *elems);
+
+/* w = a . b^T on the kept blocks: a like q, b like k (QK^T, or dP = dO V^T). */
+BSA_API bsa_status bsa_sparse_nt(bsa_plan_t plan, const void *a, const void *b, float *w,
+                                 void *stream);
+/* Row softmax over the kept keys of every query row, of scale * w.
+ * masked = 0: the seed's softmax (every element of a kept block counts);
+ * masked = 1: masked_softmax (callback bits and predicates applied).
+ * Rows with no visible key give zeros. */
+BSA_API bsa_status bsa_sparse_softmax(bsa_plan_t plan, const float *w, float *p, float scale,
+                                      int masked, void *stream);
+/* dw = (dp - rowsum(dp * p)) * p * scale. */
+BSA_API bsa_status bsa_sparse_softmax_backward(bsa_plan_t plan, const float *p,
+                                               const float *dp, float *dw, float scale,
+                                               void *stream);
+/* y (like q) = W . x (x like k): the weight-value product. */
+BSA_API bsa_status bsa_sparse_nn(bsa_plan_t plan, const float *w, const void *x, void *y,
+                                 void *stream);
+/* y (like k) = W^T . x (x like q): the transposed product (dV = P^T dO, dK = dS^T Q). */
+BSA_API bsa_status bsa_sparse_tn(bsa_plan_t plan, const float *w, const void *x, void *y,
+                                 void *stream);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* BSA_H */

@@ -1,0 +1,103 @@
+/*
+ * The compiled block layout shared by every backend (internal).
+ *
+ * Coordinates are in layout order.  For the strided pattern the layout is
+ * built on permuted time (the seed's strided_transpose); kernels address
+ * natural-order tensors through bsa_perm_row() and nothing is copied.
+ *
+ * Per layout head h (0 <= h < heads):
+ *   row_ptr[h * (q_blocks + 1) + qb] .. row_ptr[h * (q_blocks + 1) + qb + 1]
+ *       index the kept blocks of query-block row qb.  Indices are global
+ *       (head h's blocks start at head_ptr[h]), sorted by key block, and the
+ *       global index order is row-major (h, qb, kb): the block index of the
+ *       seed's sparse weight tensor is (global index - head_ptr[h]).
+ *   col_idx[i]   key block of kept block i;
+ *   mask_idx[i]  BSA_BLOCK_FULL (-1): every element kept, no mask code needed;
+ *                BSA_BLOCK_PRED (-2): partial through the built-in predicates
+ *                alone: evaluate bsa_pred_keep() (costs no memory);
+ *                >= 0: partial block with stored bits (callback layouts),
+ *                bits[(mask_idx[i] * block + r) * words + w] (bit c%64 of word
+ *                c/64 = keep key c of row r), the predicates already folded in.
+ *   Transposed lists for the backward pass:
+ *   col_ptr[h * (k_blocks + 1) + kb] .. +1 index t_block[] and t_row[]:
+ *       t_block[j] = global block index, t_row[j] = its query block,
+ *       sorted by query block.
+ * Blocks whose elements are all masked by predicates or bits are dropped.
+ */
+#ifndef BSA_LAYOUT_H
+#define BSA_LAYOUT_H
+
+#include "bsa.h"
+#include "mask_predicates.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BSA_BLOCK_FULL (-1)
+#define BSA_BLOCK_PRED (-2)
+
+struct bsa_layout {
+    bsa_context_t ctx;
+    int block, heads, q_blocks, k_blocks;
+    int seq_q, seq_k;
+    bsa_pred pred;   /* built-in predicates (folded into stored bits too) */
+    int stride_perm; /* 0 or the stride L: permuted row p <-> natural row */
+
+    int64_t nnz;           /* kept blocks, all heads */
+    int64_t n_partial;     /* blocks with bits */
+    int words;             /* 64-bit words per block row: (block + 63) / 64 */
+    int64_t *head_ptr;     /* [heads + 1] */
+    int32_t *row_ptr;      /* [heads * (q_blocks + 1)], global block indices */
+    int32_t *col_idx;      /* [nnz] */
+    int32_t *row_of;       /* [nnz] query block of each block */
+    int32_t *mask_idx;     /* [nnz] */
+    uint64_t *bits;        /* [n_partial * block * words] */
+    int32_t *col_ptr;      /* [heads * (k_blocks + 1)] */
+    int32_t *t_block;      /* [nnz] */
+    int32_t *t_row;        /* [nnz] */
+    int max_row_blocks, max_col_blocks;
+    int64_t kept_elements;
+
+    /* A backend's device copy of the tables (owned by that backend). */
+    void *backend_data;
+    void (*backend_release)(struct bsa_layout *layout);
+};
+
+/* Builds the compiled form from a per-block oracle.  keep_block(h, qb, kb)
+ * says whether block (qb, kb) of layout head h is in the layout; fill_mask,
+ * if not NULL, writes a block's element mask (callback layouts).  Predicates
+ * in desc are applied on top.  Costs O(kept blocks * block^2 / 64) for bits
+ * plus O(heads * q_blocks * k_blocks) for the block scan: presets pass a
+ * row_range to make the scan O(kept blocks). */
+typedef struct bsa_layout_source {
+    void *self;
+    /* optional: the candidate key-block range [*lo, *hi) of a row */
+    void (*row_range)(void *self, int h, int qb, int *lo, int *hi);
+    int (*keep_block)(void *self, int h, int qb, int kb);
+    /* optional; returns nonzero to abort */
+    int (*fill_mask)(void *self, int h, int qb, int kb, int block_index, uint8_t *mask);
+} bsa_layout_source;
+
+bsa_status bsa_layout_build(bsa_context_t ctx, const bsa_layout_desc *desc, int stride_perm,
+                            const bsa_layout_source *src, bsa_layout_t *out);
+
+/* Keep test for element (qi, ki), both within block i (layout order). */
+static inline int bsa_layout_keep(const struct bsa_layout *l, int64_t i, int qi, int ki)
+{
+    int32_t m = l->mask_idx[i];
+    if (m == BSA_BLOCK_FULL)
+        return 1;
+    if (m == BSA_BLOCK_PRED)
+        return bsa_pred_keep(&l->pred, (int64_t)l->row_of[i] * l->block + qi,
+                             (int64_t)l->col_idx[i] * l->block + ki);
+    const uint64_t *row = l->bits + ((int64_t)m * l->block + qi) * l->words;
+    return (int)((row[ki >> 6] >> (ki & 63)) & 1u);
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif
