@@ -92,6 +92,7 @@ typedef struct bsa_context_params {
 
 /* params may be NULL (all defaults). */
 BSA_API bsa_status bsa_context_create(bsa_context_t *ctx, const bsa_context_params *params);
+/* Destroying NULL is a no-op.  Destroy plans and layouts first. */
 BSA_API bsa_status bsa_context_destroy(bsa_context_t ctx);
 BSA_API bsa_status bsa_context_backend(bsa_context_t ctx, bsa_backend *backend);
 
