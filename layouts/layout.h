@@ -22,7 +22,14 @@
  *   col_ptr[h * (k_blocks + 1) + kb] .. +1 index t_block[] and t_row[]:
  *       t_block[j] = global block index, t_row[j] = its query block,
  *       sorted by query block.
- * Blocks whose elements are all masked by predicates or bits are dropped.
+ *       col_ptr[h * (k_blocks + 1)] == head_ptr[h] (the t_ arrays follow
+ *       the same per-head ranges as the block arrays).
+ * Blocks whose elements the predicates mask entirely are dropped.  A
+ * callback block whose bits are all zero is kept (as a bits block with no
+ * element set), so that block indices stay those the callback was given;
+ * a callback block whose bits are all ones becomes BSA_BLOCK_FULL.  Callback
+ * layouts therefore have no BSA_BLOCK_PRED blocks.  Padding bits (c >=
+ * block) are zero.
  */
 #ifndef BSA_LAYOUT_H
 #define BSA_LAYOUT_H
@@ -48,6 +55,7 @@ struct bsa_layout {
 
     int64_t nnz;           /* kept blocks, all heads */
     int64_t n_partial;     /* blocks with bits */
+    int64_t n_masked;      /* blocks that are not BSA_BLOCK_FULL (bits or predicates) */
     int words;             /* 64-bit words per block row: (block + 63) / 64 */
     int64_t *head_ptr;     /* [heads + 1] */
     int32_t *row_ptr;      /* [heads * (q_blocks + 1)], global block indices */
@@ -66,23 +74,39 @@ struct bsa_layout {
     void (*backend_release)(struct bsa_layout *layout);
 };
 
-/* Builds the compiled form from a per-block oracle.  keep_block(h, qb, kb)
- * says whether block (qb, kb) of layout head h is in the layout; fill_mask,
- * if not NULL, writes a block's element mask (callback layouts).  Predicates
- * in desc are applied on top.  Costs O(kept blocks * block^2 / 64) for bits
- * plus O(heads * q_blocks * k_blocks) for the block scan: presets pass a
- * row_range to make the scan O(kept blocks). */
+/* Where bsa_layout_build gets its blocks from.  row_blocks writes the
+ * candidate key blocks of row (h, qb) in ascending order into kb (room for
+ * k_blocks entries) and returns how many: presets enumerate only the blocks
+ * they keep, so building one costs O(kept blocks), never O(q_blocks *
+ * k_blocks); dense matrices scan their rows.  The builder classifies each
+ * candidate against the predicates of the desc (full, partial or dropped,
+ * decided in O(1) from the block's corner distances).  fill_mask, if not
+ * NULL, is called once per surviving block with its index within head h
+ * (row-major order) and writes the block's B x B element mask (nonzero =
+ * keep); the predicates are folded into the stored bits.  It returns
+ * nonzero to abort the build with BSA_ERROR_CALLBACK. */
 typedef struct bsa_layout_source {
     void *self;
-    /* optional: the candidate key-block range [*lo, *hi) of a row */
-    void (*row_range)(void *self, int h, int qb, int *lo, int *hi);
-    int (*keep_block)(void *self, int h, int qb, int kb);
-    /* optional; returns nonzero to abort */
+    int (*row_blocks)(void *self, int h, int qb, int32_t *kb);
     int (*fill_mask)(void *self, int h, int qb, int kb, int block_index, uint8_t *mask);
 } bsa_layout_source;
 
+/* Compiles desc (validated by the caller: block, heads, q_blocks, k_blocks,
+ * predicates, window, prefix) and src into a new layout; stride_perm is 0 or
+ * the strided pattern's L.  Checks every size product (BSA_ERROR_OVERFLOW)
+ * and allocation (BSA_ERROR_OUT_OF_MEMORY), then lets the context's backend
+ * prepare its copy of the tables.  *out is written only on success; nothing
+ * leaks on failure.  fn names the public entry point in messages. */
 bsa_status bsa_layout_build(bsa_context_t ctx, const bsa_layout_desc *desc, int stride_perm,
-                            const bsa_layout_source *src, bsa_layout_t *out);
+                            const bsa_layout_source *src, const char *fn, bsa_layout_t *out);
+
+/* Frees a layout's host tables and the layout itself (no backend release). */
+void bsa_layout_free(struct bsa_layout *layout);
+
+/* Test hook: when > 0, the n-th host allocation of the next builds fails
+ * (counting down across calls), so tests can walk every out-of-memory path.
+ * 0 = off.  Not thread-safe; never set outside tests. */
+extern int bsa_layout_fail_alloc_at;
 
 /* Keep test for element (qi, ki), both within block i (layout order). */
 static inline int bsa_layout_keep(const struct bsa_layout *l, int64_t i, int qi, int ki)
