@@ -1,0 +1,43 @@
+/*
+ * The oracle: a naive dense masked attention in double precision, written
+ * from the textbook formulas (no online softmax, no tiling), against which
+ * every backend is compared.
+ *
+ * Arrays are natural order [batch][heads][time][dim].  mask is
+ * [layout_heads][seq_q][seq_k] (1 = query sees key), layout_heads 1 (shared)
+ * or heads, as bsa_layout_element_mask returns it per head.
+ *
+ * A query row with no visible key: O = 0, lse = -inf, zero gradients.
+ */
+#ifndef BSA_ORACLE_H
+#define BSA_ORACLE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct oracle_problem {
+    int64_t batch, heads, seq_q, seq_k, head_dim;
+    double scale;
+    int layout_heads;
+    const uint8_t *mask;
+} oracle_problem;
+
+/* o [b][h][seq_q][d]; lse [b][h][seq_q] (natural log), may be NULL. */
+void oracle_forward(const oracle_problem *p, const double *q, const double *k, const double *v,
+                    double *o, double *lse);
+
+/* Gradients of L = sum(O * dout): dq like q, dk and dv like k. */
+void oracle_backward(const oracle_problem *p, const double *q, const double *k, const double *v,
+                     const double *dout, double *dq, double *dk, double *dv);
+
+/* sum(O * dout) in double, for finite differences. */
+double oracle_loss(const oracle_problem *p, const double *q, const double *k, const double *v,
+                   const double *dout);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
