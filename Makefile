@@ -6,7 +6,10 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 APT_PACKAGES = cmake make gcc g++ pkg-config libdnnl-dev libcmocka-dev libpng-dev libomp-dev
 
-.PHONY: all deps configure build run test install clean
+SANITIZE_PACKAGES = clang libclang-rt-14-dev libomp-dev valgrind
+FUZZ_SECONDS ?= 60
+
+.PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind
 
 all: build
 
@@ -29,5 +32,43 @@ test: build
 install: build
 	cmake --install $(BUILD)
 
+# The CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc,
+# oneDNN on) and under ThreadSanitizer (clang with LLVM's OpenMP and its
+# Archer tool, which tells TSan about OpenMP's synchronisation; oneDNN off,
+# since its own OpenMP runtime is not instrumented).  Any report fails.
+test-sanitize: deps
+	@sh scripts/install-deps.sh $(SANITIZE_PACKAGES)
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBSA_SANITIZE=address,undefined \
+	    -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
+	cmake --build build-asan -j $(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+	CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DBSA_SANITIZE=thread -DBSA_WITH_CPU_DNNL=OFF -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
+	cmake --build build-tsan -j $(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    OMP_TOOL_LIBRARIES=$$(clang -print-resource-dir)/../../libarcher.so \
+	    ctest --output-on-failure -j $(JOBS)
+
+# The libFuzzer target for FUZZ_SECONDS, from the checked-in seed corpus
+# (copied, so that new inputs do not dirty the tree).  Prints the executions.
+fuzz: deps
+	@sh scripts/install-deps.sh $(SANITIZE_PACKAGES)
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DBSA_FUZZ=ON -DBSA_SANITIZE=address,undefined -DBSA_WITH_CPU_DNNL=OFF \
+	    -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF -DBSA_BUILD_TESTS=OFF
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_bsa
+	rm -rf build-fuzz/corpus && cp -r tests/fuzz/corpus build-fuzz/corpus
+	ASAN_OPTIONS=detect_leaks=1 ./build-fuzz/fuzz_bsa -max_total_time=$(FUZZ_SECONDS) \
+	    -rss_limit_mb=2048 -print_final_stats=1 build-fuzz/corpus >build-fuzz/fuzz.log 2>&1; \
+	    rc=$$?; grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|==[0-9]+==ERROR)' \
+	    build-fuzz/fuzz.log; tail -n 5 build-fuzz/fuzz.log; exit $$rc
+
+# valgrind memcheck on the demo (quick form): no error, no definite leak.
+valgrind: build
+	@sh scripts/install-deps.sh valgrind
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
+	    ./$(BUILD)/bsa demo --quick
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz

@@ -63,11 +63,7 @@ BSA_API void bsa_version(int *major, int *minor, int *patch);
 
 /* ------------------------------------------------------------------ enums */
 
-typedef enum bsa_dtype {
-    BSA_DTYPE_F32 = 0,
-    BSA_DTYPE_F16 = 1,
-    BSA_DTYPE_BF16 = 2
-} bsa_dtype;
+typedef enum bsa_dtype { BSA_DTYPE_F32 = 0, BSA_DTYPE_F16 = 1, BSA_DTYPE_BF16 = 2 } bsa_dtype;
 
 typedef enum bsa_backend {
     BSA_BACKEND_AUTO = 0, /* first compiled backend with a device: CUDA, HIP, CPU */
@@ -112,19 +108,18 @@ enum {
 };
 
 typedef struct bsa_layout_desc {
-    int block;         /* 8, 16, 32, 64 or 128 */
-    int heads;         /* 1 (shared by all heads) or H */
-    int q_blocks;      /* query length = q_blocks * block */
-    int k_blocks;      /* key length = k_blocks * block */
+    int block;           /* 8, 16, 32, 64 or 128 */
+    int heads;           /* 1 (shared by all heads) or H */
+    int q_blocks;        /* query length = q_blocks * block */
+    int k_blocks;        /* key length = k_blocks * block */
     unsigned predicates; /* BSA_PRED_* flags */
-    int window;        /* for BSA_PRED_WINDOW */
-    int prefix;        /* for BSA_PRED_PREFIX */
+    int window;          /* for BSA_PRED_WINDOW */
+    int prefix;          /* for BSA_PRED_PREFIX */
 } bsa_layout_desc;
 
 /* Dense 0/1 block matrix [heads][q_blocks][k_blocks] (row-major, nonzero = kept). */
 BSA_API bsa_status bsa_layout_create_dense(bsa_context_t ctx, bsa_layout_t *layout,
-                                           const bsa_layout_desc *desc,
-                                           const uint8_t *blocks);
+                                           const bsa_layout_desc *desc, const uint8_t *blocks);
 
 typedef enum bsa_pattern {
     BSA_PATTERN_ALL = 0,     /* causal: k <= q;               bidirectional: every pair */
@@ -135,12 +130,12 @@ typedef enum bsa_pattern {
 
 typedef struct bsa_preset {
     bsa_pattern pattern;
-    int seq;           /* sequence length (queries = keys) */
-    int block;         /* layout block size */
-    int heads;         /* heads of the attention; fixed with num_verts > 1 makes a per-head layout */
-    int ctx;           /* local: bandwidth L; strided: stride L; fixed: window L */
-    int num_verts;     /* fixed only */
-    int vertsize;      /* fixed only, in blocks */
+    int seq;       /* sequence length (queries = keys) */
+    int block;     /* layout block size */
+    int heads;     /* heads of the attention; fixed with num_verts > 1 makes a per-head layout */
+    int ctx;       /* local: bandwidth L; strided: stride L; fixed: window L */
+    int num_verts; /* fixed only */
+    int vertsize;  /* fixed only, in blocks */
     int bidirectional; /* 0 = causal (the seed's only mode) */
 } bsa_preset;
 
@@ -151,13 +146,12 @@ BSA_API bsa_status bsa_layout_create_preset(bsa_context_t ctx, bsa_layout_t *lay
  * every layout head.  Fill mask[q * block + k] (q, k < block) with nonzero
  * to keep element (q, k) of the block.  Return 0 on success; nonzero makes
  * layout creation fail with BSA_ERROR_CALLBACK. */
-typedef int (*bsa_mask_callback)(void *user, int head, int q_block, int k_block,
-                                 int block_index, int block, uint8_t *mask);
+typedef int (*bsa_mask_callback)(void *user, int head, int q_block, int k_block, int block_index,
+                                 int block, uint8_t *mask);
 
 /* blocks may be NULL (every block kept). */
 BSA_API bsa_status bsa_layout_create_callback(bsa_context_t ctx, bsa_layout_t *layout,
-                                              const bsa_layout_desc *desc,
-                                              const uint8_t *blocks,
+                                              const bsa_layout_desc *desc, const uint8_t *blocks,
                                               bsa_mask_callback callback, void *user);
 
 BSA_API bsa_status bsa_layout_destroy(bsa_layout_t layout);
@@ -194,11 +188,9 @@ typedef struct bsa_tensor_desc {
 } bsa_tensor_desc;
 
 /* Seed layout [batch, time, heads * dim]. */
-BSA_API bsa_tensor_desc bsa_tensor_bthd(int64_t batch, int64_t time, int64_t heads,
-                                        int64_t dim);
+BSA_API bsa_tensor_desc bsa_tensor_bthd(int64_t batch, int64_t time, int64_t heads, int64_t dim);
 /* [batch, heads, time, dim]. */
-BSA_API bsa_tensor_desc bsa_tensor_bhtd(int64_t batch, int64_t heads, int64_t time,
-                                        int64_t dim);
+BSA_API bsa_tensor_desc bsa_tensor_bhtd(int64_t batch, int64_t heads, int64_t time, int64_t dim);
 
 typedef struct bsa_attn_desc {
     bsa_dtype dtype;
@@ -217,8 +209,8 @@ enum {
 typedef struct bsa_plan *bsa_plan_t;
 
 /* Binds shapes, dtype and layout once.  The layout must outlive the plan. */
-BSA_API bsa_status bsa_plan_create(bsa_context_t ctx, bsa_plan_t *plan,
-                                   const bsa_attn_desc *desc, bsa_layout_t layout);
+BSA_API bsa_status bsa_plan_create(bsa_context_t ctx, bsa_plan_t *plan, const bsa_attn_desc *desc,
+                                   bsa_layout_t layout);
 BSA_API bsa_status bsa_plan_destroy(bsa_plan_t plan);
 /* Bytes of workspace forward/backward want.  On the CPU a NULL workspace
  * makes the call allocate it itself; GPU backends require it. */
@@ -267,9 +259,8 @@ BSA_API bsa_status bsa_sparse_nt(bsa_plan_t plan, const void *a, const void *b, 
 BSA_API bsa_status bsa_sparse_softmax(bsa_plan_t plan, const float *w, float *p, float scale,
                                       int masked, void *stream);
 /* dw = (dp - rowsum(dp * p)) * p * scale. */
-BSA_API bsa_status bsa_sparse_softmax_backward(bsa_plan_t plan, const float *p,
-                                               const float *dp, float *dw, float scale,
-                                               void *stream);
+BSA_API bsa_status bsa_sparse_softmax_backward(bsa_plan_t plan, const float *p, const float *dp,
+                                               float *dw, float scale, void *stream);
 /* y (like q) = W . x (x like k): the weight-value product. */
 BSA_API bsa_status bsa_sparse_nn(bsa_plan_t plan, const float *w, const void *x, void *y,
                                  void *stream);

@@ -43,8 +43,8 @@ static bsa_status check_tensor(const bsa_tensor_desc *t, const char *name, int64
             return bsa_fail(BSA_ERROR_OVERFLOW,
                             "bsa_plan_create: desc->%s has more than 2^63 elements", name);
     if (__builtin_add_overflow(span, t->dims[3] - 1, &span))
-        return bsa_fail(BSA_ERROR_OVERFLOW, "bsa_plan_create: desc->%s spans more than 2^63 elements",
-                        name);
+        return bsa_fail(BSA_ERROR_OVERFLOW,
+                        "bsa_plan_create: desc->%s spans more than 2^63 elements", name);
     *extent = span;
     return BSA_SUCCESS;
 }
@@ -72,8 +72,8 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
                         "bsa_plan_create: desc->dtype = %d is not f32 (0), f16 (1) or bf16 (2)",
                         (int)d->dtype);
     if (d->flags & ~(unsigned)BSA_PLAN_FORCE_REFERENCE)
-        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT, "bsa_plan_create: desc->flags = 0x%x has unknown bits",
-                        d->flags);
+        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                        "bsa_plan_create: desc->flags = 0x%x has unknown bits", d->flags);
     const bsa_tensor_desc *t[4] = {&d->q, &d->k, &d->v, &d->o};
     for (int i = 0; i < 4; i++) {
         int64_t extent;
@@ -81,7 +81,8 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
             return st;
     }
     /* k, v, o against q: batch, heads, dim always; time per role */
-    if ((st = same_dims(&d->q, &d->k, "q", "k", 0xB)) || (st = same_dims(&d->k, &d->v, "k", "v", 0xF)) ||
+    if ((st = same_dims(&d->q, &d->k, "q", "k", 0xB)) ||
+        (st = same_dims(&d->k, &d->v, "k", "v", 0xF)) ||
         (st = same_dims(&d->q, &d->o, "q", "o", 0xF)))
         return st;
     int64_t dim = d->q.dims[3];
@@ -132,7 +133,10 @@ BSA_API bsa_status bsa_plan_create(bsa_context_t ctx, bsa_plan_t *plan, const bs
 {
     if (!ctx || !plan || !desc || !layout)
         return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_create: %s is NULL",
-                        !ctx ? "ctx" : !plan ? "plan" : !desc ? "desc" : "layout");
+                        !ctx    ? "ctx"
+                        : !plan ? "plan"
+                        : !desc ? "desc"
+                                : "layout");
     bsa_shape shape;
     bsa_status st = validate(ctx, desc, layout, &shape);
     if (st != BSA_SUCCESS)
@@ -200,7 +204,10 @@ BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
         return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_forward: %s is NULL", !plan ? "plan" : "args");
     if (!args->q || !args->k || !args->v || !args->o)
         return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_forward: args->%s is NULL",
-                        !args->q ? "q" : !args->k ? "k" : !args->v ? "v" : "o");
+                        !args->q   ? "q"
+                        : !args->k ? "k"
+                        : !args->v ? "v"
+                                   : "o");
     bsa_status st = check_workspace(plan, "bsa_forward", workspace, workspace_bytes);
     if (st != BSA_SUCCESS)
         return st;
@@ -211,8 +218,9 @@ BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void 
                                 size_t workspace_bytes, void *stream)
 {
     if (!plan || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_backward: %s is NULL", !plan ? "plan" : "args");
-    const void *ptrs[] = {args->q, args->k, args->v, args->o, args->lse,
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_backward: %s is NULL",
+                        !plan ? "plan" : "args");
+    const void *ptrs[] = {args->q,    args->k,  args->v,  args->o, args->lse,
                           args->dout, args->dq, args->dk, args->dv};
     static const char *const names[] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
     for (int i = 0; i < 9; i++)

@@ -18,7 +18,9 @@ static bsa_status need(bsa_plan_t plan, const char *fn, const void *slot)
             return bsa_fail(BSA_ERROR_NULL_POINTER, fn ": plan is NULL");                          \
         if (!(a) || !(b) || !(c))                                                                  \
             return bsa_fail(BSA_ERROR_NULL_POINTER, fn ": %s is NULL",                             \
-                            !(a) ? an : !(b) ? bn : cn);                                           \
+                            !(a)   ? an                                                            \
+                            : !(b) ? bn                                                            \
+                                   : cn);                                                          \
     } while (0)
 
 BSA_API bsa_status bsa_sparse_weight_elems(bsa_plan_t plan, int64_t *elems)
