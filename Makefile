@@ -27,6 +27,7 @@ run: build
 	./$(BUILD)/bsa demo
 
 test: build
+	@sh scripts/install-python-deps.sh
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 
 install: build

@@ -1,0 +1,358 @@
+"""attention(): forward and backward on numpy arrays and torch tensors.
+
+Tensors reach the C library as pointers plus dims/strides in the logical
+order [batch, heads, time, dim], so the accepted memory layouts cost no copy:
+
+* 4-D ``[batch, heads, time, dim]`` (``order="bhtd"``, the default) or
+  ``[batch, time, heads, dim]`` (``order="bthd"``), any positive strides with
+  a unit stride on dim;
+* 3-D ``[batch, time, heads*dim]`` (the seed's layout; ``heads=`` given or
+  taken from a per-head layout), e.g. q/k/v slices of one fused qkv tensor.
+
+Anything else (negative or zero strides, a non-unit dim stride) is copied
+to a contiguous array first.
+"""
+
+import ctypes
+
+try:
+    import numpy as np
+except ImportError:  # torch-only use needs no numpy
+    np = None
+
+from . import _core, _lib
+from ._lib import call
+
+_DTYPE_NAMES = {_lib.DTYPE_F32: "float32", _lib.DTYPE_F16: "float16", _lib.DTYPE_BF16: "bfloat16"}
+
+
+# Tests set this (bsa.attention.set_poison(True)) so that every output and
+# gradient buffer the binding allocates starts as NaN: an element the library
+# failed to write then shows up instead of hiding behind stale memory.
+POISON = False
+
+
+def set_poison(flag):
+    global POISON
+    POISON = bool(flag)
+
+
+def _poisoned(x):
+    if POISON:
+        x[...] = float("nan")
+    return x
+
+
+def _is_torch(x):
+    return type(x).__module__.startswith("torch")
+
+
+# ------------------------------------------------------------------ views
+
+
+def logical(shape, strides, order, heads):
+    """(dims, strides) in [batch, heads, time, dim] order for a user tensor,
+    or None when the shape/strides cannot be described without a copy."""
+    if len(shape) == 4:
+        if order == "bhtd":
+            return tuple(shape), tuple(strides)
+        if order == "bthd":
+            p = (0, 2, 1, 3)
+            return tuple(shape[i] for i in p), tuple(strides[i] for i in p)
+        raise ValueError(f"order must be 'bhtd' or 'bthd', got {order!r}")
+    if len(shape) == 3:
+        b, t, e = shape
+        if not heads or e % heads:
+            raise ValueError(
+                f"a 3-D [batch, time, heads*dim] tensor of last dim {e} needs heads= dividing it "
+                f"(got heads={heads})"
+            )
+        d = e // heads
+        if strides[2] != 1 and heads > 1:
+            return None
+        return (b, heads, t, d), (strides[0], d * strides[2], strides[1], strides[2])
+    raise ValueError(
+        f"tensors must be 4-D [batch, heads, time, dim] / [batch, time, heads, dim] or 3-D "
+        f"[batch, time, heads*dim]; got {len(shape)}-D of shape {tuple(shape)}"
+    )
+
+
+def supported(dims, strides):
+    """The library's stride rule: unit dim stride, positive strides elsewhere."""
+    if dims[3] > 1 and strides[3] != 1:
+        return False
+    return all(d == 1 or s >= 1 for d, s in zip(dims[:3], strides[:3]))
+
+
+def tensor_desc(dims, strides):
+    d = _lib.TensorDesc()
+    for i in range(4):
+        d.dims[i] = int(dims[i])
+        d.strides[i] = int(strides[i]) if dims[i] > 1 or i == 3 else 0
+    if d.dims[3] == 1:
+        d.strides[3] = 1
+    return d
+
+
+class NumpyOps:
+    """How the generic code below reads and makes numpy arrays."""
+
+    @staticmethod
+    def dtype_code(x):
+        name = x.dtype.name
+        if name == "float32":
+            return _lib.DTYPE_F32
+        if name == "float16":
+            return _lib.DTYPE_F16
+        if name == "bfloat16":  # ml_dtypes
+            return _lib.DTYPE_BF16
+        raise TypeError(
+            f"bsa supports float32, float16 and bfloat16 tensors, got {x.dtype} "
+            f"(cast with .astype(np.float32))"
+        )
+
+    @staticmethod
+    def dtype_name(x):
+        return x.dtype.name
+
+    @staticmethod
+    def strides(x):
+        if any(s % x.itemsize for s in x.strides):
+            return None
+        return tuple(s // x.itemsize for s in x.strides)
+
+    @staticmethod
+    def contiguous(x):
+        return np.ascontiguousarray(x)
+
+    @staticmethod
+    def is_contiguous(x):
+        return x.flags.c_contiguous
+
+    @staticmethod
+    def ptr(x):
+        return x.ctypes.data
+
+    @staticmethod
+    def empty(shape, like, dtype=None):
+        return _poisoned(np.empty(shape, dtype=dtype or like.dtype))
+
+    @staticmethod
+    def empty_f32(shape, like):
+        return _poisoned(np.empty(shape, dtype=np.float32))
+
+    @staticmethod
+    def empty_strided(like):
+        """An array of like's shape and (element) strides: the library writes
+        gradients with the strides of their tensor."""
+        shape, st = like.shape, like.strides
+        span = 1 + sum((n - 1) * s for n, s in zip(shape, st) if n > 1) // like.itemsize
+        # For strides with gaps (a slice of a fused qkv tensor) the span is
+        # larger than the size: the gaps are allocated, never written.
+        buf = _poisoned(np.empty(max(span, 1), dtype=like.dtype))
+        return np.lib.stride_tricks.as_strided(buf, shape=shape, strides=st)
+
+    @staticmethod
+    def copy_into(dst, src):
+        np.copyto(dst, src)
+        return dst
+
+    @staticmethod
+    def context(x):
+        return _core.cpu_context()
+
+    @staticmethod
+    def device(x):
+        return "cpu"
+
+    @staticmethod
+    def workspace(nbytes, like):
+        return None, 0  # the CPU backend allocates its own when given none
+
+    @staticmethod
+    def stream(x):
+        return None
+
+
+class Prepared:
+    """One tensor's C view: the (possibly copied) tensor, dims and strides."""
+
+    __slots__ = ("x", "dims", "strides")
+
+    def __init__(self, ops, x, order, heads, name):
+        st = ops.strides(x)
+        view = logical(x.shape, st, order, heads) if st is not None else None
+        if view is None or not supported(*view):
+            x = ops.contiguous(x)
+            view = logical(x.shape, ops.strides(x), order, heads)
+        self.x = x
+        dims, strides = view
+        self.dims = tuple(dims)
+        # a length-1 dim's stride is never used: 0, so equal layouts compare equal
+        self.strides = tuple(s if n > 1 else 0 for n, s in zip(dims, strides))
+
+
+def _prepare(ops, tensors, names, order, heads, layout):
+    if heads is None and layout.heads > 1:
+        heads = layout.heads
+    dtype = ops.dtype_code(tensors[0])
+    dev = ops.device(tensors[0])
+    for t, n in zip(tensors[1:], names[1:]):
+        if ops.dtype_code(t) != dtype:
+            raise TypeError(
+                f"{n} has dtype {_DTYPE_NAMES[ops.dtype_code(t)]}, {names[0]} has "
+                f"{_DTYPE_NAMES[dtype]}: q, k, v (and o, dout) must share one dtype"
+            )
+        if ops.device(t) != dev:
+            raise ValueError(f"{n} is on {ops.device(t)}, {names[0]} on {dev}: use one device")
+    return dtype, [Prepared(ops, t, order, heads, n) for t, n in zip(tensors, names)]
+
+
+def _scale(scale):
+    if scale is None:
+        return 0.0  # the library's default, 1/sqrt(head_dim)
+    scale = float(scale)
+    if scale == 0.0:
+        raise ValueError("scale = 0 is reserved by the C API for the default 1/sqrt(head_dim)")
+    return scale
+
+
+def _plan(ops, layout, dtype, q, k, v, o, scale, flags, anchor):
+    desc = _lib.AttnDesc()
+    desc.dtype = dtype
+    desc.q = tensor_desc(q.dims, q.strides)
+    desc.k = tensor_desc(k.dims, k.strides)
+    desc.v = tensor_desc(v.dims, v.strides)
+    desc.o = tensor_desc(o.dims, o.strides)
+    desc.scale = scale
+    desc.flags = flags
+    key = (dtype, scale, flags) + tuple(
+        tuple(t.dims) + tuple(tensor_desc(t.dims, t.strides).strides) for t in (q, k, v, o)
+    )
+    ctx = ops.context(anchor)
+    return layout.plan(ctx, desc, key)  # a with-block: (plan, workspace bytes)
+
+
+def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", flags=0):
+    """Generic forward; returns (o in q's user shape, lse [batch, heads, seq_q] fp32)."""
+    dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout)
+    o = ops.empty(pq.x.shape, pq.x)
+    po = Prepared(ops, o, order, pq.dims[1] if len(o.shape) == 3 else None, "o")
+    b, h, t, _ = pq.dims
+    lse = ops.empty_f32((b, h, t), pq.x)
+    with _plan(ops, layout, dtype, pq, pk, pv, po, _scale(scale), flags, pq.x) as (plan, wsb):
+        ws, ws_len = ops.workspace(wsb, pq.x)
+        args = _lib.FwdArgs(ops.ptr(pq.x), ops.ptr(pk.x), ops.ptr(pv.x), ops.ptr(o), ops.ptr(lse))
+        ws_ptr = ops.ptr(ws) if ws is not None else None
+        call("bsa_forward", plan, ctypes.byref(args), ws_ptr, ws_len, ops.stream(pq.x))
+    return o, lse
+
+
+def backward_impl(
+    ops, q, k, v, o, lse, dout, layout, scale=None, heads=None, order="bhtd", flags=0
+):
+    """Generic backward; returns (dq, dk, dv) shaped and strided like q, k, v."""
+    dtype, (pq, pk, pv, po, pd) = _prepare(
+        ops, [q, k, v, o, dout], ["q", "k", "v", "o", "dout"], order, heads, layout
+    )
+    if tuple(pd.dims) != tuple(po.dims):
+        raise ValueError(f"dout has shape {tuple(dout.shape)}, o has {tuple(o.shape)}")
+    if pd.strides != po.strides:  # the library reads dout with o's strides
+        pd.x = ops.copy_into(ops.empty_strided(po.x), pd.x)
+        pd.strides = po.strides
+    b, h, t, _ = pq.dims
+    if tuple(lse.shape) != (b, h, t):
+        raise ValueError(f"lse has shape {tuple(lse.shape)}, expected {(b, h, t)}")
+    if ops.device(lse) != ops.device(pq.x) or ops.dtype_name(lse) != "float32":
+        raise TypeError("lse must be the float32 tensor that forward returned (same device)")
+    if not ops.is_contiguous(lse):
+        lse = ops.contiguous(lse)
+    dq, dk, dv = (ops.empty_strided(p.x) for p in (pq, pk, pv))
+    ptrs = (pq.x, pk.x, pv.x, po.x, lse, pd.x, dq, dk, dv)
+    args = _lib.BwdArgs(*(ops.ptr(x) for x in ptrs))
+    with _plan(ops, layout, dtype, pq, pk, pv, po, _scale(scale), flags, pq.x) as (plan, wsb):
+        ws, ws_len = ops.workspace(wsb, pq.x)
+        ws_ptr = ops.ptr(ws) if ws is not None else None
+        call("bsa_backward", plan, ctypes.byref(args), ws_ptr, ws_len, ops.stream(pq.x))
+    return dq, dk, dv
+
+
+def _ops_for(x):
+    if _is_torch(x):
+        from . import torch_ops
+
+        return torch_ops.TorchOps
+    if np is None or not isinstance(x, np.ndarray):
+        raise TypeError(f"q must be a numpy array or a torch tensor, got {type(x).__name__}")
+    return NumpyOps
+
+
+def _flags(force_reference):
+    return _lib.PLAN_FORCE_REFERENCE if force_reference else 0
+
+
+def forward(q, k, v, layout, scale=None, *, heads=None, order="bhtd", force_reference=False):
+    """Forward pass without autograd: returns ``(o, lse)``.
+
+    ``o`` has q's shape (contiguous); ``lse`` is the fp32 log-sum-exp
+    [batch, heads, seq_q] (natural log; -inf for a query that sees no key)
+    that :func:`backward` needs.  Torch tensors run on their device, on the
+    current CUDA stream.
+    """
+    ops = _ops_for(q)
+    return forward_impl(ops, q, k, v, layout, scale, heads, order, _flags(force_reference))
+
+
+def backward(
+    q, k, v, o, lse, dout, layout, scale=None, *, heads=None, order="bhtd", force_reference=False
+):
+    """Backward pass: returns ``(dq, dk, dv)`` from the forward's ``o`` and ``lse``
+    and the output gradient ``dout`` (probabilities are recomputed)."""
+    ops = _ops_for(q)
+    return backward_impl(
+        ops, q, k, v, o, lse, dout, layout, scale, heads, order, _flags(force_reference)
+    )
+
+
+def attention(
+    q,
+    k,
+    v,
+    layout,
+    scale=None,
+    *,
+    heads=None,
+    order="bhtd",
+    return_lse=False,
+    force_reference=False,
+):
+    """Block-sparse attention softmax(scale * q k^T masked by layout) v.
+
+    numpy arrays: returns ``o`` (or ``(o, lse)`` with ``return_lse``).
+    torch tensors: differentiable through autograd (``loss.backward()``
+    gives q/k/v gradients); runs on the tensors' device and current stream.
+    ``scale`` defaults to 1/sqrt(head_dim).  See the module doc for shapes.
+    """
+    if _is_torch(q):
+        from . import torch_ops
+
+        return torch_ops.attention(
+            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference)
+        )
+    o, lse = forward(
+        q, k, v, layout, scale, heads=heads, order=order, force_reference=force_reference
+    )
+    return (o, lse) if return_lse else o
+
+
+def plan_implementation(
+    layout, q, k=None, v=None, *, heads=None, order="bhtd", force_reference=False
+):
+    """Name of the implementation the library picks for these tensors (e.g. "cpu-fused")."""
+    ops = _ops_for(q)
+    k = q if k is None else k
+    v = k if v is None else v
+    dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout)
+    o = Prepared(ops, ops.empty(pq.x.shape, pq.x), order, pq.dims[1] if q.ndim == 3 else None, "o")
+    with _plan(ops, layout, dtype, pq, pk, pv, o, 0.0, _flags(force_reference), pq.x) as (plan, _):
+        return _core.plan_implementation(plan)
