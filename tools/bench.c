@@ -1,0 +1,513 @@
+/*
+ * bsa bench: times forward and backward passes of one or more patterns in
+ * one run (so ratios between them share the machine's state), and the
+ * rate of a large single-precision GEMM as the yardstick the performance
+ * targets are stated against.
+ *
+ * Figures (DESIGN.md, Benchmarks):
+ *   block FLOP = 4 * batch * heads * dim * (computed blocks * block^2),
+ *                x2.5 for the backward (its five products incl. the
+ *                recomputed QK^T, counted as in the GPU literature);
+ *   useful FLOP = the same over kept (q, k) elements only;
+ *   time = median over --iters timed calls after --warmup calls;
+ *   peak RSS = getrusage() ru_maxrss of the whole process (inputs,
+ *              outputs, workspace, everything), host memory only.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include "bsa.h"
+#include "cli_device.h"
+#include "cli_util.h"
+#include "commands.h"
+#include "half.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#ifdef BSA_WITH_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+static const char *const pattern_names[] = {"all", "local", "strided", "fixed", "dense-random"};
+static const char *const dtype_names[] = {"f32", "f16", "bf16"};
+static const char *const backend_names[] = {"auto", "cpu", "cuda", "hip"};
+static const char *const pass_names[] = {"fwd", "bwd", "both"};
+
+typedef struct bench_cfg {
+    int seq, dim, heads, batch, block, ctx, verts, vertsize, iters, warmup, threads, bidir, json;
+    int sgemm_n, rounds;
+    double density;
+    bsa_dtype dtype;
+    bsa_backend backend;
+    int pass; /* 0 fwd, 1 bwd, 2 both */
+} bench_cfg;
+
+static int bench_threads(const bench_cfg *c)
+{
+    if (c->threads > 0)
+        return c->threads;
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static double peak_rss_mib(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return NAN;
+    return (double)ru.ru_maxrss / 1024.0; /* Linux: KiB */
+}
+
+static void cpu_model(char *buf, size_t len)
+{
+    snprintf(buf, len, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[512];
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "model name", 10)) {
+            const char *c = strchr(line, ':');
+            if (c) {
+                c++;
+                while (*c == ' ')
+                    c++;
+                snprintf(buf, len, "%s", c);
+                buf[strcspn(buf, "\n")] = 0;
+            }
+            break;
+        }
+    }
+    fclose(f);
+}
+
+/* Rate of an n^3 SGEMM through oneDNN, all threads; 0 when unavailable. */
+static double sgemm_gflops(int n, int iters)
+{
+#ifdef BSA_WITH_DNNL
+    size_t e = (size_t)n * n;
+    float *a = malloc(e * sizeof(float)), *b = malloc(e * sizeof(float));
+    float *c = malloc(e * sizeof(float));
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return 0;
+    }
+    cli_rng r;
+    cli_rng_seed(&r, cli_fresh_seed());
+    for (size_t i = 0; i < e; i++) {
+        a[i] = (float)cli_rng_uniform(&r) - 0.5f;
+        b[i] = (float)cli_rng_uniform(&r) - 0.5f;
+    }
+    double *t = malloc((size_t)iters * sizeof(double));
+    dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n); /* warm-up, JIT */
+    for (int i = 0; i < iters; i++) {
+        double t0 = cli_now();
+        dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        t[i] = cli_now() - t0;
+    }
+    double med = cli_median(t, iters);
+    free(t);
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * (double)n * n / med * 1e-9;
+#else
+    (void)n;
+    (void)iters;
+    return 0;
+#endif
+}
+
+static int make_layout(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_layout_t *lay)
+{
+    if (pat == 4) {
+        /* Random blocks at --density, causal at block granularity (the
+         * diagonal is always kept, so every row sees at least itself). */
+        int nb = c->seq / c->block;
+        uint8_t *m = malloc((size_t)nb * nb);
+        if (!m)
+            return cli_report("bench", "layout", BSA_ERROR_OUT_OF_MEMORY);
+        cli_rng r;
+        cli_rng_seed(&r, cli_fresh_seed());
+        for (int i = 0; i < nb; i++)
+            for (int j = 0; j < nb; j++)
+                m[i * nb + j] =
+                    (j == i) || ((c->bidir || j < i) && cli_rng_uniform(&r) < c->density);
+        bsa_layout_desc d;
+        memset(&d, 0, sizeof d);
+        d.block = c->block;
+        d.heads = 1;
+        d.q_blocks = nb;
+        d.k_blocks = nb;
+        d.predicates = c->bidir ? BSA_PRED_NONE : BSA_PRED_CAUSAL;
+        bsa_status st = bsa_layout_create_dense(ctx, lay, &d, m);
+        free(m);
+        return st == BSA_SUCCESS ? 0 : cli_report("bench", "bsa_layout_create_dense", st);
+    }
+    bsa_preset ps;
+    memset(&ps, 0, sizeof ps);
+    ps.pattern = (bsa_pattern)pat;
+    ps.seq = c->seq;
+    ps.block = c->block;
+    ps.heads = c->heads;
+    ps.num_verts = c->verts;
+    ps.vertsize = c->vertsize;
+    ps.bidirectional = c->bidir;
+    ps.ctx = c->ctx > 0 ? c->ctx : pat == BSA_PATTERN_STRIDED ? c->seq / c->block : 4 * c->block;
+    bsa_status st = bsa_layout_create_preset(ctx, lay, &ps);
+    return st == BSA_SUCCESS ? 0 : cli_report("bench", "bsa_layout_create_preset", st);
+}
+
+/* Host buffer of n elements ~U(-1, 1) in dtype, copied to where the
+ * backend wants it. */
+static void *random_tensor(const bench_cfg *c, bsa_backend be, size_t n, cli_rng *r)
+{
+    size_t es = c->dtype == BSA_DTYPE_F32 ? 4 : 2;
+    void *h = malloc(n * es);
+    if (!h)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        float x = (float)(2.0 * cli_rng_uniform(r) - 1.0);
+        if (c->dtype == BSA_DTYPE_F32)
+            ((float *)h)[i] = x;
+        else if (c->dtype == BSA_DTYPE_F16)
+            ((uint16_t *)h)[i] = bsa_f32_to_f16(x);
+        else
+            ((uint16_t *)h)[i] = bsa_f32_to_bf16(x);
+    }
+    void *d = cli_dev_alloc(be, n * es);
+    if (d && cli_dev_upload(be, d, h, n * es) != 0) {
+        cli_dev_free(be, d);
+        d = NULL;
+    }
+    free(h);
+    return d;
+}
+
+typedef struct bench_bufs {
+    void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *ws;
+    float *lse;
+} bench_bufs;
+
+/* One pattern, set up once and timed in every round. */
+typedef struct bench_case {
+    int pat;
+    bsa_layout_t lay;
+    bsa_plan_t plan;
+    bench_bufs b;
+    size_t wsb;
+    const char *impl;
+    double blocks, fwd_block, fwd_useful, density;
+    double *med[2]; /* per-round medians, fwd and bwd */
+} bench_case;
+
+static void free_case(bsa_backend be, bench_case *k)
+{
+    void *all[] = {k->b.q,  k->b.k,  k->b.v,  k->b.o,  k->b.dout,
+                   k->b.dq, k->b.dk, k->b.dv, k->b.ws, k->b.lse};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        if (all[i])
+            cli_dev_free(be, all[i]);
+    bsa_plan_destroy(k->plan);
+    bsa_layout_destroy(k->lay);
+    free(k->med[0]);
+    free(k->med[1]);
+}
+
+static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backend be, int rounds,
+                      bench_case *k)
+{
+    memset(k, 0, sizeof *k);
+    k->pat = pat;
+    if (make_layout(c, pat, ctx, &k->lay))
+        return CLI_EXIT_FAIL;
+    bsa_layout_info info;
+    bsa_status st = bsa_layout_get_info(k->lay, &info);
+    if (st != BSA_SUCCESS)
+        return cli_report("bench", "bsa_layout_get_info", st);
+    /* A shared layout (1 head) is computed once per attention head. */
+    double per = (double)c->batch * (double)c->heads / (double)info.heads;
+    double bs2 = (double)info.block * info.block;
+    k->blocks = per * (double)info.blocks_total;
+    k->fwd_block = 4.0 * c->dim * k->blocks * bs2;
+    k->fwd_useful = 4.0 * c->dim * per * (double)info.kept_elements;
+    k->density = (double)info.kept_elements / ((double)info.heads * info.seq_q * info.seq_k);
+
+    bsa_attn_desc d;
+    memset(&d, 0, sizeof d);
+    d.dtype = c->dtype;
+    d.q = d.k = d.v = d.o = bsa_tensor_bthd(c->batch, c->seq, c->heads, c->dim);
+    if ((st = bsa_plan_create(ctx, &k->plan, &d, k->lay)) != BSA_SUCCESS)
+        return cli_report("bench", "bsa_plan_create", st);
+    k->impl = "?";
+    bsa_plan_implementation(k->plan, &k->impl);
+    bsa_plan_workspace_size(k->plan, &k->wsb);
+
+    size_t n = (size_t)c->batch * c->seq * c->heads * c->dim;
+    size_t es = c->dtype == BSA_DTYPE_F32 ? 4 : 2;
+    cli_rng r;
+    cli_rng_seed(&r, cli_fresh_seed());
+    bench_bufs *b = &k->b;
+    b->q = random_tensor(c, be, n, &r);
+    b->k = random_tensor(c, be, n, &r);
+    b->v = random_tensor(c, be, n, &r);
+    b->dout = random_tensor(c, be, n, &r);
+    b->o = cli_dev_alloc(be, n * es);
+    b->dq = cli_dev_alloc(be, n * es);
+    b->dk = cli_dev_alloc(be, n * es);
+    b->dv = cli_dev_alloc(be, n * es);
+    b->lse = cli_dev_alloc(be, (size_t)c->batch * c->heads * c->seq * sizeof(float));
+    b->ws = k->wsb ? cli_dev_alloc(be, k->wsb) : NULL;
+    k->med[0] = calloc((size_t)rounds, sizeof(double));
+    k->med[1] = calloc((size_t)rounds, sizeof(double));
+    if (!b->q || !b->k || !b->v || !b->dout || !b->o || !b->dq || !b->dk || !b->dv || !b->lse ||
+        (k->wsb && !b->ws) || !k->med[0] || !k->med[1])
+        return cli_report("bench", "buffer allocation", BSA_ERROR_OUT_OF_MEMORY);
+    /* The backward needs o and lse: one forward first. */
+    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse};
+    if ((st = bsa_forward(k->plan, &fa, b->ws, k->wsb, NULL)) != BSA_SUCCESS)
+        return cli_report("bench", "bsa_forward", st);
+    return CLI_EXIT_OK;
+}
+
+/* Median time of one pass (0 fwd, 1 bwd) over iters calls after warm-up. */
+static int time_pass(const bench_cfg *c, bsa_backend be, bench_case *k, int which, double *t,
+                     double *median)
+{
+    bench_bufs *b = &k->b;
+    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse};
+    bsa_bwd_args ba = {b->q, b->k, b->v, b->o, b->lse, b->dout, b->dq, b->dk, b->dv};
+    for (int i = 0; i < c->warmup + c->iters; i++) {
+        cli_dev_sync(be);
+        double t0 = cli_now();
+        bsa_status st = which == 0 ? bsa_forward(k->plan, &fa, b->ws, k->wsb, NULL)
+                                   : bsa_backward(k->plan, &ba, b->ws, k->wsb, NULL);
+        cli_dev_sync(be);
+        double dt = cli_now() - t0;
+        if (st != BSA_SUCCESS)
+            return cli_report("bench", which == 0 ? "bsa_forward" : "bsa_backward", st);
+        if (i >= c->warmup)
+            t[i - c->warmup] = dt;
+    }
+    *median = cli_median(t, c->iters);
+    return CLI_EXIT_OK;
+}
+
+static void usage(const cli_opt *opts, int n)
+{
+    printf("usage: bsa bench [options]\n\n"
+           "Times forward/backward passes; --pattern takes a comma-separated list\n"
+           "(e.g. all,local,fixed) run in this order in one process, each row also\n"
+           "shows its time and block count relative to the first pattern's.\n"
+           "Block FLOP/s = 4*batch*heads*dim*(computed blocks*block^2) per second\n"
+           "(x2.5 backward); useful FLOP/s counts kept elements only; peak RSS is\n"
+           "getrusage(RUSAGE_SELF).ru_maxrss of the whole process.\n\noptions:\n");
+    cli_print_options(stdout, opts, n);
+}
+
+int bsa_cmd_bench(int argc, char **argv)
+{
+    bench_cfg c;
+    memset(&c, 0, sizeof c);
+    c.seq = 4096;
+    c.dim = 64;
+    c.heads = 4;
+    c.batch = 1;
+    c.block = 64;
+    c.verts = 1;
+    c.vertsize = 1;
+    c.iters = 10;
+    c.warmup = 2;
+    c.density = 0.1;
+    c.sgemm_n = 2048;
+    c.rounds = 3;
+    const char *pattern = "all", *dtype = "f32", *backend = "cpu", *pass = "both";
+    cli_opt opts[] = {
+        {"pattern", CLI_OPT_STR, &pattern, 0, 0,
+         "all|local|strided|fixed|dense-random, or a comma list (default all)"},
+        {"seq", CLI_OPT_INT, &c.seq, 8, 1 << 22, "sequence length (default 4096)"},
+        {"dim", CLI_OPT_INT, &c.dim, 1, 1024, "head dim (default 64)"},
+        {"heads", CLI_OPT_INT, &c.heads, 1, 4096, "heads (default 4)"},
+        {"batch", CLI_OPT_INT, &c.batch, 1, 1 << 20, "batch (default 1)"},
+        {"dtype", CLI_OPT_STR, &dtype, 0, 0, "f32|f16|bf16 (default f32)"},
+        {"block", CLI_OPT_INT, &c.block, 8, 128, "layout block (default 64)"},
+        {"ctx", CLI_OPT_INT, &c.ctx, 0, 1 << 22,
+         "local bandwidth / strided stride / fixed window (default 4*block; strided seq/block)"},
+        {"verts", CLI_OPT_INT, &c.verts, 1, 4096, "fixed: summary columns per window (1)"},
+        {"vertsize", CLI_OPT_INT, &c.vertsize, 1, 4096, "fixed: blocks per summary column (1)"},
+        {"density", CLI_OPT_FLOAT, &c.density, 0, 1, "dense-random: kept block fraction (0.1)"},
+        {"bidirectional", CLI_OPT_FLAG, &c.bidir, 0, 0, "not causal"},
+        {"backend", CLI_OPT_STR, &backend, 0, 0, "cpu|cuda|hip|auto (default cpu)"},
+        {"threads", CLI_OPT_INT, &c.threads, 0, 4096, "CPU threads (default 0 = OpenMP's)"},
+        {"pass", CLI_OPT_STR, &pass, 0, 0, "fwd|bwd|both (default both)"},
+        {"iters", CLI_OPT_INT, &c.iters, 1, 100000, "timed calls per round (default 10)"},
+        {"rounds", CLI_OPT_INT, &c.rounds, 1, 1000,
+         "rounds over all patterns; ratios are medians of per-round ratios (default 3)"},
+        {"warmup", CLI_OPT_INT, &c.warmup, 0, 100000, "untimed calls first (default 2)"},
+        {"sgemm", CLI_OPT_INT, &c.sgemm_n, 0, 16384, "SGEMM yardstick size, 0 = skip (2048)"},
+        {"json", CLI_OPT_FLAG, &c.json, 0, 0, "one JSON object per line instead of a table"},
+    };
+    int n_opts = (int)(sizeof opts / sizeof opts[0]);
+    int pr = cli_parse("bench", argc, argv, opts, n_opts);
+    if (pr == CLI_PARSE_HELP) {
+        usage(opts, n_opts);
+        return CLI_EXIT_OK;
+    }
+    if (pr != CLI_PARSE_OK)
+        return CLI_EXIT_USAGE;
+    int di = cli_choice("bench", "dtype", dtype, dtype_names, 3);
+    int bi = cli_choice("bench", "backend", backend, backend_names, 4);
+    int pi = cli_choice("bench", "pass", pass, pass_names, 3);
+    if (di < 0 || bi < 0 || pi < 0)
+        return CLI_EXIT_USAGE;
+    c.dtype = (bsa_dtype)di;
+    c.backend = (bsa_backend)bi;
+    c.pass = pi;
+
+    int pats[16], n_pats = 0;
+    char list[256];
+    snprintf(list, sizeof list, "%s", pattern);
+    for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        int p = cli_choice("bench", "pattern", tok, pattern_names, 5);
+        if (p < 0)
+            return CLI_EXIT_USAGE;
+        if (n_pats == 16) {
+            fprintf(stderr, "bsa bench: --pattern: at most 16 patterns\n");
+            return CLI_EXIT_USAGE;
+        }
+        pats[n_pats++] = p;
+    }
+    if (c.seq % c.block) {
+        fprintf(stderr, "bsa bench: --seq %d is not a multiple of --block %d\n", c.seq, c.block);
+        return CLI_EXIT_USAGE;
+    }
+
+    bsa_context_t ctx = NULL;
+    bsa_context_params cp = {c.backend, 0, c.threads};
+    bsa_status st = bsa_context_create(&ctx, &cp);
+    if (st != BSA_SUCCESS)
+        return cli_report("bench", "bsa_context_create", st);
+    bsa_backend be = BSA_BACKEND_CPU;
+    bsa_context_backend(ctx, &be);
+    if (cli_dev_select(be, 0) != 0) {
+        bsa_context_destroy(ctx);
+        return CLI_EXIT_FAIL;
+    }
+    char dev[256];
+    if (be == BSA_BACKEND_CPU)
+        cpu_model(dev, sizeof dev);
+    else
+        cli_dev_name(be, dev, sizeof dev);
+
+#ifdef _OPENMP
+    if (c.threads > 0)
+        omp_set_num_threads(c.threads); /* the SGEMM yardstick uses as many threads */
+#endif
+    bench_case *cases = calloc((size_t)n_pats, sizeof *cases);
+    double *gemm_r = calloc((size_t)c.rounds, sizeof(double));
+    double *t = malloc((size_t)c.iters * sizeof(double));
+    double *tmp = malloc((size_t)c.rounds * sizeof(double));
+    int rc = CLI_EXIT_OK, set = 0;
+    if (!cases || !gemm_r || !t || !tmp)
+        rc = cli_report("bench", "allocation", BSA_ERROR_OUT_OF_MEMORY);
+    for (; set < n_pats && rc == CLI_EXIT_OK; set++)
+        rc = setup_case(&c, pats[set], ctx, be, c.rounds, &cases[set]);
+    /* Rounds interleave the patterns (and the SGEMM), so a change of load
+     * on a shared machine hits all of them alike; ratios are taken within
+     * a round, then the median over rounds is reported. */
+    for (int r = 0; r < c.rounds && rc == CLI_EXIT_OK; r++) {
+        gemm_r[r] = c.sgemm_n > 0 && be == BSA_BACKEND_CPU ? sgemm_gflops(c.sgemm_n, 3) : 0;
+        for (int i = 0; i < n_pats && rc == CLI_EXIT_OK; i++)
+            for (int w = 0; w < 2 && rc == CLI_EXIT_OK; w++)
+                if (c.pass == 2 || c.pass == w)
+                    rc = time_pass(&c, be, &cases[i], w, t, &cases[i].med[w][r]);
+    }
+    double rss = peak_rss_mib();
+    double gemm =
+        rc == CLI_EXIT_OK ? cli_median(memcpy(tmp, gemm_r, (size_t)c.rounds * 8), c.rounds) : 0;
+
+    if (rc == CLI_EXIT_OK && !c.json) {
+        printf("device: %s, %d threads (backend %s)\n", dev, bench_threads(&c),
+               bsa_backend_name(be));
+        printf("problem: batch %d heads %d seq %d dim %d block %d dtype %s; %d rounds x %d "
+               "iters (+%d warm-up)\n",
+               c.batch, c.heads, c.seq, c.dim, c.block, dtype_names[di], c.rounds, c.iters,
+               c.warmup);
+        if (gemm > 0)
+            printf("SGEMM %d^3 (oneDNN, same threads): %.1f GFLOP/s (median of rounds)\n",
+                   c.sgemm_n, gemm);
+        else
+            printf("SGEMM yardstick: n/a\n");
+        printf("%-13s %-4s %-14s %9s %8s %9s %9s %8s %7s %7s %9s\n", "pattern", "pass", "impl",
+               "blocks", "density", "time ms", "blkGF/s", "usefGF/s", "%sgemm", "t/t0", "blk/blk0");
+    }
+    for (int w = 0; w < 2 && rc == CLI_EXIT_OK; w++) {
+        if (!(c.pass == 2 || c.pass == w))
+            continue;
+        for (int i = 0; i < n_pats; i++) {
+            bench_case *k = &cases[i];
+            double mult = w == 0 ? 1.0 : 2.5;
+            for (int r = 0; r < c.rounds; r++)
+                tmp[r] = k->med[w][r];
+            double ms = cli_median(tmp, c.rounds) * 1e3;
+            for (int r = 0; r < c.rounds; r++)
+                tmp[r] = k->med[w][r] / cases[0].med[w][r];
+            double ratio = cli_median(tmp, c.rounds);
+            for (int r = 0; r < c.rounds; r++)
+                tmp[r] = gemm_r[r] > 0
+                             ? 100.0 * mult * k->fwd_block / k->med[w][r] * 1e-9 / gemm_r[r]
+                             : 0;
+            double pct = cli_median(tmp, c.rounds);
+            double bgf = mult * k->fwd_block / (ms * 1e-3) * 1e-9;
+            double ugf = mult * k->fwd_useful / (ms * 1e-3) * 1e-9;
+            double bratio = k->blocks / cases[0].blocks;
+            if (c.json) {
+                printf("{\"device\": \"%s\", \"threads\": %d, \"backend\": \"%s\", \"impl\": "
+                       "\"%s\", \"pattern\": \"%s\", \"pass\": \"%s\", \"dtype\": \"%s\", "
+                       "\"batch\": %d, \"heads\": %d, \"seq\": %d, \"dim\": %d, \"block\": %d, "
+                       "\"blocks\": %.0f, \"density\": %.6f, \"time_ms\": %.4f, "
+                       "\"block_gflops\": %.3f, \"useful_gflops\": %.3f, \"sgemm_gflops\": "
+                       "%.3f, \"pct_sgemm\": %.2f, \"time_ratio\": %.4f, \"block_ratio\": %.4f, "
+                       "\"workspace_bytes\": %zu, \"peak_rss_mib\": %.1f, \"rounds\": %d, "
+                       "\"iters\": %d}\n",
+                       dev, bench_threads(&c), bsa_backend_name(be), k->impl, pattern_names[k->pat],
+                       w ? "bwd" : "fwd", dtype_names[di], c.batch, c.heads, c.seq, c.dim, c.block,
+                       k->blocks, k->density, ms, bgf, ugf, gemm, pct, ratio, bratio, k->wsb, rss,
+                       c.rounds, c.iters);
+            } else {
+                char pcts[16];
+                if (gemm > 0)
+                    snprintf(pcts, sizeof pcts, "%.1f", pct);
+                else
+                    snprintf(pcts, sizeof pcts, "n/a");
+                printf("%-13s %-4s %-14s %9.0f %8.4f %9.3f %9.1f %8.1f %7s %7.3f %9.3f\n",
+                       pattern_names[k->pat], w ? "bwd" : "fwd", k->impl, k->blocks, k->density, ms,
+                       bgf, ugf, pcts, ratio, bratio);
+            }
+        }
+    }
+    if (rc == CLI_EXIT_OK && !c.json)
+        printf("t/t0, blk/blk0: time and computed blocks relative to the first pattern "
+               "(median of per-round ratios)\npeak RSS (whole process, getrusage "
+               "ru_maxrss): %.1f MiB; workspace of the first plan %.2f MiB\n",
+               rss, (double)cases[0].wsb / 1048576.0);
+    for (int i = 0; i < set; i++)
+        free_case(be, &cases[i]);
+    free(cases);
+    free(gemm_r);
+    free(t);
+    free(tmp);
+    bsa_context_destroy(ctx);
+    return rc;
+}
