@@ -37,19 +37,21 @@ install: build
 # oneDNN on) and under ThreadSanitizer (clang with LLVM's OpenMP and its
 # Archer tool, which tells TSan about OpenMP's synchronisation; oneDNN off,
 # since its own OpenMP runtime is not instrumented).  Any report fails.
+# The Python test is left out: an instrumented library cannot be loaded
+# into an uninstrumented interpreter.
 test-sanitize: deps
 	@sh scripts/install-deps.sh $(SANITIZE_PACKAGES)
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBSA_SANITIZE=address,undefined \
 	    -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS)
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -E python
 	CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DBSA_SANITIZE=thread -DBSA_WITH_CPU_DNNL=OFF -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    OMP_TOOL_LIBRARIES=$$(clang -print-resource-dir)/../../libarcher.so \
-	    ctest --output-on-failure -j $(JOBS)
+	    ctest --output-on-failure -j $(JOBS) -E python
 
 # The libFuzzer target for FUZZ_SECONDS, from the checked-in seed corpus
 # (copied, so that new inputs do not dirty the tree).  Prints the executions.
