@@ -243,8 +243,10 @@ static void test_cross_attention(void **state)
             snprintf(label, sizeof label, "cross B=%d Qb=%d Kb=%d lheads=%d", block, qb, kb,
                      lheads);
             expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
-            run_case(ctx, lay, label, dtypes[di], 2, heads, head_dims[n++ % 5], (ac_form)(n % 3),
-                     0.0f, BSA_PLAN_DEFAULT, AC_WS_EXACT);
+            int hd = head_dims[n % 5];
+            n++;
+            run_case(ctx, lay, label, dtypes[di], 2, heads, hd, (ac_form)(n % 3), 0.0f,
+                     BSA_PLAN_DEFAULT, AC_WS_EXACT);
             bsa_layout_destroy(lay);
             free(blocks);
         }

@@ -24,6 +24,7 @@ static atomic_int f16_table_state; /* 0 empty, 1 being filled, 2 ready */
  * half.h still decides NaNs (whose payload the instruction keeps): the
  * bits equal half.h's for every input (test_cpu_backend_smoke checks). */
 #if defined(__GNUC__) && defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define BSA_HAVE_F16C_PATH 1
 __attribute__((target("avx,f16c"))) static void f32_to_f16_hw(uint16_t *out, const float *in,
@@ -46,8 +47,11 @@ static int cpu_has_f16c(void)
     static atomic_int known; /* 0 unknown, 1 no, 2 yes */
     int k = atomic_load(&known);
     if (!k) {
-        __builtin_cpu_init();
-        k = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx") ? 2 : 1;
+        /* CPUID leaf 1, ECX: bit 28 AVX, bit 29 F16C (clang 14's
+         * __builtin_cpu_supports does not know "f16c") */
+        unsigned a, b, c = 0, d;
+        int ok = __get_cpuid(1, &a, &b, &c, &d) && (c >> 28 & 1u) && (c >> 29 & 1u);
+        k = ok ? 2 : 1;
         atomic_store(&known, k);
     }
     return k == 2;
