@@ -125,7 +125,16 @@ typedef enum bsa_pattern {
     BSA_PATTERN_ALL = 0,     /* causal: k <= q;               bidirectional: every pair */
     BSA_PATTERN_LOCAL = 1,   /* causal: 0 <= q-k < ctx;        bidirectional: |q-k| < ctx */
     BSA_PATTERN_STRIDED = 2, /* causal: k<=q, (q-k)%ctx == 0;  bidirectional: (q-k)%ctx == 0 */
-    BSA_PATTERN_FIXED = 3    /* see README: window of ctx plus per-head summary columns */
+    BSA_PATTERN_FIXED = 3,   /* see README: window of ctx plus per-head summary columns */
+    /* Beyond the seed.  Element definitions, bidirectional; the causal form
+     * (bidirectional = 0) keeps the same elements with k <= q.  w = ctx. */
+    BSA_PATTERN_SLIDING_WINDOW = 4, /* |q-k| <= w (2w+1 keys; w >= 0) */
+    BSA_PATTERN_DILATED = 5,        /* |q-k| <= w*d and (q-k) % d == 0, d = dilation */
+    BSA_PATTERN_LONGFORMER = 6,     /* |q-k| <= w, or q < g, or k < g: g = global_tokens */
+    BSA_PATTERN_BIGBIRD = 7,        /* longformer's, or k's block is one of the r random
+                                       key blocks of q's block row (r = random_blocks,
+                                       drawn from seed; causal: among blocks <= q's) */
+    BSA_PATTERN_DOCUMENT = 8        /* q and k in the same document (doc_lengths) */
 } bsa_pattern;
 
 typedef struct bsa_preset {
@@ -137,6 +146,13 @@ typedef struct bsa_preset {
     int num_verts; /* fixed only */
     int vertsize;  /* fixed only, in blocks */
     int bidirectional; /* 0 = causal (the seed's only mode) */
+    /* --- beyond the seed (appended; zero = default) --- */
+    int dilation;               /* dilated: key spacing d (0 = 1) */
+    int global_tokens;          /* longformer, bigbird: tokens 0..g-1 are global */
+    int random_blocks;          /* bigbird: random key blocks per query-block row */
+    uint64_t seed;              /* bigbird: the same seed gives the same layout */
+    const int32_t *doc_lengths; /* document: num_docs lengths >= 1 summing to seq */
+    int num_docs;               /* document */
 } bsa_preset;
 
 BSA_API bsa_status bsa_layout_create_preset(bsa_context_t ctx, bsa_layout_t *layout,
@@ -192,6 +208,21 @@ BSA_API bsa_tensor_desc bsa_tensor_bthd(int64_t batch, int64_t time, int64_t hea
 /* [batch, heads, time, dim]. */
 BSA_API bsa_tensor_desc bsa_tensor_bhtd(int64_t batch, int64_t heads, int64_t time, int64_t dim);
 
+/* Shapes beyond the seed.  Each needs a backend feature (key_lengths below
+ * needs "key-lengths"); a backend without it declines the plan or call with
+ * BSA_ERROR_UNSUPPORTED naming backend and feature (the CPU has them all):
+ *   grouped-query / multi-query attention (backend feature GQA): k and v may
+ *     have Hkv heads (dims[1]) with H % Hkv == 0, H = q heads; query head h
+ *     reads kv head h / (H / Hkv).  dK/dV of a kv head sum the gradients of
+ *     its H / Hkv query heads in ascending head order (deterministic).  The
+ *     layout has 1 or H heads (per query head);
+ *   value head dim (feature value-dim): v.dims[3] = o.dims[3] = Dv may
+ *     differ from q.dims[3] = k.dims[3] = D (both multiples of 8, <= 256);
+ *   packed variable-length sequences (BSA_PLAN_VARLEN, feature varlen):
+ *     batch (dims[0]) must be 1 and the time dims are the total packed
+ *     tokens of q and of k/v (any lengths, no block multiple needed); every
+ *     call passes cu_seqlens_q/k (see bsa_fwd_args).  The layout must not
+ *     use the strided permutation. */
 typedef struct bsa_attn_desc {
     bsa_dtype dtype;
     bsa_tensor_desc q, k, v, o; /* gradients share the strides of their tensor */
@@ -201,7 +232,8 @@ typedef struct bsa_attn_desc {
 
 enum {
     BSA_PLAN_DEFAULT = 0,
-    BSA_PLAN_FORCE_REFERENCE = 1 << 0 /* use the backend's simplest implementation */
+    BSA_PLAN_FORCE_REFERENCE = 1 << 0, /* use the backend's simplest implementation */
+    BSA_PLAN_VARLEN = 1 << 1           /* packed variable-length sequences (see above) */
 };
 
 /* ------------------------------------------------------------------- plan */
@@ -222,6 +254,23 @@ typedef struct bsa_fwd_args {
     const void *q, *k, *v;
     void *o;
     float *lse; /* optional [batch, heads, seq_q] fp32 natural log, contiguous */
+    /* --- beyond the seed (fields appended, so zero = off) ---
+     * key_lengths: NULL, or [batch] valid key counts (with BSA_PLAN_VARLEN:
+     *   [num_seqs], counted from each sequence's first key): keys at or past
+     *   the length are masked; 0 <= length (a length past the end masks
+     *   nothing).  A row left with no visible key gets O = 0, lse = -inf.
+     * cu_seqlens_q, cu_seqlens_k: with BSA_PLAN_VARLEN (required then, NULL
+     *   otherwise): num_seqs + 1 ascending offsets into the packed time dims,
+     *   [0] = 0, [num_seqs] = the tensor's time.  Sequence i has queries
+     *   cu_seqlens_q[i] .. cu_seqlens_q[i+1]-1 and keys likewise; its
+     *   positions count from its start and it uses the layout's top-left
+     *   corner, so each length must be <= the layout's seq_q / seq_k.  A
+     *   length need not be a block multiple: a partial tail block has its
+     *   missing keys masked and its missing queries produce no rows.  lse
+     *   is [1, heads, total queries].  No T x T mask is ever formed. */
+    const int32_t *key_lengths;
+    const int32_t *cu_seqlens_q, *cu_seqlens_k;
+    int num_seqs;
 } bsa_fwd_args;
 
 typedef struct bsa_bwd_args {
@@ -229,6 +278,10 @@ typedef struct bsa_bwd_args {
     const float *lse; /* required: as written by bsa_forward */
     const void *dout;
     void *dq, *dk, *dv;
+    /* as in bsa_fwd_args (must match the forward call) */
+    const int32_t *key_lengths;
+    const int32_t *cu_seqlens_q, *cu_seqlens_k;
+    int num_seqs;
 } bsa_bwd_args;
 
 /* stream: cudaStream_t / hipStream_t for GPU backends, NULL on the CPU. */

@@ -30,6 +30,11 @@ typedef struct bsa_shape {
     int64_t q_stride[4], k_stride[4], v_stride[4], o_stride[4]; /* [b, h, t, d]; d == 1 */
     bsa_dtype dtype;
     float scale;
+    /* beyond the seed: kv heads (heads % kv_heads == 0; query head h reads
+     * kv head h / (heads / kv_heads)), value head dim (v and o), and
+     * BSA_PLAN_VARLEN (batch 1, seq_q / seq_k = packed totals) */
+    int64_t kv_heads, v_dim;
+    int varlen;
 } bsa_shape;
 
 struct bsa_plan {

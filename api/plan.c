@@ -71,7 +71,7 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
         return bsa_fail(BSA_ERROR_INVALID_DTYPE,
                         "bsa_plan_create: desc->dtype = %d is not f32 (0), f16 (1) or bf16 (2)",
                         (int)d->dtype);
-    if (d->flags & ~(unsigned)BSA_PLAN_FORCE_REFERENCE)
+    if (d->flags & ~(unsigned)(BSA_PLAN_FORCE_REFERENCE | BSA_PLAN_VARLEN))
         return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
                         "bsa_plan_create: desc->flags = 0x%x has unknown bits", d->flags);
     const bsa_tensor_desc *t[4] = {&d->q, &d->k, &d->v, &d->o};
@@ -80,22 +80,67 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
         if ((st = check_tensor(t[i], tensor_names[i], &extent)) != BSA_SUCCESS)
             return st;
     }
-    /* k, v, o against q: batch, heads, dim always; time per role */
-    if ((st = same_dims(&d->q, &d->k, "q", "k", 0xB)) ||
-        (st = same_dims(&d->k, &d->v, "k", "v", 0xF)) ||
-        (st = same_dims(&d->q, &d->o, "q", "o", 0xF)))
+    /* k, v, o against q: batch always; k/v heads divide q heads (grouped
+     * query); v's dim is o's and may differ from q/k's (value dim) */
+    if ((st = same_dims(&d->q, &d->k, "q", "k", 0x9)) ||
+        (st = same_dims(&d->k, &d->v, "k", "v", 0x7)) ||
+        (st = same_dims(&d->q, &d->o, "q", "o", 0x7)) ||
+        (st = same_dims(&d->v, &d->o, "v", "o", 0x8)))
         return st;
-    int64_t dim = d->q.dims[3];
+    const char *bname = ctx->impl->name;
+    unsigned feat = ctx->impl->features;
+    int64_t heads = d->q.dims[1], kv_heads = d->k.dims[1];
+    if (kv_heads != heads) {
+        if (heads % kv_heads)
+            return bsa_fail(BSA_ERROR_SHAPE_MISMATCH,
+                            "bsa_plan_create: k/v heads (dims[1]) = %lld must divide the q heads "
+                            "%lld (grouped-query attention)",
+                            (long long)kv_heads, (long long)heads);
+        if (!(feat & BSA_FEATURE_GQA))
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "bsa_plan_create: the %s backend does not implement grouped-query "
+                            "attention (k/v heads %lld != q heads %lld)",
+                            bname, (long long)kv_heads, (long long)heads);
+    }
+    int64_t dim = d->q.dims[3], v_dim = d->v.dims[3];
     if (dim % 8 != 0 || dim > max_head_dim)
         return bsa_fail(BSA_ERROR_UNSUPPORTED,
                         "bsa_plan_create: head dim %lld must be a multiple of 8 and at most %d",
                         (long long)dim, max_head_dim);
+    if (v_dim != dim) {
+        if (v_dim % 8 != 0 || v_dim > max_head_dim)
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "bsa_plan_create: value head dim v.dims[3] = %lld must be a multiple "
+                            "of 8 and at most %d",
+                            (long long)v_dim, max_head_dim);
+        if (!(feat & BSA_FEATURE_VALUE_DIM))
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "bsa_plan_create: the %s backend does not implement a value head dim "
+                            "(%lld) different from the query/key head dim (%lld)",
+                            bname, (long long)v_dim, (long long)dim);
+    }
     if (lay->heads != 1 && lay->heads != d->q.dims[1])
         return bsa_fail(BSA_ERROR_SHAPE_MISMATCH,
                         "bsa_plan_create: the layout has %d heads; the tensors have %lld (a layout "
                         "must have 1 head or one per head)",
                         lay->heads, (long long)d->q.dims[1]);
-    if (lay->seq_q != d->q.dims[2] || lay->seq_k != d->k.dims[2])
+    int varlen = (d->flags & BSA_PLAN_VARLEN) != 0;
+    if (varlen) {
+        if (!(feat & BSA_FEATURE_VARLEN))
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "bsa_plan_create: the %s backend does not implement packed "
+                            "variable-length sequences (BSA_PLAN_VARLEN)",
+                            bname);
+        if (d->q.dims[0] != 1)
+            return bsa_fail(BSA_ERROR_INVALID_SHAPE,
+                            "bsa_plan_create: with BSA_PLAN_VARLEN the batch dim must be 1 (packed "
+                            "sequences); q.dims[0] = %lld",
+                            (long long)d->q.dims[0]);
+        if (lay->stride_perm)
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "bsa_plan_create: BSA_PLAN_VARLEN cannot use a strided-pattern layout "
+                            "(its permutation depends on the sequence length)");
+    } else if (lay->seq_q != d->q.dims[2] || lay->seq_k != d->k.dims[2])
         return bsa_fail(BSA_ERROR_SHAPE_MISMATCH,
                         "bsa_plan_create: the layout covers %d queries x %d keys (block %d); the "
                         "tensors have %lld queries and %lld keys",
@@ -125,6 +170,9 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
     }
     out->dtype = d->dtype;
     out->scale = scale;
+    out->kv_heads = kv_heads;
+    out->v_dim = v_dim;
+    out->varlen = varlen;
     return BSA_SUCCESS;
 }
 
@@ -197,6 +245,68 @@ static bsa_status check_workspace(bsa_plan_t plan, const char *fn, void *ws, siz
     return BSA_SUCCESS;
 }
 
+/* Key lengths and packed-sequence offsets of a call (bsa.h, bsa_fwd_args). */
+static bsa_status check_extras(bsa_plan_t plan, const char *fn, const int32_t *key_lengths,
+                               const int32_t *cu_q, const int32_t *cu_k, int num_seqs)
+{
+    const bsa_shape *s = &plan->shape;
+    const struct bsa_layout *l = plan->layout;
+    const char *bname = plan->ctx->impl->name;
+    unsigned feat = plan->ctx->impl->features;
+    if (!s->varlen) {
+        if (cu_q || cu_k || num_seqs)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->cu_seqlens_q/cu_seqlens_k/num_seqs are set but the plan "
+                            "was created without BSA_PLAN_VARLEN",
+                            fn);
+    } else {
+        if (!cu_q || !cu_k)
+            return bsa_fail(BSA_ERROR_NULL_POINTER,
+                            "%s: args->%s is NULL; a BSA_PLAN_VARLEN plan needs both offsets", fn,
+                            !cu_q ? "cu_seqlens_q" : "cu_seqlens_k");
+        if (num_seqs < 1)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT, "%s: args->num_seqs = %d must be >= 1", fn,
+                            num_seqs);
+        const int32_t *cu[2] = {cu_q, cu_k};
+        const char *nm[2] = {"cu_seqlens_q", "cu_seqlens_k"};
+        int64_t total[2] = {s->seq_q, s->seq_k}, cover[2] = {l->seq_q, l->seq_k};
+        for (int x = 0; x < 2; x++) {
+            if (cu[x][0] != 0 || cu[x][num_seqs] != total[x])
+                return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                "%s: args->%s[0] = %d must be 0 and [num_seqs = %d] = %d must be "
+                                "the packed time %lld",
+                                fn, nm[x], cu[x][0], num_seqs, cu[x][num_seqs],
+                                (long long)total[x]);
+            for (int i = 0; i < num_seqs; i++) {
+                int64_t len = (int64_t)cu[x][i + 1] - cu[x][i];
+                if (len < 0 || len > cover[x])
+                    return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                    "%s: args->%s: sequence %d has length %lld; lengths must be "
+                                    "in 0..%lld (the layout's %s length)",
+                                    fn, nm[x], i, (long long)len, (long long)cover[x],
+                                    x ? "key" : "query");
+            }
+        }
+    }
+    if (key_lengths) {
+        int64_t n = s->varlen ? num_seqs : s->batch;
+        for (int64_t i = 0; i < n; i++)
+            if (key_lengths[i] < 0)
+                return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                "%s: args->key_lengths[%lld] = %d must be >= 0", fn, (long long)i,
+                                key_lengths[i]);
+    }
+    if (key_lengths && !(feat & BSA_FEATURE_KEY_LENGTHS))
+        return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                        "%s: the %s backend does not implement key lengths (args->key_lengths)", fn,
+                        bname);
+    if (s->varlen && !(feat & BSA_FEATURE_VARLEN))
+        return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                        "%s: the %s backend does not implement packed variable-length sequences",
+                        fn, bname);
+    return BSA_SUCCESS;
+}
+
 BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *workspace,
                                size_t workspace_bytes, void *stream)
 {
@@ -210,6 +320,9 @@ BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
                                    : "o");
     bsa_status st = check_workspace(plan, "bsa_forward", workspace, workspace_bytes);
     if (st != BSA_SUCCESS)
+        return st;
+    if ((st = check_extras(plan, "bsa_forward", args->key_lengths, args->cu_seqlens_q,
+                           args->cu_seqlens_k, args->num_seqs)) != BSA_SUCCESS)
         return st;
     return plan->ctx->impl->forward(plan, args, workspace, workspace_bytes, stream);
 }
@@ -228,6 +341,9 @@ BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void 
             return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_backward: args->%s is NULL", names[i]);
     bsa_status st = check_workspace(plan, "bsa_backward", workspace, workspace_bytes);
     if (st != BSA_SUCCESS)
+        return st;
+    if ((st = check_extras(plan, "bsa_backward", args->key_lengths, args->cu_seqlens_q,
+                           args->cu_seqlens_k, args->num_seqs)) != BSA_SUCCESS)
         return st;
     return plan->ctx->impl->backward(plan, args, workspace, workspace_bytes, stream);
 }

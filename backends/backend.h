@@ -39,7 +39,18 @@ typedef struct bsa_backend_i {
                                      float scale, void *stream);
     bsa_status (*sparse_nn)(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream);
     bsa_status (*sparse_tn)(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream);
+    /* BSA_FEATURE_* bits the forward/backward implement; api/ declines a
+     * plan or call that needs a missing one (BSA_ERROR_UNSUPPORTED), so a
+     * backend never sees a feature it did not announce.  Last member, so
+     * positional initialisers that stop before it leave it 0. */
+    unsigned features;
 } bsa_backend_i;
+
+/* Capabilities beyond the seed (see bsa.h: "Shapes beyond the seed"). */
+#define BSA_FEATURE_GQA 1u         /* k/v heads dividing q heads */
+#define BSA_FEATURE_KEY_LENGTHS 2u /* per-batch valid key lengths */
+#define BSA_FEATURE_VARLEN 4u      /* packed sequences, cu_seqlens */
+#define BSA_FEATURE_VALUE_DIM 8u   /* value head dim != q/k head dim */
 
 /* Element offset of (batch b, head h)'s first block in the fp32 sparse
  * weight tensor [batch, heads, blocks_h, B, B] (see bsa.h). */

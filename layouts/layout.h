@@ -100,6 +100,12 @@ typedef struct bsa_layout_source {
 bsa_status bsa_layout_build(bsa_context_t ctx, const bsa_layout_desc *desc, int stride_perm,
                             const bsa_layout_source *src, const char *fn, bsa_layout_t *out);
 
+/* The presets beyond the seed (pattern > BSA_PATTERN_FIXED; layouts/
+ * presets_ext.c), called by bsa_layout_create_preset after the common
+ * checks (pointers, pattern range, block, seq, heads, bidirectional). */
+bsa_status bsa_layout_create_preset_ext(bsa_context_t ctx, const bsa_preset *preset,
+                                        bsa_layout_t *layout);
+
 /* Frees a layout's host tables and the layout itself (no backend release). */
 void bsa_layout_free(struct bsa_layout *layout);
 

@@ -126,10 +126,10 @@ static bsa_status check_fixed(const bsa_preset *pr)
 static bsa_status check_preset(const bsa_preset *pr)
 {
     bsa_status st;
-    if ((unsigned)pr->pattern > BSA_PATTERN_FIXED)
+    if ((unsigned)pr->pattern > BSA_PATTERN_DOCUMENT)
         return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
                         "%s: preset->pattern = %d is not a bsa_pattern (0..%d)", fn,
-                        (int)pr->pattern, (int)BSA_PATTERN_FIXED);
+                        (int)pr->pattern, (int)BSA_PATTERN_DOCUMENT);
     int B = pr->block;
     if (B != 8 && B != 16 && B != 32 && B != 64 && B != 128)
         return bsa_fail(BSA_ERROR_UNSUPPORTED,
@@ -144,8 +144,8 @@ static bsa_status check_preset(const bsa_preset *pr)
     if (pr->seq % B)
         return bsa_fail(BSA_ERROR_INVALID_SHAPE,
                         "%s: preset->seq = %d is not a multiple of block %d", fn, pr->seq, B);
-    if (pr->pattern == BSA_PATTERN_ALL)
-        return BSA_SUCCESS;
+    if (pr->pattern == BSA_PATTERN_ALL || pr->pattern > BSA_PATTERN_FIXED)
+        return BSA_SUCCESS; /* the later patterns check their own fields */
     if ((st = check_positive("ctx", pr->ctx)))
         return st;
     if (pr->pattern == BSA_PATTERN_STRIDED && (pr->seq % pr->ctx || (pr->seq / pr->ctx) % B))
@@ -171,6 +171,8 @@ BSA_API bsa_status bsa_layout_create_preset(bsa_context_t ctx, bsa_layout_t *lay
         return st;
 
     const bsa_preset *pr = preset;
+    if (pr->pattern > BSA_PATTERN_FIXED)
+        return bsa_layout_create_preset_ext(ctx, pr, layout);
     preset_rows rows = {0};
     rows.nb = pr->seq / pr->block;
     rows.B = pr->block;
@@ -205,6 +207,8 @@ BSA_API bsa_status bsa_layout_create_preset(bsa_context_t ctx, bsa_layout_t *lay
         rows.nv = pr->num_verts;
         rows.vs = pr->vertsize;
         d.heads = pr->num_verts == 1 ? 1 : pr->heads;
+        break;
+    default: /* the later patterns went to bsa_layout_create_preset_ext */
         break;
     }
     return bsa_layout_build(ctx, &d, stride_perm, &src, fn, layout);

@@ -349,9 +349,9 @@ static void test_layout_errors(void **state)
     expect_status(bsa_layout_create_preset(ctx, &lay, &fp2), BSA_ERROR_INVALID_ARGUMENT,
                   "fixed num_verts > S", "num_verts");
     bsa_preset pp = ps;
-    pp.pattern = (bsa_pattern)7;
+    pp.pattern = (bsa_pattern)17;
     expect_status(bsa_layout_create_preset(ctx, &lay, &pp), BSA_ERROR_INVALID_ARGUMENT,
-                  "preset pattern 7", "pattern");
+                  "preset pattern 17", "pattern");
     bsa_preset lp = ps;
     lp.ctx = 0;
     expect_status(bsa_layout_create_preset(ctx, &lay, &lp), BSA_ERROR_INVALID_ARGUMENT,

@@ -777,7 +777,7 @@ static void test_bad_presets(void **state)
         p.field = value;                                                                           \
         expect_fail_preset(p, status);                                                             \
     } while (0)
-    BAD(pattern, (bsa_pattern)4, BSA_ERROR_INVALID_ARGUMENT);
+    BAD(pattern, (bsa_pattern)9, BSA_ERROR_INVALID_ARGUMENT);
     BAD(pattern, (bsa_pattern)-1, BSA_ERROR_INVALID_ARGUMENT);
     BAD(block, 12, BSA_ERROR_UNSUPPORTED);
     BAD(block, 256, BSA_ERROR_UNSUPPORTED);

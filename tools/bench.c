@@ -33,7 +33,12 @@
 #include <omp.h>
 #endif
 
-static const char *const pattern_names[] = {"all", "local", "strided", "fixed", "dense-random"};
+static const char *const pattern_names[] = {"all",          "local",   "strided",    "fixed",
+                                            "dense-random", "sliding", "longformer", "bigbird"};
+enum { n_pattern_names = (int)(sizeof pattern_names / sizeof pattern_names[0]) };
+/* bench pattern index 5.. -> the presets beyond the seed */
+static const bsa_pattern ext_patterns[] = {BSA_PATTERN_SLIDING_WINDOW, BSA_PATTERN_LONGFORMER,
+                                           BSA_PATTERN_BIGBIRD};
 static const char *const dtype_names[] = {"f32", "f16", "bf16"};
 static const char *const backend_names[] = {"auto", "cpu", "cuda", "hip"};
 static const char *const pass_names[] = {"fwd", "bwd", "both"};
@@ -41,6 +46,10 @@ static const char *const pass_names[] = {"fwd", "bwd", "both"};
 typedef struct bench_cfg {
     int seq, dim, heads, batch, block, ctx, verts, vertsize, iters, warmup, threads, bidir, json;
     int sgemm_n, rounds;
+    int kv_heads;       /* k/v heads (grouped-query); 0 = heads */
+    int key_length;     /* every batch entry's valid keys; 0 = all */
+    int varlen;         /* packed sequences (BSA_PLAN_VARLEN); 0 = off */
+    int global, random; /* longformer / bigbird */
     double density;
     bsa_dtype dtype;
     bsa_backend backend;
@@ -156,14 +165,20 @@ static int make_layout(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_layou
     }
     bsa_preset ps;
     memset(&ps, 0, sizeof ps);
-    ps.pattern = (bsa_pattern)pat;
+    ps.pattern = pat >= 5 ? ext_patterns[pat - 5] : (bsa_pattern)pat;
+    ps.global_tokens = c->global;
+    ps.random_blocks = c->random;
+    ps.seed = 1;
     ps.seq = c->seq;
     ps.block = c->block;
     ps.heads = c->heads;
     ps.num_verts = c->verts;
     ps.vertsize = c->vertsize;
     ps.bidirectional = c->bidir;
-    ps.ctx = c->ctx > 0 ? c->ctx : pat == BSA_PATTERN_STRIDED ? c->seq / c->block : 4 * c->block;
+    ps.ctx = c->ctx > 0                   ? c->ctx
+             : pat == BSA_PATTERN_STRIDED ? c->seq / c->block
+             : pat >= 5                   ? 2 * c->block /* window radius */
+                                          : 4 * c->block;
     bsa_status st = bsa_layout_create_preset(ctx, lay, &ps);
     return st == BSA_SUCCESS ? 0 : cli_report("bench", "bsa_layout_create_preset", st);
 }
@@ -197,6 +212,7 @@ static void *random_tensor(const bench_cfg *c, bsa_backend be, size_t n, cli_rng
 typedef struct bench_bufs {
     void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *ws;
     float *lse;
+    int32_t *klen, *cu; /* host: key lengths, packed offsets (or NULL) */
 } bench_bufs;
 
 /* One pattern, set up once and timed in every round. */
@@ -218,6 +234,8 @@ static void free_case(bsa_backend be, bench_case *k)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             cli_dev_free(be, all[i]);
+    free(k->b.klen);
+    free(k->b.cu);
     bsa_plan_destroy(k->plan);
     bsa_layout_destroy(k->lay);
     free(k->med[0]);
@@ -235,8 +253,11 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
     bsa_status st = bsa_layout_get_info(k->lay, &info);
     if (st != BSA_SUCCESS)
         return cli_report("bench", "bsa_layout_get_info", st);
-    /* A shared layout (1 head) is computed once per attention head. */
-    double per = (double)c->batch * (double)c->heads / (double)info.heads;
+    /* A shared layout (1 head) is computed once per attention head.  With
+     * --varlen the sequences are the batch (their FLOP counted as if each
+     * had the full length: an upper bound); --key-length is not counted. */
+    int n_seq = c->varlen ? c->varlen : c->batch;
+    double per = (double)n_seq * (double)c->heads / (double)info.heads;
     double bs2 = (double)info.block * info.block;
     k->blocks = per * (double)info.blocks_total;
     k->fwd_block = 4.0 * c->dim * k->blocks * bs2;
@@ -246,27 +267,50 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
     bsa_attn_desc d;
     memset(&d, 0, sizeof d);
     d.dtype = c->dtype;
-    d.q = d.k = d.v = d.o = bsa_tensor_bthd(c->batch, c->seq, c->heads, c->dim);
+    /* packed: sequence i has seq - i * seq / (2 * varlen) tokens (seq down to
+     * about seq / 2, so most tails are partial blocks) */
+    int64_t bt = c->varlen ? 1 : c->batch, time = c->seq;
+    bench_bufs *b = &k->b;
+    if (c->varlen) {
+        b->cu = malloc(((size_t)c->varlen + 1) * sizeof(int32_t));
+        if (!b->cu)
+            return cli_report("bench", "allocation", BSA_ERROR_OUT_OF_MEMORY);
+        b->cu[0] = 0;
+        for (int i = 0; i < c->varlen; i++)
+            b->cu[i + 1] = b->cu[i] + (int32_t)(c->seq - (int64_t)i * c->seq / (2 * c->varlen));
+        time = b->cu[c->varlen];
+        d.flags = BSA_PLAN_VARLEN;
+    }
+    if (c->key_length) {
+        b->klen = malloc((size_t)n_seq * sizeof(int32_t));
+        if (!b->klen)
+            return cli_report("bench", "allocation", BSA_ERROR_OUT_OF_MEMORY);
+        for (int i = 0; i < n_seq; i++)
+            b->klen[i] = c->key_length;
+    }
+    int kvh = c->kv_heads ? c->kv_heads : c->heads;
+    d.q = d.o = bsa_tensor_bthd(bt, time, c->heads, c->dim);
+    d.k = d.v = bsa_tensor_bthd(bt, time, kvh, c->dim);
     if ((st = bsa_plan_create(ctx, &k->plan, &d, k->lay)) != BSA_SUCCESS)
         return cli_report("bench", "bsa_plan_create", st);
     k->impl = "?";
     bsa_plan_implementation(k->plan, &k->impl);
     bsa_plan_workspace_size(k->plan, &k->wsb);
 
-    size_t n = (size_t)c->batch * c->seq * c->heads * c->dim;
+    size_t n = (size_t)bt * time * c->heads * c->dim;
+    size_t nkv = (size_t)bt * time * kvh * c->dim;
     size_t es = c->dtype == BSA_DTYPE_F32 ? 4 : 2;
     cli_rng r;
     cli_rng_seed(&r, cli_fresh_seed());
-    bench_bufs *b = &k->b;
     b->q = random_tensor(c, be, n, &r);
-    b->k = random_tensor(c, be, n, &r);
-    b->v = random_tensor(c, be, n, &r);
+    b->k = random_tensor(c, be, nkv, &r);
+    b->v = random_tensor(c, be, nkv, &r);
     b->dout = random_tensor(c, be, n, &r);
     b->o = cli_dev_alloc(be, n * es);
     b->dq = cli_dev_alloc(be, n * es);
-    b->dk = cli_dev_alloc(be, n * es);
-    b->dv = cli_dev_alloc(be, n * es);
-    b->lse = cli_dev_alloc(be, (size_t)c->batch * c->heads * c->seq * sizeof(float));
+    b->dk = cli_dev_alloc(be, nkv * es);
+    b->dv = cli_dev_alloc(be, nkv * es);
+    b->lse = cli_dev_alloc(be, (size_t)bt * c->heads * time * sizeof(float));
     b->ws = k->wsb ? cli_dev_alloc(be, k->wsb) : NULL;
     k->med[0] = calloc((size_t)rounds, sizeof(double));
     k->med[1] = calloc((size_t)rounds, sizeof(double));
@@ -274,7 +318,7 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
         (k->wsb && !b->ws) || !k->med[0] || !k->med[1])
         return cli_report("bench", "buffer allocation", BSA_ERROR_OUT_OF_MEMORY);
     /* The backward needs o and lse: one forward first. */
-    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse};
+    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse, b->klen, b->cu, b->cu, c->varlen};
     if ((st = bsa_forward(k->plan, &fa, b->ws, k->wsb, NULL)) != BSA_SUCCESS)
         return cli_report("bench", "bsa_forward", st);
     return CLI_EXIT_OK;
@@ -285,8 +329,9 @@ static int time_pass(const bench_cfg *c, bsa_backend be, bench_case *k, int whic
                      double *median)
 {
     bench_bufs *b = &k->b;
-    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse};
-    bsa_bwd_args ba = {b->q, b->k, b->v, b->o, b->lse, b->dout, b->dq, b->dk, b->dv};
+    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse, b->klen, b->cu, b->cu, c->varlen};
+    bsa_bwd_args ba = {b->q,  b->k,  b->v,    b->o,  b->lse, b->dout,  b->dq,
+                       b->dk, b->dv, b->klen, b->cu, b->cu,  c->varlen};
     for (int i = 0; i < c->warmup + c->iters; i++) {
         cli_dev_sync(be);
         double t0 = cli_now();
@@ -334,10 +379,19 @@ int bsa_cmd_bench(int argc, char **argv)
     const char *pattern = "all", *dtype = "f32", *backend = "cpu", *pass = "both";
     cli_opt opts[] = {
         {"pattern", CLI_OPT_STR, &pattern, 0, 0,
-         "all|local|strided|fixed|dense-random, or a comma list (default all)"},
+         "all|local|strided|fixed|dense-random|sliding|longformer|bigbird, or a comma list "
+         "(default all)"},
         {"seq", CLI_OPT_INT, &c.seq, 8, 1 << 22, "sequence length (default 4096)"},
         {"dim", CLI_OPT_INT, &c.dim, 1, 1024, "head dim (default 64)"},
         {"heads", CLI_OPT_INT, &c.heads, 1, 4096, "heads (default 4)"},
+        {"kv-heads", CLI_OPT_INT, &c.kv_heads, 0, 4096,
+         "k/v heads, dividing --heads (grouped-query; default = heads)"},
+        {"key-length", CLI_OPT_INT, &c.key_length, 0, 1 << 22,
+         "valid keys of every batch entry / sequence (key padding; default all)"},
+        {"varlen", CLI_OPT_INT, &c.varlen, 0, 1 << 16,
+         "N packed sequences of seq down to seq/2 tokens (batch ignored; default off)"},
+        {"global", CLI_OPT_INT, &c.global, 0, 1 << 22, "longformer/bigbird: global tokens"},
+        {"random", CLI_OPT_INT, &c.random, 0, 1024, "bigbird: random blocks per row"},
         {"batch", CLI_OPT_INT, &c.batch, 1, 1 << 20, "batch (default 1)"},
         {"dtype", CLI_OPT_STR, &dtype, 0, 0, "f32|f16|bf16 (default f32)"},
         {"block", CLI_OPT_INT, &c.block, 8, 128, "layout block (default 64)"},
@@ -379,7 +433,7 @@ int bsa_cmd_bench(int argc, char **argv)
     snprintf(list, sizeof list, "%s", pattern);
     for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
-        int p = cli_choice("bench", "pattern", tok, pattern_names, 5);
+        int p = cli_choice("bench", "pattern", tok, pattern_names, n_pattern_names);
         if (p < 0)
             return CLI_EXIT_USAGE;
         if (n_pats == 16) {
@@ -444,6 +498,9 @@ int bsa_cmd_bench(int argc, char **argv)
                "iters (+%d warm-up)\n",
                c.batch, c.heads, c.seq, c.dim, c.block, dtype_names[di], c.rounds, c.iters,
                c.warmup);
+        if (c.kv_heads || c.key_length || c.varlen)
+            printf("features: kv_heads %d, key_length %d, varlen %d sequences\n",
+                   c.kv_heads ? c.kv_heads : c.heads, c.key_length, c.varlen);
         if (gemm > 0)
             printf("SGEMM %d^3 (oneDNN, same threads): %.1f GFLOP/s (median of rounds)\n",
                    c.sgemm_n, gemm);
@@ -475,16 +532,18 @@ int bsa_cmd_bench(int argc, char **argv)
             if (c.json) {
                 printf("{\"device\": \"%s\", \"threads\": %d, \"backend\": \"%s\", \"impl\": "
                        "\"%s\", \"pattern\": \"%s\", \"pass\": \"%s\", \"dtype\": \"%s\", "
-                       "\"batch\": %d, \"heads\": %d, \"seq\": %d, \"dim\": %d, \"block\": %d, "
+                       "\"batch\": %d, \"heads\": %d, \"kv_heads\": %d, \"key_length\": %d, "
+                       "\"varlen\": %d, \"seq\": %d, \"dim\": %d, \"block\": %d, "
                        "\"blocks\": %.0f, \"density\": %.6f, \"time_ms\": %.4f, "
                        "\"block_gflops\": %.3f, \"useful_gflops\": %.3f, \"sgemm_gflops\": "
                        "%.3f, \"pct_sgemm\": %.2f, \"time_ratio\": %.4f, \"block_ratio\": %.4f, "
                        "\"workspace_bytes\": %zu, \"peak_rss_mib\": %.1f, \"rounds\": %d, "
                        "\"iters\": %d}\n",
                        dev, bench_threads(&c), bsa_backend_name(be), k->impl, pattern_names[k->pat],
-                       w ? "bwd" : "fwd", dtype_names[di], c.batch, c.heads, c.seq, c.dim, c.block,
-                       k->blocks, k->density, ms, bgf, ugf, gemm, pct, ratio, bratio, k->wsb, rss,
-                       c.rounds, c.iters);
+                       w ? "bwd" : "fwd", dtype_names[di], c.batch, c.heads,
+                       c.kv_heads ? c.kv_heads : c.heads, c.key_length, c.varlen, c.seq, c.dim,
+                       c.block, k->blocks, k->density, ms, bgf, ugf, gemm, pct, ratio, bratio,
+                       k->wsb, rss, c.rounds, c.iters);
             } else {
                 char pcts[16];
                 if (gemm > 0)

@@ -25,9 +25,33 @@ static const char *const cmd = "layout";
  * keeps them on their side of mid-grey so the picture stays readable. */
 enum { PX_KEPT = 0x1a, PX_MASKED = 0xf5, PX_KEPT_GRID = 0x50, PX_MASKED_GRID = 0xc8 };
 
-static const char *const pattern_names[] = {"all", "local", "strided", "fixed"};
-static const bsa_pattern pattern_values[] = {BSA_PATTERN_ALL, BSA_PATTERN_LOCAL,
-                                             BSA_PATTERN_STRIDED, BSA_PATTERN_FIXED};
+/* In bsa_pattern order (write_info indexes by value). */
+static const char *const pattern_names[] = {
+    "all", "local", "strided", "fixed", "sliding", "dilated", "longformer", "bigbird", "document"};
+static const bsa_pattern pattern_values[] = {
+    BSA_PATTERN_ALL,        BSA_PATTERN_LOCAL,          BSA_PATTERN_STRIDED,
+    BSA_PATTERN_FIXED,      BSA_PATTERN_SLIDING_WINDOW, BSA_PATTERN_DILATED,
+    BSA_PATTERN_LONGFORMER, BSA_PATTERN_BIGBIRD,        BSA_PATTERN_DOCUMENT};
+enum { n_patterns = (int)(sizeof pattern_names / sizeof pattern_names[0]) };
+
+/* "12,40,3" -> lengths; returns the count or -1 (bad list). */
+static int parse_lengths(const char *s, int32_t *out, int cap)
+{
+    int n = 0;
+    while (*s) {
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || v < 1 || v > (1L << 30) || n == cap)
+            return -1;
+        out[n++] = (int32_t)v;
+        s = end;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return n;
+}
 static const char *const format_names[] = {"text", "png", "info"};
 enum { FMT_TEXT, FMT_PNG, FMT_INFO };
 
@@ -111,7 +135,7 @@ static int write_info(FILE *out, bsa_layout_t lay, const bsa_preset *pr)
 static void usage(FILE *f, const cli_opt *opts, int n)
 {
     fprintf(f, "usage: bsa layout --pattern P --seq N [--block B] [--ctx L] [options]\n"
-               "Shows the element mask of a seed pattern: one line per query, '1' where\n"
+               "Shows the element mask of a preset pattern: one line per query, '1' where\n"
                "the key is kept (text), a picture (png, kept = dark), or its numbers (info).\n"
                "\noptions:\n");
     cli_print_options(f, opts, n);
@@ -121,9 +145,12 @@ int bsa_cmd_layout(int argc, char **argv)
 {
     const char *pattern = "all", *format = "text", *out_path = NULL;
     int seq = 0, block = 32, ctx_len = 0, verts = 1, vertsize = 1, heads = 1, head = 0;
-    int bidir = 0, scale = 1, grid = 0;
+    int bidir = 0, scale = 1, grid = 0, dilation = 0, global = 0, random = 0, seed = 0;
+    const char *docs = NULL;
     const cli_opt opts[] = {
-        {"pattern", CLI_OPT_STR, &pattern, 0, 0, "all | local | strided | fixed (default all)"},
+        {"pattern", CLI_OPT_STR, &pattern, 0, 0,
+         "all | local | strided | fixed | sliding | dilated | longformer | bigbird | document "
+         "(default all)"},
         {"seq", CLI_OPT_INT, &seq, 1, 1 << 30, "sequence length (required)"},
         {"block", CLI_OPT_INT, &block, 1, 1 << 30, "layout block size (default 32)"},
         {"ctx", CLI_OPT_INT, &ctx_len, 1, 1 << 30,
@@ -134,6 +161,11 @@ int bsa_cmd_layout(int argc, char **argv)
         {"heads", CLI_OPT_INT, &heads, 1, 1 << 30, "attention heads (default 1)"},
         {"head", CLI_OPT_INT, &head, 0, 1 << 30, "head to show (default 0)"},
         {"bidirectional", CLI_OPT_FLAG, &bidir, 0, 0, "no causal constraint"},
+        {"dilation", CLI_OPT_INT, &dilation, 1, 1 << 30, "dilated: key spacing (default 1)"},
+        {"global", CLI_OPT_INT, &global, 0, 1 << 30, "longformer, bigbird: global tokens"},
+        {"random", CLI_OPT_INT, &random, 0, 1024, "bigbird: random key blocks per block row"},
+        {"seed", CLI_OPT_INT, &seed, 0, 1 << 30, "bigbird: seed of the random blocks"},
+        {"docs", CLI_OPT_STR, &docs, 0, 0, "document: lengths 'a,b,...' summing to --seq"},
         {"format", CLI_OPT_STR, &format, 0, 0, "text | png | info (default text)"},
         {"out", CLI_OPT_STR, &out_path, 0, 0, "output file (required for png; else stdout)"},
         {"scale", CLI_OPT_INT, &scale, 1, 64, "png: pixels per element side (default 1)"},
@@ -148,7 +180,7 @@ int bsa_cmd_layout(int argc, char **argv)
     }
     if (pr != CLI_PARSE_OK)
         return CLI_EXIT_USAGE;
-    int pi = cli_choice(cmd, "pattern", pattern, pattern_names, 4);
+    int pi = cli_choice(cmd, "pattern", pattern, pattern_names, n_patterns);
     int fi = cli_choice(cmd, "format", format, format_names, 3);
     if (pi < 0 || fi < 0)
         return CLI_EXIT_USAGE;
@@ -156,7 +188,18 @@ int bsa_cmd_layout(int argc, char **argv)
         fprintf(stderr, "bsa %s: --seq is required\n", cmd);
         return CLI_EXIT_USAGE;
     }
-    if (pattern_values[pi] != BSA_PATTERN_ALL && ctx_len == 0) {
+    int32_t doc_len[4096];
+    int n_docs = 0;
+    if (pattern_values[pi] == BSA_PATTERN_DOCUMENT &&
+        (!docs || (n_docs = parse_lengths(docs, doc_len, 4096)) < 1)) {
+        fprintf(stderr,
+                "bsa %s: the document pattern needs --docs with 1..4096 comma-separated "
+                "lengths >= 1\n",
+                cmd);
+        return CLI_EXIT_USAGE;
+    }
+    if (pattern_values[pi] != BSA_PATTERN_ALL && pattern_values[pi] != BSA_PATTERN_DOCUMENT &&
+        ctx_len == 0) {
         fprintf(stderr, "bsa %s: --ctx is required for the %s pattern\n", cmd, pattern);
         return CLI_EXIT_USAGE;
     }
@@ -203,7 +246,13 @@ int bsa_cmd_layout(int argc, char **argv)
                          .ctx = ctx_len,
                          .num_verts = verts,
                          .vertsize = vertsize,
-                         .bidirectional = bidir};
+                         .bidirectional = bidir,
+                         .dilation = dilation,
+                         .global_tokens = global,
+                         .random_blocks = random,
+                         .seed = (uint64_t)seed,
+                         .doc_lengths = n_docs ? doc_len : NULL,
+                         .num_docs = n_docs};
     st = bsa_layout_create_preset(ctx, &lay, &preset);
     if (st != BSA_SUCCESS) {
         cli_report(cmd, "bsa_layout_create_preset", st);

@@ -155,6 +155,9 @@ static bsa_status cpu_plan_init(bsa_plan_t plan)
     const char *pc = getenv("BSA_CPU_PRECONVERT");
     if (pc && s->dtype != BSA_DTYPE_F32)
         cp->preconvert = atoi(pc) != 0;
+    /* packed sequences do not start on block boundaries of the tensor */
+    if (s->varlen)
+        cp->preconvert = 0;
     bsa_status st = choose_groups(plan, cp);
     if (st != BSA_SUCCESS) {
         cpu_plan_fini(plan);
@@ -196,6 +199,37 @@ static bsa_status take_workspace(bsa_plan_t plan, void **ws, void **owned)
                         "of bsa_plan_workspace_size() bytes)",
                         plan->workspace_bytes);
     *ws = (void *)(((uintptr_t)*owned + 63) & ~(uintptr_t)63);
+    return BSA_SUCCESS;
+}
+
+bsa_status bsa_cpu_segments(const struct bsa_plan *plan, const int32_t *key_lengths,
+                            const int32_t *cu_q, const int32_t *cu_k, int num_seqs, cpu_seg **out,
+                            int64_t *n)
+{
+    const bsa_shape *s = &plan->shape;
+    int64_t ns = s->varlen ? num_seqs : s->batch;
+    cpu_seg *seg = (cpu_seg *)malloc((size_t)ns * sizeof *seg);
+    if (!seg)
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "cpu backend: cannot allocate %lld segments",
+                        (long long)ns);
+    for (int64_t i = 0; i < ns; i++) {
+        cpu_seg *g = &seg[i];
+        if (s->varlen) {
+            g->b = 0;
+            g->q0 = cu_q[i];
+            g->k0 = cu_k[i];
+            g->nq = (int64_t)cu_q[i + 1] - cu_q[i];
+            g->nk = (int64_t)cu_k[i + 1] - cu_k[i];
+        } else {
+            g->b = i;
+            g->q0 = g->k0 = 0;
+            g->nq = s->seq_q;
+            g->nk = s->seq_k;
+        }
+        g->klim = key_lengths && key_lengths[i] < g->nk ? key_lengths[i] : g->nk;
+    }
+    *out = seg;
+    *n = ns;
     return BSA_SUCCESS;
 }
 
@@ -245,4 +279,6 @@ const bsa_backend_i bsa_backend_cpu = {
     .sparse_softmax_bwd = bsa_cpu_sparse_softmax_bwd,
     .sparse_nn = bsa_cpu_sparse_nn,
     .sparse_tn = bsa_cpu_sparse_tn,
+    .features =
+        BSA_FEATURE_GQA | BSA_FEATURE_KEY_LENGTHS | BSA_FEATURE_VARLEN | BSA_FEATURE_VALUE_DIM,
 };

@@ -46,11 +46,11 @@ static inline fused_global fused_carve_global(cpu_arena *a, const struct bsa_pla
     g.delta = bsa_cpu_take(a, rows);
     g.kf = g.vf = g.qf = g.dof = NULL;
     if (((const cpu_plan *)plan->backend_data)->preconvert) {
-        int64_t kn = s->batch * s->heads * s->seq_k * s->head_dim;
-        g.kf = bsa_cpu_take(a, kn);
-        g.vf = bsa_cpu_take(a, kn);
+        int64_t kn = s->batch * s->kv_heads * s->seq_k;
+        g.kf = bsa_cpu_take(a, kn * s->head_dim);
+        g.vf = bsa_cpu_take(a, kn * s->v_dim);
         g.qf = bsa_cpu_take(a, rows * s->head_dim);
-        g.dof = bsa_cpu_take(a, rows * s->head_dim);
+        g.dof = bsa_cpu_take(a, rows * s->v_dim);
     }
     return g;
 }
@@ -58,7 +58,8 @@ static inline fused_global fused_carve_global(cpu_arena *a, const struct bsa_pla
 static inline fused_thread fused_carve_thread(cpu_arena *a, const struct bsa_plan *plan)
 {
     const cpu_plan *cp = (const cpu_plan *)plan->backend_data;
-    int64_t bs = plan->layout->block, d = plan->shape.head_dim;
+    /* every tile as wide as the wider of the two head dims (value dim) */
+    int64_t bs = plan->layout->block, d = bsa_cpu_dmax(&plan->shape);
     int64_t cw = (int64_t)cp->chunk_blocks * bs, tr = (int64_t)cp->group * bs;
     int64_t kb = plan->layout->k_blocks;
     fused_thread t;
@@ -84,14 +85,15 @@ static inline fused_thread fused_carve_thread(cpu_arena *a, const struct bsa_pla
     return t;
 }
 
-/* Converts block blk of every (batch, head) slice of a tensor into its
- * fp32 image (item = bh * blocks + blk). */
+/* Converts block blk of every (batch, head) slice of a tensor of `heads`
+ * heads and row width d into its fp32 image (item = bh * blocks + blk).
+ * Never with BSA_PLAN_VARLEN (preconvert is off there). */
 static inline void fused_convert(const struct bsa_plan *plan, const void *p, const int64_t *st,
-                                 int64_t seq, float *img, int64_t item)
+                                 int64_t seq, int64_t heads, int64_t d, float *img, int64_t item)
 {
     const bsa_shape *s = &plan->shape;
-    int64_t bs = plan->layout->block, d = s->head_dim, nb = seq / bs;
-    int64_t bh = item / nb, blk = item % nb, b = bh / s->heads, h = bh % s->heads;
+    int64_t bs = plan->layout->block, nb = seq / bs;
+    int64_t bh = item / nb, blk = item % nb, b = bh / heads, h = bh % heads;
     const char *base = (const char *)p + (b * st[0] + h * st[1]) * bsa_cpu_esize(s->dtype);
     bsa_cpu_load_rows(img + (bh * seq + blk * bs) * d, d, base, s->dtype, st[2], blk * bs, bs, d,
                       plan->layout->stride_perm, seq, 1.0f);
@@ -109,12 +111,14 @@ static inline void fused_carve(void *ws, const struct bsa_plan *plan, int tid, f
     *t = fused_carve_thread(&a, plan);
 }
 
-/* One operand of a (batch, head) slice: q, k, v, o or dO. */
+/* One operand of a (segment, head) slice: q, k, v, o or dO. */
 typedef struct fused_operand {
     const float *conv; /* fp32 image of the slice in layout order, or NULL */
-    const char *base;  /* element (b, h, 0, 0) */
+    const char *base;  /* element (b, h, t0, 0): the segment's first row */
     int64_t tstride;   /* elements between natural time steps */
-    int64_t seq;       /* time length (for the permutation) */
+    int64_t seq;       /* the layout's time length (for the permutation) */
+    int64_t d;         /* row width: head dim, or value dim for v, o, dO */
+    int64_t valid;     /* rows that exist; rows past it read as zeros */
 } fused_operand;
 
 /* Rows of the blocks blk[0..nc) (layout order, block rows of bs) as an
@@ -123,9 +127,23 @@ static inline const float *fused_view(const struct bsa_plan *plan, const fused_o
                                       const int32_t *blk, int nc, float *tile, int64_t *ld)
 {
     const struct bsa_layout *l = plan->layout;
-    int64_t bs = l->block, d = plan->shape.head_dim;
+    int64_t bs = l->block, d = op->d;
     int perm = l->stride_perm;
     int64_t rows = nc * bs;
+    if ((int64_t)blk[nc - 1] * bs + bs > op->valid) {
+        /* a segment's partial tail (packed sequences): never read past it */
+        for (int x = 0; x < nc; x++) {
+            int64_t r0 = (int64_t)blk[x] * bs, n = op->valid - r0;
+            n = n < 0 ? 0 : n > bs ? bs : n;
+            if (n > 0)
+                bsa_cpu_load_rows(tile + x * bs * d, d, op->base, plan->shape.dtype, op->tstride,
+                                  r0, n, d, perm, op->seq, 1.0f);
+            if (n < bs)
+                memset(tile + (x * bs + n) * d, 0, (size_t)((bs - n) * d) * sizeof(float));
+        }
+        *ld = d;
+        return tile;
+    }
     if (op->conv && blk[nc - 1] - blk[0] == nc - 1) {
         *ld = d;
         return op->conv + (int64_t)blk[0] * bs * d;
@@ -162,20 +180,66 @@ static inline const float *fused_view(const struct bsa_plan *plan, const fused_o
     return tile;
 }
 
-/* conv: the fp32 image of the whole tensor (or NULL); the slice's part
- * starts at bh * seq * dim. */
+/* Head h (of a tensor with `heads` heads, rows of d) of segment sg; t0 /
+ * valid are the segment's first row and row count in that tensor's time.
+ * conv: the fp32 image of the whole tensor (or NULL, always with varlen);
+ * the slice's part starts at (b * heads + h) * seq * d. */
 static inline fused_operand fused_operand_of(const struct bsa_plan *plan, const void *p,
-                                             const int64_t *st, int64_t bh, int64_t seq,
-                                             const float *conv)
+                                             const int64_t *st, const cpu_seg *sg, int64_t heads,
+                                             int64_t h, int64_t t0, int64_t valid, int64_t seq,
+                                             int64_t d, const float *conv)
 {
     const bsa_shape *s = &plan->shape;
-    int64_t b = bh / s->heads, h = bh % s->heads;
+    int64_t b = sg->b;
     fused_operand op;
-    op.conv = conv ? conv + bh * seq * s->head_dim : NULL;
-    op.base = (const char *)p + (b * st[0] + h * st[1]) * bsa_cpu_esize(s->dtype);
+    op.conv = conv ? conv + (b * heads + h) * seq * d : NULL;
+    op.base = (const char *)p + (b * st[0] + h * st[1] + t0 * st[2]) * bsa_cpu_esize(s->dtype);
     op.tstride = st[2];
     op.seq = seq;
+    op.d = d;
+    op.valid = valid;
     return op;
+}
+
+/* The four operand roles of a slice (query head h of segment sg). */
+static inline fused_operand fused_q(const struct bsa_plan *plan, const void *p, const cpu_seg *sg,
+                                    int64_t h, const float *conv)
+{
+    const bsa_shape *s = &plan->shape;
+    return fused_operand_of(plan, p, s->q_stride, sg, s->heads, h, sg->q0, sg->nq,
+                            plan->layout->seq_q, s->head_dim, conv);
+}
+/* o and dO: value dim, query rows */
+static inline fused_operand fused_o(const struct bsa_plan *plan, const void *p, const cpu_seg *sg,
+                                    int64_t h, const float *conv)
+{
+    const bsa_shape *s = &plan->shape;
+    return fused_operand_of(plan, p, s->o_stride, sg, s->heads, h, sg->q0, sg->nq,
+                            plan->layout->seq_q, s->v_dim, conv);
+}
+/* k and v of kv head kvh */
+static inline fused_operand fused_k(const struct bsa_plan *plan, const void *p, const cpu_seg *sg,
+                                    int64_t kvh, const float *conv)
+{
+    const bsa_shape *s = &plan->shape;
+    return fused_operand_of(plan, p, s->k_stride, sg, s->kv_heads, kvh, sg->k0, sg->nk,
+                            plan->layout->seq_k, s->head_dim, conv);
+}
+static inline fused_operand fused_v(const struct bsa_plan *plan, const void *p, const cpu_seg *sg,
+                                    int64_t kvh, const float *conv)
+{
+    const bsa_shape *s = &plan->shape;
+    return fused_operand_of(plan, p, s->v_stride, sg, s->kv_heads, kvh, sg->k0, sg->nk,
+                            plan->layout->seq_k, s->v_dim, conv);
+}
+
+/* Rows of query block qb that exist in segment sg (layout order; with the
+ * strided permutation there is no varlen, so every row exists). */
+static inline int64_t fused_rows_valid(const struct bsa_plan *plan, const cpu_seg *sg, int64_t qb,
+                                       int64_t rows)
+{
+    int64_t n = sg->nq - qb * plan->layout->block;
+    return n < 0 ? 0 : n > rows ? rows : n;
 }
 
 #endif

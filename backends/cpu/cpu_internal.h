@@ -11,6 +11,7 @@
 
 #include "../backend.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -137,6 +138,49 @@ static inline float *bsa_cpu_take(cpu_arena *a, int64_t floats)
     float *r = a->p ? (float *)(a->p + a->used) : NULL;
     a->used += ((size_t)floats * sizeof(float) + 63) & ~(size_t)63;
     return r;
+}
+
+/* ------------------------------------------------------------ segments */
+
+/* One independent attention problem of a call: a batch entry, or with
+ * BSA_PLAN_VARLEN one packed sequence.  Positions inside it count from its
+ * start (q0 / k0 in the tensors' time dims), so the layout's top-left
+ * corner applies.  Queries past nq have no rows (nothing is read or
+ * written there); keys at or past klim (<= nk) are masked. */
+typedef struct cpu_seg {
+    int64_t b;      /* batch index of the tensors (0 with varlen) */
+    int64_t q0, k0; /* first query / key time step */
+    int64_t nq, nk; /* queries / keys that exist */
+    int64_t klim;   /* keys visible: min(nk, key length) */
+} cpu_seg;
+
+/* The segments of a call (malloc'd into *out, *n of them). */
+bsa_status bsa_cpu_segments(const struct bsa_plan *plan, const int32_t *key_lengths,
+                            const int32_t *cu_q, const int32_t *cu_k, int num_seqs, cpu_seg **out,
+                            int64_t *n);
+
+/* Masks (-inf) the columns of key block kb (tile s, rows x block, leading
+ * dimension lds) whose natural key position is at or past klim; seq_k is
+ * the layout's key length (for the strided permutation). */
+static inline void bsa_cpu_key_limit(float *s, int64_t lds, int64_t rows,
+                                     const struct bsa_layout *l, int32_t kb, int64_t klim)
+{
+    int64_t bs = l->block, k0 = (int64_t)kb * bs;
+    int perm = l->stride_perm;
+    if (klim >= l->seq_k || (!perm && k0 + bs <= klim))
+        return;
+    for (int64_t c = 0; c < bs; c++) {
+        if (bsa_perm_row(k0 + c, perm, l->seq_k) < klim)
+            continue;
+        for (int64_t r = 0; r < rows; r++)
+            s[r * lds + c] = -INFINITY;
+    }
+}
+
+/* Largest of the query/key and value head dims (tile widths). */
+static inline int64_t bsa_cpu_dmax(const bsa_shape *s)
+{
+    return s->head_dim > s->v_dim ? s->head_dim : s->v_dim;
 }
 
 /* ------------------------------------------------------ the implementations */

@@ -38,8 +38,22 @@ static int threads_of(const struct bsa_plan *plan)
 
 #define OOM_MSG "cpu backend: cannot allocate %zu bytes of tiles for %s"
 
+/* The seed's ops know one head dim and one head per kv head. */
+static bsa_status check_plain(const struct bsa_plan *plan, const char *fn)
+{
+    const bsa_shape *s = &plan->shape;
+    if (s->kv_heads != s->heads || s->v_dim != s->head_dim || s->varlen)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                        "%s: the unfused ops do not support grouped-query, value-dim or "
+                        "BSA_PLAN_VARLEN plans (cpu backend)",
+                        fn);
+    return BSA_SUCCESS;
+}
+
 bsa_status bsa_cpu_sparse_nt(bsa_plan_t plan, const void *a, const void *bm, float *w, void *stream)
 {
+    if (check_plain(plan, "bsa_sparse_nt") != BSA_SUCCESS)
+        return BSA_ERROR_UNSUPPORTED;
     const bsa_shape *s = &plan->shape;
     const struct bsa_layout *l = plan->layout;
     int nt = threads_of(plan);
@@ -154,6 +168,8 @@ bsa_status bsa_cpu_sparse_softmax_bwd(bsa_plan_t plan, const float *p, const flo
 
 bsa_status bsa_cpu_sparse_nn(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream)
 {
+    if (check_plain(plan, "bsa_sparse_nn") != BSA_SUCCESS)
+        return BSA_ERROR_UNSUPPORTED;
     const bsa_shape *s = &plan->shape;
     const struct bsa_layout *l = plan->layout;
     int nt = threads_of(plan);
@@ -196,6 +212,8 @@ bsa_status bsa_cpu_sparse_nn(bsa_plan_t plan, const float *w, const void *x, voi
 
 bsa_status bsa_cpu_sparse_tn(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream)
 {
+    if (check_plain(plan, "bsa_sparse_tn") != BSA_SUCCESS)
+        return BSA_ERROR_UNSUPPORTED;
     const bsa_shape *s = &plan->shape;
     const struct bsa_layout *l = plan->layout;
     int nt = threads_of(plan);

@@ -88,6 +88,13 @@ class Preset(ctypes.Structure):
         ("num_verts", ctypes.c_int),
         ("vertsize", ctypes.c_int),
         ("bidirectional", ctypes.c_int),
+        # appended in bsa.h (presets beyond the seed): zero = default
+        ("dilation", ctypes.c_int),
+        ("global_tokens", ctypes.c_int),
+        ("random_blocks", ctypes.c_int),
+        ("seed", ctypes.c_uint64),
+        ("doc_lengths", ctypes.c_void_p),
+        ("num_docs", ctypes.c_int),
     ]
 
 
@@ -131,6 +138,11 @@ class FwdArgs(ctypes.Structure):
         ("v", ctypes.c_void_p),
         ("o", ctypes.c_void_p),
         ("lse", ctypes.c_void_p),
+        # appended in bsa.h (key padding, packed sequences): zero = off
+        ("key_lengths", ctypes.c_void_p),
+        ("cu_seqlens_q", ctypes.c_void_p),
+        ("cu_seqlens_k", ctypes.c_void_p),
+        ("num_seqs", ctypes.c_int),
     ]
 
 
@@ -145,6 +157,11 @@ class BwdArgs(ctypes.Structure):
         ("dq", ctypes.c_void_p),
         ("dk", ctypes.c_void_p),
         ("dv", ctypes.c_void_p),
+        # appended in bsa.h (key padding, packed sequences): zero = off
+        ("key_lengths", ctypes.c_void_p),
+        ("cu_seqlens_q", ctypes.c_void_p),
+        ("cu_seqlens_k", ctypes.c_void_p),
+        ("num_seqs", ctypes.c_int),
     ]
 
 

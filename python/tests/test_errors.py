@@ -75,8 +75,10 @@ def test_attention_errors(rng):
     q = rng.standard_normal((1, 2, 64, 16)).astype(np.float32)
     with _raises("BSA_ERROR_SHAPE_MISMATCH", "queries", "48"):
         bsa.attention(q[:, :, :48], q[:, :, :48], q[:, :, :48], lay)
+    # k/v heads must divide q heads (1 of 2 is valid multi-query attention)
+    k3 = np.concatenate([q, q[:, :1]], axis=1)
     with _raises("BSA_ERROR_SHAPE_MISMATCH", "heads"):
-        bsa.attention(q, q[:, :1], q[:, :1], lay)
+        bsa.attention(q, k3, k3, lay)
     with _raises("BSA_ERROR_UNSUPPORTED", "multiple of 8", "12"):
         x = q[..., :12].copy()
         bsa.attention(x, x, x, lay)
