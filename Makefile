@@ -49,7 +49,7 @@ test-sanitize: deps
 	CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DBSA_SANITIZE=thread -DBSA_WITH_CPU_DNNL=OFF -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
 	cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1 \
 	    OMP_TOOL_LIBRARIES=$$(clang -print-resource-dir)/../../libarcher.so \
 	    ctest --output-on-failure -j $(JOBS) -E python
 

@@ -253,8 +253,15 @@ void bsa_cpu_exp_rows(float *s, int64_t rows, int64_t w, int64_t lds, const floa
 #ifdef _OPENMP
 #pragma omp simd
 #endif
-        for (int64_t j = 0; j < w; j++)
-            row[j] = exp2_fast(row[j] - off);
+        for (int64_t j = 0; j < w; j++) {
+            /* A probability is at most 1.  With huge logits (|s| ~ 1e10
+             * from f16 inputs at their largest) a recomputed logit that
+             * rounds differently from the forward's can exceed lse by
+             * thousands: without the cap that is exp2(1000) = inf.  The
+             * comparison keeps NaN (NaN > 0 is false). */
+            float x = row[j] - off;
+            row[j] = exp2_fast(x > 0.0f ? 0.0f : x);
+        }
     }
 }
 

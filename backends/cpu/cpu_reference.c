@@ -188,7 +188,8 @@ bsa_status bsa_cpu_ref_backward(bsa_plan_t plan, const bsa_bwd_args *args, void 
                     for (int64_t x = 0; x < n; x++) {
                         if (logit[x] == -INFINITY)
                             continue;
-                        float p = expf(logit[x] - lse);
+                        float e = logit[x] - lse; /* capped at 0: p <= 1, NaN kept */
+                        float p = expf(e > 0.0f ? 0.0f : e);
                         int64_t key =
                             (int64_t)l->col_idx[i0 + x / l->block] * l->block + x % l->block;
                         load_row(krow, vb, s, s->v_stride, key, perm, l->seq_k, dv);
