@@ -17,8 +17,15 @@ all: build
 deps:
 	@sh scripts/install-deps.sh $(APT_PACKAGES)
 
+# The CUDA backend is built where a CUDA compiler exists (AUTO); the
+# toolkit's usual place counts even when it is not on the PATH.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifneq ($(NVCC),)
+CUDA_FLAGS = -DCMAKE_CUDA_COMPILER=$(NVCC)
+endif
+
 configure: deps
-	cmake -S . -B $(BUILD) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) $(CUDA_FLAGS) $(CMAKE_FLAGS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
