@@ -1,0 +1,393 @@
+/*
+ * The CUDA backend: device probing, per-layout table upload, plan-time
+ * choice of the implementation, and the forward / backward calls.
+ *
+ * Implementations, best first:
+ *   "cuda-mma-sm80"   tensor cores through mma.sync (sm_80+: A100, H100, ...),
+ *                     f16/bf16, head dim <= 256 in steps of 8, rows 16-byte aligned;
+ *   "cuda-wmma-sm70"  the Volta path: wmma 16x16x16 only (V100 and newer), f16,
+ *                     head dim <= 128; chosen on sm_70/sm_75 devices;
+ *   "cuda-reference"  scalar fp32 kernels: accepts every valid problem (f32 too).
+ * BSA_CUDA_PATH=mma|volta|reference forces one (BSA_PLAN_FORCE_REFERENCE too),
+ * so that every path is tested on newer GPUs.
+ *
+ * Forward and backward allocate nothing, copy nothing and never
+ * synchronise: they only launch kernels on the caller's stream, so they can
+ * be captured in a CUDA graph.  The backward's one scratch buffer (delta =
+ * rowsum(dO * O), fp32 per query row) is the caller's workspace.
+ */
+#include "cuda_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+namespace
+{
+
+enum path { PATH_MMA = 0, PATH_REF = 1, PATH_VOLTA = 2 };
+
+struct cuda_plan {
+    path p;
+    int dpad;
+    int fwd_kernel; /* BSA_K_FWD2 (128-row tiles) up to head dim 128, else BSA_K_FWD */
+    size_t delta_off;
+};
+
+/* Makes ctx's device current for the scope of a call, restoring the
+ * caller's afterwards (a library must not move the caller's device). */
+struct device_guard {
+    int prev = -1;
+    cudaError_t err = cudaSuccess;
+    explicit device_guard(int dev)
+    {
+        err = cudaGetDevice(&prev);
+        if (err == cudaSuccess && prev != dev)
+            err = cudaSetDevice(dev);
+        else
+            prev = -1;
+    }
+    ~device_guard()
+    {
+        if (prev >= 0)
+            cudaSetDevice(prev);
+    }
+};
+
+bsa_status cuda_status(cudaError_t e, const char *what)
+{
+    bsa_status st = e == cudaErrorMemoryAllocation ? BSA_ERROR_OUT_OF_MEMORY : BSA_ERROR_DEVICE;
+    return bsa_fail(st, "cuda backend: %s: %s (%s)", what, cudaGetErrorString(e),
+                    cudaGetErrorName(e));
+}
+
+bsa_status probe(int device)
+{
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return bsa_fail(BSA_ERROR_NO_DEVICE, "cuda backend: cudaGetDeviceCount: %s",
+                        cudaGetErrorString(e));
+    }
+    if (n <= 0)
+        return bsa_fail(BSA_ERROR_NO_DEVICE, "cuda backend: no CUDA device found");
+    if (device < 0 || device >= n)
+        return bsa_fail(BSA_ERROR_NO_DEVICE,
+                        "cuda backend: device index %d out of range: %d device(s) present", device,
+                        n);
+    return BSA_SUCCESS;
+}
+
+void layout_release(struct bsa_layout *l)
+{
+    bsa_cuda_layout *dl = static_cast<bsa_cuda_layout *>(l->backend_data);
+    if (!dl)
+        return;
+    {
+        device_guard g(dl->device);
+        cudaFree(dl->dev_mem);
+    }
+    free(dl);
+    l->backend_data = nullptr;
+}
+
+bsa_status layout_prepare(bsa_layout_t l)
+{
+    if (l->backend_data)
+        return BSA_SUCCESS;
+    int dev = l->ctx ? l->ctx->device : 0;
+    device_guard g(dev);
+    if (g.err != cudaSuccess)
+        return cuda_status(g.err, "layout_prepare: selecting the device");
+    bsa_cuda_layout *dl = static_cast<bsa_cuda_layout *>(calloc(1, sizeof(*dl)));
+    if (!dl)
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "layout_prepare: host memory");
+    dl->device = dev;
+    bsa_status st = bsa_cuda_build_tiles(l, dl);
+    if (st != BSA_SUCCESS) {
+        free(dl);
+        return st;
+    }
+    l->backend_data = dl;
+    l->backend_release = layout_release;
+    return BSA_SUCCESS;
+}
+
+int pad_dim(int64_t d)
+{
+    return d <= 32 ? 32 : d <= 64 ? 64 : d <= 128 ? 128 : d <= 256 ? 256 : 0;
+}
+
+/* Why the mma path cannot take this plan (NULL if it can). */
+const char *mma_decline(const bsa_plan *plan, int dev, int dpad)
+{
+    const bsa_shape &s = plan->shape;
+    if (s.dtype != BSA_DTYPE_F16 && s.dtype != BSA_DTYPE_BF16)
+        return "dtype is not f16/bf16";
+    if (!dpad || s.head_dim % 8)
+        return "head dim not a multiple of 8 up to 256";
+    int major = 0, smem = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (major < 8)
+        return "mma.sync m16n8k16 needs compute capability 8.0 or newer";
+    const int64_t *st[4] = {s.q_stride, s.k_stride, s.v_stride, s.o_stride};
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 3; ++j)
+            if (st[i][j] % 8)
+                return "a batch/head/time stride is not a multiple of 8 elements";
+    if (s.batch * s.heads > 65535)
+        return "batch * heads above 65535";
+    for (int k = 0; k < 3; ++k)
+        if (bsa_cuda_tc_smem(k, dpad) > (size_t)smem)
+            return "not enough shared memory per block on this device for this head dim";
+    return nullptr;
+}
+
+/* Why the Volta (wmma) path cannot take this plan (NULL if it can). */
+const char *volta_decline(const bsa_plan *plan, int dev, int dpad)
+{
+    const bsa_shape &s = plan->shape;
+    if (s.dtype != BSA_DTYPE_F16)
+        return "the Volta path takes f16 only (Volta has no bf16 Tensor Core instruction)";
+    if (!dpad || dpad > 128 || s.head_dim % 8)
+        return "the Volta path takes head dims that are multiples of 8 up to 128";
+    int major = 0, smem = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (major < 7)
+        return "wmma needs compute capability 7.0 or newer";
+    const int64_t *st[4] = {s.q_stride, s.k_stride, s.v_stride, s.o_stride};
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 3; ++j)
+            if (st[i][j] % 8)
+                return "a batch/head/time stride is not a multiple of 8 elements";
+    if (s.batch * s.heads > 65535)
+        return "batch * heads above 65535";
+    for (int k = 0; k < 3; ++k)
+        if (bsa_cuda_volta_smem(k, dpad) + 256 > (size_t)smem)
+            return "not enough shared memory per block on this device for this head dim";
+    return nullptr;
+}
+
+bsa_status plan_init(bsa_plan_t plan)
+{
+    bsa_layout_t l = plan->layout;
+    int dev = plan->ctx->device;
+    device_guard g(dev);
+    if (g.err != cudaSuccess)
+        return cuda_status(g.err, "plan_init: selecting the device");
+    if (!l->backend_data) {
+        bsa_status st = layout_prepare(l);
+        if (st != BSA_SUCCESS)
+            return st;
+    }
+    const bsa_shape &s = plan->shape;
+    int dpad = pad_dim(s.head_dim);
+    if (s.head_dim > 256)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: head_dim %lld above 256",
+                        (long long)s.head_dim);
+
+    const char *env = getenv("BSA_CUDA_PATH");
+    bool force_ref = (plan->flags & BSA_PLAN_FORCE_REFERENCE) != 0;
+    int forced = -1;
+    if (env && *env) {
+        if (!strcmp(env, "reference"))
+            force_ref = true;
+        else if (!strcmp(env, "mma"))
+            forced = PATH_MMA;
+        else if (!strcmp(env, "volta"))
+            forced = PATH_VOLTA;
+        else
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "cuda backend: BSA_CUDA_PATH=%s: known paths are 'mma', 'volta' "
+                            "and 'reference'",
+                            env);
+    }
+    const char *why_mma = mma_decline(plan, dev, dpad);
+    const char *why_volta = volta_decline(plan, dev, dpad);
+    if (forced == PATH_MMA && why_mma)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=mma declined: %s",
+                        why_mma);
+    if (forced == PATH_VOLTA && why_volta)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=volta declined: %s",
+                        why_volta);
+
+    cuda_plan *cp = static_cast<cuda_plan *>(calloc(1, sizeof(*cp)));
+    if (!cp)
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "plan_init: host memory");
+    if (force_ref)
+        cp->p = PATH_REF;
+    else if (forced >= 0)
+        cp->p = (path)forced;
+    else
+        cp->p = !why_mma ? PATH_MMA : !why_volta ? PATH_VOLTA : PATH_REF;
+    cp->dpad = dpad;
+    /* The 128-row forward halves the shared-memory reads per product but
+     * needs twice the accumulators: measured on an H200 (bench/NOTES.md) it
+     * wins at head dim 128 (same occupancy) when both halves of a tile pair
+     * walk nearly the same key list (causal), and loses at 64 (half the
+     * occupancy) and on sparse layouts.  BSA_CUDA_FWD=64|128 forces one. */
+    const char *fenv = getenv("BSA_CUDA_FWD");
+    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
+    bool fwd2 = dpad == 128 && dl->pair_eff >= 0.9 && !dl->kgrp;
+    if (fenv && !strcmp(fenv, "64"))
+        fwd2 = false;
+    else if (fenv && !strcmp(fenv, "128"))
+        fwd2 = dpad <= 128 && !dl->kgrp;
+    cp->fwd_kernel = fwd2 ? BSA_K_FWD2 : BSA_K_FWD;
+    if (cp->p == PATH_MMA && cp->fwd_kernel == BSA_K_FWD2) {
+        cudaError_t e = bsa_cuda_tc_setup(BSA_K_FWD2, s.dtype, dpad);
+        if (e != cudaSuccess) {
+            free(cp);
+            return cuda_status(e, "plan_init: kernel attributes");
+        }
+    }
+    for (int k = 0; k < 3 && cp->p != PATH_REF; ++k) {
+        cudaError_t e =
+            cp->p == PATH_MMA ? bsa_cuda_tc_setup(k, s.dtype, dpad) : bsa_cuda_volta_setup(k, dpad);
+        if (e != cudaSuccess) {
+            free(cp);
+            return cuda_status(e, "plan_init: kernel attributes");
+        }
+    }
+    int64_t rows = s.batch * s.heads * s.seq_q;
+    plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
+    plan->impl_name = cp->p == PATH_MMA     ? "cuda-mma-sm80"
+                      : cp->p == PATH_VOLTA ? "cuda-wmma-sm70"
+                                            : "cuda-reference";
+    plan->backend_data = cp;
+    return BSA_SUCCESS;
+}
+
+void plan_fini(bsa_plan_t plan)
+{
+    free(plan->backend_data);
+    plan->backend_data = nullptr;
+}
+
+bsa_cuda_params make_params(const bsa_plan *plan)
+{
+    const bsa_shape &s = plan->shape;
+    const bsa_layout *l = plan->layout;
+    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
+    bsa_cuda_params p;
+    memset(&p, 0, sizeof(p));
+    for (int i = 0; i < 3; ++i) {
+        p.q_s[i] = s.q_stride[i];
+        p.k_s[i] = s.k_stride[i];
+        p.v_s[i] = s.v_stride[i];
+        p.o_s[i] = s.o_stride[i];
+    }
+    p.dtype = s.dtype;
+    p.batch = (int)s.batch;
+    p.heads = (int)s.heads;
+    p.seq_q = (int)s.seq_q;
+    p.seq_k = (int)s.seq_k;
+    p.dim = (int)s.head_dim;
+    p.scale = s.scale;
+    p.scale_log2 = s.scale * 1.4426950408889634f;
+    p.stride_perm = l->stride_perm;
+    p.lheads = l->heads;
+    p.block = l->block;
+    p.words = l->words;
+    p.pred = l->pred;
+    p.n_qt = dl->n_qt;
+    p.n_kt = dl->n_kt;
+    p.ns = dl->ns;
+    p.log2g = dl->log2g;
+    p.row_tptr = dl->row_tptr;
+    p.col_tptr = dl->col_tptr;
+    p.q_order = dl->q_order;
+    p.k_order = dl->k_order;
+    p.sub = dl->sub;
+    p.row_tent = dl->row_tent;
+    p.col_tent = dl->col_tent;
+    p.mask_idx = dl->mask_idx;
+    p.row_ptr = dl->row_ptr;
+    p.col_idx = dl->col_idx;
+    p.col_ptr = dl->col_ptr;
+    p.t_block = dl->t_block;
+    p.t_row = dl->t_row;
+    p.bits = dl->bits;
+    p.kgrp = dl->kgrp;
+    p.kg = dl->kg;
+    return p;
+}
+
+bool aligned16(const void *a)
+{
+    return ((uintptr_t)a & 15u) == 0;
+}
+
+bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_bytes, void *stream)
+{
+    const cuda_plan *cp = static_cast<const cuda_plan *>(plan->backend_data);
+    device_guard g(plan->ctx->device);
+    if (g.err != cudaSuccess)
+        return cuda_status(g.err, "forward: selecting the device");
+    bsa_cuda_params p = make_params(plan);
+    p.q = a->q;
+    p.k = a->k;
+    p.v = a->v;
+    p.o_out = a->o;
+    p.lse = a->lse;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    bool fast = cp->p != PATH_REF && aligned16(a->q) && aligned16(a->k) && aligned16(a->v) &&
+                aligned16(a->o);
+    cudaError_t e = !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
+                    : cp->p == PATH_MMA
+                        ? bsa_cuda_tc_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
+                        : bsa_cuda_volta_launch(BSA_K_FWD, cp->dpad, p, s);
+    if (e != cudaSuccess)
+        return cuda_status(e, "forward kernel launch");
+    return BSA_SUCCESS;
+}
+
+bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_bytes, void *stream)
+{
+    const cuda_plan *cp = static_cast<const cuda_plan *>(plan->backend_data);
+    if (!ws || ws_bytes < plan->workspace_bytes)
+        return bsa_fail(BSA_ERROR_WORKSPACE,
+                        "backward: workspace of %zu bytes, the cuda backend needs %zu "
+                        "(bsa_plan_workspace_size)",
+                        ws ? ws_bytes : (size_t)0, plan->workspace_bytes);
+    device_guard g(plan->ctx->device);
+    if (g.err != cudaSuccess)
+        return cuda_status(g.err, "backward: selecting the device");
+    bsa_cuda_params p = make_params(plan);
+    p.q = a->q;
+    p.k = a->k;
+    p.v = a->v;
+    p.o = a->o;
+    p.dout = a->dout;
+    p.lse_in = a->lse;
+    p.dq = a->dq;
+    p.dk = a->dk;
+    p.dv = a->dv;
+    p.delta = static_cast<float *>(ws);
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    cudaError_t e = bsa_cuda_delta_launch(p, s);
+    if (e != cudaSuccess)
+        return cuda_status(e, "backward: delta kernel launch");
+    bool fast = cp->p != PATH_REF;
+    const void *ptrs[] = {a->q, a->k, a->v, a->dout, a->dq, a->dk, a->dv};
+    for (const void *x : ptrs)
+        fast = fast && aligned16(x);
+    for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
+        e = !fast               ? bsa_cuda_ref_launch(k, p, s)
+            : cp->p == PATH_MMA ? bsa_cuda_tc_launch(k, plan->shape.dtype, cp->dpad, p, s)
+                                : bsa_cuda_volta_launch(k, cp->dpad, p, s);
+        if (e != cudaSuccess)
+            return cuda_status(e, k == BSA_K_DQ ? "backward: dq kernel launch"
+                                                : "backward: dk/dv kernel launch");
+    }
+    return BSA_SUCCESS;
+}
+
+} // namespace
+
+extern "C" const bsa_backend_i bsa_backend_cuda = {
+    "cuda",  BSA_BACKEND_CUDA, probe,   nullptr, nullptr, layout_prepare, plan_init, plan_fini,
+    forward, backward,         nullptr, nullptr, nullptr, nullptr,        nullptr,
+};

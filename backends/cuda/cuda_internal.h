@@ -1,0 +1,116 @@
+/*
+ * CUDA backend internals shared by the host glue and the kernel files.
+ *
+ * Kernel tiles are TILE x TILE (64 x 64) elements whatever the layout block
+ * size: at layout_prepare the host turns the layout's block lists into
+ * lists of tile pairs (query tile, key tile) per layout head.  A pair whose
+ * sub-blocks are all present and FULL runs with no mask code; any other
+ * pair ("mixed") points at a small table of the global block index of each
+ * of its ns x ns sub-blocks (-1 = absent), and the kernel evaluates the
+ * element mask (FULL / predicates / stored bits) from it.  This is how
+ * blocks of 8..32 share one tile and how 128-blocks split into four.
+ */
+#ifndef BSA_CUDA_INTERNAL_H
+#define BSA_CUDA_INTERNAL_H
+
+#include "../backend.h"
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#define BSA_CUDA_TILE 64
+
+/* Sub-block codes of a mixed tile pair: >= 0 is the layout's bits index
+ * (mask_idx) of a partial block with stored bits. */
+#define BSA_CUDA_SUB_ABSENT (-1)
+#define BSA_CUDA_SUB_FULL (-2)
+#define BSA_CUDA_SUB_PRED (-3)
+
+/* Device copy of a layout (layout->backend_data). */
+typedef struct bsa_cuda_layout {
+    int device;
+    int n_qt, n_kt;    /* query / key tiles of TILE rows */
+    int ns, log2g;     /* sub-blocks per tile side, log2 of their size */
+    int64_t n_row_ent; /* tile pairs, all layout heads */
+    int64_t n_mixed;   /* mixed pairs */
+    /* over pairs of consecutive query tiles, (|A| + |B|) / (2 |A u B|): how
+     * much of the merged key list the 128-row forward walks is really used */
+    double pair_eff;
+    /* device arrays (one allocation, carved) */
+    void *dev_mem;
+    int32_t *row_tptr; /* [lheads * (n_qt + 1)] */
+    int2 *row_tent;    /* {key tile, mixed pair or -1} sorted by key tile */
+    int32_t *col_tptr; /* [lheads * (n_kt + 1)] */
+    int2 *col_tent;    /* {query tile, mixed pair or -1} sorted by query tile */
+    int32_t *q_order;  /* [lheads * n_qt] query tiles, heaviest first */
+    int32_t *k_order;  /* [lheads * n_kt] key tiles, heaviest first */
+    int32_t *sub;      /* [n_mixed * ns * ns] BSA_CUDA_SUB_* or bits index */
+    int32_t *mask_idx; /* [nnz] the layout's */
+    uint64_t *bits;    /* [n_partial * block * words] */
+    int32_t *row_ptr;  /* the layout's CSR, for the reference kernels */
+    int32_t *col_idx;
+    int32_t *col_ptr;
+    int32_t *t_block;
+    int32_t *t_row;
+    /* gathered key tiles: [lheads][n_kt][kg] key block of each slot (-1 past
+     * the end), or NULL when key tile kt is simply keys [64 kt, 64 kt + 64) */
+    int32_t *kgrp;
+    int kg; /* key blocks per key tile: 64 / block (1 for blocks >= 64) */
+} bsa_cuda_layout;
+
+/* Everything a kernel needs, passed by value. */
+typedef struct bsa_cuda_params {
+    const void *q, *k, *v, *o, *dout;
+    void *o_out, *dq, *dk, *dv;
+    float *lse;                             /* forward output (may be NULL) */
+    const float *lse_in;                    /* backward input */
+    float *delta;                           /* backward workspace [batch * heads * seq_q] */
+    int64_t q_s[3], k_s[3], v_s[3], o_s[3]; /* batch, head, time strides (elements) */
+    int dtype;                              /* bsa_dtype */
+    int batch, heads, seq_q, seq_k, dim;
+    float scale, scale_log2;
+    int stride_perm;
+    int lheads;
+    int block, words;
+    bsa_pred pred;
+    /* tile tables */
+    int n_qt, n_kt, ns, log2g;
+    const int32_t *row_tptr, *col_tptr, *q_order, *k_order, *sub;
+    const int2 *row_tent, *col_tent;
+    /* layout tables */
+    const int32_t *mask_idx, *row_ptr, *col_idx, *col_ptr, *t_block, *t_row;
+    const uint64_t *bits;
+    const int32_t *kgrp; /* see bsa_cuda_layout; NULL: natural key tiles */
+    int kg;
+} bsa_cuda_params;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/* Host: build and upload the tile tables (tiles.cu). */
+bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl);
+#ifdef __cplusplus
+}
+#endif
+
+#ifdef __cplusplus
+/* Launchers (return cudaGetLastError() of the launch). */
+enum bsa_cuda_kernel { BSA_K_FWD = 0, BSA_K_DQ = 1, BSA_K_DKDV = 2, BSA_K_FWD2 = 3 };
+/* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
+ * 128-row forward: 32/64/128). */
+cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                               cudaStream_t s);
+/* Shared memory the tensor-core kernel needs, and its one-time attribute set-up. */
+size_t bsa_cuda_tc_smem(int kernel, int dpad);
+cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad);
+/* Volta path (wmma, sm_70+): f16, padded head dim 32/64/128. */
+cudaError_t bsa_cuda_volta_launch(int kernel, int dpad, const bsa_cuda_params &p, cudaStream_t s);
+size_t bsa_cuda_volta_smem(int kernel, int dpad);
+cudaError_t bsa_cuda_volta_setup(int kernel, int dpad);
+/* Scalar fp32 reference path: any dtype, any head dim <= 256. */
+cudaError_t bsa_cuda_ref_launch(int kernel, const bsa_cuda_params &p, cudaStream_t s);
+/* delta = rowsum(dO * O), natural order, fp32. */
+cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s);
+#endif
+
+#endif

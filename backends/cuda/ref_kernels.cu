@@ -1,0 +1,263 @@
+/*
+ * The CUDA backend's reference path: scalar fp32 kernels, one thread per
+ * row, straight from the layout's CSR and transposed lists.  It accepts
+ * every problem (f32 inputs, any head dim <= 256, any alignment), so every
+ * valid plan runs somewhere; it is slow and meant for f32, odd shapes and
+ * for cross-checking the tensor-core path on the device.
+ *
+ * Also the delta pre-pass of the backward (both paths): delta = rowsum(dO * O).
+ */
+#include "device_common.cuh"
+
+namespace bsa_cuda
+{
+
+constexpr int kMaxDim = 256;
+
+__device__ __forceinline__ float ld(const float *p)
+{
+    return *p;
+}
+__device__ __forceinline__ float ld(const __half *p)
+{
+    return __half2float(*p);
+}
+__device__ __forceinline__ float ld(const __nv_bfloat16 *p)
+{
+    return __bfloat162float(*p);
+}
+__device__ __forceinline__ void st(float *p, float x)
+{
+    *p = x;
+}
+__device__ __forceinline__ void st(__half *p, float x)
+{
+    *p = __float2half_rn(x);
+}
+__device__ __forceinline__ void st(__nv_bfloat16 *p, float x)
+{
+    *p = __float2bfloat16_rn(x);
+}
+
+/* Keep test of element (r, c) of global block i (layout.h's bsa_layout_keep). */
+__device__ __forceinline__ bool ref_keep(const bsa_cuda_params &p, int i, int qb, int kb, int r,
+                                         int c)
+{
+    int m = p.mask_idx[i];
+    if (m == BSA_BLOCK_FULL)
+        return true;
+    if (m == BSA_BLOCK_PRED)
+        return bsa_pred_keep(&p.pred, (int64_t)qb * p.block + r, (int64_t)kb * p.block + c);
+    uint64_t w = p.bits[((int64_t)m * p.block + r) * p.words + (c >> 6)];
+    return (w >> (c & 63)) & 1u;
+}
+
+template <typename T> __global__ void ref_fwd(const bsa_cuda_params p)
+{
+    int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gid >= (int64_t)p.batch * p.heads * p.seq_q)
+        return;
+    int r = (int)(gid % p.seq_q);
+    int bh = (int)(gid / p.seq_q), b = bh / p.heads, h = bh % p.heads;
+    int lh = p.lheads == 1 ? 0 : h;
+    int qb = r / p.block, nqb = p.seq_q / p.block, nkb = p.seq_k / p.block;
+    int qn = perm_row(r, p.stride_perm, p.seq_q);
+    const T *q = (const T *)p.q + b * p.q_s[0] + h * p.q_s[1] + qn * p.q_s[2];
+    const T *k = (const T *)p.k + b * p.k_s[0] + h * p.k_s[1];
+    const T *v = (const T *)p.v + b * p.v_s[0] + h * p.v_s[1];
+    T *o = (T *)p.o_out + b * p.o_s[0] + h * p.o_s[1] + qn * p.o_s[2];
+    float acc[kMaxDim], qf[kMaxDim];
+    for (int d = 0; d < p.dim; ++d) {
+        acc[d] = 0.f;
+        qf[d] = ld(q + d);
+    }
+    float m = -CUDART_INF_F, l = 0.f;
+    (void)nkb;
+    for (int i = p.row_ptr[lh * (nqb + 1) + qb]; i < p.row_ptr[lh * (nqb + 1) + qb + 1]; ++i) {
+        int kb = p.col_idx[i];
+        for (int c = 0; c < p.block; ++c) {
+            if (!ref_keep(p, i, qb, kb, r % p.block, c))
+                continue;
+            int kn = perm_row(kb * p.block + c, p.stride_perm, p.seq_k);
+            const T *kr = k + kn * p.k_s[2], *vr = v + kn * p.v_s[2];
+            float s = 0.f;
+            for (int d = 0; d < p.dim; ++d)
+                s += qf[d] * ld(kr + d);
+            s *= p.scale;
+            float mn = fmaxf(m, s);
+            float alpha = expf(m - mn), e = expf(s - mn);
+            l = l * alpha + e;
+            for (int d = 0; d < p.dim; ++d)
+                acc[d] = acc[d] * alpha + e * ld(vr + d);
+            m = mn;
+        }
+    }
+    float inv = l > 0.f ? 1.f / l : 0.f;
+    for (int d = 0; d < p.dim; ++d)
+        st(o + d, acc[d] * inv);
+    if (p.lse)
+        p.lse[(int64_t)bh * p.seq_q + qn] = l > 0.f ? m + logf(l) : -CUDART_INF_F;
+}
+
+template <typename T> __global__ void ref_dq(const bsa_cuda_params p)
+{
+    int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gid >= (int64_t)p.batch * p.heads * p.seq_q)
+        return;
+    int r = (int)(gid % p.seq_q);
+    int bh = (int)(gid / p.seq_q), b = bh / p.heads, h = bh % p.heads;
+    int lh = p.lheads == 1 ? 0 : h;
+    int qb = r / p.block, nqb = p.seq_q / p.block;
+    int qn = perm_row(r, p.stride_perm, p.seq_q);
+    const T *q = (const T *)p.q + b * p.q_s[0] + h * p.q_s[1] + qn * p.q_s[2];
+    const T *dout = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1] + qn * p.o_s[2];
+    const T *k = (const T *)p.k + b * p.k_s[0] + h * p.k_s[1];
+    const T *v = (const T *)p.v + b * p.v_s[0] + h * p.v_s[1];
+    T *dq = (T *)p.dq + b * p.q_s[0] + h * p.q_s[1] + qn * p.q_s[2];
+    float acc[kMaxDim];
+    for (int d = 0; d < p.dim; ++d)
+        acc[d] = 0.f;
+    float lse = p.lse_in[(int64_t)bh * p.seq_q + qn];
+    float dl = p.delta[(int64_t)bh * p.seq_q + qn];
+    if (lse != -CUDART_INF_F) {
+        for (int i = p.row_ptr[lh * (nqb + 1) + qb]; i < p.row_ptr[lh * (nqb + 1) + qb + 1]; ++i) {
+            int kb = p.col_idx[i];
+            for (int c = 0; c < p.block; ++c) {
+                if (!ref_keep(p, i, qb, kb, r % p.block, c))
+                    continue;
+                int kn = perm_row(kb * p.block + c, p.stride_perm, p.seq_k);
+                const T *kr = k + kn * p.k_s[2], *vr = v + kn * p.v_s[2];
+                float s = 0.f, dp = 0.f;
+                for (int d = 0; d < p.dim; ++d) {
+                    s += ld(q + d) * ld(kr + d);
+                    dp += ld(dout + d) * ld(vr + d);
+                }
+                float pr = expf(s * p.scale - lse);
+                float ds = pr * (dp - dl);
+                for (int d = 0; d < p.dim; ++d)
+                    acc[d] += ds * ld(kr + d);
+            }
+        }
+    }
+    for (int d = 0; d < p.dim; ++d)
+        st(dq + d, acc[d] * p.scale);
+}
+
+template <typename T> __global__ void ref_dkdv(const bsa_cuda_params p)
+{
+    int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (gid >= (int64_t)p.batch * p.heads * p.seq_k)
+        return;
+    int c = (int)(gid % p.seq_k);
+    int bh = (int)(gid / p.seq_k), b = bh / p.heads, h = bh % p.heads;
+    int lh = p.lheads == 1 ? 0 : h;
+    int kb = c / p.block, nkb = p.seq_k / p.block;
+    int kn = perm_row(c, p.stride_perm, p.seq_k);
+    const T *q = (const T *)p.q + b * p.q_s[0] + h * p.q_s[1];
+    const T *dout = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1];
+    const T *kr = (const T *)p.k + b * p.k_s[0] + h * p.k_s[1] + kn * p.k_s[2];
+    const T *vr = (const T *)p.v + b * p.v_s[0] + h * p.v_s[1] + kn * p.v_s[2];
+    T *dk = (T *)p.dk + b * p.k_s[0] + h * p.k_s[1] + kn * p.k_s[2];
+    T *dv = (T *)p.dv + b * p.v_s[0] + h * p.v_s[1] + kn * p.v_s[2];
+    float adk[kMaxDim], adv[kMaxDim];
+    for (int d = 0; d < p.dim; ++d)
+        adk[d] = adv[d] = 0.f;
+    for (int j = p.col_ptr[lh * (nkb + 1) + kb]; j < p.col_ptr[lh * (nkb + 1) + kb + 1]; ++j) {
+        int i = p.t_block[j], qb = p.t_row[j];
+        for (int r = 0; r < p.block; ++r) {
+            if (!ref_keep(p, i, qb, kb, r, c % p.block))
+                continue;
+            int qn = perm_row(qb * p.block + r, p.stride_perm, p.seq_q);
+            float lse = p.lse_in[(int64_t)bh * p.seq_q + qn];
+            if (lse == -CUDART_INF_F)
+                continue;
+            const T *qr = q + qn * p.q_s[2], *dr = dout + qn * p.o_s[2];
+            float s = 0.f, dp = 0.f;
+            for (int d = 0; d < p.dim; ++d) {
+                s += ld(qr + d) * ld(kr + d);
+                dp += ld(dr + d) * ld(vr + d);
+            }
+            float pr = expf(s * p.scale - lse);
+            float ds = pr * (dp - p.delta[(int64_t)bh * p.seq_q + qn]);
+            for (int d = 0; d < p.dim; ++d) {
+                adv[d] += pr * ld(dr + d);
+                adk[d] += ds * ld(qr + d);
+            }
+        }
+    }
+    for (int d = 0; d < p.dim; ++d) {
+        st(dk + d, adk[d] * p.scale);
+        st(dv + d, adv[d]);
+    }
+}
+
+/* One warp per row (natural order): delta = sum_d dO * O in fp32. */
+template <typename T> __global__ void delta_kernel(const bsa_cuda_params p)
+{
+    int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / kWarp;
+    int lane = threadIdx.x % kWarp;
+    if (row >= (int64_t)p.batch * p.heads * p.seq_q)
+        return;
+    int t = (int)(row % p.seq_q);
+    int bh = (int)(row / p.seq_q), b = bh / p.heads, h = bh % p.heads;
+    const T *o = (const T *)p.o + b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
+    const T *d = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
+    float s = 0.f;
+    for (int i = lane; i < p.dim; i += kWarp)
+        s += ld(o + i) * ld(d + i);
+#pragma unroll
+    for (int off = kWarp / 2; off > 0; off /= 2)
+        s += __shfl_xor_sync(0xffffffffu, s, off);
+    if (lane == 0)
+        p.delta[row] = s;
+}
+
+} // namespace bsa_cuda
+
+using namespace bsa_cuda;
+
+template <typename T>
+static cudaError_t ref_launch_t(int kernel, const bsa_cuda_params &p, cudaStream_t s)
+{
+    const int threads = 64; /* large per-thread stack: few threads per block */
+    int64_t rows = (int64_t)p.batch * p.heads * (kernel == BSA_K_DKDV ? p.seq_k : p.seq_q);
+    unsigned grid = (unsigned)((rows + threads - 1) / threads);
+    if (kernel == BSA_K_FWD)
+        ref_fwd<T><<<grid, threads, 0, s>>>(p);
+    else if (kernel == BSA_K_DQ)
+        ref_dq<T><<<grid, threads, 0, s>>>(p);
+    else
+        ref_dkdv<T><<<grid, threads, 0, s>>>(p);
+    return cudaGetLastError();
+}
+
+cudaError_t bsa_cuda_ref_launch(int kernel, const bsa_cuda_params &p, cudaStream_t s)
+{
+    switch (p.dtype) {
+    case BSA_DTYPE_F32:
+        return ref_launch_t<float>(kernel, p, s);
+    case BSA_DTYPE_F16:
+        return ref_launch_t<__half>(kernel, p, s);
+    default:
+        return ref_launch_t<__nv_bfloat16>(kernel, p, s);
+    }
+}
+
+cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s)
+{
+    const int threads = 256;
+    int64_t rows = (int64_t)p.batch * p.heads * p.seq_q;
+    unsigned grid = (unsigned)((rows * kWarp + threads - 1) / threads);
+    switch (p.dtype) {
+    case BSA_DTYPE_F32:
+        delta_kernel<float><<<grid, threads, 0, s>>>(p);
+        break;
+    case BSA_DTYPE_F16:
+        delta_kernel<__half><<<grid, threads, 0, s>>>(p);
+        break;
+    default:
+        delta_kernel<__nv_bfloat16><<<grid, threads, 0, s>>>(p);
+        break;
+    }
+    return cudaGetLastError();
+}

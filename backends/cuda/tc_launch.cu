@@ -1,0 +1,74 @@
+/*
+ * Launch glue of the tensor-core path: picks the generated instance for
+ * (kernel, dtype, padded head dim), sets its shared-memory limit once (at
+ * plan time, outside any stream capture) and launches it on the caller's
+ * stream.
+ */
+#include "tc_kernels.cuh"
+
+namespace bsa_cuda
+{
+const void *tc_kernel_f16_fwd(int kernel, int dpad);
+const void *tc_kernel_f16_bwd(int kernel, int dpad);
+const void *tc_kernel_bf16_fwd(int kernel, int dpad);
+const void *tc_kernel_bf16_bwd(int kernel, int dpad);
+} // namespace bsa_cuda
+
+using namespace bsa_cuda;
+
+static const void *tc_kernel(int kernel, bsa_dtype dt, int dpad)
+{
+    if (dt == BSA_DTYPE_F16)
+        return kernel == BSA_K_FWD || kernel == BSA_K_FWD2 ? tc_kernel_f16_fwd(kernel, dpad)
+                                                           : tc_kernel_f16_bwd(kernel, dpad);
+    if (dt == BSA_DTYPE_BF16)
+        return kernel == BSA_K_FWD || kernel == BSA_K_FWD2 ? tc_kernel_bf16_fwd(kernel, dpad)
+                                                           : tc_kernel_bf16_bwd(kernel, dpad);
+    return nullptr;
+}
+
+size_t bsa_cuda_tc_smem(int kernel, int dpad)
+{
+    if (kernel == BSA_K_FWD2)
+        return dpad == 32    ? tc_smem_fwd2_bytes<32>()
+               : dpad == 64  ? tc_smem_fwd2_bytes<64>()
+               : dpad == 128 ? tc_smem_fwd2_bytes<128>()
+                             : 0;
+    switch (dpad) {
+    case 32:
+        return tc_smem_bytes<32>(kernel);
+    case 64:
+        return tc_smem_bytes<64>(kernel);
+    case 128:
+        return tc_smem_bytes<128>(kernel);
+    case 256:
+        return tc_smem_bytes<256>(kernel);
+    default:
+        return 0;
+    }
+}
+
+cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad)
+{
+    const void *fn = tc_kernel(kernel, dt, dpad);
+    if (!fn)
+        return cudaErrorInvalidDeviceFunction;
+    return cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)bsa_cuda_tc_smem(kernel, dpad));
+}
+
+cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                               cudaStream_t s)
+{
+    const void *fn = tc_kernel(kernel, dt, dpad);
+    if (!fn)
+        return cudaErrorInvalidDeviceFunction;
+    dim3 grid(kernel == BSA_K_DKDV   ? p.n_kt
+              : kernel == BSA_K_FWD2 ? (p.n_qt + 1) / 2
+                                     : p.n_qt,
+              p.batch * p.heads);
+    void *args[] = {const_cast<bsa_cuda_params *>(&p)};
+    cudaError_t e =
+        cudaLaunchKernel(fn, grid, dim3(kThreads), args, bsa_cuda_tc_smem(kernel, dpad), s);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}

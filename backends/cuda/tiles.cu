@@ -1,0 +1,286 @@
+/*
+ * Host side of the CUDA backend's layout preparation: turns the layout's
+ * block lists into 64 x 64 tile-pair lists (rows and transposed columns),
+ * orders tiles heaviest first, and uploads them with the layout's own
+ * tables in one device allocation.  Runs once per layout; costs
+ * O(kept blocks + tiles), never O(T^2).
+ */
+#include "cuda_internal.h"
+
+#include <algorithm>
+#include <stdlib.h>
+#include <string.h>
+#include <new>
+#include <vector>
+
+namespace
+{
+
+struct carve {
+    size_t off = 0;
+    template <typename T> size_t add(size_t n)
+    {
+        size_t at = off;
+        off += (n * sizeof(T) + 255) & ~(size_t)255;
+        return at;
+    }
+};
+
+std::vector<int32_t> heavy_first(const std::vector<int32_t> &ptr, int heads, int n)
+{
+    std::vector<int32_t> order((size_t)heads * n);
+    for (int h = 0; h < heads; ++h) {
+        int32_t *o = order.data() + (size_t)h * n;
+        const int32_t *p = ptr.data() + (size_t)h * (n + 1);
+        for (int i = 0; i < n; ++i)
+            o[i] = i;
+        std::stable_sort(o, o + n, [p](int a, int b) { return p[a + 1] - p[a] > p[b + 1] - p[b]; });
+    }
+    return order;
+}
+
+} // namespace
+
+extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
+{
+    const int T = BSA_CUDA_TILE, B = l->block, H = l->heads;
+    const int n_qt = (l->seq_q + T - 1) / T, n_kt = (l->seq_k + T - 1) / T;
+    const int g = B < T ? B : T, ns = T / g, ns2 = ns * ns;
+    int log2g = 0;
+    while ((1 << log2g) < g)
+        ++log2g;
+
+    try {
+        /* Key grouping: which key blocks form key tile kt (slot = position
+         * in the tile).  Natural: consecutive blocks.  Gathered (blocks < 64
+         * only): key blocks sorted by column length, longest first, so that
+         * blocks seen by the same query rows share a tile (the fixed
+         * pattern's summary columns; KERNELS.md option (b)).  Kept only if
+         * it cuts the tile pairs by 20% or more. */
+        const int G = B < T ? T / B : 1;
+        const int64_t ng = (int64_t)H * n_kt * G;
+        std::vector<int32_t> kt_nat, slot_nat, kt_gat, slot_gat, grp;
+        std::vector<int32_t> row_tptr, sub;
+        std::vector<int2> row_tent;
+        auto build = [&](const std::vector<int32_t> &kt_of, const std::vector<int32_t> &slot_of,
+                         std::vector<int32_t> &rtp, std::vector<int2> &rte,
+                         std::vector<int32_t> &sb) {
+            rtp.assign((size_t)H * (n_qt + 1), 0);
+            rte.clear();
+            sb.clear();
+            std::vector<int32_t> slot(n_kt, -1), touched, tmp;
+            for (int h = 0; h < H; ++h) {
+                const int32_t *rp = l->row_ptr + (size_t)h * (l->q_blocks + 1);
+                const int32_t *kto =
+                    kt_of.empty() ? nullptr : kt_of.data() + (size_t)h * l->k_blocks;
+                const int32_t *slo =
+                    slot_of.empty() ? nullptr : slot_of.data() + (size_t)h * l->k_blocks;
+                rtp[(size_t)h * (n_qt + 1)] = (int32_t)rte.size();
+                for (int qt = 0; qt < n_qt; ++qt) {
+                    touched.clear();
+                    tmp.clear();
+                    int qb0 = B <= T ? qt * (T / B) : qt / (B / T);
+                    int qb1 = B <= T ? std::min((qt + 1) * (T / B), l->q_blocks) : qb0 + 1;
+                    for (int qb = qb0; qb < qb1; ++qb) {
+                        for (int32_t i = rp[qb]; i < rp[qb + 1]; ++i) {
+                            int kb = l->col_idx[i];
+                            int kt0 = kto ? kto[kb] : (int)((int64_t)kb * B / T);
+                            int kt1 = kto ? kto[kb] : (int)(((int64_t)kb * B + B - 1) / T);
+                            for (int kt = kt0; kt <= kt1; ++kt) {
+                                if (slot[kt] < 0) {
+                                    slot[kt] = (int32_t)touched.size();
+                                    touched.push_back(kt);
+                                    tmp.resize(tmp.size() + ns2, -1);
+                                }
+                                int sr = B <= T ? (qb * B % T) / g : 0;
+                                int sc = slo ? slo[kb] : B <= T ? (kb * B % T) / g : 0;
+                                tmp[(size_t)slot[kt] * ns2 + sr * ns + sc] = i;
+                            }
+                        }
+                    }
+                    std::vector<int32_t> sorted(touched);
+                    std::sort(sorted.begin(), sorted.end());
+                    bool rows_in = (int64_t)(qt + 1) * T <= l->seq_q;
+                    for (int kt : sorted) {
+                        const int32_t *s = tmp.data() + (size_t)slot[kt] * ns2;
+                        /* an absent sub-block (past the end too) makes the pair mixed */
+                        bool full = rows_in;
+                        for (int j = 0; j < ns2 && full; ++j)
+                            full = s[j] >= 0 && l->mask_idx[s[j]] == BSA_BLOCK_FULL;
+                        int2 e;
+                        e.x = kt;
+                        e.y = -1;
+                        if (!full) {
+                            e.y = (int)(sb.size() / ns2);
+                            for (int j = 0; j < ns2; ++j) {
+                                int32_t m = s[j] < 0 ? 0 : l->mask_idx[s[j]];
+                                sb.push_back(s[j] < 0              ? BSA_CUDA_SUB_ABSENT
+                                             : m == BSA_BLOCK_FULL ? BSA_CUDA_SUB_FULL
+                                             : m == BSA_BLOCK_PRED ? BSA_CUDA_SUB_PRED
+                                                                   : m);
+                            }
+                        }
+                        rte.push_back(e);
+                    }
+                    for (int kt : touched)
+                        slot[kt] = -1;
+                    rtp[(size_t)h * (n_qt + 1) + qt + 1] = (int32_t)rte.size();
+                }
+            }
+        };
+        build(kt_nat, slot_nat, row_tptr, row_tent, sub);
+        const char *genv = getenv("BSA_CUDA_GATHER");
+        bool try_gather = G > 1 && !(genv && !strcmp(genv, "0"));
+        if (try_gather) {
+            kt_gat.assign((size_t)H * l->k_blocks, 0);
+            slot_gat.assign((size_t)H * l->k_blocks, 0);
+            grp.assign((size_t)ng, -1);
+            std::vector<int32_t> order(l->k_blocks);
+            for (int h = 0; h < H; ++h) {
+                const int32_t *cp = l->col_ptr + (size_t)h * (l->k_blocks + 1);
+                for (int kb = 0; kb < l->k_blocks; ++kb)
+                    order[kb] = kb;
+                std::stable_sort(order.begin(), order.end(), [cp](int a, int b) {
+                    return cp[a + 1] - cp[a] > cp[b + 1] - cp[b];
+                });
+                for (int i = 0; i < l->k_blocks; ++i) {
+                    int kb = order[i];
+                    kt_gat[(size_t)h * l->k_blocks + kb] = i / G;
+                    slot_gat[(size_t)h * l->k_blocks + kb] = i % G;
+                    grp[((size_t)h * n_kt + i / G) * G + i % G] = kb;
+                }
+            }
+            std::vector<int32_t> rtp2, sub2;
+            std::vector<int2> rte2;
+            build(kt_gat, slot_gat, rtp2, rte2, sub2);
+            bool forced = genv && !strcmp(genv, "1");
+            if (forced || rte2.size() * 10 <= row_tent.size() * 8) {
+                row_tptr.swap(rtp2);
+                row_tent.swap(rte2);
+                sub.swap(sub2);
+            } else {
+                grp.clear();
+            }
+        }
+        /* transposed lists, sorted by query tile (row order visits them so) */
+        std::vector<int32_t> col_tptr((size_t)H * (n_kt + 1), 0);
+        std::vector<int2> col_tent(row_tent.size());
+        for (int h = 0; h < H; ++h) {
+            int32_t *cp = col_tptr.data() + (size_t)h * (n_kt + 1);
+            const int32_t *rp = row_tptr.data() + (size_t)h * (n_qt + 1);
+            for (int32_t j = rp[0]; j < rp[n_qt]; ++j)
+                cp[row_tent[j].x + 1]++;
+            cp[0] = rp[0];
+            for (int kt = 0; kt < n_kt; ++kt)
+                cp[kt + 1] += cp[kt];
+            std::vector<int32_t> fill(cp, cp + n_kt);
+            for (int qt = 0; qt < n_qt; ++qt)
+                for (int32_t j = rp[qt]; j < rp[qt + 1]; ++j) {
+                    int2 e;
+                    e.x = qt;
+                    e.y = row_tent[j].y;
+                    col_tent[fill[row_tent[j].x]++] = e;
+                }
+        }
+        /* how much of the merged list of two consecutive query tiles each
+         * half really uses (the 128-row forward walks the union) */
+        double used = 0.0, walked = 0.0;
+        for (int h = 0; h < H; ++h)
+            for (int qt = 0; qt < n_qt; qt += 2) {
+                const int32_t *rp = row_tptr.data() + (size_t)h * (n_qt + 1);
+                int a = rp[qt], ae = rp[qt + 1];
+                int b = qt + 1 < n_qt ? rp[qt + 1] : 0, be = qt + 1 < n_qt ? rp[qt + 2] : 0;
+                used += (ae - a) + (be - b);
+                while (a < ae || b < be) {
+                    int ka = a < ae ? row_tent[a].x : 0x7fffffff;
+                    int kb = b < be ? row_tent[b].x : 0x7fffffff;
+                    int k = ka < kb ? ka : kb;
+                    a += ka == k;
+                    b += kb == k;
+                    walked += 2;
+                }
+            }
+        dl->pair_eff = walked > 0 ? used / walked : 1.0;
+        std::vector<int32_t> q_order = heavy_first(row_tptr, H, n_qt);
+        std::vector<int32_t> k_order = heavy_first(col_tptr, H, n_kt);
+
+        int64_t nnz = l->nnz;
+        int64_t nbits = l->n_partial * l->block * l->words;
+        carve c;
+        size_t o_rtp = c.add<int32_t>(row_tptr.size()), o_rte = c.add<int2>(row_tent.size());
+        size_t o_ctp = c.add<int32_t>(col_tptr.size()), o_cte = c.add<int2>(col_tent.size());
+        size_t o_qo = c.add<int32_t>(q_order.size()), o_ko = c.add<int32_t>(k_order.size());
+        size_t o_sub = c.add<int32_t>(sub.size()), o_mi = c.add<int32_t>(nnz);
+        size_t o_bits = c.add<uint64_t>(nbits);
+        size_t o_rp = c.add<int32_t>((size_t)H * (l->q_blocks + 1));
+        size_t o_ci = c.add<int32_t>(nnz);
+        size_t o_cp = c.add<int32_t>((size_t)H * (l->k_blocks + 1));
+        size_t o_tb = c.add<int32_t>(nnz), o_tr = c.add<int32_t>(nnz);
+        size_t o_grp = c.add<int32_t>(grp.size());
+
+        void *mem = nullptr;
+        cudaError_t e = cudaMalloc(&mem, c.off);
+        if (e != cudaSuccess)
+            return bsa_fail(BSA_ERROR_OUT_OF_MEMORY,
+                            "layout_prepare: cudaMalloc of %zu bytes for the layout tables: %s",
+                            c.off, cudaGetErrorString(e));
+        char *base = static_cast<char *>(mem);
+        struct up {
+            size_t off;
+            const void *src;
+            size_t bytes;
+        } ups[] = {
+            {o_rtp, row_tptr.data(), row_tptr.size() * 4},
+            {o_rte, row_tent.data(), row_tent.size() * sizeof(int2)},
+            {o_ctp, col_tptr.data(), col_tptr.size() * 4},
+            {o_cte, col_tent.data(), col_tent.size() * sizeof(int2)},
+            {o_qo, q_order.data(), q_order.size() * 4},
+            {o_ko, k_order.data(), k_order.size() * 4},
+            {o_sub, sub.data(), sub.size() * 4},
+            {o_mi, l->mask_idx, (size_t)nnz * 4},
+            {o_bits, l->bits, (size_t)nbits * 8},
+            {o_rp, l->row_ptr, (size_t)H * (l->q_blocks + 1) * 4},
+            {o_ci, l->col_idx, (size_t)nnz * 4},
+            {o_cp, l->col_ptr, (size_t)H * (l->k_blocks + 1) * 4},
+            {o_tb, l->t_block, (size_t)nnz * 4},
+            {o_tr, l->t_row, (size_t)nnz * 4},
+            {o_grp, grp.data(), grp.size() * 4},
+        };
+        for (const up &u : ups) {
+            if (!u.bytes || !u.src)
+                continue;
+            e = cudaMemcpy(base + u.off, u.src, u.bytes, cudaMemcpyHostToDevice);
+            if (e != cudaSuccess) {
+                cudaFree(mem);
+                return bsa_fail(BSA_ERROR_DEVICE, "layout_prepare: upload of the tables: %s",
+                                cudaGetErrorString(e));
+            }
+        }
+        dl->n_qt = n_qt;
+        dl->n_kt = n_kt;
+        dl->ns = ns;
+        dl->log2g = log2g;
+        dl->n_row_ent = (int64_t)row_tent.size();
+        dl->n_mixed = (int64_t)(sub.size() / ns2);
+        dl->dev_mem = mem;
+        dl->row_tptr = reinterpret_cast<int32_t *>(base + o_rtp);
+        dl->row_tent = reinterpret_cast<int2 *>(base + o_rte);
+        dl->col_tptr = reinterpret_cast<int32_t *>(base + o_ctp);
+        dl->col_tent = reinterpret_cast<int2 *>(base + o_cte);
+        dl->q_order = reinterpret_cast<int32_t *>(base + o_qo);
+        dl->k_order = reinterpret_cast<int32_t *>(base + o_ko);
+        dl->sub = reinterpret_cast<int32_t *>(base + o_sub);
+        dl->mask_idx = reinterpret_cast<int32_t *>(base + o_mi);
+        dl->bits = reinterpret_cast<uint64_t *>(base + o_bits);
+        dl->row_ptr = reinterpret_cast<int32_t *>(base + o_rp);
+        dl->col_idx = reinterpret_cast<int32_t *>(base + o_ci);
+        dl->col_ptr = reinterpret_cast<int32_t *>(base + o_cp);
+        dl->t_block = reinterpret_cast<int32_t *>(base + o_tb);
+        dl->t_row = reinterpret_cast<int32_t *>(base + o_tr);
+        dl->kgrp = grp.empty() ? nullptr : reinterpret_cast<int32_t *>(base + o_grp);
+        dl->kg = G;
+        return BSA_SUCCESS;
+    } catch (const std::bad_alloc &) {
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "layout_prepare: host memory for the tile lists");
+    }
+}

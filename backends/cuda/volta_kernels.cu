@@ -1,0 +1,567 @@
+/*
+ * The Volta path (sm_70+): the same tile-pair structure as the mma.sync
+ * kernels, on Volta's Tensor Core instructions only (wmma 16x16x16, f16 in,
+ * fp32 accumulate), with plain loads instead of cp.async and no ldmatrix.
+ * wmma's accumulator layout is opaque, so scores go through a per-warp
+ * shared scratch for the softmax, and the forward's output accumulator
+ * lives in shared memory (rescaled there when the row max grows).
+ *
+ * f16 only (Volta has no bf16 Tensor Core instruction), padded head dim
+ * 32/64/128 (96 KB of shared memory per block on a V100).  Chosen
+ * automatically on sm_70/sm_75 and forceable with BSA_CUDA_PATH=volta so
+ * that it is tested on newer GPUs.
+ */
+#include "device_common.cuh"
+
+#include <mma.h>
+
+namespace bsa_cuda
+{
+namespace volta
+{
+
+using namespace nvcuda;
+constexpr int kThreads = 128;
+constexpr int kWarps = 4;
+
+template <int DP> struct cfg {
+    static constexpr int sr = DP + 8; /* padded row; 16-row steps stay 32-byte aligned */
+    static constexpr int tile_bytes = kTile * sr * 2;
+    static constexpr int scratch_bytes = 16 * kTile * 4; /* one warp's 16 x 64 floats */
+};
+
+using frag_a = wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major>;
+using frag_bc = wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major>;
+using frag_br = wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major>;
+using frag_c = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+/* Synchronous tile load (no cp.async on Volta); zero rows past seq and
+ * columns past dim. */
+template <int DP>
+__device__ __forceinline__ void load_tile(__half *sm, const __half *base, int64_t st, int row0,
+                                          int seq, int dim, int perm, const int32_t *grp = nullptr,
+                                          int log2b = 0)
+{
+    constexpr int ch = DP / 8;
+    for (int c = threadIdx.x; c < kTile * ch; c += kThreads) {
+        int r = c / ch, cc = c - r * ch;
+        int rr = tile_row(grp, log2b, row0, r, seq);
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (rr < seq && cc * 8 < dim)
+            v = *reinterpret_cast<const uint4 *>(base + (int64_t)perm_row(rr, perm, seq) * st +
+                                                 cc * 8);
+        *reinterpret_cast<uint4 *>(sm + r * cfg<DP>::sr + cc * 8) = v;
+    }
+}
+
+/* Keep test of element (row, col) of a warp's 16 x 64 fragment in a mixed
+ * pair (transposed: rows are keys, columns queries). */
+template <bool transposed>
+__device__ __forceinline__ bool keep_at(const bsa_cuda_params &p, const int32_t *sub, int row,
+                                        int col, int row0, int col0, const int32_t *kgrp)
+{
+    int code = transposed ? __ldg(sub + (col >> p.log2g) * p.ns + (row >> p.log2g))
+                          : __ldg(sub + (row >> p.log2g) * p.ns + (col >> p.log2g));
+    if (code == BSA_CUDA_SUB_FULL)
+        return true;
+    /* the key side may be a gathered tile (kgrp) */
+    return transposed ? keep_code(p, code, col0 + col, tile_row(kgrp, p.log2g, row0, row, p.seq_k))
+                      : keep_code(p, code, row0 + row, tile_row(kgrp, p.log2g, col0, col, p.seq_k));
+}
+
+/* Writes 16 rows x DP floats (ld DP) of a warp, times mul[row], to global. */
+template <int DP>
+__device__ __forceinline__ void
+store_rows(const float *o, const float *mul, __half *base, int64_t st, int row0, int roff, int seq,
+           int dim, int perm, int lane, const int32_t *grp = nullptr, int log2b = 0)
+{
+    for (int i = lane; i < 16 * (DP / 2); i += kWarp) {
+        int r = i / (DP / 2), c = (i - r * (DP / 2)) * 2;
+        int rr = tile_row(grp, log2b, row0, roff + r, seq);
+        if (rr < seq && c < dim) {
+            __half2 h = __floats2half2_rn(o[r * DP + c] * mul[r], o[r * DP + c + 1] * mul[r]);
+            *reinterpret_cast<__half2 *>(base + (int64_t)perm_row(rr, perm, seq) * st + c) = h;
+        }
+    }
+}
+
+template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const bsa_cuda_params p)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    constexpr int sr = cfg<DP>::sr;
+    constexpr int a_bytes = cfg<DP>::tile_bytes > kWarps * cfg<DP>::scratch_bytes
+                                ? cfg<DP>::tile_bytes
+                                : kWarps * cfg<DP>::scratch_bytes;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __half *sQ = reinterpret_cast<__half *>(smem_raw); /* then the warps' scratch */
+    __half *sK = reinterpret_cast<__half *>(smem_raw + a_bytes);
+    __half *sV = sK + kTile * sr;
+    float *sO = reinterpret_cast<float *>(sV + kTile * sr); /* [4][16][DP] */
+    __shared__ float s_mul[kWarps][16];
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
+    const int lh = p.lheads == 1 ? 0 : h;
+    const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
+    const __half *q = static_cast<const __half *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
+    const __half *k = static_cast<const __half *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
+    const __half *v = static_cast<const __half *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
+    __half *o = static_cast<__half *>(p.o_out) + b * p.o_s[0] + h * p.o_s[1];
+    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
+    const int n = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
+    const int row0 = qt * kTile;
+
+    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    float *ow = sO + warp * 16 * DP;
+    for (int i = lane; i < 16 * DP; i += kWarp)
+        ow[i] = 0.f;
+    __syncthreads();
+    frag_a qf[DP / 16];
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk)
+        wmma::load_matrix_sync(qf[kk], sQ + warp * 16 * sr + kk * 16, sr);
+    float *S = reinterpret_cast<float *>(smem_raw + warp * cfg<DP>::scratch_bytes);
+    __half *P = reinterpret_cast<__half *>(S);
+
+    /* lane owns half (32 columns) of row r */
+    const int r = lane >> 1, hc = (lane & 1) * 32;
+    float m = -CUDART_INF_F, l = 0.f;
+    for (int it = 0; it < n; ++it) {
+        const int2 e = p.row_tent[beg + it];
+        __syncthreads(); /* Q fragments read / previous tiles used */
+        load_tile<DP>(sK, k, p.k_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+                      key_group(p, lh, e.x), p.log2g);
+        load_tile<DP>(sV, v, p.v_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+                      key_group(p, lh, e.x), p.log2g);
+        __syncthreads();
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            frag_c acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < DP / 16; ++kk) {
+                frag_bc bf;
+                wmma::load_matrix_sync(bf, sK + nj * 16 * sr + kk * 16, sr);
+                wmma::mma_sync(acc, qf[kk], bf, acc);
+            }
+            wmma::store_matrix_sync(S + nj * 16, acc, kTile, wmma::mem_row_major);
+        }
+        __syncwarp();
+        float x[32];
+        float mx = -CUDART_INF_F;
+        const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+            x[i] = S[r * kTile + hc + i] * p.scale_log2;
+            if (sub && !keep_at<false>(p, sub, warp * 16 + r, hc + i, row0, e.x * kTile,
+                                       key_group(p, lh, e.x)))
+                x[i] = -CUDART_INF_F;
+            mx = fmaxf(mx, x[i]);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        float mn = fmaxf(m, mx);
+        float mu = mn == -CUDART_INF_F ? 0.f : mn;
+        float alpha = exp2f(m - mu), sum = 0.f;
+        m = mn;
+        __syncwarp(); /* every S read before P overwrites it */
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+            float pr = exp2f(x[i] - mu);
+            sum += pr;
+            P[r * kTile + hc + i] = __float2half_rn(pr);
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        l = l * alpha + sum;
+        for (int i = 0; i < DP / 2; ++i)
+            ow[r * DP + (lane & 1) * (DP / 2) + i] *= alpha;
+        __syncwarp();
+#pragma unroll
+        for (int dj = 0; dj < DP / 16; ++dj) {
+            frag_c acc;
+            wmma::load_matrix_sync(acc, ow + dj * 16, DP, wmma::mem_row_major);
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk) {
+                frag_a af;
+                frag_br bf;
+                wmma::load_matrix_sync(af, P + kk * 16, kTile);
+                wmma::load_matrix_sync(bf, sV + kk * 16 * sr + dj * 16, sr);
+                wmma::mma_sync(acc, af, bf, acc);
+            }
+            wmma::store_matrix_sync(ow + dj * 16, acc, DP, wmma::mem_row_major);
+        }
+        __syncwarp();
+    }
+    if ((lane & 1) == 0)
+        s_mul[warp][r] = l > 0.f ? 1.f / l : 0.f;
+    __syncwarp();
+    store_rows<DP>(ow, s_mul[warp], o, p.o_s[2], row0, warp * 16, p.seq_q, p.dim, p.stride_perm,
+                   lane);
+    int rr = row0 + warp * 16 + r;
+    if (p.lse && (lane & 1) == 0 && rr < p.seq_q)
+        p.lse[(int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q)] =
+            l > 0.f ? (m + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
+#endif
+}
+
+__device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
+{
+    return lse_log2 == -CUDART_INF_F ? 0.f : exp2f(s * scale_log2 - lse_log2);
+}
+
+template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bsa_cuda_params p)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    constexpr int sr = cfg<DP>::sr;
+    constexpr float log2e = 1.4426950408889634f;
+    /* region A: Q and dO tiles, then each warp's two 16 x 64 float scratches
+     * (also the 16 x DP dQ staging at the end) */
+    constexpr int a_bytes = 2 * cfg<DP>::tile_bytes > kWarps * 2 * cfg<DP>::scratch_bytes
+                                ? 2 * cfg<DP>::tile_bytes
+                                : kWarps * 2 * cfg<DP>::scratch_bytes;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __half *sQ = reinterpret_cast<__half *>(smem_raw);
+    __half *sO = sQ + kTile * sr;
+    __half *sK = reinterpret_cast<__half *>(smem_raw + a_bytes);
+    __half *sV = sK + kTile * sr;
+    __shared__ float s_mul[kWarps][16];
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
+    const int lh = p.lheads == 1 ? 0 : h;
+    const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
+    const __half *q = static_cast<const __half *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
+    const __half *k = static_cast<const __half *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
+    const __half *v = static_cast<const __half *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
+    const __half *dout = static_cast<const __half *>(p.dout) + b * p.o_s[0] + h * p.o_s[1];
+    __half *dq = static_cast<__half *>(p.dq) + b * p.q_s[0] + h * p.q_s[1];
+    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
+    const int n = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
+    const int row0 = qt * kTile;
+
+    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    load_tile<DP>(sO, dout, p.o_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    __syncthreads();
+    frag_a qf[DP / 16], of[DP / 16];
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk) {
+        wmma::load_matrix_sync(qf[kk], sQ + warp * 16 * sr + kk * 16, sr);
+        wmma::load_matrix_sync(of[kk], sO + warp * 16 * sr + kk * 16, sr);
+    }
+    frag_c acc[DP / 16];
+#pragma unroll
+    for (int dj = 0; dj < DP / 16; ++dj)
+        wmma::fill_fragment(acc[dj], 0.f);
+    float *S = reinterpret_cast<float *>(smem_raw + warp * 2 * cfg<DP>::scratch_bytes);
+    float *Dp = S + 16 * kTile;
+    __half *dS = reinterpret_cast<__half *>(S);
+
+    const int r = lane >> 1, hc = (lane & 1) * 32;
+    const int rr = row0 + warp * 16 + r;
+    float lse2 = -CUDART_INF_F, dl = 0.f;
+    if (rr < p.seq_q) {
+        int64_t idx = (int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q);
+        lse2 = p.lse_in[idx] * log2e;
+        dl = p.delta[idx];
+    }
+    for (int it = 0; it < n; ++it) {
+        const int2 e = p.row_tent[beg + it];
+        __syncthreads();
+        load_tile<DP>(sK, k, p.k_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+                      key_group(p, lh, e.x), p.log2g);
+        load_tile<DP>(sV, v, p.v_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+                      key_group(p, lh, e.x), p.log2g);
+        __syncthreads();
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            frag_c cs, cd;
+            wmma::fill_fragment(cs, 0.f);
+            wmma::fill_fragment(cd, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < DP / 16; ++kk) {
+                frag_bc bk, bv;
+                wmma::load_matrix_sync(bk, sK + nj * 16 * sr + kk * 16, sr);
+                wmma::load_matrix_sync(bv, sV + nj * 16 * sr + kk * 16, sr);
+                wmma::mma_sync(cs, qf[kk], bk, cs);
+                wmma::mma_sync(cd, of[kk], bv, cd);
+            }
+            wmma::store_matrix_sync(S + nj * 16, cs, kTile, wmma::mem_row_major);
+            wmma::store_matrix_sync(Dp + nj * 16, cd, kTile, wmma::mem_row_major);
+        }
+        __syncwarp();
+        const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
+        float ds[32];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+            float pr = prob(S[r * kTile + hc + i], p.scale_log2, lse2);
+            if (sub && !keep_at<false>(p, sub, warp * 16 + r, hc + i, row0, e.x * kTile,
+                                       key_group(p, lh, e.x)))
+                pr = 0.f;
+            ds[i] = pr * (Dp[r * kTile + hc + i] - dl);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < 32; ++i)
+            dS[r * kTile + hc + i] = __float2half_rn(ds[i]);
+        __syncwarp();
+#pragma unroll
+        for (int dj = 0; dj < DP / 16; ++dj) {
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk) {
+                frag_a af;
+                frag_br bf;
+                wmma::load_matrix_sync(af, dS + kk * 16, kTile);
+                wmma::load_matrix_sync(bf, sK + kk * 16 * sr + dj * 16, sr);
+                wmma::mma_sync(acc[dj], af, bf, acc[dj]);
+            }
+        }
+        __syncwarp();
+    }
+    /* the scratch aliases the Q / dO tiles that other warps may still be
+     * reading their fragments from when the list is empty */
+    __syncthreads();
+    /* stage 16 x DP floats in this warp's scratch (2 x 16 x 64 >= 16 x DP) */
+#pragma unroll
+    for (int dj = 0; dj < DP / 16; ++dj)
+        wmma::store_matrix_sync(S + dj * 16, acc[dj], DP, wmma::mem_row_major);
+    if (lane < 16)
+        s_mul[warp][lane] = p.scale;
+    __syncwarp();
+    store_rows<DP>(S, s_mul[warp], dq, p.q_s[2], row0, warp * 16, p.seq_q, p.dim, p.stride_perm,
+                   lane);
+#endif
+}
+
+template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const bsa_cuda_params p)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+    constexpr int sr = cfg<DP>::sr;
+    constexpr float log2e = 1.4426950408889634f;
+    constexpr int tb = cfg<DP>::tile_bytes;
+    extern __shared__ __align__(128) unsigned char smem_raw[];
+    __half *sK = reinterpret_cast<__half *>(smem_raw);
+    __half *sV = reinterpret_cast<__half *>(smem_raw + tb);
+    __half *sQ = reinterpret_cast<__half *>(smem_raw + 2 * tb);
+    __half *sO = reinterpret_cast<__half *>(smem_raw + 3 * tb);
+    /* per warp: 16 x 64 floats (S^T, then dP^T) and 16 x 64 halves (P^T, then dS^T) */
+    constexpr int wscr = 16 * kTile * 4 + 16 * kTile * 2;
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    float *R1 = reinterpret_cast<float *>(smem_raw + 4 * tb + warp * wscr);
+    __half *R2 = reinterpret_cast<__half *>(R1 + 16 * kTile);
+    float *sL = reinterpret_cast<float *>(smem_raw + 4 * tb + kWarps * wscr);
+    float *sD = sL + kTile;
+    __shared__ float s_mul[kWarps][16];
+
+    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
+    const int lh = p.lheads == 1 ? 0 : h;
+    const int kt = p.k_order[lh * p.n_kt + blockIdx.x];
+    const __half *q = static_cast<const __half *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
+    const __half *k = static_cast<const __half *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
+    const __half *v = static_cast<const __half *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
+    const __half *dout = static_cast<const __half *>(p.dout) + b * p.o_s[0] + h * p.o_s[1];
+    __half *dk = static_cast<__half *>(p.dk) + b * p.k_s[0] + h * p.k_s[1];
+    __half *dv = static_cast<__half *>(p.dv) + b * p.v_s[0] + h * p.v_s[1];
+    const int beg = p.col_tptr[lh * (p.n_kt + 1) + kt];
+    const int n = p.col_tptr[lh * (p.n_kt + 1) + kt + 1] - beg;
+    const int row0 = kt * kTile;
+    const int64_t lrow = (int64_t)bh * p.seq_q;
+
+    const int32_t *kgrp = key_group(p, lh, kt);
+    load_tile<DP>(sK, k, p.k_s[2], row0, p.seq_k, p.dim, p.stride_perm, kgrp, p.log2g);
+    load_tile<DP>(sV, v, p.v_s[2], row0, p.seq_k, p.dim, p.stride_perm, kgrp, p.log2g);
+    frag_c adk[DP / 16], adv[DP / 16];
+#pragma unroll
+    for (int dj = 0; dj < DP / 16; ++dj) {
+        wmma::fill_fragment(adk[dj], 0.f);
+        wmma::fill_fragment(adv[dj], 0.f);
+    }
+    const int r = lane >> 1, hc = (lane & 1) * 32;
+    for (int it = 0; it < n; ++it) {
+        const int2 e = p.col_tent[beg + it];
+        const int q0 = e.x * kTile;
+        __syncthreads();
+        load_tile<DP>(sQ, q, p.q_s[2], q0, p.seq_q, p.dim, p.stride_perm);
+        load_tile<DP>(sO, dout, p.o_s[2], q0, p.seq_q, p.dim, p.stride_perm);
+        if (threadIdx.x < kTile) {
+            int qq = q0 + threadIdx.x;
+            float lv = -CUDART_INF_F, dv_ = 0.f;
+            if (qq < p.seq_q) {
+                int64_t idx = lrow + perm_row(qq, p.stride_perm, p.seq_q);
+                lv = p.lse_in[idx] * log2e;
+                dv_ = p.delta[idx];
+            }
+            sL[threadIdx.x] = lv;
+            sD[threadIdx.x] = dv_;
+        }
+        __syncthreads();
+        /* S^T = K Q^T */
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            frag_c acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < DP / 16; ++kk) {
+                frag_a af;
+                frag_bc bf;
+                wmma::load_matrix_sync(af, sK + warp * 16 * sr + kk * 16, sr);
+                wmma::load_matrix_sync(bf, sQ + nj * 16 * sr + kk * 16, sr);
+                wmma::mma_sync(acc, af, bf, acc);
+            }
+            wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
+        }
+        __syncwarp();
+        const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
+        float pv[32];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+            int c = hc + i;
+            float pr = prob(R1[r * kTile + c], p.scale_log2, sL[c]);
+            if (sub && !keep_at<true>(p, sub, warp * 16 + r, c, row0, q0, kgrp))
+                pr = 0.f;
+            pv[i] = pr;
+            R2[r * kTile + c] = __float2half_rn(pr);
+        }
+        __syncwarp();
+        /* dV += P^T dO; dP^T = V dO^T */
+#pragma unroll
+        for (int dj = 0; dj < DP / 16; ++dj) {
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk) {
+                frag_a af;
+                frag_br bf;
+                wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
+                wmma::load_matrix_sync(bf, sO + kk * 16 * sr + dj * 16, sr);
+                wmma::mma_sync(adv[dj], af, bf, adv[dj]);
+            }
+        }
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            frag_c acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < DP / 16; ++kk) {
+                frag_a af;
+                frag_bc bf;
+                wmma::load_matrix_sync(af, sV + warp * 16 * sr + kk * 16, sr);
+                wmma::load_matrix_sync(bf, sO + nj * 16 * sr + kk * 16, sr);
+                wmma::mma_sync(acc, af, bf, acc);
+            }
+            wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
+        }
+        __syncwarp();
+#pragma unroll
+        for (int i = 0; i < 32; ++i) {
+            int c = hc + i;
+            R2[r * kTile + c] = __float2half_rn(pv[i] * (R1[r * kTile + c] - sD[c]));
+        }
+        __syncwarp();
+        /* dK += dS^T Q */
+#pragma unroll
+        for (int dj = 0; dj < DP / 16; ++dj) {
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk) {
+                frag_a af;
+                frag_br bf;
+                wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
+                wmma::load_matrix_sync(bf, sQ + kk * 16 * sr + dj * 16, sr);
+                wmma::mma_sync(adk[dj], af, bf, adk[dj]);
+            }
+        }
+        __syncwarp();
+    }
+    __syncthreads(); /* the Q / dO tiles become the output staging */
+    float *st = reinterpret_cast<float *>(smem_raw + 2 * tb) + warp * 16 * DP;
+    if (lane < 16)
+        s_mul[warp][lane] = 1.f;
+#pragma unroll
+    for (int dj = 0; dj < DP / 16; ++dj)
+        wmma::store_matrix_sync(st + dj * 16, adv[dj], DP, wmma::mem_row_major);
+    __syncwarp();
+    store_rows<DP>(st, s_mul[warp], dv, p.v_s[2], row0, warp * 16, p.seq_k, p.dim, p.stride_perm,
+                   lane, kgrp, p.log2g);
+    __syncwarp();
+    if (lane < 16)
+        s_mul[warp][lane] = p.scale;
+#pragma unroll
+    for (int dj = 0; dj < DP / 16; ++dj)
+        wmma::store_matrix_sync(st + dj * 16, adk[dj], DP, wmma::mem_row_major);
+    __syncwarp();
+    store_rows<DP>(st, s_mul[warp], dk, p.k_s[2], row0, warp * 16, p.seq_k, p.dim, p.stride_perm,
+                   lane, kgrp, p.log2g);
+#endif
+}
+
+template <int DP> constexpr size_t smem_bytes(int kernel)
+{
+    using c = cfg<DP>;
+    return kernel == BSA_K_FWD
+               ? (size_t)(c::tile_bytes > kWarps * c::scratch_bytes ? c::tile_bytes
+                                                                    : kWarps * c::scratch_bytes) +
+                     2 * c::tile_bytes + (size_t)kWarps * 16 * DP * 4
+           : kernel == BSA_K_DQ
+               ? (size_t)(2 * c::tile_bytes > kWarps * 2 * c::scratch_bytes
+                              ? 2 * c::tile_bytes
+                              : kWarps * 2 * c::scratch_bytes) +
+                     2 * c::tile_bytes
+               : (size_t)4 * c::tile_bytes + kWarps * (16 * kTile * 6) + 2 * kTile * 4;
+}
+
+template <int DP> const void *kernel_fn(int kernel)
+{
+    return kernel == BSA_K_FWD  ? (const void *)&fwd_kernel<DP>
+           : kernel == BSA_K_DQ ? (const void *)&dq_kernel<DP>
+                                : (const void *)&dkdv_kernel<DP>;
+}
+
+} // namespace volta
+} // namespace bsa_cuda
+
+using namespace bsa_cuda;
+
+static const void *volta_fn(int kernel, int dpad)
+{
+    switch (dpad) {
+    case 32:
+        return volta::kernel_fn<32>(kernel);
+    case 64:
+        return volta::kernel_fn<64>(kernel);
+    case 128:
+        return volta::kernel_fn<128>(kernel);
+    default:
+        return nullptr;
+    }
+}
+
+size_t bsa_cuda_volta_smem(int kernel, int dpad)
+{
+    switch (dpad) {
+    case 32:
+        return volta::smem_bytes<32>(kernel);
+    case 64:
+        return volta::smem_bytes<64>(kernel);
+    case 128:
+        return volta::smem_bytes<128>(kernel);
+    default:
+        return 0;
+    }
+}
+
+cudaError_t bsa_cuda_volta_setup(int kernel, int dpad)
+{
+    const void *fn = volta_fn(kernel, dpad);
+    if (!fn)
+        return cudaErrorInvalidDeviceFunction;
+    return cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)bsa_cuda_volta_smem(kernel, dpad));
+}
+
+cudaError_t bsa_cuda_volta_launch(int kernel, int dpad, const bsa_cuda_params &p, cudaStream_t s)
+{
+    const void *fn = volta_fn(kernel, dpad);
+    if (!fn)
+        return cudaErrorInvalidDeviceFunction;
+    dim3 grid(kernel == BSA_K_DKDV ? p.n_kt : p.n_qt, p.batch * p.heads);
+    void *args[] = {const_cast<bsa_cuda_params *>(&p)};
+    cudaError_t e = cudaLaunchKernel(fn, grid, dim3(volta::kThreads), args,
+                                     bsa_cuda_volta_smem(kernel, dpad), s);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}

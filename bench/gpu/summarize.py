@@ -1,0 +1,83 @@
+#!/usr/bin/env python3
+"""Joins bsa's GPU bench rows (gpu_bench JSON lines) with the peers' rows
+(bench/peers/flex_peer.py) and prints the issue's targets as measured:
+speed ratio = peer time / bsa time (> 1: bsa faster).
+
+    summarize.py BSA_JSONL PEERS_JSONL [MARKDOWN_OUT]
+"""
+import json
+import sys
+
+
+def load(path):
+    rows = []
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    rows.append(json.loads(line))
+    except FileNotFoundError:
+        pass
+    return rows
+
+
+ours = {r["name"]: r for r in load(sys.argv[1])}
+peers = {}
+for r in load(sys.argv[2]) if len(sys.argv) > 2 else []:
+    peers[(r["name"], r["peer"])] = r
+out = []
+dev = next(iter(ours.values()))["device"] if ours else "?"
+out.append(f"device: {dev}")
+out.append("")
+out.append("| config | impl | bsa fwd ms | bsa fwd+bwd ms | fwd TFLOP/s (block) | fwd+bwd TFLOP/s | peak dev MiB (lib+tensors) |")
+out.append("|---|---|---|---|---|---|---|")
+for n, r in ours.items():
+    out.append(f"| {n} | {r['impl']} | {r['fwd_ms']:.3f} | {r['fwdbwd_ms']:.3f} | "
+               f"{r['fwd_block_tflops']:.1f} | {r['fwdbwd_block_tflops']:.1f} | "
+               f"{r['peak_dev_mib']:.0f} ({r['tensors_mib']:.0f} tensors) |")
+out.append("")
+out.append("| config | peer | peer fwd ms | peer fwd+bwd ms | speed ratio fwd | speed ratio fwd+bwd |")
+out.append("|---|---|---|---|---|---|")
+for (n, p), r in peers.items():
+    o = ours.get(n)
+    if not o:
+        continue
+    out.append(f"| {n} | {p} | {r['fwd_ms']:.3f} | {r['fwdbwd_ms']:.3f} | "
+               f"{r['fwd_ms'] / o['fwd_ms']:.2f}x | {r['fwdbwd_ms'] / o['fwdbwd_ms']:.2f}x |")
+out.append("")
+out.append("targets (speed ratio = peer ms / bsa ms):")
+
+
+def ratio(n, p, k):
+    r, o = peers.get((n, p)), ours.get(n)
+    return r[k] / o[k] if r and o else float("nan")
+
+
+def rate(n, k):
+    o = ours.get(n)
+    return o[k] if o else float("nan")
+
+
+def line(label, val, goal):
+    ok = "MET" if val == val and val >= goal else ("MISSED" if val == val else "not measured")
+    out.append(f"  {label}: {val:.2f} (target >= {goal}) {ok}")
+
+
+for n in ("all-d128", "all-d64"):
+    line(f"{n} fwd vs flex", ratio(n, "flex", "fwd_ms"), 0.9)
+    line(f"{n} fwd+bwd vs flex", ratio(n, "flex", "fwdbwd_ms"), 0.8)
+for k, lab in (("fwd_ms", "fwd"), ("fwdbwd_ms", "fwd+bwd")):
+    line(f"strided {lab} vs flex (natural)", ratio("strided-L128-b32", "flex", k), 10)
+    line(f"strided {lab} vs flex (permuted)", ratio("strided-L128-b32", "flex-permuted", k), 1.5)
+line("fixed fwd vs flex", ratio("fixed-L128-b32", "flex", "fwd_ms"), 3)
+line("fixed fwd+bwd vs flex", ratio("fixed-L128-b32", "flex", "fwdbwd_ms"), 3)
+for k in ("fwd_block_tflops", "fwdbwd_block_tflops"):
+    base = rate("all-d64", k)
+    line(f"local L256 b64 {k} / all (d64, b128)", rate("local-L256-b64", k) / base, 0.7)
+    line(f"random 10% b32 {k} / all (d64, b128)", rate("random10-b32", k) / base, 0.5)
+text = "\n".join(out)
+print(text)
+if len(sys.argv) > 3:
+    with open(sys.argv[3], "w") as f:
+        f.write(text + "\n")

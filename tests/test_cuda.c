@@ -1,0 +1,791 @@
+/*
+ * CUDA backend through the public API against the double-precision oracle
+ * (tests/common/oracle.c), on fresh random inputs rounded to the dtype,
+ * with every output (and the gaps of padded tensors) poisoned on the
+ * device before each run.  Skips cleanly when no CUDA device is present.
+ *
+ * Each case runs on every path in turn: the default choice (the mma.sync
+ * tensor-core path where it accepts the problem), the scalar reference path
+ * (BSA_CUDA_PATH=reference) and, for f16 with head dim <= 128, the Volta
+ * wmma path (BSA_CUDA_PATH=volta).
+ *
+ * Thresholds (relative L2 against the oracle):
+ *   f32   3e-5: the reference kernels accumulate up to a few hundred terms
+ *         sequentially in fp32 (~sqrt(n) * 6e-8 typical, n * 6e-8 worst).
+ *   f16   out 5e-3, grads 1e-2: outputs are stored in f16 (2.8e-4 relative
+ *         L2 from rounding alone); the mma path also rounds P (forward, dV)
+ *         and dS (dQ, dK) to f16 for its products, as FlashAttention does;
+ *         any real bug (a lost block or mask element) is >= 1e-2 on these
+ *         shapes.
+ *   bf16  3e-2 out, 5e-2 grads: the same with bf16's 8x larger roundoff.
+ *   lse   fp32 everywhere: 2e-5.
+ */
+#include "attn_check.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#ifndef BSA_WITH_CUDA
+/* A build without the CUDA backend (no nvcc): nothing to test. */
+#include <stdio.h>
+static void cuda_backend_not_built(void **state)
+{
+    (void)state;
+    fprintf(stderr, "CUDA backend not built: skipped\n");
+    skip();
+}
+int main(void)
+{
+    const struct CMUnitTest tests[] = {cmocka_unit_test(cuda_backend_not_built)};
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+#else
+
+#include <cuda_runtime.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct tol {
+    double out, grad, lse;
+} tol;
+
+static const tol tolerances[3] = {
+    [BSA_DTYPE_F32] = {3e-5, 3e-5, 2e-5},
+    [BSA_DTYPE_F16] = {5e-3, 1e-2, 2e-5},
+    [BSA_DTYPE_BF16] = {3e-2, 5e-2, 2e-5},
+};
+static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
+static double worst[3][3][5]; /* [path][dtype][o, lse, dq, dk, dv] */
+static int cases_run[3];
+static const char *const path_names[3] = {"default (mma)", "reference", "volta"};
+static const char *const path_env[3] = {NULL, "reference", "volta"};
+
+static int have_device(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();
+        return 0;
+    }
+    return n > 0;
+}
+
+#define SKIP_WITHOUT_GPU()                                                                         \
+    do {                                                                                           \
+        if (!have_device()) {                                                                      \
+            fprintf(stderr, "no CUDA device: skipped\n");                                          \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+#define CU(x)                                                                                      \
+    do {                                                                                           \
+        cudaError_t e_ = (x);                                                                      \
+        if (e_ != cudaSuccess)                                                                     \
+            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
+        assert_int_equal(e_, cudaSuccess);                                                         \
+    } while (0)
+
+static void expect_ok(bsa_status st, const char *what)
+{
+    if (st != BSA_SUCCESS)
+        fprintf(stderr, "%s: %s: %s\n", what, bsa_status_string(st), bsa_last_error());
+    assert_int_equal(st, BSA_SUCCESS);
+}
+
+static bsa_context_t new_ctx(void)
+{
+    bsa_context_t ctx = NULL;
+    bsa_context_params cp = {BSA_BACKEND_CUDA, 0, 0};
+    expect_ok(bsa_context_create(&ctx, &cp), "cuda context");
+    return ctx;
+}
+
+/* ------------------------------------------------- device mirrors */
+
+typedef struct dev_problem {
+    void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *ws;
+    float *lse;
+    size_t ws_bytes;
+} dev_problem;
+
+static size_t tbytes(const tu_tensor *t)
+{
+    return (size_t)t->span * tu_dtype_size(t->dtype);
+}
+
+static void *upload(const tu_tensor *t)
+{
+    void *d = NULL;
+    CU(cudaMalloc(&d, tbytes(t)));
+    CU(cudaMemcpy(d, t->data, tbytes(t), cudaMemcpyHostToDevice));
+    return d;
+}
+
+static void dev_init(dev_problem *d, const ac_problem *p, bsa_plan_t plan)
+{
+    memset(d, 0, sizeof *d);
+    d->q = upload(&p->q);
+    d->k = upload(&p->k);
+    d->v = upload(&p->v);
+    d->dout = upload(&p->dout);
+    d->o = upload(&p->o);
+    d->dq = upload(&p->dq);
+    d->dk = upload(&p->dk);
+    d->dv = upload(&p->dv);
+    CU(cudaMalloc((void **)&d->lse, (size_t)p->n_lse * sizeof(float)));
+    expect_ok(bsa_plan_workspace_size(plan, &d->ws_bytes), "workspace size");
+    CU(cudaMalloc(&d->ws, d->ws_bytes ? d->ws_bytes : 1));
+}
+
+static void dev_free(dev_problem *d)
+{
+    void *ps[] = {d->q, d->k, d->v, d->o, d->dout, d->dq, d->dk, d->dv, d->ws, d->lse};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
+        cudaFree(ps[i]);
+}
+
+/* Poisons the device buffer (whole span, gaps included) from the host's. */
+static void poison_to(void *dev, tu_tensor *t)
+{
+    tu_tensor_poison(t);
+    CU(cudaMemcpy(dev, t->data, tbytes(t), cudaMemcpyHostToDevice));
+}
+
+static void download(tu_tensor *t, const void *dev)
+{
+    CU(cudaMemcpy(t->data, dev, tbytes(t), cudaMemcpyDeviceToHost));
+    tu_tensor_read(t);
+}
+
+static bsa_status gpu_forward(bsa_plan_t plan, ac_problem *p, dev_problem *d, cudaStream_t stream)
+{
+    poison_to(d->o, &p->o);
+    tu_poison(BSA_DTYPE_F32, p->lse, p->n_lse);
+    CU(cudaMemcpy(d->lse, p->lse, (size_t)p->n_lse * 4, cudaMemcpyHostToDevice));
+    bsa_fwd_args a = {d->q, d->k, d->v, d->o, d->lse};
+    bsa_status st = bsa_forward(plan, &a, d->ws, d->ws_bytes, stream);
+    CU(cudaStreamSynchronize(stream));
+    CU(cudaGetLastError());
+    download(&p->o, d->o);
+    CU(cudaMemcpy(p->lse, d->lse, (size_t)p->n_lse * 4, cudaMemcpyDeviceToHost));
+    tu_f32_to_f64(p->lse, p->lse_val, p->n_lse);
+    return st;
+}
+
+static bsa_status gpu_backward(bsa_plan_t plan, ac_problem *p, dev_problem *d, cudaStream_t stream)
+{
+    poison_to(d->dq, &p->dq);
+    poison_to(d->dk, &p->dk);
+    poison_to(d->dv, &p->dv);
+    bsa_bwd_args a = {d->q, d->k, d->v, d->o, d->lse, d->dout, d->dq, d->dk, d->dv};
+    bsa_status st = bsa_backward(plan, &a, d->ws, d->ws_bytes, stream);
+    CU(cudaStreamSynchronize(stream));
+    CU(cudaGetLastError());
+    download(&p->dq, d->dq);
+    download(&p->dk, d->dk);
+    download(&p->dv, d->dv);
+    return st;
+}
+
+/* ------------------------------------------------- one case */
+
+static void check_errors(const char *label, int path, const ac_problem *p, const ac_errors *e)
+{
+    const tol *t = &tolerances[p->dtype];
+    int ok = e->o <= t->out && e->lse <= t->lse && e->unwritten == 0 && e->gaps_touched == 0 &&
+             e->nonfinite == 0 && e->empty_violations == 0 && e->lse_inf_mismatch == 0 &&
+             e->dq <= t->grad && e->dk <= t->grad && e->dv <= t->grad;
+    double v[5] = {e->o, e->lse, e->dq, e->dk, e->dv};
+    for (int i = 0; i < 5; i++)
+        if (v[i] > worst[path][p->dtype][i])
+            worst[path][p->dtype][i] = v[i];
+    cases_run[path]++;
+    if (!ok) {
+        char full[200];
+        snprintf(full, sizeof full, "%s [%s]", label, path_names[path]);
+        ac_print(full, p, e);
+        fprintf(stderr, "  FAILED (thresholds: out %.0e grad %.0e lse %.0e)\n", t->out, t->grad,
+                t->lse);
+    }
+    assert_true(ok);
+}
+
+/* Plans and runs one path on a problem whose oracle is computed.
+ * path 0: default choice (tensor cores where they accept), 1: reference,
+ * 2: Volta. */
+static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_problem *p,
+                     bsa_attn_desc *d, ac_form form, int path)
+{
+    if (path_env[path])
+        setenv("BSA_CUDA_PATH", path_env[path], 1);
+    else
+        unsetenv("BSA_CUDA_PATH");
+    bsa_plan_t plan = NULL;
+    bsa_status st = bsa_plan_create(ctx, &plan, d, lay);
+    unsetenv("BSA_CUDA_PATH");
+    expect_ok(st, label);
+    const char *impl = NULL;
+    expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+    if (path == 1)
+        assert_string_equal(impl, "cuda-reference");
+    else if (path == 2)
+        assert_string_equal(impl, "cuda-wmma-sm70");
+    else if (p->dtype != BSA_DTYPE_F32 && form != AC_PADDED)
+        assert_string_equal(impl, "cuda-mma-sm80");
+    dev_problem dp;
+    dev_init(&dp, p, plan);
+    expect_ok(gpu_forward(plan, p, &dp, 0), label);
+    expect_ok(gpu_backward(plan, p, &dp, 0), label);
+    ac_errors e;
+    ac_compare(p, 1, &e);
+    char full[180];
+    snprintf(full, sizeof full, "%s %s %s D=%lld", label, tu_dtype_name(p->dtype),
+             ac_form_name(form), (long long)p->head_dim);
+    check_errors(full, path, p, &e);
+    dev_free(&dp);
+    bsa_plan_destroy(plan);
+}
+
+/* One problem, the oracle once, both paths. */
+static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt,
+                     int batch, int heads, int dim, ac_form form, float scale)
+{
+    ac_problem p;
+    bsa_attn_desc d;
+    expect_ok(ac_problem_init(&p, lay, dt, batch, heads, dim, form, scale, &d), "problem init");
+    ac_problem_oracle(&p);
+    run_path(ctx, lay, label, &p, &d, form, 0);
+    run_path(ctx, lay, label, &p, &d, form, 1);
+    if (dt == BSA_DTYPE_F16 && dim <= 128 && form != AC_PADDED)
+        run_path(ctx, lay, label, &p, &d, form, 2);
+    ac_problem_free(&p);
+}
+
+/* ------------------------------------------------- presets */
+
+static const char *const pattern_names[] = {"all", "local", "strided", "fixed"};
+
+/* Sequences long enough to span several 64-row kernel tiles. */
+static bsa_preset make_preset(bsa_pattern pat, int block, int heads, int bidir)
+{
+    bsa_preset ps;
+    memset(&ps, 0, sizeof ps);
+    ps.pattern = pat;
+    ps.block = block;
+    ps.heads = heads;
+    ps.bidirectional = bidir;
+    ps.seq = block <= 32 ? 256 : 2 * 128 + (block == 64 ? 64 : 128);
+    switch (pat) {
+    case BSA_PATTERN_ALL:
+        break;
+    case BSA_PATTERN_LOCAL:
+        ps.ctx = 2 * block; /* L % B == 0 */
+        break;
+    case BSA_PATTERN_STRIDED:
+        /* seq / L must be a multiple of the block */
+        ps.ctx = block <= 32 ? 4 : 2;
+        ps.seq = ps.ctx * block * (block <= 32 ? 2 : 1) * (block <= 16 ? 2 : 1);
+        break;
+    case BSA_PATTERN_FIXED:
+        ps.ctx = (block <= 32 ? 4 : 2) * block;
+        ps.num_verts = heads % 2 == 0 ? 2 : 1;
+        ps.vertsize = 1;
+        ps.seq = 2 * ps.ctx;
+        break;
+    }
+    return ps;
+}
+
+static const int block_sizes[5] = {8, 16, 32, 64, 128};
+static const int head_dims[6] = {32, 64, 128, 40, 96, 256};
+
+/* Every pattern x causal/bidirectional x block size x dtype, head dims and
+ * tensor forms rotating. */
+static void test_patterns(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    int n = 0;
+    for (int pat = 0; pat < 4; pat++)
+        for (int bidir = 0; bidir < 2; bidir++)
+            for (int bi = 0; bi < 5; bi++) {
+                int block = block_sizes[bi];
+                bsa_preset ps = make_preset((bsa_pattern)pat, block, 2, bidir);
+                bsa_layout_t lay = NULL;
+                char label[96];
+                snprintf(label, sizeof label, "%s%s B=%d seq=%d ctx=%d", pattern_names[pat],
+                         bidir ? "-bidir" : "", block, ps.seq, ps.ctx);
+                expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+                for (int di = 0; di < 3; di++, n++) {
+                    int dim = head_dims[n % 4]; /* 32, 64, 128, 40 */
+                    ac_form form = (ac_form)(n % 2);
+                    run_case(ctx, lay, label, dtypes[di], 1 + n % 2, 2, dim, form, 0.0f);
+                }
+                bsa_layout_destroy(lay);
+            }
+    bsa_context_destroy(ctx);
+}
+
+/* Every head dim class (fast 32/64/128, padded 40/96, 256) per dtype. */
+static void test_head_dims(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    bsa_preset ps = make_preset(BSA_PATTERN_LOCAL, 32, 2, 0);
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "local preset");
+    for (int di = 0; di < 3; di++)
+        for (int hi = 0; hi < 6; hi++)
+            run_case(ctx, lay, "local B=32", dtypes[di], 1, 2, head_dims[hi], (ac_form)(hi % 2),
+                     hi == 3 ? 0.37f : 0.0f);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
+/* A padded (gapped, non-multiple-of-8 strides) tensor form: the reference
+ * path takes it; nothing outside the tensor may be written. */
+static void test_padded(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    bsa_preset ps = make_preset(BSA_PATTERN_ALL, 16, 2, 0);
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "all preset");
+    for (int di = 0; di < 3; di++)
+        run_case(ctx, lay, "all B=16 padded", dtypes[di], 2, 2, 64, AC_PADDED, 0.0f);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
+/* ------------------------------------------------- random layouts */
+
+static void random_blocks(uint8_t *blocks, int64_t n, double density)
+{
+    for (int64_t i = 0; i < n; i++)
+        blocks[i] = tu_uniform(0.0, 1.0) < density;
+}
+
+/* Cross attention (seq_q != seq_k) on random dense block layouts. */
+static void test_cross_attention(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    const int blocks_[4] = {8, 16, 32, 64};
+    for (int i = 0; i < 4; i++) {
+        int block = blocks_[i];
+        int qb = 320 / block + (block <= 16 ? 3 : 1), kb = 192 / block + 1;
+        int lheads = i % 2 ? 2 : 1;
+        uint8_t *blocks = tu_xmalloc((size_t)(lheads * qb * kb));
+        random_blocks(blocks, lheads * qb * kb, 0.5);
+        bsa_layout_desc ld = {block, lheads, qb, kb, BSA_PRED_NONE, 0, 0};
+        bsa_layout_t lay = NULL;
+        char label[96];
+        snprintf(label, sizeof label, "cross B=%d Qb=%d Kb=%d", block, qb, kb);
+        expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
+        run_case(ctx, lay, label, dtypes[1 + i % 2], 2, 2, 64, (ac_form)(i % 2), 0.0f);
+        bsa_layout_destroy(lay);
+        free(blocks);
+    }
+    bsa_context_destroy(ctx);
+}
+
+typedef struct cb_state {
+    uint64_t salt;
+    double density;
+    int dead_row; /* absolute query killed on every block, or -1 */
+} cb_state;
+
+static int random_callback(void *user, int head, int q_block, int k_block, int block_index,
+                           int block, uint8_t *mask)
+{
+    const cb_state *s = user;
+    (void)block_index;
+    for (int r = 0; r < block; r++)
+        for (int c = 0; c < block; c++) {
+            uint64_t x = s->salt ^ ((uint64_t)head << 48) ^
+                         ((uint64_t)(q_block * block + r) << 24) ^ (uint64_t)(k_block * block + c);
+            x ^= x >> 33;
+            x *= 0xff51afd7ed558ccdull;
+            x ^= x >> 33;
+            double u = (double)(x >> 11) / 9007199254740992.0;
+            int q = q_block * block + r;
+            mask[r * block + c] = u < s->density && q != s->dead_row;
+        }
+    return 0;
+}
+
+/* Random block layouts with random callback masks (stored bits), one
+ * query row masked everywhere, and a layout row with no block. */
+static void test_random_callbacks(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    const int blocks_[5] = {8, 16, 32, 64, 128};
+    for (int i = 0; i < 5; i++) {
+        int block = blocks_[i];
+        int nb = 384 / block;
+        int lheads = i % 2 ? 2 : 1;
+        uint8_t *blocks = tu_xmalloc((size_t)(lheads * nb * nb));
+        random_blocks(blocks, lheads * nb * nb, 0.4);
+        for (int k = 0; k < nb; k++)
+            blocks[1 * nb + k] = 0; /* layout row 1 of head 0: no block */
+        cb_state cs = {tu_next(), 0.6, 5 + block};
+        bsa_layout_desc ld = {block, lheads, nb, nb, BSA_PRED_NONE, 0, 0};
+        bsa_layout_t lay = NULL;
+        char label[96];
+        snprintf(label, sizeof label, "callback B=%d lheads=%d", block, lheads);
+        expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blocks, random_callback, &cs), label);
+        run_case(ctx, lay, label, dtypes[1 + i % 2], 1, 2, i % 2 ? 64 : 128, (ac_form)(i % 2),
+                 0.0f);
+        bsa_layout_destroy(lay);
+        free(blocks);
+    }
+    bsa_context_destroy(ctx);
+}
+
+/* Gathered key tiles (non-adjacent key blocks in one 64-wide kernel tile)
+ * forced on for every small-block layout kind: presets, a cross-attention
+ * layout whose key length is not a multiple of 64, callback bits. */
+static void test_gathered_key_tiles(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    setenv("BSA_CUDA_GATHER", "1", 1); /* read when a layout is created */
+    const int blocks_[3] = {8, 16, 32};
+    for (int i = 0; i < 3; i++) {
+        int block = blocks_[i];
+        bsa_pattern pats[3] = {BSA_PATTERN_FIXED, BSA_PATTERN_STRIDED, BSA_PATTERN_LOCAL};
+        for (int pi = 0; pi < 3; pi++) {
+            bsa_preset ps = make_preset(pats[pi], block, 2, 0);
+            bsa_layout_t lay = NULL;
+            char label[96];
+            snprintf(label, sizeof label, "gathered %s B=%d seq=%d", pattern_names[pats[pi]], block,
+                     ps.seq);
+            expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+            run_case(ctx, lay, label, dtypes[1 + (i + pi) % 2], 1, 2, 64, (ac_form)(pi % 2), 0.0f);
+            bsa_layout_destroy(lay);
+        }
+        int qb = 256 / block + 1, kb = 200 / block;
+        uint8_t *blk = tu_xmalloc((size_t)(2 * qb * kb));
+        random_blocks(blk, 2 * qb * kb, 0.3);
+        cb_state cs = {tu_next(), 0.7, -1};
+        bsa_layout_desc ld = {block, 2, qb, kb, BSA_PRED_NONE, 0, 0};
+        bsa_layout_t lay = NULL;
+        expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs),
+                  "gathered callback");
+        run_case(ctx, lay, "gathered cross callback", dtypes[1 + i % 2], 2, 2, 32, AC_BTHD, 0.0f);
+        bsa_layout_destroy(lay);
+        free(blk);
+    }
+    unsetenv("BSA_CUDA_GATHER");
+    bsa_context_destroy(ctx);
+}
+
+/* ------------------------------------------------- larger, device-only */
+
+/* The mma path against the reference path at a size the oracle would take
+ * too long for: relative L2 between the two GPU paths. */
+static double rel_l2_dev(bsa_dtype dt, const void *a, const void *b, int64_t n)
+{
+    size_t es = tu_dtype_size(dt);
+    void *ha = tu_xmalloc(n * es), *hb = tu_xmalloc(n * es);
+    CU(cudaMemcpy(ha, a, n * es, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(hb, b, n * es, cudaMemcpyDeviceToHost));
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double x = tu_get(dt, ha, i), y = tu_get(dt, hb, i);
+        if (!isfinite(x))
+            num = INFINITY;
+        num += (x - y) * (x - y);
+        den += y * y;
+    }
+    free(ha);
+    free(hb);
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void *dev_random(bsa_dtype dt, int64_t n)
+{
+    void *h = tu_alloc(dt, n), *d = NULL;
+    for (int64_t i = 0; i < n; i++)
+        tu_set(dt, h, i, tu_uniform(-1.0, 1.0));
+    CU(cudaMalloc(&d, n * tu_dtype_size(dt)));
+    CU(cudaMemcpy(d, h, n * tu_dtype_size(dt), cudaMemcpyHostToDevice));
+    free(h);
+    return d;
+}
+
+static void test_large_vs_reference(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    struct {
+        bsa_pattern pat;
+        int seq, block, ctx_, nv;
+        int dim;
+        bsa_dtype dt;
+    } cases[] = {
+        {BSA_PATTERN_ALL, 2048, 64, 0, 0, 128, BSA_DTYPE_F16},
+        {BSA_PATTERN_STRIDED, 2048, 32, 64, 0, 64, BSA_DTYPE_BF16},
+        {BSA_PATTERN_FIXED, 2048, 32, 128, 2, 64, BSA_DTYPE_F16},
+        {BSA_PATTERN_LOCAL, 2048, 64, 256, 0, 128, BSA_DTYPE_BF16},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        bsa_preset ps = {
+            cases[c].pat, cases[c].seq, cases[c].block, 4, cases[c].ctx_, cases[c].nv, 1, 0};
+        bsa_layout_t lay = NULL;
+        expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "large preset");
+        int64_t B = 2, H = 4, T = cases[c].seq, D = cases[c].dim;
+        bsa_dtype dt = cases[c].dt;
+        bsa_attn_desc d;
+        memset(&d, 0, sizeof d);
+        d.dtype = dt;
+        d.q = d.k = d.v = d.o = bsa_tensor_bthd(B, T, H, D);
+        int64_t n = B * H * T * D;
+        void *q = dev_random(dt, n), *k = dev_random(dt, n), *v = dev_random(dt, n);
+        void *dout = dev_random(dt, n);
+        void *out[3][4];
+        float *lse[3];
+        int npath = dt == BSA_DTYPE_F16 && D <= 128 ? 3 : 2;
+        for (int path = 0; path < npath; path++) {
+            if (path_env[path])
+                setenv("BSA_CUDA_PATH", path_env[path], 1);
+            bsa_plan_t plan = NULL;
+            expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "large plan");
+            unsetenv("BSA_CUDA_PATH");
+            size_t wsb = 0;
+            void *ws = NULL;
+            expect_ok(bsa_plan_workspace_size(plan, &wsb), "ws");
+            CU(cudaMalloc(&ws, wsb));
+            for (int i = 0; i < 4; i++) {
+                CU(cudaMalloc(&out[path][i], n * tu_dtype_size(dt)));
+                CU(cudaMemset(out[path][i], 0xff, n * tu_dtype_size(dt))); /* NaN */
+            }
+            CU(cudaMalloc((void **)&lse[path], B * H * T * 4));
+            bsa_fwd_args fa = {q, k, v, out[path][0], lse[path]};
+            expect_ok(bsa_forward(plan, &fa, ws, wsb, NULL), "large forward");
+            bsa_bwd_args ba = {
+                q, k, v, out[path][0], lse[path], dout, out[path][1], out[path][2], out[path][3]};
+            expect_ok(bsa_backward(plan, &ba, ws, wsb, NULL), "large backward");
+            CU(cudaDeviceSynchronize());
+            cudaFree(ws);
+            bsa_plan_destroy(plan);
+        }
+        const char *names[4] = {"o", "dq", "dk", "dv"};
+        double lim = dt == BSA_DTYPE_F16 ? 1e-2 : 5e-2;
+        for (int path = 0; path < npath; path += 2)
+            for (int i = 0; i < 4; i++) {
+                double e = rel_l2_dev(dt, out[path][i], out[1][i], n);
+                fprintf(stderr,
+                        "large %s T=%lld block=%d D=%lld %s: %s vs reference %s rel L2 %.2e\n",
+                        pattern_names[cases[c].pat], (long long)T, cases[c].block, (long long)D,
+                        tu_dtype_name(dt), path ? "volta" : "mma", names[i], e);
+                assert_true(e <= lim);
+            }
+        for (int path = 0; path < npath; path++) {
+            for (int i = 0; i < 4; i++)
+                cudaFree(out[path][i]);
+            cudaFree(lse[path]);
+        }
+        cudaFree(q);
+        cudaFree(k);
+        cudaFree(v);
+        cudaFree(dout);
+        bsa_layout_destroy(lay);
+    }
+    bsa_context_destroy(ctx);
+}
+
+/* ------------------------------------------------- graphs, determinism */
+
+/* Forward + backward captured in a CUDA graph on a user stream give the
+ * same bits as direct calls; two direct backward runs give the same bits. */
+static void test_graph_and_determinism(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    bsa_preset ps = {BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0};
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "fixed preset");
+    for (int di = 1; di < 3; di++) {
+        ac_problem p;
+        bsa_attn_desc d;
+        expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d), "init");
+        bsa_plan_t plan = NULL;
+        expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+        dev_problem dp;
+        dev_init(&dp, &p, plan);
+        cudaStream_t s;
+        CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+        expect_ok(gpu_forward(plan, &p, &dp, s), "forward");
+        expect_ok(gpu_backward(plan, &p, &dp, s), "backward");
+        size_t ob = tbytes(&p.o), gb = tbytes(&p.dq);
+        void *ref_o = tu_xmalloc(ob), *ref_dq = tu_xmalloc(gb), *ref_dk = tu_xmalloc(gb);
+        memcpy(ref_o, p.o.data, ob);
+        memcpy(ref_dq, p.dq.data, gb);
+        memcpy(ref_dk, p.dk.data, gb);
+        /* determinism: a second direct backward */
+        expect_ok(gpu_backward(plan, &p, &dp, s), "backward again");
+        assert_memory_equal(ref_dq, p.dq.data, gb);
+        assert_memory_equal(ref_dk, p.dk.data, gb);
+
+        /* graph capture */
+        poison_to(dp.o, &p.o);
+        poison_to(dp.dq, &p.dq);
+        poison_to(dp.dk, &p.dk);
+        cudaGraph_t graph;
+        cudaGraphExec_t exec;
+        CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+        bsa_fwd_args fa = {dp.q, dp.k, dp.v, dp.o, dp.lse};
+        bsa_status st1 = bsa_forward(plan, &fa, dp.ws, dp.ws_bytes, s);
+        bsa_bwd_args ba = {dp.q, dp.k, dp.v, dp.o, dp.lse, dp.dout, dp.dq, dp.dk, dp.dv};
+        bsa_status st2 = bsa_backward(plan, &ba, dp.ws, dp.ws_bytes, s);
+        CU(cudaStreamEndCapture(s, &graph));
+        expect_ok(st1, "captured forward");
+        expect_ok(st2, "captured backward");
+        CU(cudaGraphInstantiate(&exec, graph, 0));
+        for (int rep = 0; rep < 2; rep++)
+            CU(cudaGraphLaunch(exec, s));
+        CU(cudaStreamSynchronize(s));
+        download(&p.o, dp.o);
+        download(&p.dq, dp.dq);
+        download(&p.dk, dp.dk);
+        assert_memory_equal(ref_o, p.o.data, ob);
+        assert_memory_equal(ref_dq, p.dq.data, gb);
+        assert_memory_equal(ref_dk, p.dk.data, gb);
+        CU(cudaGraphExecDestroy(exec));
+        CU(cudaGraphDestroy(graph));
+        CU(cudaStreamDestroy(s));
+        free(ref_o);
+        free(ref_dq);
+        free(ref_dk);
+        dev_free(&dp);
+        bsa_plan_destroy(plan);
+        ac_problem_free(&p);
+    }
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
+/* ------------------------------------------------- errors */
+
+static void test_errors(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    bsa_backend be;
+    expect_ok(bsa_context_backend(ctx, &be), "backend");
+    assert_int_equal(be, BSA_BACKEND_CUDA);
+    bsa_preset ps = {BSA_PATTERN_ALL, 256, 32, 2, 0, 0, 0, 0};
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "preset");
+    bsa_attn_desc d;
+    memset(&d, 0, sizeof d);
+    d.dtype = BSA_DTYPE_F16;
+    d.q = d.k = d.v = d.o = bsa_tensor_bthd(1, 256, 2, 64);
+    /* an unknown forced path is refused with a reason */
+    setenv("BSA_CUDA_PATH", "bogus", 1);
+    bsa_plan_t plan = NULL;
+    bsa_status st = bsa_plan_create(ctx, &plan, &d, lay);
+    unsetenv("BSA_CUDA_PATH");
+    assert_int_not_equal(st, BSA_SUCCESS);
+    assert_non_null(strstr(bsa_last_error(), "BSA_CUDA_PATH"));
+    /* forcing mma on f32 is declined with the reason */
+    d.dtype = BSA_DTYPE_F32;
+    setenv("BSA_CUDA_PATH", "mma", 1);
+    st = bsa_plan_create(ctx, &plan, &d, lay);
+    unsetenv("BSA_CUDA_PATH");
+    assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+    assert_non_null(strstr(bsa_last_error(), "dtype"));
+    /* the Volta path declines bf16 with the reason */
+    d.dtype = BSA_DTYPE_BF16;
+    setenv("BSA_CUDA_PATH", "volta", 1);
+    st = bsa_plan_create(ctx, &plan, &d, lay);
+    unsetenv("BSA_CUDA_PATH");
+    assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+    assert_non_null(strstr(bsa_last_error(), "f16"));
+    /* backward without workspace */
+    d.dtype = BSA_DTYPE_F16;
+    expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+    size_t wsb = 0;
+    expect_ok(bsa_plan_workspace_size(plan, &wsb), "ws");
+    assert_true(wsb >= 256 * 2 * sizeof(float));
+    void *buf = NULL;
+    CU(cudaMalloc(&buf, 256 * 2 * 64 * 2));
+    float *lse = NULL;
+    CU(cudaMalloc((void **)&lse, 256 * 2 * 4));
+    bsa_bwd_args ba = {buf, buf, buf, buf, lse, buf, buf, buf, buf};
+    st = bsa_backward(plan, &ba, NULL, 0, NULL);
+    assert_int_equal(st, BSA_ERROR_WORKSPACE);
+    cudaFree(buf);
+    cudaFree(lse);
+    bsa_plan_destroy(plan);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
+static int print_summary(void **state)
+{
+    (void)state;
+    const char *cols[5] = {"o", "lse", "dq", "dk", "dv"};
+    for (int path = 0; path < 3; path++) {
+        if (!cases_run[path])
+            continue;
+        fprintf(stderr, "worst relative L2 vs oracle, %s path (%d cases):\n", path_names[path],
+                cases_run[path]);
+        for (int di = 0; di < 3; di++) {
+            fprintf(stderr, "  %-5s", tu_dtype_name(dtypes[di]));
+            for (int i = 0; i < 5; i++)
+                fprintf(stderr, " %s %.2e", cols[i], worst[path][dtypes[di]][i]);
+            fprintf(stderr, "\n");
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "test_cuda: seed %llu (BSA_TEST_SEED reproduces)\n",
+            (unsigned long long)tu_seed());
+    /* BSA_CUDA_TEST_QUICK=1: the reduced set for compute-sanitizer */
+    const char *quick = getenv("BSA_CUDA_TEST_QUICK");
+    if (quick && *quick == '1') {
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_random_callbacks),
+            cmocka_unit_test(test_cross_attention),
+            cmocka_unit_test(test_padded),
+            cmocka_unit_test(test_gathered_key_tiles),
+        };
+        return cmocka_run_group_tests(tests, NULL, print_summary);
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_patterns),
+        cmocka_unit_test(test_head_dims),
+        cmocka_unit_test(test_padded),
+        cmocka_unit_test(test_cross_attention),
+        cmocka_unit_test(test_random_callbacks),
+        cmocka_unit_test(test_gathered_key_tiles),
+        cmocka_unit_test(test_large_vs_reference),
+        cmocka_unit_test(test_graph_and_determinism),
+    };
+    return cmocka_run_group_tests(tests, NULL, print_summary);
+}
+#endif /* BSA_WITH_CUDA */
