@@ -5,7 +5,7 @@
 #   2. runs the GPU test suite (tests/test_cuda.c) and, with RUN_ALL_TESTS=1, every ctest,
 #   3. times bsa (bench/gpu/gpu_bench.c) and the peers (bench/peers/flex_peer.py)
 #      in the same run on the same GPU,
-#   4. runs the reduced GPU suite under compute-sanitizer memcheck and racecheck,
+#   4. runs the reduced GPU suite under compute-sanitizer memcheck, racecheck and initcheck,
 #   5. prints the summary table last.
 # STAGES=build,test,bench,peers,sanitize selects steps; logs go to $OUT (or bench/gpu/out).
 # CMAKE_PREFIX_PATH may point at a cmocka install (tests need it).
@@ -73,7 +73,7 @@ if has peers; then
 fi
 
 if has sanitize; then
-    for tool in memcheck racecheck; do
+    for tool in memcheck racecheck initcheck; do
         t0=$(date +%s)
         (cd "$BUILD" && BSA_CUDA_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-150} compute-sanitizer --tool $tool \
             --error-exitcode 9 ./tests/test_cuda) >"$OUT/sanitize_$tool.log" 2>&1
@@ -89,7 +89,7 @@ if [ -s "$OUT/bsa_bench.jsonl" ]; then
     python3 bench/gpu/summarize.py "$OUT/bsa_bench.jsonl" "$OUT/peers.jsonl" "$OUT/summary.md"
 fi
 # at most 8 files come back from the device machine: fold the logs into one
-for f in device.txt build.log test_cuda.log ctest.log sanitize_memcheck.log sanitize_racecheck.log \
+for f in device.txt build.log test_cuda.log ctest.log sanitize_memcheck.log sanitize_racecheck.log sanitize_initcheck.log \
     bsa_bench.err peers.err; do
     [ -f "$OUT/$f" ] && { echo "######## $f"; cat "$OUT/$f"; rm -f "$OUT/$f"; }
 done >"$OUT/logs.txt"
