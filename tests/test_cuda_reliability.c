@@ -6,9 +6,10 @@
  *   - a tensor of more than 2^31 elements (batch*heads*time*dim) with a long
  *     sparse sequence, checked on sampled rows (tests/common/sampled_ref)
  *     including rows whose offsets lie beyond 2^31 elements;
- *   - resource failures: an invalid device index, and a device allocation
- *     larger than the card (the caller's; the library itself never
- *     allocates during calls) leave the library usable.
+ *   - resource failures: an invalid device index; a caller's failed device
+ *     allocation leaves the library usable; with the card's memory
+ *     exhausted, the layout upload (the library's only device allocation;
+ *     calls allocate nothing) fails with a status and works again later.
  * Skips cleanly without a CUDA device.
  */
 #include "attn_check.h"
@@ -348,6 +349,29 @@ static void device_failures(void **state)
     expect_ok(
         bsa_layout_create_preset(ctx, &lay, &(bsa_preset){BSA_PATTERN_ALL, 256, 64, 1, 0, 0, 0, 0}),
         "layout after a failed allocation");
+    bsa_layout_destroy(lay);
+
+    /* Device memory exhausted: the layout upload (the library's only device
+     * allocation) must fail with a status and a message, and succeed once
+     * memory is back. */
+    enum { max_chunks = 4096 };
+    static void *chunks[max_chunks];
+    int n_chunks = 0;
+    size_t sizes[] = {(size_t)1 << 30, (size_t)64 << 20, (size_t)1 << 20};
+    for (int si = 0; si < 3; si++)
+        while (n_chunks < max_chunks && cudaMalloc(&chunks[n_chunks], sizes[si]) == cudaSuccess)
+            n_chunks++;
+    cudaGetLastError();
+    bsa_preset big = {BSA_PATTERN_LOCAL, 1 << 20, 64, 1, 256, 0, 0, 0};
+    lay = NULL;
+    st = bsa_layout_create_preset(ctx, &lay, &big);
+    print_message("layout upload with the card full (%d chunks held): %s: %s\n", n_chunks,
+                  bsa_status_string(st), bsa_last_error());
+    assert_true(st == BSA_ERROR_OUT_OF_MEMORY || st == BSA_ERROR_DEVICE);
+    assert_null(lay);
+    for (int i = 0; i < n_chunks; i++)
+        cudaFree(chunks[i]);
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &big), "layout once memory is back");
     bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
 }
