@@ -9,7 +9,7 @@ APT_PACKAGES = cmake make gcc g++ pkg-config libdnnl-dev libcmocka-dev libpng-de
 SANITIZE_PACKAGES = clang libclang-rt-14-dev libomp-dev valgrind
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind
+.PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind test-pip
 
 all: build
 
@@ -80,5 +80,19 @@ valgrind: build
 	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \
 	    ./$(BUILD)/bsa demo --quick
 
+# `pip install ./python` into a fresh virtual environment (the CMake build
+# backend comes from PyPI), then one attention call through the installed
+# package: what a Python user does first.
+test-pip: deps
+	@python3 -m venv --help >/dev/null 2>&1 || sh scripts/install-deps.sh python3-venv
+	rm -rf build-pip && python3 -m venv build-pip/venv
+	build-pip/venv/bin/python -m pip install -q --disable-pip-version-check \
+	    -C cmake.define.BSA_WITH_CUDA=OFF ./python numpy
+	cd build-pip && venv/bin/python -c "import numpy as np, bsa; \
+	    lay = bsa.Layout.preset('fixed', seq=256, block=16, heads=2, ctx=64, num_verts=2); \
+	    q = np.random.randn(1, 2, 256, 32).astype(np.float32); \
+	    o = bsa.attention(q, q, q, lay); assert o.shape == q.shape and np.isfinite(o).all(); \
+	    print('bsa', bsa.__file__, 'installed and ran: ok')"
+
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip
