@@ -13,9 +13,11 @@
 #ifndef BSA_CUDA_INTERNAL_H
 #define BSA_CUDA_INTERNAL_H
 
+/* first: under HIP it defines __host__ / __device__ for the headers below */
+#include "vendor.h" /* the CUDA runtime, or HIP under its CUDA names */
+
 #include "../backend.h"
 
-#include <cuda_runtime.h>
 #include <stdint.h>
 
 #define BSA_CUDA_TILE 64

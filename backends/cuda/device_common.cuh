@@ -8,16 +8,15 @@
 
 #include "cuda_internal.h"
 
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <math_constants.h>
+#include "vendor_device.cuh"
+
 #include <stdint.h>
 
 namespace bsa_cuda
 {
 
 constexpr int kTile = BSA_CUDA_TILE;
-constexpr int kWarp = 32;
+constexpr int kWarp = BSA_WAVE; /* 32 on NVIDIA; vendor.h */
 
 template <typename T> struct dtype_traits;
 template <> struct dtype_traits<__half> {
@@ -53,6 +52,7 @@ template <> struct dtype_traits<__nv_bfloat16> {
     }
 };
 
+#if !defined(BSA_VENDOR_HIP) /* PTX: NVIDIA only (AMD tiles: backends/hip/) */
 /* D(16x8 f32) += A(16x16) B(16x8) */
 template <typename T>
 __device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b);
@@ -121,6 +121,8 @@ template <int N> __device__ __forceinline__ void cp_async_wait()
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 #endif
 }
+
+#endif
 
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)

@@ -1,0 +1,284 @@
+/*
+ * The HIP backend (AMD GPUs): device probing, per-layout table upload,
+ * plan-time choice of the implementation, forward / backward launches.
+ *
+ * Implementations, best first (bsa_plan_implementation names the one used):
+ *   "hip-mfma"       the matrix-tile forward (hip_fwd.hip) on MFMA: CDNA
+ *                    gfx90a / gfx940-942, f16/bf16, head dim <= 128;
+ *   "hip-tile-fma"   the same forward where the tile is scalar FMAs (RDNA
+ *                    gfx1030 and other targets without MFMA);
+ *   "hip-reference"  the CUDA backend's scalar fp32 reference kernels
+ *                    compiled as HIP: every dtype, head dim <= 256.
+ * The backward always runs the reference kernels (dK/dV, dQ) after the
+ * shared delta pre-pass: there is no matrix-tile backward on AMD yet.
+ * BSA_HIP_PATH=tile|reference (or BSA_PLAN_FORCE_REFERENCE) forces one.
+ *
+ * Like the CUDA backend, forward and backward allocate nothing, copy
+ * nothing and never synchronise: they launch on the caller's stream.  HIP
+ * runtime errors become BSA_ERROR_DEVICE (or OUT_OF_MEMORY) with the HIP
+ * error string.
+ */
+#include "hip_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+namespace
+{
+
+struct hip_plan {
+    bool tile; /* matrix-tile forward, else reference */
+    int dpad;
+    int wave;
+};
+
+/* Makes ctx's device current for the scope of a call, restoring the
+ * caller's afterwards. */
+struct device_guard {
+    int prev = -1;
+    hipError_t err = hipSuccess;
+    explicit device_guard(int dev)
+    {
+        err = hipGetDevice(&prev);
+        if (err == hipSuccess && prev != dev)
+            err = hipSetDevice(dev);
+        else
+            prev = -1;
+    }
+    ~device_guard()
+    {
+        if (prev >= 0)
+            (void)hipSetDevice(prev);
+    }
+};
+
+bsa_status hip_status(hipError_t e, const char *what)
+{
+    bsa_status st = e == hipErrorOutOfMemory ? BSA_ERROR_OUT_OF_MEMORY : BSA_ERROR_DEVICE;
+    return bsa_fail(st, "hip backend: %s: %s (%s)", what, hipGetErrorString(e), hipGetErrorName(e));
+}
+
+bsa_status probe(int device)
+{
+    int n = 0;
+    hipError_t e = hipGetDeviceCount(&n);
+    if (e != hipSuccess) {
+        (void)hipGetLastError();
+        return bsa_fail(BSA_ERROR_NO_DEVICE, "hip backend: hipGetDeviceCount: %s",
+                        hipGetErrorString(e));
+    }
+    if (n <= 0)
+        return bsa_fail(BSA_ERROR_NO_DEVICE, "hip backend: no HIP device found");
+    if (device < 0 || device >= n)
+        return bsa_fail(BSA_ERROR_NO_DEVICE,
+                        "hip backend: device index %d out of range: %d device(s) present", device,
+                        n);
+    return BSA_SUCCESS;
+}
+
+void layout_release(struct bsa_layout *l)
+{
+    bsa_cuda_layout *dl = static_cast<bsa_cuda_layout *>(l->backend_data);
+    if (!dl)
+        return;
+    {
+        device_guard g(dl->device);
+        (void)hipFree(dl->dev_mem);
+    }
+    free(dl);
+    l->backend_data = nullptr;
+}
+
+bsa_status layout_prepare(bsa_layout_t l)
+{
+    if (l->backend_data)
+        return BSA_SUCCESS;
+    int dev = l->ctx ? l->ctx->device : 0;
+    device_guard g(dev);
+    if (g.err != hipSuccess)
+        return hip_status(g.err, "layout_prepare: selecting the device");
+    bsa_cuda_layout *dl = static_cast<bsa_cuda_layout *>(calloc(1, sizeof(*dl)));
+    if (!dl)
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "layout_prepare: host memory");
+    dl->device = dev;
+    /* the CUDA backend's tile tables, uploaded through the HIP runtime */
+    bsa_status st = bsa_cuda_build_tiles(l, dl);
+    if (st != BSA_SUCCESS) {
+        free(dl);
+        return st;
+    }
+    l->backend_data = dl;
+    l->backend_release = layout_release;
+    return BSA_SUCCESS;
+}
+
+bsa_status plan_init(bsa_plan_t plan)
+{
+    bsa_layout_t l = plan->layout;
+    int dev = plan->ctx->device;
+    device_guard g(dev);
+    if (g.err != hipSuccess)
+        return hip_status(g.err, "plan_init: selecting the device");
+    if (!l->backend_data) {
+        bsa_status st = layout_prepare(l);
+        if (st != BSA_SUCCESS)
+            return st;
+    }
+    const bsa_shape &s = plan->shape;
+    if (s.head_dim > 256)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "hip backend: head_dim %lld above 256",
+                        (long long)s.head_dim);
+    hipDeviceProp_t prop;
+    hipError_t e = hipGetDeviceProperties(&prop, dev);
+    if (e != hipSuccess)
+        return hip_status(e, "plan_init: hipGetDeviceProperties");
+
+    const char *env = getenv("BSA_HIP_PATH");
+    bool force_ref = (plan->flags & BSA_PLAN_FORCE_REFERENCE) != 0, force_tile = false;
+    if (env && *env) {
+        if (!strcmp(env, "reference"))
+            force_ref = true;
+        else if (!strcmp(env, "tile"))
+            force_tile = true;
+        else
+            return bsa_fail(BSA_ERROR_UNSUPPORTED,
+                            "hip backend: BSA_HIP_PATH=%s: known paths are 'tile' and 'reference'",
+                            env);
+    }
+    const char *why = bsa_hip_tile_decline(&s, prop.warpSize);
+    if (force_tile && why)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "hip backend: BSA_HIP_PATH=tile declined: %s", why);
+
+    hip_plan *hp = static_cast<hip_plan *>(calloc(1, sizeof(*hp)));
+    if (!hp)
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "plan_init: host memory");
+    hp->tile = !force_ref && !why;
+    hp->dpad = bsa_hip_pad_dim(s.head_dim);
+    hp->wave = prop.warpSize;
+    int64_t rows = s.batch * s.heads * s.seq_q;
+    plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
+    plan->impl_name = bsa_hip_impl_name(hp->tile, bsa_hip_arch_mfma(prop.gcnArchName));
+    plan->backend_data = hp;
+    return BSA_SUCCESS;
+}
+
+void plan_fini(bsa_plan_t plan)
+{
+    free(plan->backend_data);
+    plan->backend_data = nullptr;
+}
+
+bsa_cuda_params make_params(const bsa_plan *plan)
+{
+    const bsa_shape &s = plan->shape;
+    const bsa_layout *l = plan->layout;
+    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
+    bsa_cuda_params p;
+    memset(&p, 0, sizeof(p));
+    for (int i = 0; i < 3; ++i) {
+        p.q_s[i] = s.q_stride[i];
+        p.k_s[i] = s.k_stride[i];
+        p.v_s[i] = s.v_stride[i];
+        p.o_s[i] = s.o_stride[i];
+    }
+    p.dtype = s.dtype;
+    p.batch = (int)s.batch;
+    p.heads = (int)s.heads;
+    p.seq_q = (int)s.seq_q;
+    p.seq_k = (int)s.seq_k;
+    p.dim = (int)s.head_dim;
+    p.scale = s.scale;
+    p.scale_log2 = s.scale * 1.4426950408889634f;
+    p.stride_perm = l->stride_perm;
+    p.lheads = l->heads;
+    p.block = l->block;
+    p.words = l->words;
+    p.pred = l->pred;
+    p.n_qt = dl->n_qt;
+    p.n_kt = dl->n_kt;
+    p.ns = dl->ns;
+    p.log2g = dl->log2g;
+    p.row_tptr = dl->row_tptr;
+    p.col_tptr = dl->col_tptr;
+    p.q_order = dl->q_order;
+    p.k_order = dl->k_order;
+    p.sub = dl->sub;
+    p.row_tent = dl->row_tent;
+    p.col_tent = dl->col_tent;
+    p.mask_idx = dl->mask_idx;
+    p.row_ptr = dl->row_ptr;
+    p.col_idx = dl->col_idx;
+    p.col_ptr = dl->col_ptr;
+    p.t_block = dl->t_block;
+    p.t_row = dl->t_row;
+    p.bits = dl->bits;
+    p.kgrp = dl->kgrp;
+    p.kg = dl->kg;
+    return p;
+}
+
+bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_bytes, void *stream)
+{
+    const hip_plan *hp = static_cast<const hip_plan *>(plan->backend_data);
+    device_guard g(plan->ctx->device);
+    if (g.err != hipSuccess)
+        return hip_status(g.err, "forward: selecting the device");
+    bsa_cuda_params p = make_params(plan);
+    p.q = a->q;
+    p.k = a->k;
+    p.v = a->v;
+    p.o_out = a->o;
+    p.lse = a->lse;
+    hipStream_t s = static_cast<hipStream_t>(stream);
+    hipError_t e = hp->tile ? bsa_hip_tile_fwd_launch(plan->shape.dtype, hp->dpad, hp->wave, p, s)
+                            : bsa_cuda_ref_launch(BSA_K_FWD, p, s);
+    if (e != hipSuccess)
+        return hip_status(e, "forward kernel launch");
+    return BSA_SUCCESS;
+}
+
+bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_bytes, void *stream)
+{
+    if (!ws || ws_bytes < plan->workspace_bytes)
+        return bsa_fail(BSA_ERROR_WORKSPACE,
+                        "backward: workspace of %zu bytes, the hip backend needs %zu "
+                        "(bsa_plan_workspace_size)",
+                        ws ? ws_bytes : (size_t)0, plan->workspace_bytes);
+    device_guard g(plan->ctx->device);
+    if (g.err != hipSuccess)
+        return hip_status(g.err, "backward: selecting the device");
+    bsa_cuda_params p = make_params(plan);
+    p.q = a->q;
+    p.k = a->k;
+    p.v = a->v;
+    p.o = a->o;
+    p.dout = a->dout;
+    p.lse_in = a->lse;
+    p.dq = a->dq;
+    p.dk = a->dk;
+    p.dv = a->dv;
+    p.delta = static_cast<float *>(ws);
+    hipStream_t s = static_cast<hipStream_t>(stream);
+    hipError_t e = bsa_cuda_delta_launch(p, s);
+    if (e != hipSuccess)
+        return hip_status(e, "backward: delta kernel launch");
+    for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
+        e = bsa_cuda_ref_launch(k, p, s);
+        if (e != hipSuccess)
+            return hip_status(e, k == BSA_K_DQ ? "backward: dq kernel launch"
+                                               : "backward: dk/dv kernel launch");
+    }
+    return BSA_SUCCESS;
+}
+
+} // namespace
+
+/* features 0: no GQA, key lengths, varlen or value dim on AMD (api/ declines
+ * those plans before they reach this backend).  Host pass only: the device
+ * passes would otherwise emit this table with references to host code. */
+#if !defined(__HIP_DEVICE_COMPILE__)
+extern "C" const bsa_backend_i bsa_backend_hip = {
+    "hip",   BSA_BACKEND_HIP, probe,   nullptr, nullptr, layout_prepare, plan_init, plan_fini,
+    forward, backward,        nullptr, nullptr, nullptr, nullptr,        nullptr,   0u,
+};
+#endif
