@@ -49,12 +49,12 @@ install: build
 test-sanitize: deps
 	@sh scripts/install-deps.sh $(SANITIZE_PACKAGES)
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBSA_SANITIZE=address,undefined \
-	    -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
+	    -DBSA_WITH_CUDA=OFF
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j $(JOBS) -E python
 	CC=clang CXX=clang++ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-	    -DBSA_SANITIZE=thread -DBSA_WITH_CPU_DNNL=OFF -DBSA_WITH_CUDA=OFF -DBSA_BUILD_TOOLS=OFF
+	    -DBSA_SANITIZE=thread -DBSA_WITH_CPU_DNNL=OFF -DBSA_WITH_CUDA=OFF
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:ignore_noninstrumented_modules=1 \
 	    OMP_TOOL_LIBRARIES=$$(clang -print-resource-dir)/../../libarcher.so \
