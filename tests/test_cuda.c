@@ -44,6 +44,7 @@ int main(void)
 }
 #else
 
+#include "cuda_testutil.h"
 #include <cuda_runtime.h>
 #include <math.h>
 #include <stdio.h>
@@ -65,38 +66,6 @@ static int cases_run[3];
 static const char *const path_names[3] = {"default (mma)", "reference", "volta"};
 static const char *const path_env[3] = {NULL, "reference", "volta"};
 
-static int have_device(void)
-{
-    int n = 0;
-    if (cudaGetDeviceCount(&n) != cudaSuccess) {
-        cudaGetLastError();
-        return 0;
-    }
-    return n > 0;
-}
-
-#define SKIP_WITHOUT_GPU()                                                                         \
-    do {                                                                                           \
-        if (!have_device()) {                                                                      \
-            fprintf(stderr, "no CUDA device: skipped\n");                                          \
-            skip();                                                                                \
-        }                                                                                          \
-    } while (0)
-
-#define CU(x)                                                                                      \
-    do {                                                                                           \
-        cudaError_t e_ = (x);                                                                      \
-        if (e_ != cudaSuccess)                                                                     \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
-        assert_int_equal(e_, cudaSuccess);                                                         \
-    } while (0)
-
-static void expect_ok(bsa_status st, const char *what)
-{
-    if (st != BSA_SUCCESS)
-        fprintf(stderr, "%s: %s: %s\n", what, bsa_status_string(st), bsa_last_error());
-    assert_int_equal(st, BSA_SUCCESS);
-}
 
 static bsa_context_t new_ctx(void)
 {
