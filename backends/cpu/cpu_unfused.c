@@ -166,19 +166,32 @@ bsa_status bsa_cpu_sparse_softmax_bwd(bsa_plan_t plan, const float *p, const flo
     return BSA_SUCCESS;
 }
 
-bsa_status bsa_cpu_sparse_nn(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream)
+/* The block-sparse product with a dense operand, by output block:
+ * nn (transposed = 0): y (like q) row block qb = sum over row qb's blocks
+ *   of W . x (x like k);
+ * tn (transposed = 1): y (like k) row block kb = sum over column kb's
+ *   blocks of W^T . x (x like q).
+ * The two walk mirrored tables (rows / transposed columns); each output
+ * block is summed by one thread in a fixed order. */
+static bsa_status sparse_product(bsa_plan_t plan, const float *w, const void *x, void *y,
+                                 int transposed, const char *fn)
 {
-    if (check_plain(plan, "bsa_sparse_nn") != BSA_SUCCESS)
+    if (check_plain(plan, fn) != BSA_SUCCESS)
         return BSA_ERROR_UNSUPPORTED;
     const bsa_shape *s = &plan->shape;
     const struct bsa_layout *l = plan->layout;
     int nt = threads_of(plan);
     int64_t bs = l->block, d = s->head_dim, bh_n = s->batch * s->heads;
     size_t es = bsa_cpu_esize(s->dtype);
+    /* output side (y) and input side (x) of the product */
+    int64_t n_out = transposed ? l->k_blocks : l->q_blocks;
+    const int64_t *y_stride = transposed ? s->k_stride : s->q_stride;
+    const int64_t *x_stride = transposed ? s->q_stride : s->k_stride;
+    int64_t y_seq = transposed ? s->seq_k : s->seq_q, x_seq = transposed ? s->seq_q : s->seq_k;
     float *tiles = tiles_alloc(plan, nt);
     if (!tiles)
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, OOM_MSG, (size_t)nt * 2 * bs * d * sizeof(float),
-                        "sparse_nn");
+                        fn);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nt)
 #endif
@@ -188,67 +201,36 @@ bsa_status bsa_cpu_sparse_nn(bsa_plan_t plan, const float *w, const void *x, voi
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 4)
 #endif
-        for (int64_t it = 0; it < bh_n * l->q_blocks; it++) {
-            int64_t bh = it / l->q_blocks, qb = it % l->q_blocks;
+        for (int64_t it = 0; it < bh_n * n_out; it++) {
+            int64_t bh = it / n_out, ob = it % n_out;
             int64_t b = bh / s->heads, h = bh % s->heads;
             int lh = bsa_layout_head(l, h);
-            const int32_t *rp = l->row_ptr + lh * (l->q_blocks + 1);
+            const int32_t *ptr = transposed ? l->col_ptr + lh * (l->k_blocks + 1)
+                                            : l->row_ptr + lh * (l->q_blocks + 1);
             for (int64_t e = 0; e < bs * d; e++)
                 acc[e] = 0.0f;
-            for (int64_t i = rp[qb]; i < rp[qb + 1]; i++) {
-                bsa_cpu_load_rows(tx, d, slice(x, s->k_stride, b, h, es), s->dtype, s->k_stride[2],
-                                  (int64_t)l->col_idx[i] * bs, bs, d, l->stride_perm, s->seq_k,
-                                  1.0f);
-                bsa_cpu_gemm(0, 0, bs, d, bs, 1.0f, w + wtile(plan, b, h, i), bs, tx, d, 1.0f, acc,
-                             d);
+            for (int64_t j = ptr[ob]; j < ptr[ob + 1]; j++) {
+                int64_t blk = transposed ? l->t_block[j] : j;
+                int64_t other = transposed ? l->t_row[j] : l->col_idx[j];
+                bsa_cpu_load_rows(tx, d, slice(x, x_stride, b, h, es), s->dtype, x_stride[2],
+                                  other * bs, bs, d, l->stride_perm, x_seq, 1.0f);
+                bsa_cpu_gemm(transposed, 0, bs, d, bs, 1.0f, w + wtile(plan, b, h, blk), bs, tx, d,
+                             1.0f, acc, d);
             }
-            bsa_cpu_store_rows((char *)slice(y, s->q_stride, b, h, es), s->dtype, s->q_stride[2],
-                               qb * bs, bs, d, l->stride_perm, s->seq_q, acc, d);
+            bsa_cpu_store_rows((char *)slice(y, y_stride, b, h, es), s->dtype, y_stride[2], ob * bs,
+                               bs, d, l->stride_perm, y_seq, acc, d);
         }
     }
     free(tiles);
     return BSA_SUCCESS;
 }
 
+bsa_status bsa_cpu_sparse_nn(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream)
+{
+    return sparse_product(plan, w, x, y, 0, "bsa_sparse_nn");
+}
+
 bsa_status bsa_cpu_sparse_tn(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream)
 {
-    if (check_plain(plan, "bsa_sparse_tn") != BSA_SUCCESS)
-        return BSA_ERROR_UNSUPPORTED;
-    const bsa_shape *s = &plan->shape;
-    const struct bsa_layout *l = plan->layout;
-    int nt = threads_of(plan);
-    int64_t bs = l->block, d = s->head_dim, bh_n = s->batch * s->heads;
-    size_t es = bsa_cpu_esize(s->dtype);
-    float *tiles = tiles_alloc(plan, nt);
-    if (!tiles)
-        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, OOM_MSG, (size_t)nt * 2 * bs * d * sizeof(float),
-                        "sparse_tn");
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nt)
-#endif
-    {
-        bsa_cpu_enter_region();
-        float *acc = tiles + (int64_t)bsa_cpu_thread_id() * 2 * bs * d, *tx = acc + bs * d;
-#ifdef _OPENMP
-#pragma omp for schedule(dynamic, 4)
-#endif
-        for (int64_t it = 0; it < bh_n * l->k_blocks; it++) {
-            int64_t bh = it / l->k_blocks, kb = it % l->k_blocks;
-            int64_t b = bh / s->heads, h = bh % s->heads;
-            int lh = bsa_layout_head(l, h);
-            const int32_t *cp = l->col_ptr + lh * (l->k_blocks + 1);
-            for (int64_t e = 0; e < bs * d; e++)
-                acc[e] = 0.0f;
-            for (int64_t j = cp[kb]; j < cp[kb + 1]; j++) {
-                bsa_cpu_load_rows(tx, d, slice(x, s->q_stride, b, h, es), s->dtype, s->q_stride[2],
-                                  (int64_t)l->t_row[j] * bs, bs, d, l->stride_perm, s->seq_q, 1.0f);
-                bsa_cpu_gemm(1, 0, bs, d, bs, 1.0f, w + wtile(plan, b, h, l->t_block[j]), bs, tx, d,
-                             1.0f, acc, d);
-            }
-            bsa_cpu_store_rows((char *)slice(y, s->k_stride, b, h, es), s->dtype, s->k_stride[2],
-                               kb * bs, bs, d, l->stride_perm, s->seq_k, acc, d);
-        }
-    }
-    free(tiles);
-    return BSA_SUCCESS;
+    return sparse_product(plan, w, x, y, 1, "bsa_sparse_tn");
 }
