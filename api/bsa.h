@@ -267,7 +267,13 @@ typedef struct bsa_fwd_args {
      *   corner, so each length must be <= the layout's seq_q / seq_k.  A
      *   length need not be a block multiple: a partial tail block has its
      *   missing keys masked and its missing queries produce no rows.  lse
-     *   is [1, heads, total queries].  No T x T mask is ever formed. */
+     *   is [1, heads, total queries].  No T x T mask is ever formed.
+     * Memory: these arrays live where the tensors do: host memory on the
+     *   CPU backend (which checks their contents and fails with
+     *   BSA_ERROR_INVALID_ARGUMENT), device memory on GPU backends (read by
+     *   the kernels, so a call stays asynchronous and graph-capturable; the
+     *   contents are not checked there: out-of-range values are clamped so
+     *   that no access leaves the tensors, and give unspecified results). */
     const int32_t *key_lengths;
     const int32_t *cu_seqlens_q, *cu_seqlens_k;
     int num_seqs;

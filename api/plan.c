@@ -253,6 +253,9 @@ static bsa_status check_extras(bsa_plan_t plan, const char *fn, const int32_t *k
     const struct bsa_layout *l = plan->layout;
     const char *bname = plan->ctx->impl->name;
     unsigned feat = plan->ctx->impl->features;
+    /* GPU backends take these arrays in device memory (bsa.h): only the CPU
+     * can check their contents here */
+    int host_arrays = plan->ctx->backend == BSA_BACKEND_CPU;
     if (!s->varlen) {
         if (cu_q || cu_k || num_seqs)
             return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
@@ -270,7 +273,7 @@ static bsa_status check_extras(bsa_plan_t plan, const char *fn, const int32_t *k
         const int32_t *cu[2] = {cu_q, cu_k};
         const char *nm[2] = {"cu_seqlens_q", "cu_seqlens_k"};
         int64_t total[2] = {s->seq_q, s->seq_k}, cover[2] = {l->seq_q, l->seq_k};
-        for (int x = 0; x < 2; x++) {
+        for (int x = 0; x < 2 && host_arrays; x++) {
             if (cu[x][0] != 0 || cu[x][num_seqs] != total[x])
                 return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
                                 "%s: args->%s[0] = %d must be 0 and [num_seqs = %d] = %d must be "
@@ -288,7 +291,7 @@ static bsa_status check_extras(bsa_plan_t plan, const char *fn, const int32_t *k
             }
         }
     }
-    if (key_lengths) {
+    if (key_lengths && host_arrays) {
         int64_t n = s->varlen ? num_seqs : s->batch;
         for (int64_t i = 0; i < n; i++)
             if (key_lengths[i] < 0)

@@ -9,7 +9,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
-SRC="backends/cuda/cuda_backend.cu backends/cuda/tiles.cu backends/cuda/tc_launch.cu
+SRC="backends/cuda/cuda_backend.cu backends/cuda/tiles.cu backends/cuda/params.cu backends/cuda/tc_launch.cu
 backends/cuda/ref_kernels.cu backends/cuda/volta_kernels.cu backends/cuda/generated/tc_f16_fwd.cu
 backends/cuda/generated/tc_f16_bwd.cu backends/cuda/generated/tc_bf16_fwd.cu
 backends/cuda/generated/tc_bf16_bwd.cu"

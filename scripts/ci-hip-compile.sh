@@ -22,7 +22,7 @@ if [ -z "$HIPCC" ]; then
     echo "bsa ci: hipcc not found after installing it" >&2
     exit 1
 fi
-SRC="backends/cuda/tiles.cu backends/cuda/ref_kernels.cu backends/hip/hip_fwd.hip
+SRC="backends/cuda/tiles.cu backends/cuda/params.cu backends/cuda/ref_kernels.cu backends/hip/hip_fwd.hip
 backends/hip/hip_backend.hip"
 OBJ=${TMPDIR:-/tmp}/bsa-ci-hip.$$
 mkdir -p "$OBJ"

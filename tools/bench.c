@@ -209,10 +209,22 @@ static void *random_tensor(const bench_cfg *c, bsa_backend be, size_t n, cli_rng
     return d;
 }
 
+/* n int32 copied to where the backend wants them (NULL on failure). */
+static int32_t *upload_ints(bsa_backend be, const int32_t *h, size_t n)
+{
+    int32_t *d = cli_dev_alloc(be, n * sizeof(int32_t));
+    if (d && cli_dev_upload(be, d, h, n * sizeof(int32_t)) != 0) {
+        cli_dev_free(be, d);
+        d = NULL;
+    }
+    return d;
+}
+
 typedef struct bench_bufs {
     void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *ws;
     float *lse;
-    int32_t *klen, *cu; /* host: key lengths, packed offsets (or NULL) */
+    int32_t *klen, *cu;         /* host: key lengths, packed offsets (or NULL) */
+    int32_t *klen_dev, *cu_dev; /* their copies where the backend reads them */
 } bench_bufs;
 
 /* One pattern, set up once and timed in every round. */
@@ -229,8 +241,8 @@ typedef struct bench_case {
 
 static void free_case(bsa_backend be, bench_case *k)
 {
-    void *all[] = {k->b.q,  k->b.k,  k->b.v,  k->b.o,  k->b.dout,
-                   k->b.dq, k->b.dk, k->b.dv, k->b.ws, k->b.lse};
+    void *all[] = {k->b.q,  k->b.k,  k->b.v,  k->b.o,   k->b.dout,     k->b.dq,
+                   k->b.dk, k->b.dv, k->b.ws, k->b.lse, k->b.klen_dev, k->b.cu_dev};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
         if (all[i])
             cli_dev_free(be, all[i]);
@@ -312,13 +324,19 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
     b->dv = cli_dev_alloc(be, nkv * es);
     b->lse = cli_dev_alloc(be, (size_t)bt * c->heads * time * sizeof(float));
     b->ws = k->wsb ? cli_dev_alloc(be, k->wsb) : NULL;
+    /* key lengths and offsets live where the tensors do (bsa.h) */
+    if (b->klen && !(b->klen_dev = upload_ints(be, b->klen, n_seq)))
+        return cli_report("bench", "key lengths upload", BSA_ERROR_OUT_OF_MEMORY);
+    if (b->cu && !(b->cu_dev = upload_ints(be, b->cu, (size_t)c->varlen + 1)))
+        return cli_report("bench", "sequence offsets upload", BSA_ERROR_OUT_OF_MEMORY);
     k->med[0] = calloc((size_t)rounds, sizeof(double));
     k->med[1] = calloc((size_t)rounds, sizeof(double));
     if (!b->q || !b->k || !b->v || !b->dout || !b->o || !b->dq || !b->dk || !b->dv || !b->lse ||
         (k->wsb && !b->ws) || !k->med[0] || !k->med[1])
         return cli_report("bench", "buffer allocation", BSA_ERROR_OUT_OF_MEMORY);
     /* The backward needs o and lse: one forward first. */
-    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse, b->klen, b->cu, b->cu, c->varlen};
+    bsa_fwd_args fa = {b->q,        b->k,      b->v,      b->o,     b->lse,
+                       b->klen_dev, b->cu_dev, b->cu_dev, c->varlen};
     if ((st = bsa_forward(k->plan, &fa, b->ws, k->wsb, NULL)) != BSA_SUCCESS)
         return cli_report("bench", "bsa_forward", st);
     return CLI_EXIT_OK;
@@ -329,9 +347,10 @@ static int time_pass(const bench_cfg *c, bsa_backend be, bench_case *k, int whic
                      double *median)
 {
     bench_bufs *b = &k->b;
-    bsa_fwd_args fa = {b->q, b->k, b->v, b->o, b->lse, b->klen, b->cu, b->cu, c->varlen};
-    bsa_bwd_args ba = {b->q,  b->k,  b->v,    b->o,  b->lse, b->dout,  b->dq,
-                       b->dk, b->dv, b->klen, b->cu, b->cu,  c->varlen};
+    bsa_fwd_args fa = {b->q,        b->k,      b->v,      b->o,     b->lse,
+                       b->klen_dev, b->cu_dev, b->cu_dev, c->varlen};
+    bsa_bwd_args ba = {b->q,  b->k,  b->v,        b->o,      b->lse,    b->dout,  b->dq,
+                       b->dk, b->dv, b->klen_dev, b->cu_dev, b->cu_dev, c->varlen};
     for (int i = 0; i < c->warmup + c->iters; i++) {
         cli_dev_sync(be);
         double t0 = cli_now();

@@ -29,7 +29,7 @@ enum path { PATH_MMA = 0, PATH_REF = 1, PATH_VOLTA = 2 };
 struct cuda_plan {
     path p;
     int dpad;
-    int fwd_kernel; /* BSA_K_FWD2 (128-row tiles) up to head dim 128, else BSA_K_FWD */
+    int fwd_kernel; /* BSA_K_FWD2 (128-row tiles), BSA_K_FWD or BSA_K_FWD_GATHER (64-row) */
     size_t delta_off;
 };
 
@@ -124,7 +124,7 @@ const char *mma_decline(const bsa_plan *plan, int dev, int dpad)
     const bsa_shape &s = plan->shape;
     if (s.dtype != BSA_DTYPE_F16 && s.dtype != BSA_DTYPE_BF16)
         return "dtype is not f16/bf16";
-    if (!dpad || s.head_dim % 8)
+    if (!dpad || s.head_dim % 8 || s.v_dim % 8)
         return "head dim not a multiple of 8 up to 256";
     int major = 0, smem = 0;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
@@ -136,8 +136,6 @@ const char *mma_decline(const bsa_plan *plan, int dev, int dpad)
         for (int j = 0; j < 3; ++j)
             if (st[i][j] % 8)
                 return "a batch/head/time stride is not a multiple of 8 elements";
-    if (s.batch * s.heads > 65535)
-        return "batch * heads above 65535";
     for (int k = 0; k < 3; ++k)
         if (bsa_cuda_tc_smem(k, dpad) > (size_t)smem)
             return "not enough shared memory per block on this device for this head dim";
@@ -150,7 +148,7 @@ const char *volta_decline(const bsa_plan *plan, int dev, int dpad)
     const bsa_shape &s = plan->shape;
     if (s.dtype != BSA_DTYPE_F16)
         return "the Volta path takes f16 only (Volta has no bf16 Tensor Core instruction)";
-    if (!dpad || dpad > 128 || s.head_dim % 8)
+    if (!dpad || dpad > 128 || s.head_dim % 8 || s.v_dim % 8)
         return "the Volta path takes head dims that are multiples of 8 up to 128";
     int major = 0, smem = 0;
     cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
@@ -162,8 +160,6 @@ const char *volta_decline(const bsa_plan *plan, int dev, int dpad)
         for (int j = 0; j < 3; ++j)
             if (st[i][j] % 8)
                 return "a batch/head/time stride is not a multiple of 8 elements";
-    if (s.batch * s.heads > 65535)
-        return "batch * heads above 65535";
     for (int k = 0; k < 3; ++k)
         if (bsa_cuda_volta_smem(k, dpad) + 256 > (size_t)smem)
             return "not enough shared memory per block on this device for this head dim";
@@ -183,10 +179,13 @@ bsa_status plan_init(bsa_plan_t plan)
             return st;
     }
     const bsa_shape &s = plan->shape;
-    int dpad = pad_dim(s.head_dim);
-    if (s.head_dim > 256)
-        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: head_dim %lld above 256",
-                        (long long)s.head_dim);
+    /* one padded width serves q/k and v/o: the narrower side's columns
+     * are zero-filled, so they add nothing to the products */
+    int64_t dmax = s.head_dim > s.v_dim ? s.head_dim : s.v_dim;
+    int dpad = pad_dim(dmax);
+    if (dmax > 256)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: head dim %lld above 256",
+                        (long long)dmax);
 
     const char *env = getenv("BSA_CUDA_PATH");
     bool force_ref = (plan->flags & BSA_PLAN_FORCE_REFERENCE) != 0;
@@ -235,9 +234,9 @@ bsa_status plan_init(bsa_plan_t plan)
         fwd2 = false;
     else if (fenv && !strcmp(fenv, "128"))
         fwd2 = dpad <= 128 && !dl->kgrp;
-    cp->fwd_kernel = fwd2 ? BSA_K_FWD2 : BSA_K_FWD;
-    if (cp->p == PATH_MMA && cp->fwd_kernel == BSA_K_FWD2) {
-        cudaError_t e = bsa_cuda_tc_setup(BSA_K_FWD2, s.dtype, dpad);
+    cp->fwd_kernel = fwd2 ? BSA_K_FWD2 : dl->kgrp ? BSA_K_FWD_GATHER : BSA_K_FWD;
+    if (cp->p == PATH_MMA && cp->fwd_kernel != BSA_K_FWD) {
+        cudaError_t e = bsa_cuda_tc_setup(cp->fwd_kernel, s.dtype, dpad);
         if (e != cudaSuccess) {
             free(cp);
             return cuda_status(e, "plan_init: kernel attributes");
@@ -266,53 +265,13 @@ void plan_fini(bsa_plan_t plan)
     plan->backend_data = nullptr;
 }
 
-bsa_cuda_params make_params(const bsa_plan *plan)
+/* Gathered key tiles of a per-head layout differ between the query heads
+ * of a kv head's group, so no dK/dV thread block of the tile kernels owns
+ * one set of key rows: that case takes the reference dK/dV kernel. */
+bool dkdv_needs_reference(const bsa_plan *plan)
 {
-    const bsa_shape &s = plan->shape;
-    const bsa_layout *l = plan->layout;
-    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
-    bsa_cuda_params p;
-    memset(&p, 0, sizeof(p));
-    for (int i = 0; i < 3; ++i) {
-        p.q_s[i] = s.q_stride[i];
-        p.k_s[i] = s.k_stride[i];
-        p.v_s[i] = s.v_stride[i];
-        p.o_s[i] = s.o_stride[i];
-    }
-    p.dtype = s.dtype;
-    p.batch = (int)s.batch;
-    p.heads = (int)s.heads;
-    p.seq_q = (int)s.seq_q;
-    p.seq_k = (int)s.seq_k;
-    p.dim = (int)s.head_dim;
-    p.scale = s.scale;
-    p.scale_log2 = s.scale * 1.4426950408889634f;
-    p.stride_perm = l->stride_perm;
-    p.lheads = l->heads;
-    p.block = l->block;
-    p.words = l->words;
-    p.pred = l->pred;
-    p.n_qt = dl->n_qt;
-    p.n_kt = dl->n_kt;
-    p.ns = dl->ns;
-    p.log2g = dl->log2g;
-    p.row_tptr = dl->row_tptr;
-    p.col_tptr = dl->col_tptr;
-    p.q_order = dl->q_order;
-    p.k_order = dl->k_order;
-    p.sub = dl->sub;
-    p.row_tent = dl->row_tent;
-    p.col_tent = dl->col_tent;
-    p.mask_idx = dl->mask_idx;
-    p.row_ptr = dl->row_ptr;
-    p.col_idx = dl->col_idx;
-    p.col_ptr = dl->col_ptr;
-    p.t_block = dl->t_block;
-    p.t_row = dl->t_row;
-    p.bits = dl->bits;
-    p.kgrp = dl->kgrp;
-    p.kg = dl->kg;
-    return p;
+    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(plan->layout->backend_data);
+    return dl->kgrp && plan->layout->heads > 1 && plan->shape.kv_heads != plan->shape.heads;
 }
 
 bool aligned16(const void *a)
@@ -326,12 +285,13 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     device_guard g(plan->ctx->device);
     if (g.err != cudaSuccess)
         return cuda_status(g.err, "forward: selecting the device");
-    bsa_cuda_params p = make_params(plan);
+    bsa_cuda_params p = bsa_cuda_make_params(plan);
     p.q = a->q;
     p.k = a->k;
     p.v = a->v;
     p.o_out = a->o;
     p.lse = a->lse;
+    bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     bool fast = cp->p != PATH_REF && aligned16(a->q) && aligned16(a->k) && aligned16(a->v) &&
                 aligned16(a->o);
@@ -355,7 +315,7 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     device_guard g(plan->ctx->device);
     if (g.err != cudaSuccess)
         return cuda_status(g.err, "backward: selecting the device");
-    bsa_cuda_params p = make_params(plan);
+    bsa_cuda_params p = bsa_cuda_make_params(plan);
     p.q = a->q;
     p.k = a->k;
     p.v = a->v;
@@ -366,6 +326,7 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     p.dk = a->dk;
     p.dv = a->dv;
     p.delta = static_cast<float *>(ws);
+    bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = bsa_cuda_delta_launch(p, s);
     if (e != cudaSuccess)
@@ -374,8 +335,9 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     const void *ptrs[] = {a->q, a->k, a->v, a->dout, a->dq, a->dk, a->dv};
     for (const void *x : ptrs)
         fast = fast && aligned16(x);
+    const bool ref_dkdv = dkdv_needs_reference(plan);
     for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
-        e = !fast               ? bsa_cuda_ref_launch(k, p, s)
+        e = !fast || (k == BSA_K_DKDV && ref_dkdv) ? bsa_cuda_ref_launch(k, p, s)
             : cp->p == PATH_MMA ? bsa_cuda_tc_launch(k, plan->shape.dtype, cp->dpad, p, s)
                                 : bsa_cuda_volta_launch(k, cp->dpad, p, s);
         if (e != cudaSuccess)
@@ -388,6 +350,20 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
 } // namespace
 
 extern "C" const bsa_backend_i bsa_backend_cuda = {
-    "cuda",  BSA_BACKEND_CUDA, probe,   nullptr, nullptr, layout_prepare, plan_init, plan_fini,
-    forward, backward,         nullptr, nullptr, nullptr, nullptr,        nullptr,
+    "cuda",
+    BSA_BACKEND_CUDA,
+    probe,
+    nullptr,
+    nullptr,
+    layout_prepare,
+    plan_init,
+    plan_fini,
+    forward,
+    backward,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    BSA_FEATURE_GQA | BSA_FEATURE_KEY_LENGTHS | BSA_FEATURE_VARLEN | BSA_FEATURE_VALUE_DIM,
 };

@@ -69,7 +69,15 @@ typedef struct bsa_cuda_params {
     float *delta;                           /* backward workspace [batch * heads * seq_q] */
     int64_t q_s[3], k_s[3], v_s[3], o_s[3]; /* batch, head, time strides (elements) */
     int dtype;                              /* bsa_dtype */
+    /* seq_q / seq_k: the layout's; time_q / time_k: the tensors' (packed
+     * totals with varlen, else equal).  n_seg: batch, or packed sequences
+     * (then batch = 1); grids run over n_seg * heads (dK/dV: * kv_heads). */
     int batch, heads, seq_q, seq_k, dim;
+    int time_q, time_k, n_seg;
+    int kv_heads, group; /* group = heads / kv_heads query heads per kv head */
+    int dim_v;           /* head dim of v, o (dim: of q, k) */
+    /* device arrays or NULL: [n_seg] valid key counts; [n_seg + 1] offsets */
+    const int32_t *klen, *cu_q, *cu_k;
     float scale, scale_log2;
     int stride_perm;
     int lheads;
@@ -96,8 +104,20 @@ bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
 #endif
 
 #ifdef __cplusplus
+/* The plan's part of the parameters (params.cu); the call sets the tensors,
+ * and bsa_cuda_set_segments its key lengths and packed-sequence offsets. */
+bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan);
+void bsa_cuda_set_segments(bsa_cuda_params &p, const int32_t *klen, const int32_t *cu_q,
+                           const int32_t *cu_k, int num_seqs);
 /* Launchers (return cudaGetLastError() of the launch). */
-enum bsa_cuda_kernel { BSA_K_FWD = 0, BSA_K_DQ = 1, BSA_K_DKDV = 2, BSA_K_FWD2 = 3 };
+/* FWD: 64-row forward on natural key tiles; FWD_GATHER: on gathered ones. */
+enum bsa_cuda_kernel {
+    BSA_K_FWD = 0,
+    BSA_K_DQ = 1,
+    BSA_K_DKDV = 2,
+    BSA_K_FWD2 = 3,
+    BSA_K_FWD_GATHER = 4
+};
 /* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
  * 128-row forward: 32/64/128). */
 cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
@@ -111,6 +131,13 @@ size_t bsa_cuda_volta_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_volta_setup(int kernel, int dpad);
 /* Scalar fp32 reference path: any dtype, any head dim <= 256. */
 cudaError_t bsa_cuda_ref_launch(int kernel, const bsa_cuda_params &p, cudaStream_t s);
+/* Grid of x blocks per (segment, head) pair, nbh pairs over y (and z past
+ * 65535: see grid_bh in device_common.cuh). */
+static inline dim3 bsa_cuda_grid(unsigned x, int64_t nbh)
+{
+    unsigned y = nbh < 65535 ? (unsigned)(nbh > 0 ? nbh : 1) : 65535u;
+    return dim3(x, y, (unsigned)((nbh + y - 1) / y));
+}
 /* delta = rowsum(dO * O), natural order, fp32. */
 cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s);
 #endif

@@ -124,6 +124,13 @@ template <int N> __device__ __forceinline__ void cp_async_wait()
 
 #endif
 
+/* (segment, head) index of this thread block: grids put it in y and, past
+ * 65535, in z too (bsa_cuda_grid); blocks past the end have no work. */
+__device__ __forceinline__ int grid_bh()
+{
+    return (int)(blockIdx.z * gridDim.y + blockIdx.y);
+}
+
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)
 {
@@ -147,6 +154,101 @@ __device__ __forceinline__ int tile_row(const int32_t *grp, int log2b, int row0,
         return row0 + r;
     int kb = __ldg(grp + (r >> log2b));
     return kb < 0 ? seq : (kb << log2b) + (r & ((1 << log2b) - 1));
+}
+
+/* Where one (segment, head) of a call lives.  A segment is a batch entry,
+ * or one packed sequence (varlen: cu_q / cu_k give its first tensor rows).
+ * Positions inside a segment are the layout's; its rows past len_q / len_k
+ * are not its own (another sequence's, or past the tensor) and are neither
+ * read nor written; keys at natural positions >= klim are masked.  Offsets
+ * and lengths from device arrays are clamped into the tensors, so bad
+ * values cannot address memory outside them. */
+struct seg_view {
+    int b;            /* tensor batch index */
+    int len_q, len_k; /* rows of the segment, <= the layout's */
+    int klim;         /* keys at natural positions >= klim are masked */
+    int64_t q0, k0;   /* first tensor row of the segment */
+    int64_t lse0;     /* lse / delta index of (head 0, row 0); + h * time_q per head */
+};
+
+__device__ __forceinline__ seg_view seg_of(const bsa_cuda_params &p, int s)
+{
+    seg_view v;
+    if (p.cu_q) {
+        int a = min(max(__ldg(p.cu_q + s), 0), p.time_q);
+        int e = min(max(__ldg(p.cu_q + s + 1), a), p.time_q);
+        v.q0 = a;
+        v.len_q = min(e - a, p.seq_q);
+        a = min(max(__ldg(p.cu_k + s), 0), p.time_k);
+        e = min(max(__ldg(p.cu_k + s + 1), a), p.time_k);
+        v.k0 = a;
+        v.len_k = min(e - a, p.seq_k);
+        v.b = 0;
+    } else {
+        v.q0 = v.k0 = 0;
+        v.len_q = p.seq_q;
+        v.len_k = p.seq_k;
+        v.b = s;
+    }
+    v.lse0 = (int64_t)v.b * p.heads * p.time_q + v.q0;
+    v.klim = p.klen ? min(max(__ldg(p.klen + s), 0), v.len_k) : v.len_k;
+    return v;
+}
+
+/* seg_of, or (FEAT false: no key lengths, packed sequences or kv groups in
+ * the call) the batch entry itself, known without a load. */
+template <bool FEAT> __device__ __forceinline__ seg_view seg_at(const bsa_cuda_params &p, int s)
+{
+    if (FEAT)
+        return seg_of(p, s);
+    seg_view v;
+    v.b = s;
+    v.len_q = p.seq_q;
+    v.len_k = v.klim = p.seq_k;
+    v.q0 = v.k0 = 0;
+    v.lse0 = (int64_t)s * p.heads * p.time_q;
+    return v;
+}
+
+/* Base of (segment, head) in a tensor: row 0 of the segment. */
+template <typename T, typename P>
+__device__ __forceinline__ T *seg_base(P *ptr, const int64_t *st, const seg_view &v, int head,
+                                       bool key_side)
+{
+    return static_cast<T *>(ptr) + v.b * st[0] + head * st[1] + (key_side ? v.k0 : v.q0) * st[2];
+}
+
+/* Whether a key tile may hold keys at or past the segment's key limit (so
+ * that key_cut must be tested).  Natural tiles: only the tile holding klim;
+ * gathered or permuted ones: any tile, once the limit is below the layout's. */
+__device__ __forceinline__ bool tile_needs_cut(const bsa_cuda_params &p, const seg_view &v,
+                                               const int32_t *kgrp, int kt)
+{
+    if (kgrp || p.stride_perm)
+        return v.klim < p.seq_k;
+    return (kt + 1) * kTile > v.klim;
+}
+
+/* Key at row kr of key tile kt (kgrp: its gathered blocks) is cut off: past
+ * the segment or at a natural position >= klim. */
+__device__ __forceinline__ bool key_cut(const bsa_cuda_params &p, const seg_view &v,
+                                        const int32_t *kgrp, int kt, int kr)
+{
+    int k = tile_row(kgrp, p.log2g, kt * kTile, kr, v.len_k);
+    return k >= v.len_k || perm_row(k, p.stride_perm, p.seq_k) >= v.klim;
+}
+
+/* Drops the tail of a row's key-tile list (ascending) that lies wholly at or
+ * past the key limit: natural, unpermuted key tiles only (any others keep
+ * their list and rely on key_cut). */
+__device__ __forceinline__ int trim_key_list(const bsa_cuda_params &p, const seg_view &v,
+                                             bool gathered, const int2 *ent, int n)
+{
+    if (gathered || p.stride_perm)
+        return n;
+    while (n > 0 && __ldg(&ent[n - 1].x) * kTile >= v.klim)
+        --n;
+    return n;
 }
 
 /* Keep test of element (q, k) (absolute, layout order) of a sub-block of a

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes backends/cuda/generated/*.cu: one translation unit per (dtype,
 pass) so that nvcc compiles them in parallel.  The table below is the only
-list of kernel instances the dispatch can choose; keep it short (CI builds
+list of kernel instances the dispatch can choose (each twice: with the code
+of the features beyond the seed, and without for calls that use none); keep it short (CI builds
 it for three architectures on two cores).  Run after editing the table:
     python3 backends/cuda/gen_instances.py
 """
@@ -9,9 +10,12 @@ import os
 
 DTYPES = {"f16": "__half", "bf16": "__nv_bfloat16"}
 DPADS = [32, 64, 128, 256]
-PASSES = {"fwd": ["BSA_K_FWD", "BSA_K_FWD2"], "bwd": ["BSA_K_DQ", "BSA_K_DKDV"]}
-KERNEL_FN = {"BSA_K_FWD": "fwd_kernel", "BSA_K_DQ": "dq_kernel", "BSA_K_DKDV": "dkdv_kernel",
-             "BSA_K_FWD2": "fwd2_kernel"}
+PASSES = {"fwd": ["BSA_K_FWD", "BSA_K_FWD_GATHER", "BSA_K_FWD2"],
+          "bwd": ["BSA_K_DQ", "BSA_K_DKDV"]}
+# kernel template and its template arguments after (dtype, dpad)
+KERNEL_FN = {"BSA_K_FWD": ("fwd_kernel", ", false"), "BSA_K_FWD_GATHER": ("fwd_kernel", ", true"),
+             "BSA_K_DQ": ("dq_kernel", ""), "BSA_K_DKDV": ("dkdv_kernel", ""),
+             "BSA_K_FWD2": ("fwd2_kernel", "")}
 # the 128-row forward keeps two m16 tiles of accumulators per warp: <= 128
 MAX_DPAD = {"BSA_K_FWD2": 128}
 
@@ -26,8 +30,9 @@ for dt, ctype in DTYPES.items():
             "",
             "namespace bsa_cuda {",
             "",
-            "/* kernel function of (kernel, padded head dim), NULL if not instantiated */",
-            f"const void *tc_kernel_{dt}_{ps}(int kernel, int dpad)",
+            "/* kernel function of (kernel, padded head dim, features beyond the seed",
+            " * in the call), NULL if not instantiated */",
+            f"const void *tc_kernel_{dt}_{ps}(int kernel, int dpad, bool feat)",
             "{",
         ]
         for k in kernels:
@@ -35,7 +40,9 @@ for dt, ctype in DTYPES.items():
                 if d > MAX_DPAD.get(k, 256):
                     continue
                 lines.append(f"    if (kernel == {k} && dpad == {d})")
-                lines.append(f"        return (const void *)&{KERNEL_FN[k]}<{ctype}, {d}>;")
+                fn, extra = KERNEL_FN[k]
+                lines.append(f"        return feat ? (const void *)&{fn}<{ctype}, {d}{extra}, true>")
+                lines.append(f"                    : (const void *)&{fn}<{ctype}, {d}{extra}, false>;")
         lines += ["    return nullptr;", "}", "", "} // namespace bsa_cuda", ""]
         with open(os.path.join(out, f"tc_{dt}_{ps}.cu"), "w") as f:
             f.write("\n".join(lines))

@@ -52,31 +52,41 @@ __device__ __forceinline__ bool ref_keep(const bsa_cuda_params &p, int i, int qb
     return (w >> (c & 63)) & 1u;
 }
 
+/* Key of layout position kn (layout order) is visible to segment v: inside
+ * it and at a natural position below its key limit. */
+__device__ __forceinline__ bool ref_key_in(const bsa_cuda_params &p, const seg_view &v, int kn)
+{
+    return kn < v.len_k && perm_row(kn, p.stride_perm, p.seq_k) < v.klim;
+}
+
+/* One thread per (segment, query head, query row). */
 template <typename T> __global__ void ref_fwd(const bsa_cuda_params p)
 {
     int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (gid >= (int64_t)p.batch * p.heads * p.seq_q)
+    if (gid >= (int64_t)p.n_seg * p.heads * p.seq_q)
         return;
     int r = (int)(gid % p.seq_q);
-    int bh = (int)(gid / p.seq_q), b = bh / p.heads, h = bh % p.heads;
-    int lh = p.lheads == 1 ? 0 : h;
-    int qb = r / p.block, nqb = p.seq_q / p.block, nkb = p.seq_k / p.block;
+    int bh = (int)(gid / p.seq_q), sg = bh / p.heads, h = bh % p.heads;
+    int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
+    const seg_view sv = seg_of(p, sg);
+    if (r >= sv.len_q)
+        return;
+    int qb = r / p.block, nqb = p.seq_q / p.block;
     int qn = perm_row(r, p.stride_perm, p.seq_q);
-    const T *q = (const T *)p.q + b * p.q_s[0] + h * p.q_s[1] + qn * p.q_s[2];
-    const T *k = (const T *)p.k + b * p.k_s[0] + h * p.k_s[1];
-    const T *v = (const T *)p.v + b * p.v_s[0] + h * p.v_s[1];
-    T *o = (T *)p.o_out + b * p.o_s[0] + h * p.o_s[1] + qn * p.o_s[2];
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false) + qn * p.q_s[2];
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false) + qn * p.o_s[2];
     float acc[kMaxDim], qf[kMaxDim];
-    for (int d = 0; d < p.dim; ++d) {
-        acc[d] = 0.f;
+    for (int d = 0; d < p.dim; ++d)
         qf[d] = ld(q + d);
-    }
+    for (int d = 0; d < p.dim_v; ++d)
+        acc[d] = 0.f;
     float m = -CUDART_INF_F, l = 0.f;
-    (void)nkb;
     for (int i = p.row_ptr[lh * (nqb + 1) + qb]; i < p.row_ptr[lh * (nqb + 1) + qb + 1]; ++i) {
         int kb = p.col_idx[i];
         for (int c = 0; c < p.block; ++c) {
-            if (!ref_keep(p, i, qb, kb, r % p.block, c))
+            if (!ref_key_in(p, sv, kb * p.block + c) || !ref_keep(p, i, qb, kb, r % p.block, c))
                 continue;
             int kn = perm_row(kb * p.block + c, p.stride_perm, p.seq_k);
             const T *kr = k + kn * p.k_s[2], *vr = v + kn * p.v_s[2];
@@ -87,51 +97,55 @@ template <typename T> __global__ void ref_fwd(const bsa_cuda_params p)
             float mn = fmaxf(m, s);
             float alpha = expf(m - mn), e = expf(s - mn);
             l = l * alpha + e;
-            for (int d = 0; d < p.dim; ++d)
+            for (int d = 0; d < p.dim_v; ++d)
                 acc[d] = acc[d] * alpha + e * ld(vr + d);
             m = mn;
         }
     }
     float inv = l > 0.f ? 1.f / l : 0.f;
-    for (int d = 0; d < p.dim; ++d)
+    for (int d = 0; d < p.dim_v; ++d)
         st(o + d, acc[d] * inv);
     if (p.lse)
-        p.lse[(int64_t)bh * p.seq_q + qn] = l > 0.f ? m + logf(l) : -CUDART_INF_F;
+        p.lse[sv.lse0 + (int64_t)h * p.time_q + qn] = l > 0.f ? m + logf(l) : -CUDART_INF_F;
 }
 
+/* One thread per (segment, query head, query row). */
 template <typename T> __global__ void ref_dq(const bsa_cuda_params p)
 {
     int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (gid >= (int64_t)p.batch * p.heads * p.seq_q)
+    if (gid >= (int64_t)p.n_seg * p.heads * p.seq_q)
         return;
     int r = (int)(gid % p.seq_q);
-    int bh = (int)(gid / p.seq_q), b = bh / p.heads, h = bh % p.heads;
-    int lh = p.lheads == 1 ? 0 : h;
+    int bh = (int)(gid / p.seq_q), sg = bh / p.heads, h = bh % p.heads;
+    int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
+    const seg_view sv = seg_of(p, sg);
+    if (r >= sv.len_q)
+        return;
     int qb = r / p.block, nqb = p.seq_q / p.block;
     int qn = perm_row(r, p.stride_perm, p.seq_q);
-    const T *q = (const T *)p.q + b * p.q_s[0] + h * p.q_s[1] + qn * p.q_s[2];
-    const T *dout = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1] + qn * p.o_s[2];
-    const T *k = (const T *)p.k + b * p.k_s[0] + h * p.k_s[1];
-    const T *v = (const T *)p.v + b * p.v_s[0] + h * p.v_s[1];
-    T *dq = (T *)p.dq + b * p.q_s[0] + h * p.q_s[1] + qn * p.q_s[2];
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false) + qn * p.q_s[2];
+    const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false) + qn * p.o_s[2];
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *dq = seg_base<T>(p.dq, p.q_s, sv, h, false) + qn * p.q_s[2];
     float acc[kMaxDim];
     for (int d = 0; d < p.dim; ++d)
         acc[d] = 0.f;
-    float lse = p.lse_in[(int64_t)bh * p.seq_q + qn];
-    float dl = p.delta[(int64_t)bh * p.seq_q + qn];
+    int64_t li = sv.lse0 + (int64_t)h * p.time_q + qn;
+    float lse = p.lse_in[li], dl = p.delta[li];
     if (lse != -CUDART_INF_F) {
         for (int i = p.row_ptr[lh * (nqb + 1) + qb]; i < p.row_ptr[lh * (nqb + 1) + qb + 1]; ++i) {
             int kb = p.col_idx[i];
             for (int c = 0; c < p.block; ++c) {
-                if (!ref_keep(p, i, qb, kb, r % p.block, c))
+                if (!ref_key_in(p, sv, kb * p.block + c) || !ref_keep(p, i, qb, kb, r % p.block, c))
                     continue;
                 int kn = perm_row(kb * p.block + c, p.stride_perm, p.seq_k);
                 const T *kr = k + kn * p.k_s[2], *vr = v + kn * p.v_s[2];
                 float s = 0.f, dp = 0.f;
-                for (int d = 0; d < p.dim; ++d) {
+                for (int d = 0; d < p.dim; ++d)
                     s += ld(q + d) * ld(kr + d);
+                for (int d = 0; d < p.dim_v; ++d)
                     dp += ld(dout + d) * ld(vr + d);
-                }
                 float pr = expf(s * p.scale - lse);
                 float ds = pr * (dp - dl);
                 for (int d = 0; d < p.dim; ++d)
@@ -143,52 +157,63 @@ template <typename T> __global__ void ref_dq(const bsa_cuda_params p)
         st(dq + d, acc[d] * p.scale);
 }
 
+/* One thread per (segment, kv head, key row): sums over the kv head's
+ * group of query heads in ascending order. */
 template <typename T> __global__ void ref_dkdv(const bsa_cuda_params p)
 {
     int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (gid >= (int64_t)p.batch * p.heads * p.seq_k)
+    if (gid >= (int64_t)p.n_seg * p.kv_heads * p.seq_k)
         return;
     int c = (int)(gid % p.seq_k);
-    int bh = (int)(gid / p.seq_k), b = bh / p.heads, h = bh % p.heads;
-    int lh = p.lheads == 1 ? 0 : h;
+    int bh = (int)(gid / p.seq_k), sg = bh / p.kv_heads, kvh = bh % p.kv_heads;
+    const seg_view sv = seg_of(p, sg);
+    if (c >= sv.len_k)
+        return;
     int kb = c / p.block, nkb = p.seq_k / p.block;
     int kn = perm_row(c, p.stride_perm, p.seq_k);
-    const T *q = (const T *)p.q + b * p.q_s[0] + h * p.q_s[1];
-    const T *dout = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1];
-    const T *kr = (const T *)p.k + b * p.k_s[0] + h * p.k_s[1] + kn * p.k_s[2];
-    const T *vr = (const T *)p.v + b * p.v_s[0] + h * p.v_s[1] + kn * p.v_s[2];
-    T *dk = (T *)p.dk + b * p.k_s[0] + h * p.k_s[1] + kn * p.k_s[2];
-    T *dv = (T *)p.dv + b * p.v_s[0] + h * p.v_s[1] + kn * p.v_s[2];
+    const T *kr = seg_base<const T>(p.k, p.k_s, sv, kvh, true) + kn * p.k_s[2];
+    const T *vr = seg_base<const T>(p.v, p.v_s, sv, kvh, true) + kn * p.v_s[2];
+    T *dk = seg_base<T>(p.dk, p.k_s, sv, kvh, true) + kn * p.k_s[2];
+    T *dv = seg_base<T>(p.dv, p.v_s, sv, kvh, true) + kn * p.v_s[2];
     float adk[kMaxDim], adv[kMaxDim];
     for (int d = 0; d < p.dim; ++d)
-        adk[d] = adv[d] = 0.f;
-    for (int j = p.col_ptr[lh * (nkb + 1) + kb]; j < p.col_ptr[lh * (nkb + 1) + kb + 1]; ++j) {
-        int i = p.t_block[j], qb = p.t_row[j];
-        for (int r = 0; r < p.block; ++r) {
-            if (!ref_keep(p, i, qb, kb, r, c % p.block))
-                continue;
-            int qn = perm_row(qb * p.block + r, p.stride_perm, p.seq_q);
-            float lse = p.lse_in[(int64_t)bh * p.seq_q + qn];
-            if (lse == -CUDART_INF_F)
-                continue;
-            const T *qr = q + qn * p.q_s[2], *dr = dout + qn * p.o_s[2];
-            float s = 0.f, dp = 0.f;
-            for (int d = 0; d < p.dim; ++d) {
-                s += ld(qr + d) * ld(kr + d);
-                dp += ld(dr + d) * ld(vr + d);
-            }
-            float pr = expf(s * p.scale - lse);
-            float ds = pr * (dp - p.delta[(int64_t)bh * p.seq_q + qn]);
-            for (int d = 0; d < p.dim; ++d) {
-                adv[d] += pr * ld(dr + d);
-                adk[d] += ds * ld(qr + d);
+        adk[d] = 0.f;
+    for (int d = 0; d < p.dim_v; ++d)
+        adv[d] = 0.f;
+    bool live = ref_key_in(p, sv, c);
+    for (int gi = 0; gi < p.group && live; ++gi) {
+        int h = kvh * p.group + gi, lh = p.lheads == 1 ? 0 : h;
+        const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
+        const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false);
+        for (int j = p.col_ptr[lh * (nkb + 1) + kb]; j < p.col_ptr[lh * (nkb + 1) + kb + 1]; ++j) {
+            int i = p.t_block[j], qb = p.t_row[j];
+            for (int r = 0; r < p.block; ++r) {
+                if (qb * p.block + r >= sv.len_q || !ref_keep(p, i, qb, kb, r, c % p.block))
+                    continue;
+                int qn = perm_row(qb * p.block + r, p.stride_perm, p.seq_q);
+                int64_t li = sv.lse0 + (int64_t)h * p.time_q + qn;
+                float lse = p.lse_in[li];
+                if (lse == -CUDART_INF_F)
+                    continue;
+                const T *qr = q + qn * p.q_s[2], *dr = dout + qn * p.o_s[2];
+                float s = 0.f, dp = 0.f;
+                for (int d = 0; d < p.dim; ++d)
+                    s += ld(qr + d) * ld(kr + d);
+                for (int d = 0; d < p.dim_v; ++d)
+                    dp += ld(dr + d) * ld(vr + d);
+                float pr = expf(s * p.scale - lse);
+                float ds = pr * (dp - p.delta[li]);
+                for (int d = 0; d < p.dim_v; ++d)
+                    adv[d] += pr * ld(dr + d);
+                for (int d = 0; d < p.dim; ++d)
+                    adk[d] += ds * ld(qr + d);
             }
         }
     }
-    for (int d = 0; d < p.dim; ++d) {
+    for (int d = 0; d < p.dim; ++d)
         st(dk + d, adk[d] * p.scale);
+    for (int d = 0; d < p.dim_v; ++d)
         st(dv + d, adv[d]);
-    }
 }
 
 /* One warp per row (natural order): delta = sum_d dO * O in fp32. */
@@ -196,14 +221,14 @@ template <typename T> __global__ void delta_kernel(const bsa_cuda_params p)
 {
     int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / kWarp;
     int lane = threadIdx.x % kWarp;
-    if (row >= (int64_t)p.batch * p.heads * p.seq_q)
+    if (row >= (int64_t)p.batch * p.heads * p.time_q)
         return;
-    int t = (int)(row % p.seq_q);
-    int bh = (int)(row / p.seq_q), b = bh / p.heads, h = bh % p.heads;
+    int t = (int)(row % p.time_q);
+    int bh = (int)(row / p.time_q), b = bh / p.heads, h = bh % p.heads;
     const T *o = (const T *)p.o + b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
     const T *d = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
     float s = 0.f;
-    for (int i = lane; i < p.dim; i += kWarp)
+    for (int i = lane; i < p.dim_v; i += kWarp)
         s += ld(o + i) * ld(d + i);
 #pragma unroll
     for (int off = kWarp / 2; off > 0; off /= 2)
@@ -220,7 +245,8 @@ template <typename T>
 static cudaError_t ref_launch_t(int kernel, const bsa_cuda_params &p, cudaStream_t s)
 {
     const int threads = 64; /* large per-thread stack: few threads per block */
-    int64_t rows = (int64_t)p.batch * p.heads * (kernel == BSA_K_DKDV ? p.seq_k : p.seq_q);
+    int64_t rows = (int64_t)p.n_seg * (kernel == BSA_K_DKDV ? (int64_t)p.kv_heads * p.seq_k
+                                                            : (int64_t)p.heads * p.seq_q);
     unsigned grid = (unsigned)((rows + threads - 1) / threads);
     if (kernel == BSA_K_FWD)
         ref_fwd<T><<<grid, threads, 0, s>>>(p);
@@ -246,7 +272,7 @@ cudaError_t bsa_cuda_ref_launch(int kernel, const bsa_cuda_params &p, cudaStream
 cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s)
 {
     const int threads = 256;
-    int64_t rows = (int64_t)p.batch * p.heads * p.seq_q;
+    int64_t rows = (int64_t)p.batch * p.heads * p.time_q;
     unsigned grid = (unsigned)((rows * kWarp + threads - 1) / threads);
     switch (p.dtype) {
     case BSA_DTYPE_F32:

@@ -209,7 +209,28 @@ __device__ __forceinline__ void apply_mask(float (*s)[4], const bsa_cuda_params 
     }
 }
 
-template <typename T, int DP>
+/* Sets the scores of keys cut off by the segment's key limit to -inf
+ * (key_cut; transposed as in apply_mask). */
+template <bool transposed>
+__device__ __forceinline__ void apply_key_cut(float (*s)[4], const bsa_cuda_params &p,
+                                              const seg_view &v, const int32_t *kgrp, int kt,
+                                              int warp, int lane)
+{
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < kTile / 8; ++j) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            int kr = transposed ? warp * 16 + g + (c >> 1) * 8 : j * 8 + 2 * t + (c & 1);
+            if (key_cut(p, v, kgrp, kt, kr))
+                s[j][c] = -CUDART_INF_F;
+        }
+    }
+}
+
+/* GATHER: the layout's key tiles are gathered (kgrp); compiled apart so
+ * that natural tiles carry none of its code (bench/NOTES.md, v8). */
+template <typename T, int DP, bool GATHER, bool FEAT>
 __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
                                             : DP <= 128 ? 3
                                                         : 1) fwd_kernel(const bsa_cuda_params p)
@@ -223,28 +244,37 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane >> 2, t = lane & 3;
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
+    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return;
+    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
     const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const T *q = static_cast<const T *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const T *k = static_cast<const T *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const T *v = static_cast<const T *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    T *o = static_cast<T *>(p.o_out) + b * p.o_s[0] + h * p.o_s[1];
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
     const int row0 = qt * kTile;
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    auto kgroup = [](const bsa_cuda_params &p, int lh, int kt) {
+        return GATHER ? key_group(p, lh, kt) : nullptr;
+    };
+    if (row0 >= sv.len_q)
+        return;
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
+    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
+    const int n_all = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
+    const int n = FEAT ? trim_key_list(p, sv, GATHER, p.row_tent + beg, n_all) : n_all;
 
     /* Q in its own group: its fragments go to registers (head dim <= 128)
      * while the first K/V tile is still in flight */
     constexpr bool q_in_regs = DP <= 128;
-    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     cp_async_commit();
     if (n > 0) {
         int kt = p.row_tent[beg].x;
-        load_tile<DP>(sK, k, p.k_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
-                      key_group(p, lh, kt), p.log2g);
-        load_tile<DP>(sV, v, p.v_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
-                      key_group(p, lh, kt), p.log2g);
+        load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                      kgroup(p, lh, kt), p.log2g);
+        load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                      kgroup(p, lh, kt), p.log2g);
     }
     cp_async_commit();
     uint32_t qf[q_in_regs ? DP / 16 : 1][4];
@@ -267,10 +297,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
         if (ST == 2 && it + 1 < n) {
             int kt = p.row_tent[beg + it + 1].x;
             int s1 = (it + 1) % ST;
-            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
-            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
+            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                          kgroup(p, lh, kt), p.log2g);
+            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                          kgroup(p, lh, kt), p.log2g);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -289,7 +319,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
             gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
         if (e.y >= 0)
             apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
-                              lane, key_group(p, lh, e.x));
+                              lane, kgroup(p, lh, e.x));
+        if (FEAT && tile_needs_cut(p, sv, GATHER ? p.kgrp : nullptr, e.x))
+            apply_key_cut<false>(s, p, sv, kgroup(p, lh, e.x), e.x, warp, lane);
 
         /* online softmax, base 2 */
         float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
@@ -331,10 +363,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
         __syncthreads();
         if (ST == 1 && it + 1 < n) {
             int kt = p.row_tent[beg + it + 1].x;
-            load_tile<DP>(sK, k, p.k_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
-            load_tile<DP>(sV, v, p.v_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
+            load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                          kgroup(p, lh, kt), p.log2g);
+            load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                          kgroup(p, lh, kt), p.log2g);
             cp_async_commit();
         }
     }
@@ -348,15 +380,16 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
         l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
         inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
     }
-    store_rows<DP>(acc, inv, sQ, o, p.o_s[2], row0, p.seq_q, p.dim, p.stride_perm, warp, lane);
+    store_rows<DP>(acc, inv, sQ, o, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm, warp, lane);
     if (p.lse && t == 0) {
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
             int rr = row0 + warp * 16 + g + r * 8;
-            if (rr < p.seq_q) {
+            if (rr < sv.len_q) {
                 float v_lse =
                     l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.69314718055994531f : -CUDART_INF_F;
-                p.lse[(int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q)] = v_lse;
+                p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] =
+                    v_lse;
             }
         }
     }
@@ -372,7 +405,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
  * plan never pairs it with gathered ones): the gather code folds away. */
 constexpr int kNone = -2; /* list has no entry for this key tile */
 
-template <typename T, int DP>
+template <typename T, int DP, bool FEAT>
 __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
@@ -387,19 +420,29 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane >> 2, t = lane & 3;
     const int half = warp >> 1;
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
+    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return;
+    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
     const int n_st = (p.n_qt + 1) / 2;
     const int st = n_st - 1 - blockIdx.x; /* causal-like layouts: heavy tiles first */
     const int qa = 2 * st, qb = 2 * st + 1;
-    const T *q = static_cast<const T *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const T *k = static_cast<const T *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const T *v = static_cast<const T *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    T *o = static_cast<T *>(p.o_out) + b * p.o_s[0] + h * p.o_s[1];
-    const int32_t *tp = p.row_tptr + lh * (p.n_qt + 1);
-    const int a0 = tp[qa], a1 = tp[qa + 1];
-    const int b0 = qb < p.n_qt ? tp[qb] : 0, b1 = qb < p.n_qt ? tp[qb + 1] : 0;
     const int row0 = st * 2 * kTile;
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    if (row0 >= sv.len_q)
+        return;
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
+    const int32_t *tp = p.row_tptr + lh * (p.n_qt + 1);
+    const int a0 = tp[qa],
+              a1 = !FEAT ? tp[qa + 1]
+                         : a0 + trim_key_list(p, sv, false, p.row_tent + a0, tp[qa + 1] - a0);
+    const int b0 = qb < p.n_qt ? tp[qb] : 0,
+              b1 = qb >= p.n_qt ? 0
+                   : !FEAT      ? tp[qb + 1]
+                           : b0 + trim_key_list(p, sv, false, p.row_tent + b0, tp[qb + 1] - b0);
 
     /* merge cursor over the two sorted lists */
     int ia = a0, ib = b0;
@@ -415,15 +458,15 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
     };
     const int n_iter_max = (a1 - a0) + (b1 - b0);
 
-    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
-    load_tile<DP>(sQ + te, q, p.q_s[2], row0 + kTile, p.seq_q, p.dim, p.stride_perm);
+    load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
+    load_tile<DP>(sQ + te, q, p.q_s[2], row0 + kTile, sv.len_q, p.dim, p.stride_perm);
     cp_async_commit();
     int kt_cur = 0, ya_cur = kNone, yb_cur = kNone;
     if (n_iter_max > 0) {
         next(kt_cur, ya_cur, yb_cur);
-        load_tile<DP>(sK, k, p.k_s[2], kt_cur * kTile, p.seq_k, p.dim, p.stride_perm, nullptr,
+        load_tile<DP>(sK, k, p.k_s[2], kt_cur * kTile, sv.len_k, p.dim, p.stride_perm, nullptr,
                       p.log2g);
-        load_tile<DP>(sV, v, p.v_s[2], kt_cur * kTile, p.seq_k, p.dim, p.stride_perm, nullptr,
+        load_tile<DP>(sV, v, p.v_s[2], kt_cur * kTile, sv.len_k, p.dim_v, p.stride_perm, nullptr,
                       p.log2g);
     }
     cp_async_commit();
@@ -459,10 +502,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
         if (more) {
             next(kt_cur, ya_cur, yb_cur);
             int s1 = (it + 1) & 1;
-            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt_cur * kTile, p.seq_k, p.dim, p.stride_perm,
+            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt_cur * kTile, sv.len_k, p.dim, p.stride_perm,
                           nullptr, p.log2g);
-            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt_cur * kTile, p.seq_k, p.dim, p.stride_perm,
-                          nullptr, p.log2g);
+            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt_cur * kTile, sv.len_k, p.dim_v,
+                          p.stride_perm, nullptr, p.log2g);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -510,6 +553,8 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
                 if (y >= 0)
                     apply_mask<false>(s[mt], p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile,
                                       kt * kTile, (warp & 1) * 2 + mt, lane, nullptr);
+                if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
+                    apply_key_cut<false>(s[mt], p, sv, nullptr, kt, (warp & 1) * 2 + mt, lane);
                 float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
 #pragma unroll
                 for (int j = 0; j < kTile / 8; ++j) {
@@ -589,17 +634,18 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
             inv[r] = l[mt][r] > 0.f ? 1.f / l[mt][r] : 0.f;
         }
         if (qt < p.n_qt)
-            store_rows<DP>(acc[mt], inv, sQ + half * te, o, p.o_s[2], qt * kTile, p.seq_q, p.dim,
+            store_rows<DP>(acc[mt], inv, sQ + half * te, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                            p.stride_perm, vw, lane);
         if (p.lse && t == 0) {
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 int rr = qt * kTile + vw * 16 + g + r * 8;
-                if (qt < p.n_qt && rr < p.seq_q) {
+                if (qt < p.n_qt && rr < sv.len_q) {
                     float v_lse = l[mt][r] > 0.f
                                       ? (m[mt][r] + log2f(l[mt][r])) * 0.69314718055994531f
                                       : -CUDART_INF_F;
-                    p.lse[(int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q)] = v_lse;
+                    p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] =
+                        v_lse;
                 }
             }
         }
@@ -612,7 +658,7 @@ __device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
     return lse_log2 == -CUDART_INF_F ? 0.f : exp2f(s * scale_log2 - lse_log2);
 }
 
-template <typename T, int DP>
+template <typename T, int DP, bool FEAT>
 __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
@@ -626,25 +672,31 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane >> 2;
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
+    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return;
+    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
     const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const T *q = static_cast<const T *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const T *k = static_cast<const T *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const T *v = static_cast<const T *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    const T *dout = static_cast<const T *>(p.dout) + b * p.o_s[0] + h * p.o_s[1];
-    T *dq = static_cast<T *>(p.dq) + b * p.q_s[0] + h * p.q_s[1];
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
     const int row0 = qt * kTile;
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    if (row0 >= sv.len_q)
+        return;
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false);
+    T *dq = seg_base<T>(p.dq, p.q_s, sv, h, false);
+    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
+    const int n_all = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
+    const int n = FEAT ? trim_key_list(p, sv, p.kgrp != nullptr, p.row_tent + beg, n_all) : n_all;
 
-    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
-    load_tile<DP>(sO, dout, p.o_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
+    load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);
     if (n > 0) {
         int kt = p.row_tent[beg].x;
-        load_tile<DP>(sK, k, p.k_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
+        load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
                       key_group(p, lh, kt), p.log2g);
-        load_tile<DP>(sV, v, p.v_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
+        load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
                       key_group(p, lh, kt), p.log2g);
     }
     cp_async_commit();
@@ -655,8 +707,8 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
         int rr = row0 + warp * 16 + g + r * 8;
         lse2[r] = -CUDART_INF_F;
         dl[r] = 0.f;
-        if (rr < p.seq_q) {
-            int64_t idx = (int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q);
+        if (rr < sv.len_q) {
+            int64_t idx = sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
             lse2[r] = p.lse_in[idx] * log2e;
             dl[r] = p.delta[idx];
         }
@@ -672,9 +724,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
         if (ST == 2 && it + 1 < n) {
             int kt = p.row_tent[beg + it + 1].x;
             int s1 = (it + 1) % ST;
-            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
+            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
                           key_group(p, lh, kt), p.log2g);
-            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
+            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
                           key_group(p, lh, kt), p.log2g);
             cp_async_commit();
             cp_async_wait<1>();
@@ -692,6 +744,8 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
         if (e.y >= 0)
             apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
                               lane, key_group(p, lh, e.x));
+        if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
+            apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
         gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
         for (int j = 0; j < kTile / 8; ++j) {
@@ -705,9 +759,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
         __syncthreads();
         if (ST == 1 && it + 1 < n) {
             int kt = p.row_tent[beg + it + 1].x;
-            load_tile<DP>(sK, k, p.k_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
+            load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
                           key_group(p, lh, kt), p.log2g);
-            load_tile<DP>(sV, v, p.v_s[2], kt * kTile, p.seq_k, p.dim, p.stride_perm,
+            load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
                           key_group(p, lh, kt), p.log2g);
             cp_async_commit();
         }
@@ -715,10 +769,16 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
     cp_async_wait<0>();
     __syncthreads();
     float mul[2] = {p.scale, p.scale};
-    store_rows<DP>(acc, mul, sQ, dq, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm, warp, lane);
+    store_rows<DP>(acc, mul, sQ, dq, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm, warp, lane);
 }
 
-template <typename T, int DP>
+/* dK/dV of one key tile of one kv head: walks the key tile's column list
+ * of each query head of the kv head's group in ascending head order (the
+ * lists of one head after another, one pipeline), so grouped-query
+ * gradients are summed in a fixed order without atomics.  The host never
+ * sends gathered key tiles of per-head layouts here with group > 1: their
+ * key tiles would differ between the heads of a group. */
+template <typename T, int DP, bool FEAT>
 __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
@@ -734,28 +794,52 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int t = lane & 3;
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
-    const int kt = p.k_order[lh * p.n_kt + blockIdx.x];
-    const T *q = static_cast<const T *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const T *k = static_cast<const T *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const T *v = static_cast<const T *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    const T *dout = static_cast<const T *>(p.dout) + b * p.o_s[0] + h * p.o_s[1];
-    T *dk = static_cast<T *>(p.dk) + b * p.k_s[0] + h * p.k_s[1];
-    T *dv = static_cast<T *>(p.dv) + b * p.v_s[0] + h * p.v_s[1];
-    const int beg = p.col_tptr[lh * (p.n_kt + 1) + kt];
-    const int n = p.col_tptr[lh * (p.n_kt + 1) + kt + 1] - beg;
+    const int bh = grid_bh(), sg = bh / p.kv_heads, kvh = bh - sg * p.kv_heads;
+    if (sg >= p.n_seg)
+        return;
+    const int G = FEAT ? p.group : 1; /* query heads per kv head */
+    const int h0 = kvh * G;           /* the group's first */
+    const int lh0 = p.lheads == 1 ? 0 : h0;
+    const int kt = p.k_order[lh0 * p.n_kt + blockIdx.x];
     const int row0 = kt * kTile;
-    const int64_t lrow = (int64_t)bh * p.seq_q;
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    if (!p.kgrp && row0 >= sv.len_k) /* (a gathered tile's rows are its blocks') */
+        return;
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *dk = seg_base<T>(p.dk, p.k_s, sv, kvh, true);
+    T *dv = seg_base<T>(p.dv, p.v_s, sv, kvh, true);
+    const int32_t *kgrp = key_group(p, lh0, kt);
+    /* a natural key tile wholly past the key limit has only zero gradients */
+    const bool dead = FEAT && !p.kgrp && !p.stride_perm && row0 >= sv.klim;
+    const bool cut = FEAT && tile_needs_cut(p, sv, kgrp, kt);
 
-    auto load_q_side = [&](int stage, int qt) {
-        load_tile<DP>(sQ + stage * te, q, p.q_s[2], qt * kTile, p.seq_q, p.dim, p.stride_perm);
-        load_tile<DP>(sO + stage * te, dout, p.o_s[2], qt * kTile, p.seq_q, p.dim, p.stride_perm);
+    /* entries [j, j_end) of group head gi's list, query tiles past the
+     * segment dropped (the list is sorted by query tile) */
+    auto head_range = [&](int gi, int &j, int &j_end) {
+        const int lh = p.lheads == 1 ? 0 : h0 + gi;
+        j = p.col_tptr[lh * (p.n_kt + 1) + kt];
+        j_end = dead ? j : p.col_tptr[lh * (p.n_kt + 1) + kt + 1];
+        while (FEAT && j_end > j && p.col_tent[j_end - 1].x * kTile >= sv.len_q)
+            --j_end;
+    };
+    /* moves (gi, j) to the next entry at or after it, across heads */
+    auto settle = [&](int &gi, int &j, int &j_end) {
+        while (j >= j_end && ++gi < G)
+            head_range(gi, j, j_end);
+    };
+    auto load_q_side = [&](int stage, int gi, int qt) {
+        const int h = h0 + gi;
+        load_tile<DP>(sQ + stage * te, seg_base<const T>(p.q, p.q_s, sv, h, false), p.q_s[2],
+                      qt * kTile, sv.len_q, p.dim, p.stride_perm);
+        load_tile<DP>(sO + stage * te, seg_base<const T>(p.dout, p.o_s, sv, h, false), p.o_s[2],
+                      qt * kTile, sv.len_q, p.dim_v, p.stride_perm);
         if (threadIdx.x < kTile) {
             int rr = qt * kTile + threadIdx.x;
             float lv = -CUDART_INF_F, dv_ = 0.f;
-            if (rr < p.seq_q) {
-                int64_t idx = lrow + perm_row(rr, p.stride_perm, p.seq_q);
+            if (rr < sv.len_q) {
+                int64_t idx =
+                    sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
                 lv = p.lse_in[idx] * log2e;
                 dv_ = p.delta[idx];
             }
@@ -764,23 +848,29 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
         }
     };
 
-    const int32_t *kgrp = key_group(p, lh, kt);
-    load_tile<DP>(sK, k, p.k_s[2], row0, p.seq_k, p.dim, p.stride_perm, kgrp, p.log2g);
-    load_tile<DP>(sV, v, p.v_s[2], row0, p.seq_k, p.dim, p.stride_perm, kgrp, p.log2g);
-    if (n > 0)
-        load_q_side(0, p.col_tent[beg].x);
+    int gi = 0, j = 0, j_end = 0;
+    head_range(0, j, j_end);
+    settle(gi, j, j_end);
+    bool have = gi < G;
+    load_tile<DP>(sK, k, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, kgrp, p.log2g);
+    load_tile<DP>(sV, v, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, kgrp, p.log2g);
+    if (have)
+        load_q_side(0, gi, p.col_tent[j].x);
     cp_async_commit();
 
     float adk[DP / 8][4], adv[DP / 8][4];
 #pragma unroll
-    for (int j = 0; j < DP / 8; ++j)
-        adk[j][0] = adk[j][1] = adk[j][2] = adk[j][3] = adv[j][0] = adv[j][1] = adv[j][2] =
-            adv[j][3] = 0.f;
+    for (int jj = 0; jj < DP / 8; ++jj)
+        adk[jj][0] = adk[jj][1] = adk[jj][2] = adk[jj][3] = adv[jj][0] = adv[jj][1] = adv[jj][2] =
+            adv[jj][3] = 0.f;
 
-    for (int it = 0; it < n; ++it) {
-        const int2 e = p.col_tent[beg + it];
-        if (ST == 2 && it + 1 < n) {
-            load_q_side((it + 1) % ST, p.col_tent[beg + it + 1].x);
+    for (int it = 0; have; ++it) {
+        const int2 e = p.col_tent[j];
+        int ngi = gi, nj = j + 1, nj_end = j_end;
+        settle(ngi, nj, nj_end);
+        const bool more = ngi < G;
+        if (ST == 2 && more) {
+            load_q_side((it + 1) % ST, ngi, p.col_tent[nj].x);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -794,40 +884,47 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
         /* S^T (keys x queries) = K Q^T */
         float s[kTile / 8][4], dp[kTile / 8][4];
 #pragma unroll
-        for (int j = 0; j < kTile / 8; ++j)
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.f;
+        for (int jj = 0; jj < kTile / 8; ++jj)
+            s[jj][0] = s[jj][1] = s[jj][2] = s[jj][3] = dp[jj][0] = dp[jj][1] = dp[jj][2] =
+                dp[jj][3] = 0.f;
         gemm_abt<DP>(s, sK + warp * 16 * sr, qs, lane);
         if (e.y >= 0)
             apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
                              lane, kgrp);
+        if (cut)
+            apply_key_cut<true>(s, p, sv, kgrp, kt, warp, lane);
 #pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
+        for (int jj = 0; jj < kTile / 8; ++jj) {
 #pragma unroll
             for (int c = 0; c < 4; ++c)
-                s[j][c] = prob(s[j][c], p.scale_log2, ls[j * 8 + 2 * t + (c & 1)]);
+                s[jj][c] = prob(s[jj][c], p.scale_log2, ls[jj * 8 + 2 * t + (c & 1)]);
         }
         gemm_pb<DP>(adv, s, os, lane);                   /* dV += P^T dO */
         gemm_abt<DP>(dp, sV + warp * 16 * sr, os, lane); /* dP^T = V dO^T */
 #pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
+        for (int jj = 0; jj < kTile / 8; ++jj) {
 #pragma unroll
             for (int c = 0; c < 4; ++c)
-                s[j][c] = s[j][c] * (dp[j][c] - ds[j * 8 + 2 * t + (c & 1)]);
+                s[jj][c] = s[jj][c] * (dp[jj][c] - ds[jj * 8 + 2 * t + (c & 1)]);
         }
         gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
         __syncthreads();
-        if (ST == 1 && it + 1 < n) {
-            load_q_side(0, p.col_tent[beg + it + 1].x);
+        if (ST == 1 && more) {
+            load_q_side(0, ngi, p.col_tent[nj].x);
             cp_async_commit();
         }
+        gi = ngi;
+        j = nj;
+        j_end = nj_end;
+        have = more;
     }
     cp_async_wait<0>();
     __syncthreads();
     float one[2] = {1.f, 1.f}, sc[2] = {p.scale, p.scale};
-    store_rows<DP>(adv, one, sV, dv, p.v_s[2], row0, p.seq_k, p.dim, p.stride_perm, warp, lane,
+    store_rows<DP>(adv, one, sV, dv, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, warp, lane,
                    kgrp, p.log2g);
-    store_rows<DP>(adk, sc, sK, dk, p.k_s[2], row0, p.seq_k, p.dim, p.stride_perm, warp, lane, kgrp,
-                   p.log2g);
+    store_rows<DP>(adk, sc, sK, dk, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, warp, lane,
+                   kgrp, p.log2g);
 }
 
 template <int DP> constexpr size_t tc_smem_fwd2_bytes()
@@ -838,7 +935,8 @@ template <int DP> constexpr size_t tc_smem_fwd2_bytes()
 template <int DP> constexpr size_t tc_smem_bytes(int kernel)
 {
     using cfg = tc_cfg<DP>;
-    return kernel == BSA_K_FWD  ? (size_t)(1 + 2 * cfg::stages) * cfg::tile_elems * 2
+    return kernel == BSA_K_FWD || kernel == BSA_K_FWD_GATHER
+               ? (size_t)(1 + 2 * cfg::stages) * cfg::tile_elems * 2
            : kernel == BSA_K_DQ ? (size_t)(2 + 2 * cfg::stages) * cfg::tile_elems * 2
                                 : (size_t)(2 + 2 * cfg::stages) * cfg::tile_elems * 2 +
                                       (size_t)2 * cfg::stages * kTile * sizeof(float);

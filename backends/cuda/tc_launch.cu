@@ -1,6 +1,6 @@
 /*
  * Launch glue of the tensor-core path: picks the generated instance for
- * (kernel, dtype, padded head dim), sets its shared-memory limit once (at
+ * (kernel, dtype, padded head dim, features in the call), sets its shared-memory limit once (at
  * plan time, outside any stream capture) and launches it on the caller's
  * stream.
  */
@@ -8,22 +8,22 @@
 
 namespace bsa_cuda
 {
-const void *tc_kernel_f16_fwd(int kernel, int dpad);
-const void *tc_kernel_f16_bwd(int kernel, int dpad);
-const void *tc_kernel_bf16_fwd(int kernel, int dpad);
-const void *tc_kernel_bf16_bwd(int kernel, int dpad);
+const void *tc_kernel_f16_fwd(int kernel, int dpad, bool feat);
+const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat);
+const void *tc_kernel_bf16_fwd(int kernel, int dpad, bool feat);
+const void *tc_kernel_bf16_bwd(int kernel, int dpad, bool feat);
 } // namespace bsa_cuda
 
 using namespace bsa_cuda;
 
-static const void *tc_kernel(int kernel, bsa_dtype dt, int dpad)
+static const void *tc_kernel(int kernel, bsa_dtype dt, int dpad, bool feat)
 {
     if (dt == BSA_DTYPE_F16)
-        return kernel == BSA_K_FWD || kernel == BSA_K_FWD2 ? tc_kernel_f16_fwd(kernel, dpad)
-                                                           : tc_kernel_f16_bwd(kernel, dpad);
+        return kernel != BSA_K_DQ && kernel != BSA_K_DKDV ? tc_kernel_f16_fwd(kernel, dpad, feat)
+                                                          : tc_kernel_f16_bwd(kernel, dpad, feat);
     if (dt == BSA_DTYPE_BF16)
-        return kernel == BSA_K_FWD || kernel == BSA_K_FWD2 ? tc_kernel_bf16_fwd(kernel, dpad)
-                                                           : tc_kernel_bf16_bwd(kernel, dpad);
+        return kernel != BSA_K_DQ && kernel != BSA_K_DKDV ? tc_kernel_bf16_fwd(kernel, dpad, feat)
+                                                          : tc_kernel_bf16_bwd(kernel, dpad, feat);
     return nullptr;
 }
 
@@ -50,23 +50,30 @@ size_t bsa_cuda_tc_smem(int kernel, int dpad)
 
 cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad)
 {
-    const void *fn = tc_kernel(kernel, dt, dpad);
-    if (!fn)
-        return cudaErrorInvalidDeviceFunction;
-    return cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)bsa_cuda_tc_smem(kernel, dpad));
+    for (bool feat : {false, true}) {
+        const void *fn = tc_kernel(kernel, dt, dpad, feat);
+        if (!fn)
+            return cudaErrorInvalidDeviceFunction;
+        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)bsa_cuda_tc_smem(kernel, dpad));
+        if (e != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
 }
 
 cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
                                cudaStream_t s)
 {
-    const void *fn = tc_kernel(kernel, dt, dpad);
+    /* the instance without the features' code when the call uses none */
+    const bool feat = p.klen || p.cu_q || p.group > 1;
+    const void *fn = tc_kernel(kernel, dt, dpad, feat);
     if (!fn)
         return cudaErrorInvalidDeviceFunction;
-    dim3 grid(kernel == BSA_K_DKDV   ? p.n_kt
-              : kernel == BSA_K_FWD2 ? (p.n_qt + 1) / 2
-                                     : p.n_qt,
-              p.batch * p.heads);
+    dim3 grid = bsa_cuda_grid(kernel == BSA_K_DKDV   ? p.n_kt
+                              : kernel == BSA_K_FWD2 ? (p.n_qt + 1) / 2
+                                                     : p.n_qt,
+                              (int64_t)p.n_seg * (kernel == BSA_K_DKDV ? p.kv_heads : p.heads));
     void *args[] = {const_cast<bsa_cuda_params *>(&p)};
     cudaError_t e =
         cudaLaunchKernel(fn, grid, dim3(kThreads), args, bsa_cuda_tc_smem(kernel, dpad), s);

@@ -100,18 +100,24 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
     __shared__ float s_mul[kWarps][16];
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
+    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return;
+    const int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
     const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const __half *q = static_cast<const __half *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const __half *k = static_cast<const __half *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const __half *v = static_cast<const __half *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    __half *o = static_cast<__half *>(p.o_out) + b * p.o_s[0] + h * p.o_s[1];
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
     const int row0 = qt * kTile;
+    const seg_view sv = seg_of(p, sg);
+    if (row0 >= sv.len_q)
+        return;
+    const __half *q = seg_base<const __half>(p.q, p.q_s, sv, h, false);
+    const __half *k = seg_base<const __half>(p.k, p.k_s, sv, kvh, true);
+    const __half *v = seg_base<const __half>(p.v, p.v_s, sv, kvh, true);
+    __half *o = seg_base<__half>(p.o_out, p.o_s, sv, h, false);
+    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
+    const int n = trim_key_list(p, sv, p.kgrp != nullptr, p.row_tent + beg,
+                                p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg);
 
-    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     float *ow = sO + warp * 16 * DP;
     for (int i = lane; i < 16 * DP; i += kWarp)
         ow[i] = 0.f;
@@ -129,9 +135,9 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
     for (int it = 0; it < n; ++it) {
         const int2 e = p.row_tent[beg + it];
         __syncthreads(); /* Q fragments read / previous tiles used */
-        load_tile<DP>(sK, k, p.k_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+        load_tile<DP>(sK, k, p.k_s[2], e.x * kTile, sv.len_k, p.dim, p.stride_perm,
                       key_group(p, lh, e.x), p.log2g);
-        load_tile<DP>(sV, v, p.v_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+        load_tile<DP>(sV, v, p.v_s[2], e.x * kTile, sv.len_k, p.dim_v, p.stride_perm,
                       key_group(p, lh, e.x), p.log2g);
         __syncthreads();
 #pragma unroll
@@ -150,11 +156,13 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
         float x[32];
         float mx = -CUDART_INF_F;
         const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
+        const bool cut = tile_needs_cut(p, sv, p.kgrp, e.x);
 #pragma unroll
         for (int i = 0; i < 32; ++i) {
             x[i] = S[r * kTile + hc + i] * p.scale_log2;
-            if (sub && !keep_at<false>(p, sub, warp * 16 + r, hc + i, row0, e.x * kTile,
-                                       key_group(p, lh, e.x)))
+            if ((sub && !keep_at<false>(p, sub, warp * 16 + r, hc + i, row0, e.x * kTile,
+                                        key_group(p, lh, e.x))) ||
+                (cut && key_cut(p, sv, key_group(p, lh, e.x), e.x, hc + i)))
                 x[i] = -CUDART_INF_F;
             mx = fmaxf(mx, x[i]);
         }
@@ -194,11 +202,11 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
     if ((lane & 1) == 0)
         s_mul[warp][r] = l > 0.f ? 1.f / l : 0.f;
     __syncwarp();
-    store_rows<DP>(ow, s_mul[warp], o, p.o_s[2], row0, warp * 16, p.seq_q, p.dim, p.stride_perm,
+    store_rows<DP>(ow, s_mul[warp], o, p.o_s[2], row0, warp * 16, sv.len_q, p.dim_v, p.stride_perm,
                    lane);
     int rr = row0 + warp * 16 + r;
-    if (p.lse && (lane & 1) == 0 && rr < p.seq_q)
-        p.lse[(int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q)] =
+    if (p.lse && (lane & 1) == 0 && rr < sv.len_q)
+        p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] =
             l > 0.f ? (m + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
 #endif
 }
@@ -226,20 +234,26 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
     __shared__ float s_mul[kWarps][16];
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
+    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return;
+    const int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
     const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const __half *q = static_cast<const __half *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const __half *k = static_cast<const __half *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const __half *v = static_cast<const __half *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    const __half *dout = static_cast<const __half *>(p.dout) + b * p.o_s[0] + h * p.o_s[1];
-    __half *dq = static_cast<__half *>(p.dq) + b * p.q_s[0] + h * p.q_s[1];
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
     const int row0 = qt * kTile;
+    const seg_view sv = seg_of(p, sg);
+    if (row0 >= sv.len_q)
+        return;
+    const __half *q = seg_base<const __half>(p.q, p.q_s, sv, h, false);
+    const __half *k = seg_base<const __half>(p.k, p.k_s, sv, kvh, true);
+    const __half *v = seg_base<const __half>(p.v, p.v_s, sv, kvh, true);
+    const __half *dout = seg_base<const __half>(p.dout, p.o_s, sv, h, false);
+    __half *dq = seg_base<__half>(p.dq, p.q_s, sv, h, false);
+    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
+    const int n = trim_key_list(p, sv, p.kgrp != nullptr, p.row_tent + beg,
+                                p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg);
 
-    load_tile<DP>(sQ, q, p.q_s[2], row0, p.seq_q, p.dim, p.stride_perm);
-    load_tile<DP>(sO, dout, p.o_s[2], row0, p.seq_q, p.dim, p.stride_perm);
+    load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
+    load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);
     __syncthreads();
     frag_a qf[DP / 16], of[DP / 16];
 #pragma unroll
@@ -258,17 +272,17 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
     const int r = lane >> 1, hc = (lane & 1) * 32;
     const int rr = row0 + warp * 16 + r;
     float lse2 = -CUDART_INF_F, dl = 0.f;
-    if (rr < p.seq_q) {
-        int64_t idx = (int64_t)bh * p.seq_q + perm_row(rr, p.stride_perm, p.seq_q);
+    if (rr < sv.len_q) {
+        int64_t idx = sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
         lse2 = p.lse_in[idx] * log2e;
         dl = p.delta[idx];
     }
     for (int it = 0; it < n; ++it) {
         const int2 e = p.row_tent[beg + it];
         __syncthreads();
-        load_tile<DP>(sK, k, p.k_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+        load_tile<DP>(sK, k, p.k_s[2], e.x * kTile, sv.len_k, p.dim, p.stride_perm,
                       key_group(p, lh, e.x), p.log2g);
-        load_tile<DP>(sV, v, p.v_s[2], e.x * kTile, p.seq_k, p.dim, p.stride_perm,
+        load_tile<DP>(sV, v, p.v_s[2], e.x * kTile, sv.len_k, p.dim_v, p.stride_perm,
                       key_group(p, lh, e.x), p.log2g);
         __syncthreads();
 #pragma unroll
@@ -289,12 +303,14 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
         }
         __syncwarp();
         const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
+        const bool cut = tile_needs_cut(p, sv, p.kgrp, e.x);
         float ds[32];
 #pragma unroll
         for (int i = 0; i < 32; ++i) {
             float pr = prob(S[r * kTile + hc + i], p.scale_log2, lse2);
-            if (sub && !keep_at<false>(p, sub, warp * 16 + r, hc + i, row0, e.x * kTile,
-                                       key_group(p, lh, e.x)))
+            if ((sub && !keep_at<false>(p, sub, warp * 16 + r, hc + i, row0, e.x * kTile,
+                                        key_group(p, lh, e.x))) ||
+                (cut && key_cut(p, sv, key_group(p, lh, e.x), e.x, hc + i)))
                 pr = 0.f;
             ds[i] = pr * (Dp[r * kTile + hc + i] - dl);
         }
@@ -326,7 +342,7 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
     if (lane < 16)
         s_mul[warp][lane] = p.scale;
     __syncwarp();
-    store_rows<DP>(S, s_mul[warp], dq, p.q_s[2], row0, warp * 16, p.seq_q, p.dim, p.stride_perm,
+    store_rows<DP>(S, s_mul[warp], dq, p.q_s[2], row0, warp * 16, sv.len_q, p.dim, p.stride_perm,
                    lane);
 #endif
 }
@@ -351,23 +367,27 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
     float *sD = sL + kTile;
     __shared__ float s_mul[kWarps][16];
 
-    const int bh = blockIdx.y, b = bh / p.heads, h = bh - b * p.heads;
-    const int lh = p.lheads == 1 ? 0 : h;
-    const int kt = p.k_order[lh * p.n_kt + blockIdx.x];
-    const __half *q = static_cast<const __half *>(p.q) + b * p.q_s[0] + h * p.q_s[1];
-    const __half *k = static_cast<const __half *>(p.k) + b * p.k_s[0] + h * p.k_s[1];
-    const __half *v = static_cast<const __half *>(p.v) + b * p.v_s[0] + h * p.v_s[1];
-    const __half *dout = static_cast<const __half *>(p.dout) + b * p.o_s[0] + h * p.o_s[1];
-    __half *dk = static_cast<__half *>(p.dk) + b * p.k_s[0] + h * p.k_s[1];
-    __half *dv = static_cast<__half *>(p.dv) + b * p.v_s[0] + h * p.v_s[1];
-    const int beg = p.col_tptr[lh * (p.n_kt + 1) + kt];
-    const int n = p.col_tptr[lh * (p.n_kt + 1) + kt + 1] - beg;
+    /* one kv head: the query heads of its group in ascending order (as the
+     * mma path's dK/dV kernel, tc_kernels.cuh) */
+    const int bh = grid_bh(), sg = bh / p.kv_heads, kvh = bh - sg * p.kv_heads;
+    if (sg >= p.n_seg)
+        return;
+    const int h0 = kvh * p.group, lh0 = p.lheads == 1 ? 0 : h0;
+    const int kt = p.k_order[lh0 * p.n_kt + blockIdx.x];
     const int row0 = kt * kTile;
-    const int64_t lrow = (int64_t)bh * p.seq_q;
+    const seg_view sv = seg_of(p, sg);
+    if (!p.kgrp && row0 >= sv.len_k)
+        return;
+    const __half *k = seg_base<const __half>(p.k, p.k_s, sv, kvh, true);
+    const __half *v = seg_base<const __half>(p.v, p.v_s, sv, kvh, true);
+    __half *dk = seg_base<__half>(p.dk, p.k_s, sv, kvh, true);
+    __half *dv = seg_base<__half>(p.dv, p.v_s, sv, kvh, true);
+    const bool dead = !p.kgrp && !p.stride_perm && row0 >= sv.klim;
 
-    const int32_t *kgrp = key_group(p, lh, kt);
-    load_tile<DP>(sK, k, p.k_s[2], row0, p.seq_k, p.dim, p.stride_perm, kgrp, p.log2g);
-    load_tile<DP>(sV, v, p.v_s[2], row0, p.seq_k, p.dim, p.stride_perm, kgrp, p.log2g);
+    const int32_t *kgrp = key_group(p, lh0, kt);
+    const bool cut = tile_needs_cut(p, sv, kgrp, kt);
+    load_tile<DP>(sK, k, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, kgrp, p.log2g);
+    load_tile<DP>(sV, v, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, kgrp, p.log2g);
     frag_c adk[DP / 16], adv[DP / 16];
 #pragma unroll
     for (int dj = 0; dj < DP / 16; ++dj) {
@@ -375,98 +395,109 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
         wmma::fill_fragment(adv[dj], 0.f);
     }
     const int r = lane >> 1, hc = (lane & 1) * 32;
-    for (int it = 0; it < n; ++it) {
-        const int2 e = p.col_tent[beg + it];
-        const int q0 = e.x * kTile;
-        __syncthreads();
-        load_tile<DP>(sQ, q, p.q_s[2], q0, p.seq_q, p.dim, p.stride_perm);
-        load_tile<DP>(sO, dout, p.o_s[2], q0, p.seq_q, p.dim, p.stride_perm);
-        if (threadIdx.x < kTile) {
-            int qq = q0 + threadIdx.x;
-            float lv = -CUDART_INF_F, dv_ = 0.f;
-            if (qq < p.seq_q) {
-                int64_t idx = lrow + perm_row(qq, p.stride_perm, p.seq_q);
-                lv = p.lse_in[idx] * log2e;
-                dv_ = p.delta[idx];
+    for (int gi = 0; gi < p.group && !dead; ++gi) {
+        const int h = h0 + gi, lh = p.lheads == 1 ? 0 : h;
+        const __half *q = seg_base<const __half>(p.q, p.q_s, sv, h, false);
+        const __half *dout = seg_base<const __half>(p.dout, p.o_s, sv, h, false);
+        const int beg = p.col_tptr[lh * (p.n_kt + 1) + kt];
+        const int n = p.col_tptr[lh * (p.n_kt + 1) + kt + 1] - beg;
+        for (int it = 0; it < n; ++it) {
+            const int2 e = p.col_tent[beg + it];
+            const int q0 = e.x * kTile;
+            if (q0 >= sv.len_q)
+                break; /* sorted by query tile: the rest lie past the segment too */
+            __syncthreads();
+            load_tile<DP>(sQ, q, p.q_s[2], q0, sv.len_q, p.dim, p.stride_perm);
+            load_tile<DP>(sO, dout, p.o_s[2], q0, sv.len_q, p.dim_v, p.stride_perm);
+            if (threadIdx.x < kTile) {
+                int qq = q0 + threadIdx.x;
+                float lv = -CUDART_INF_F, dv_ = 0.f;
+                if (qq < sv.len_q) {
+                    int64_t idx =
+                        sv.lse0 + (int64_t)h * p.time_q + perm_row(qq, p.stride_perm, p.seq_q);
+                    lv = p.lse_in[idx] * log2e;
+                    dv_ = p.delta[idx];
+                }
+                sL[threadIdx.x] = lv;
+                sD[threadIdx.x] = dv_;
             }
-            sL[threadIdx.x] = lv;
-            sD[threadIdx.x] = dv_;
-        }
-        __syncthreads();
-        /* S^T = K Q^T */
+            __syncthreads();
+            /* S^T = K Q^T */
 #pragma unroll
-        for (int nj = 0; nj < kTile / 16; ++nj) {
-            frag_c acc;
-            wmma::fill_fragment(acc, 0.f);
+            for (int nj = 0; nj < kTile / 16; ++nj) {
+                frag_c acc;
+                wmma::fill_fragment(acc, 0.f);
 #pragma unroll
-            for (int kk = 0; kk < DP / 16; ++kk) {
-                frag_a af;
-                frag_bc bf;
-                wmma::load_matrix_sync(af, sK + warp * 16 * sr + kk * 16, sr);
-                wmma::load_matrix_sync(bf, sQ + nj * 16 * sr + kk * 16, sr);
-                wmma::mma_sync(acc, af, bf, acc);
+                for (int kk = 0; kk < DP / 16; ++kk) {
+                    frag_a af;
+                    frag_bc bf;
+                    wmma::load_matrix_sync(af, sK + warp * 16 * sr + kk * 16, sr);
+                    wmma::load_matrix_sync(bf, sQ + nj * 16 * sr + kk * 16, sr);
+                    wmma::mma_sync(acc, af, bf, acc);
+                }
+                wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
             }
-            wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
-        }
-        __syncwarp();
-        const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
-        float pv[32];
+            __syncwarp();
+            const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
+            float pv[32];
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
-            int c = hc + i;
-            float pr = prob(R1[r * kTile + c], p.scale_log2, sL[c]);
-            if (sub && !keep_at<true>(p, sub, warp * 16 + r, c, row0, q0, kgrp))
-                pr = 0.f;
-            pv[i] = pr;
-            R2[r * kTile + c] = __float2half_rn(pr);
-        }
-        __syncwarp();
-        /* dV += P^T dO; dP^T = V dO^T */
-#pragma unroll
-        for (int dj = 0; dj < DP / 16; ++dj) {
-#pragma unroll
-            for (int kk = 0; kk < kTile / 16; ++kk) {
-                frag_a af;
-                frag_br bf;
-                wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
-                wmma::load_matrix_sync(bf, sO + kk * 16 * sr + dj * 16, sr);
-                wmma::mma_sync(adv[dj], af, bf, adv[dj]);
+            for (int i = 0; i < 32; ++i) {
+                int c = hc + i;
+                float pr = prob(R1[r * kTile + c], p.scale_log2, sL[c]);
+                if ((sub && !keep_at<true>(p, sub, warp * 16 + r, c, row0, q0, kgrp)) ||
+                    (cut && key_cut(p, sv, kgrp, kt, warp * 16 + r)))
+                    pr = 0.f;
+                pv[i] = pr;
+                R2[r * kTile + c] = __float2half_rn(pr);
             }
-        }
+            __syncwarp();
+            /* dV += P^T dO; dP^T = V dO^T */
 #pragma unroll
-        for (int nj = 0; nj < kTile / 16; ++nj) {
-            frag_c acc;
-            wmma::fill_fragment(acc, 0.f);
+            for (int dj = 0; dj < DP / 16; ++dj) {
 #pragma unroll
-            for (int kk = 0; kk < DP / 16; ++kk) {
-                frag_a af;
-                frag_bc bf;
-                wmma::load_matrix_sync(af, sV + warp * 16 * sr + kk * 16, sr);
-                wmma::load_matrix_sync(bf, sO + nj * 16 * sr + kk * 16, sr);
-                wmma::mma_sync(acc, af, bf, acc);
+                for (int kk = 0; kk < kTile / 16; ++kk) {
+                    frag_a af;
+                    frag_br bf;
+                    wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
+                    wmma::load_matrix_sync(bf, sO + kk * 16 * sr + dj * 16, sr);
+                    wmma::mma_sync(adv[dj], af, bf, adv[dj]);
+                }
             }
-            wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
-        }
-        __syncwarp();
 #pragma unroll
-        for (int i = 0; i < 32; ++i) {
-            int c = hc + i;
-            R2[r * kTile + c] = __float2half_rn(pv[i] * (R1[r * kTile + c] - sD[c]));
-        }
-        __syncwarp();
-        /* dK += dS^T Q */
+            for (int nj = 0; nj < kTile / 16; ++nj) {
+                frag_c acc;
+                wmma::fill_fragment(acc, 0.f);
 #pragma unroll
-        for (int dj = 0; dj < DP / 16; ++dj) {
-#pragma unroll
-            for (int kk = 0; kk < kTile / 16; ++kk) {
-                frag_a af;
-                frag_br bf;
-                wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
-                wmma::load_matrix_sync(bf, sQ + kk * 16 * sr + dj * 16, sr);
-                wmma::mma_sync(adk[dj], af, bf, adk[dj]);
+                for (int kk = 0; kk < DP / 16; ++kk) {
+                    frag_a af;
+                    frag_bc bf;
+                    wmma::load_matrix_sync(af, sV + warp * 16 * sr + kk * 16, sr);
+                    wmma::load_matrix_sync(bf, sO + nj * 16 * sr + kk * 16, sr);
+                    wmma::mma_sync(acc, af, bf, acc);
+                }
+                wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
             }
+            __syncwarp();
+#pragma unroll
+            for (int i = 0; i < 32; ++i) {
+                int c = hc + i;
+                R2[r * kTile + c] = __float2half_rn(pv[i] * (R1[r * kTile + c] - sD[c]));
+            }
+            __syncwarp();
+            /* dK += dS^T Q */
+#pragma unroll
+            for (int dj = 0; dj < DP / 16; ++dj) {
+#pragma unroll
+                for (int kk = 0; kk < kTile / 16; ++kk) {
+                    frag_a af;
+                    frag_br bf;
+                    wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
+                    wmma::load_matrix_sync(bf, sQ + kk * 16 * sr + dj * 16, sr);
+                    wmma::mma_sync(adk[dj], af, bf, adk[dj]);
+                }
+            }
+            __syncwarp();
         }
-        __syncwarp();
     }
     __syncthreads(); /* the Q / dO tiles become the output staging */
     float *st = reinterpret_cast<float *>(smem_raw + 2 * tb) + warp * 16 * DP;
@@ -476,7 +507,7 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
     for (int dj = 0; dj < DP / 16; ++dj)
         wmma::store_matrix_sync(st + dj * 16, adv[dj], DP, wmma::mem_row_major);
     __syncwarp();
-    store_rows<DP>(st, s_mul[warp], dv, p.v_s[2], row0, warp * 16, p.seq_k, p.dim, p.stride_perm,
+    store_rows<DP>(st, s_mul[warp], dv, p.v_s[2], row0, warp * 16, sv.len_k, p.dim_v, p.stride_perm,
                    lane, kgrp, p.log2g);
     __syncwarp();
     if (lane < 16)
@@ -485,7 +516,7 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
     for (int dj = 0; dj < DP / 16; ++dj)
         wmma::store_matrix_sync(st + dj * 16, adk[dj], DP, wmma::mem_row_major);
     __syncwarp();
-    store_rows<DP>(st, s_mul[warp], dk, p.k_s[2], row0, warp * 16, p.seq_k, p.dim, p.stride_perm,
+    store_rows<DP>(st, s_mul[warp], dk, p.k_s[2], row0, warp * 16, sv.len_k, p.dim, p.stride_perm,
                    lane, kgrp, p.log2g);
 #endif
 }
@@ -559,7 +590,8 @@ cudaError_t bsa_cuda_volta_launch(int kernel, int dpad, const bsa_cuda_params &p
     const void *fn = volta_fn(kernel, dpad);
     if (!fn)
         return cudaErrorInvalidDeviceFunction;
-    dim3 grid(kernel == BSA_K_DKDV ? p.n_kt : p.n_qt, p.batch * p.heads);
+    dim3 grid = bsa_cuda_grid(kernel == BSA_K_DKDV ? p.n_kt : p.n_qt,
+                              (int64_t)p.n_seg * (kernel == BSA_K_DKDV ? p.kv_heads : p.heads));
     void *args[] = {const_cast<bsa_cuda_params *>(&p)};
     cudaError_t e = cudaLaunchKernel(fn, grid, dim3(volta::kThreads), args,
                                      bsa_cuda_volta_smem(kernel, dpad), s);

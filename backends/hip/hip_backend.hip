@@ -168,62 +168,13 @@ void plan_fini(bsa_plan_t plan)
     plan->backend_data = nullptr;
 }
 
-bsa_cuda_params make_params(const bsa_plan *plan)
-{
-    const bsa_shape &s = plan->shape;
-    const bsa_layout *l = plan->layout;
-    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
-    bsa_cuda_params p;
-    memset(&p, 0, sizeof(p));
-    for (int i = 0; i < 3; ++i) {
-        p.q_s[i] = s.q_stride[i];
-        p.k_s[i] = s.k_stride[i];
-        p.v_s[i] = s.v_stride[i];
-        p.o_s[i] = s.o_stride[i];
-    }
-    p.dtype = s.dtype;
-    p.batch = (int)s.batch;
-    p.heads = (int)s.heads;
-    p.seq_q = (int)s.seq_q;
-    p.seq_k = (int)s.seq_k;
-    p.dim = (int)s.head_dim;
-    p.scale = s.scale;
-    p.scale_log2 = s.scale * 1.4426950408889634f;
-    p.stride_perm = l->stride_perm;
-    p.lheads = l->heads;
-    p.block = l->block;
-    p.words = l->words;
-    p.pred = l->pred;
-    p.n_qt = dl->n_qt;
-    p.n_kt = dl->n_kt;
-    p.ns = dl->ns;
-    p.log2g = dl->log2g;
-    p.row_tptr = dl->row_tptr;
-    p.col_tptr = dl->col_tptr;
-    p.q_order = dl->q_order;
-    p.k_order = dl->k_order;
-    p.sub = dl->sub;
-    p.row_tent = dl->row_tent;
-    p.col_tent = dl->col_tent;
-    p.mask_idx = dl->mask_idx;
-    p.row_ptr = dl->row_ptr;
-    p.col_idx = dl->col_idx;
-    p.col_ptr = dl->col_ptr;
-    p.t_block = dl->t_block;
-    p.t_row = dl->t_row;
-    p.bits = dl->bits;
-    p.kgrp = dl->kgrp;
-    p.kg = dl->kg;
-    return p;
-}
-
 bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_bytes, void *stream)
 {
     const hip_plan *hp = static_cast<const hip_plan *>(plan->backend_data);
     device_guard g(plan->ctx->device);
     if (g.err != hipSuccess)
         return hip_status(g.err, "forward: selecting the device");
-    bsa_cuda_params p = make_params(plan);
+    bsa_cuda_params p = bsa_cuda_make_params(plan);
     p.q = a->q;
     p.k = a->k;
     p.v = a->v;
@@ -247,7 +198,7 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     device_guard g(plan->ctx->device);
     if (g.err != hipSuccess)
         return hip_status(g.err, "backward: selecting the device");
-    bsa_cuda_params p = make_params(plan);
+    bsa_cuda_params p = bsa_cuda_make_params(plan);
     p.q = a->q;
     p.k = a->k;
     p.v = a->v;

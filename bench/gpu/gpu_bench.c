@@ -25,7 +25,15 @@ typedef struct cfg {
     bsa_pattern pattern; /* or -1 for the random layout */
     int seq, block, ctx, verts, vertsize, heads, dim;
     double density;
+    int kv_heads; /* 0: heads (grouped-query attention otherwise) */
+    int varlen;   /* 1: the packed sequences of varlen_lengths (batch 1) */
 } cfg;
+
+/* Packed sequence lengths of the varlen rows: 65536 tokens, each <= 8192
+ * (bench/peers/flex_peer.py uses the same list). */
+static const int varlen_lengths[] = {8192, 1000, 4096, 537,  6144, 2048, 3000,
+                                     7168, 5000, 8192, 1500, 4659, 8000, 6000};
+#define N_VARLEN ((int)(sizeof varlen_lengths / sizeof *varlen_lengths))
 
 /* batch * seq = 65536 tokens in every row (the setting). */
 static const cfg configs[] = {
@@ -36,6 +44,8 @@ static const cfg configs[] = {
     {"fixed-L128-b32", BSA_PATTERN_FIXED, 16384, 32, 128, 4, 1, 16, 64, 0},
     {"local-L256-b64", BSA_PATTERN_LOCAL, 8192, 64, 256, 0, 0, 16, 64, 0},
     {"random10-b32", (bsa_pattern)-1, 8192, 32, 0, 0, 0, 16, 64, 0.10},
+    {"gqa-all-d128", BSA_PATTERN_ALL, 8192, 128, 0, 0, 0, 16, 128, 0, 4},
+    {"varlen-all-d128", BSA_PATTERN_ALL, 8192, 128, 0, 0, 0, 8, 128, 0, 0, 1},
 };
 
 #define CK(x)                                                                                      \
@@ -118,7 +128,9 @@ int main(int argc, char **argv)
         CK(cudaDeviceSynchronize());
         CK(cudaMemGetInfo(&free0, &total));
         size_t min_free = free0;
-        int batch = 65536 / c->seq;
+        int batch = c->varlen ? 1 : 65536 / c->seq;
+        int time = c->varlen ? 65536 : c->seq; /* the tensors' */
+        int hkv = c->kv_heads ? c->kv_heads : c->heads;
         bsa_layout_t lay;
         if ((int)c->pattern >= 0) {
             bsa_preset ps = {c->pattern, c->seq,   c->block,    c->heads,
@@ -139,29 +151,54 @@ int main(int argc, char **argv)
         double blocks = per * (double)info.blocks_total;
         double fwd_flop = 4.0 * c->dim * blocks * (double)info.block * info.block;
         double useful = 4.0 * c->dim * per * (double)info.kept_elements;
+        int32_t cu[N_VARLEN + 1];
+        cu[0] = 0;
+        if (c->varlen) { /* causal within each sequence (the only varlen row) */
+            double bl = 0, el = 0;
+            for (int i = 0; i < N_VARLEN; i++) {
+                double L = varlen_lengths[i], nb = ceil(L / info.block);
+                bl += nb * (nb + 1) / 2;
+                el += L * (L + 1) / 2;
+                cu[i + 1] = cu[i] + varlen_lengths[i];
+            }
+            fwd_flop = 4.0 * c->dim * c->heads * bl * info.block * info.block;
+            useful = 4.0 * c->dim * c->heads * el;
+        }
+        int32_t *dcu = NULL;
+        if (c->varlen) {
+            CK(cudaMalloc((void **)&dcu, sizeof cu));
+            CK(cudaMemcpy(dcu, cu, sizeof cu, cudaMemcpyHostToDevice));
+        }
 
         bsa_attn_desc d;
         memset(&d, 0, sizeof d);
         d.dtype = dt;
-        d.q = d.k = d.v = d.o = bsa_tensor_bthd(batch, c->seq, c->heads, c->dim);
+        d.q = d.o = bsa_tensor_bthd(batch, time, c->heads, c->dim);
+        d.k = d.v = bsa_tensor_bthd(batch, time, hkv, c->dim);
+        d.flags = c->varlen ? BSA_PLAN_VARLEN : 0;
         bsa_plan_t plan;
         BK(bsa_plan_create(ctx, &plan, &d, lay));
         const char *impl;
         size_t wsb;
         BK(bsa_plan_implementation(plan, &impl));
         BK(bsa_plan_workspace_size(plan, &wsb));
-        size_t n = (size_t)batch * c->seq * c->heads * c->dim;
-        void *q = dev_random(n, dt), *k = dev_random(n, dt), *v = dev_random(n, dt);
+        size_t n = (size_t)batch * time * c->heads * c->dim;
+        size_t nk = (size_t)batch * time * hkv * c->dim;
+        void *q = dev_random(n, dt), *k = dev_random(nk, dt), *v = dev_random(nk, dt);
         void *dout = dev_random(n, dt), *o, *dq, *dk, *dv, *ws;
         float *lse;
         CK(cudaMalloc(&o, n * 2));
         CK(cudaMalloc(&dq, n * 2));
-        CK(cudaMalloc(&dk, n * 2));
-        CK(cudaMalloc(&dv, n * 2));
+        CK(cudaMalloc(&dk, nk * 2));
+        CK(cudaMalloc(&dv, nk * 2));
         CK(cudaMalloc(&ws, wsb));
-        CK(cudaMalloc((void **)&lse, (size_t)batch * c->heads * c->seq * 4));
+        CK(cudaMalloc((void **)&lse, (size_t)batch * c->heads * time * 4));
         bsa_fwd_args fa = {q, k, v, o, lse};
         bsa_bwd_args ba = {q, k, v, o, lse, dout, dq, dk, dv};
+        if (c->varlen) {
+            fa.cu_seqlens_q = fa.cu_seqlens_k = ba.cu_seqlens_q = ba.cu_seqlens_k = dcu;
+            fa.num_seqs = ba.num_seqs = N_VARLEN;
+        }
         double ms[2];
         for (int which = 0; which < 2; which++) {
             for (int i = 0; i < warmup + iters; i++) {
@@ -183,20 +220,22 @@ int main(int argc, char **argv)
             min_free = free1;
         /* the library's own share: layout tables + workspace (no T^2 buffer) */
         double peak_mib = (double)(free0 - min_free) / 1048576.0;
-        double tens_mib = (double)(9 * n * 2 + (size_t)batch * c->heads * c->seq * 4) / 1048576.0;
+        double tens_mib =
+            (double)((5 * n + 4 * nk) * 2 + (size_t)batch * c->heads * time * 4) / 1048576.0;
         printf("{\"device\": \"%s\", \"name\": \"%s\", \"impl\": \"%s\", \"batch\": %d, "
-               "\"seq\": %d, \"heads\": %d, \"dim\": %d, \"block\": %d, \"dtype\": \"%s\", "
+               "\"seq\": %d, \"heads\": %d, \"kv_heads\": %d, \"varlen\": %d, \"dim\": %d, "
+               "\"block\": %d, \"dtype\": \"%s\", "
                "\"density\": %.5f, \"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, "
                "\"fwd_block_tflops\": %.2f, \"fwdbwd_block_tflops\": %.2f, "
                "\"fwd_useful_tflops\": %.2f, \"fwdbwd_useful_tflops\": %.2f, "
                "\"peak_dev_mib\": %.1f, \"tensors_mib\": %.1f, \"workspace_bytes\": %zu}\n",
-               prop.name, c->name, impl, batch, c->seq, c->heads, c->dim, info.block,
-               dt == BSA_DTYPE_F16 ? "f16" : "bf16",
+               prop.name, c->name, impl, batch, c->seq, c->heads, hkv, c->varlen, c->dim,
+               info.block, dt == BSA_DTYPE_F16 ? "f16" : "bf16",
                (double)info.kept_elements / ((double)info.heads * info.seq_q * info.seq_k), ms[0],
                ms[1], fwd_flop / ms[0] * 1e-9, 3.5 * fwd_flop / ms[1] * 1e-9, useful / ms[0] * 1e-9,
                3.5 * useful / ms[1] * 1e-9, peak_mib, tens_mib, wsb);
         fflush(stdout);
-        void *all[] = {q, k, v, dout, o, dq, dk, dv, ws, lse};
+        void *all[] = {q, k, v, dout, o, dq, dk, dv, ws, lse, dcu};
         for (size_t i = 0; i < sizeof all / sizeof *all; i++)
             CK(cudaFree(all[i]));
         bsa_plan_destroy(plan);

@@ -3,7 +3,7 @@
 (bench/peers/flex_peer.py) and prints the issue's targets as measured:
 speed ratio = peer time / bsa time (> 1: bsa faster).
 
-    summarize.py BSA_JSONL PEERS_JSONL [MARKDOWN_OUT]
+    summarize.py BSA_JSONL PEERS_JSONL [MARKDOWN_OUT [BASE_JSONL]]
 """
 import json
 import sys
@@ -76,6 +76,22 @@ for k in ("fwd_block_tflops", "fwdbwd_block_tflops"):
     base = rate("all-d64", k)
     line(f"local L256 b64 {k} / all (d64, b128)", rate("local-L256-b64", k) / base, 0.7)
     line(f"random 10% b32 {k} / all (d64, b128)", rate("random10-b32", k) / base, 0.5)
+out.append("")
+out.append("beyond the seed (issue 7), speed ratio = peer ms / bsa ms:")
+for n, p in (("gqa-all-d128", "flex"), ("gqa-all-d128", "sdpa-flash-causal"),
+             ("varlen-all-d128", "flex")):
+    out.append(f"  {n} vs {p}: fwd {ratio(n, p, 'fwd_ms'):.2f}x, "
+               f"fwd+bwd {ratio(n, p, 'fwdbwd_ms'):.2f}x")
+if len(sys.argv) > 4:  # the earlier version's rows (run.sh BASE=...)
+    base = {r["name"]: r for r in load(sys.argv[4])}
+    out.append("")
+    out.append("| config | base fwd ms | this fwd ms | base fwd+bwd ms | this fwd+bwd ms |")
+    out.append("|---|---|---|---|---|")
+    for n, b in base.items():
+        o = ours.get(n)
+        if o:
+            out.append(f"| {n} | {b['fwd_ms']:.3f} | {o['fwd_ms']:.3f} | {b['fwdbwd_ms']:.3f} | "
+                       f"{o['fwdbwd_ms']:.3f} |")
 text = "\n".join(out)
 print(text)
 if len(sys.argv) > 3:

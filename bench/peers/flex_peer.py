@@ -19,6 +19,12 @@ which tests/test_layouts.c checks bsa's layouts against):
 "strided-permuted" gives FlexAttention the permuted tensors and the mask
 in permuted order (its best case: the mask is then block-structured);
 the permutation itself is not timed.
+
+Beyond the seed: "gqa-all-d128" (causal, 16 query heads over 4 kv heads:
+FlexAttention and SDPA with enable_gqa) and "varlen-all-d128" (14 packed
+sequences of VARLEN_LENGTHS, causal within each: FlexAttention on one
+65536-token row with the document-causal mask, the usual way to run packed
+sequences through it).
 """
 import json
 import sys
@@ -30,6 +36,9 @@ from torch.nn.attention.flex_attention import BlockMask, flex_attention
 from triton.testing import do_bench
 
 TOKENS = 65536
+# bench/gpu/gpu_bench.c's varlen_lengths
+VARLEN_LENGTHS = [8192, 1000, 4096, 537, 6144, 2048, 3000, 7168, 5000, 8192, 1500, 4659, 8000,
+                  6000]
 flex = torch.compile(flex_attention, dynamic=False)
 dev = torch.cuda.get_device_name(0)
 
@@ -47,10 +56,11 @@ def bench(fn, grads):
     return fwd, both
 
 
-def inputs(b, h, t, d):
-    mk = lambda: (torch.rand(b, h, t, d, device="cuda", dtype=torch.float16) * 2 - 1)
-    q, k, v = (mk().requires_grad_(True) for _ in range(3))
-    return q, k, v, mk()
+def inputs(b, h, t, d, hkv=None):
+    mk = lambda hh: (torch.rand(b, hh, t, d, device="cuda", dtype=torch.float16) * 2 - 1)
+    hkv = hkv or h
+    q, k, v = (mk(hh).requires_grad_(True) for hh in (h, hkv, hkv))
+    return q, k, v, mk(h)
 
 
 def emit(name, peer, fwd, both, extra=None):
@@ -92,11 +102,12 @@ def block_mask(mask_mod, h, t, per_head, bs=128):
                                     mask_mod=mask_mod)
 
 
-def run_flex(name, mask_mod, h, t, d, per_head, permute=None):
+def run_flex(name, mask_mod, h, t, d, per_head, permute=None, hkv=None):
     b = TOKENS // t
-    q, k, v, do = inputs(b, h, t, d)
+    q, k, v, do = inputs(b, h, t, d, hkv)
     bm = block_mask(mask_mod, h, t, per_head)
-    fn = lambda: flex(q, k, v, block_mask=bm)
+    gqa = hkv is not None and hkv != h
+    fn = lambda: flex(q, k, v, block_mask=bm, enable_gqa=gqa)
     fwd, both = bench(fn, do)
     emit(name, "flex" if permute is None else "flex-permuted", fwd, both,
          {"flex_block_sparsity": round(float(bm.sparsity()), 2)})
@@ -104,11 +115,12 @@ def run_flex(name, mask_mod, h, t, d, per_head, permute=None):
     torch.cuda.empty_cache()
 
 
-def run_sdpa(name, h, t, d, causal):
+def run_sdpa(name, h, t, d, causal, hkv=None):
     b = TOKENS // t
-    q, k, v, do = inputs(b, h, t, d)
+    q, k, v, do = inputs(b, h, t, d, hkv)
+    gqa = hkv is not None and hkv != h
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
-        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
         fwd, both = bench(fn, do)
     emit(name, "sdpa-flash" + ("-causal" if causal else "-dense"), fwd, both)
     del q, k, v, do
@@ -161,6 +173,21 @@ def main():
             return (k <= q) & ((q // L == k // L) | ((k // B) % S == S - 1 - h % nv))
 
         guarded(run_flex, "fixed-L128-b32", fixed, 16, t, 64, True)
+
+    if want("gqa-all-d128"):
+        guarded(run_flex, "gqa-all-d128", causal, 16, 8192, 128, False, hkv=4)
+        guarded(run_sdpa, "gqa-all-d128", 16, 8192, 128, True, hkv=4)
+
+    if want("varlen-all-d128"):
+        assert sum(VARLEN_LENGTHS) == TOKENS
+        doc = torch.repeat_interleave(
+            torch.arange(len(VARLEN_LENGTHS), device="cuda"),
+            torch.tensor(VARLEN_LENGTHS, device="cuda"))
+
+        def doc_causal(b, h, q, k):
+            return (doc[q] == doc[k]) & (q >= k)
+
+        guarded(run_flex, "varlen-all-d128", doc_causal, 8, TOKENS, 128, False)
 
     if want("local-L256-b64"):
         def local(b, h, q, k):

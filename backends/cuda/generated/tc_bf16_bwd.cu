@@ -3,25 +3,34 @@
 
 namespace bsa_cuda {
 
-/* kernel function of (kernel, padded head dim), NULL if not instantiated */
-const void *tc_kernel_bf16_bwd(int kernel, int dpad)
+/* kernel function of (kernel, padded head dim, features beyond the seed
+ * in the call), NULL if not instantiated */
+const void *tc_kernel_bf16_bwd(int kernel, int dpad, bool feat)
 {
     if (kernel == BSA_K_DQ && dpad == 32)
-        return (const void *)&dq_kernel<__nv_bfloat16, 32>;
+        return feat ? (const void *)&dq_kernel<__nv_bfloat16, 32, true>
+                    : (const void *)&dq_kernel<__nv_bfloat16, 32, false>;
     if (kernel == BSA_K_DQ && dpad == 64)
-        return (const void *)&dq_kernel<__nv_bfloat16, 64>;
+        return feat ? (const void *)&dq_kernel<__nv_bfloat16, 64, true>
+                    : (const void *)&dq_kernel<__nv_bfloat16, 64, false>;
     if (kernel == BSA_K_DQ && dpad == 128)
-        return (const void *)&dq_kernel<__nv_bfloat16, 128>;
+        return feat ? (const void *)&dq_kernel<__nv_bfloat16, 128, true>
+                    : (const void *)&dq_kernel<__nv_bfloat16, 128, false>;
     if (kernel == BSA_K_DQ && dpad == 256)
-        return (const void *)&dq_kernel<__nv_bfloat16, 256>;
+        return feat ? (const void *)&dq_kernel<__nv_bfloat16, 256, true>
+                    : (const void *)&dq_kernel<__nv_bfloat16, 256, false>;
     if (kernel == BSA_K_DKDV && dpad == 32)
-        return (const void *)&dkdv_kernel<__nv_bfloat16, 32>;
+        return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 32, true>
+                    : (const void *)&dkdv_kernel<__nv_bfloat16, 32, false>;
     if (kernel == BSA_K_DKDV && dpad == 64)
-        return (const void *)&dkdv_kernel<__nv_bfloat16, 64>;
+        return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 64, true>
+                    : (const void *)&dkdv_kernel<__nv_bfloat16, 64, false>;
     if (kernel == BSA_K_DKDV && dpad == 128)
-        return (const void *)&dkdv_kernel<__nv_bfloat16, 128>;
+        return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 128, true>
+                    : (const void *)&dkdv_kernel<__nv_bfloat16, 128, false>;
     if (kernel == BSA_K_DKDV && dpad == 256)
-        return (const void *)&dkdv_kernel<__nv_bfloat16, 256>;
+        return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 256, true>
+                    : (const void *)&dkdv_kernel<__nv_bfloat16, 256, false>;
     return nullptr;
 }
 

@@ -3,23 +3,43 @@
 
 namespace bsa_cuda {
 
-/* kernel function of (kernel, padded head dim), NULL if not instantiated */
-const void *tc_kernel_bf16_fwd(int kernel, int dpad)
+/* kernel function of (kernel, padded head dim, features beyond the seed
+ * in the call), NULL if not instantiated */
+const void *tc_kernel_bf16_fwd(int kernel, int dpad, bool feat)
 {
     if (kernel == BSA_K_FWD && dpad == 32)
-        return (const void *)&fwd_kernel<__nv_bfloat16, 32>;
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 32, false, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 32, false, false>;
     if (kernel == BSA_K_FWD && dpad == 64)
-        return (const void *)&fwd_kernel<__nv_bfloat16, 64>;
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 64, false, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 64, false, false>;
     if (kernel == BSA_K_FWD && dpad == 128)
-        return (const void *)&fwd_kernel<__nv_bfloat16, 128>;
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 128, false, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 128, false, false>;
     if (kernel == BSA_K_FWD && dpad == 256)
-        return (const void *)&fwd_kernel<__nv_bfloat16, 256>;
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 256, false, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 256, false, false>;
+    if (kernel == BSA_K_FWD_GATHER && dpad == 32)
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 32, true, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 32, true, false>;
+    if (kernel == BSA_K_FWD_GATHER && dpad == 64)
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 64, true, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 64, true, false>;
+    if (kernel == BSA_K_FWD_GATHER && dpad == 128)
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 128, true, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 128, true, false>;
+    if (kernel == BSA_K_FWD_GATHER && dpad == 256)
+        return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 256, true, true>
+                    : (const void *)&fwd_kernel<__nv_bfloat16, 256, true, false>;
     if (kernel == BSA_K_FWD2 && dpad == 32)
-        return (const void *)&fwd2_kernel<__nv_bfloat16, 32>;
+        return feat ? (const void *)&fwd2_kernel<__nv_bfloat16, 32, true>
+                    : (const void *)&fwd2_kernel<__nv_bfloat16, 32, false>;
     if (kernel == BSA_K_FWD2 && dpad == 64)
-        return (const void *)&fwd2_kernel<__nv_bfloat16, 64>;
+        return feat ? (const void *)&fwd2_kernel<__nv_bfloat16, 64, true>
+                    : (const void *)&fwd2_kernel<__nv_bfloat16, 64, false>;
     if (kernel == BSA_K_FWD2 && dpad == 128)
-        return (const void *)&fwd2_kernel<__nv_bfloat16, 128>;
+        return feat ? (const void *)&fwd2_kernel<__nv_bfloat16, 128, true>
+                    : (const void *)&fwd2_kernel<__nv_bfloat16, 128, false>;
     return nullptr;
 }
 
