@@ -32,6 +32,10 @@ constexpr int kThreads = 128;
 template <int DP> struct tc_cfg {
     static constexpr int srow = DP + 8; /* padded row, elements */
     static constexpr int stages = DP <= 128 ? 2 : 1;
+    /* dQ at head dim 128: one K/V stage (70 KB of shared memory instead of
+     * 104) lets 3 blocks share an SM, as its registers allow; measured
+     * against two stages at 2 blocks in bench/NOTES.md (v10) */
+    static constexpr int dq_stages = DP == 128 ? 1 : stages;
     static constexpr int tile_elems = kTile * srow;
 };
 
@@ -662,7 +666,7 @@ template <typename T, int DP, bool FEAT>
 __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
-    constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
+    constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
     constexpr float log2e = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw);
@@ -937,7 +941,7 @@ template <int DP> constexpr size_t tc_smem_bytes(int kernel)
     using cfg = tc_cfg<DP>;
     return kernel == BSA_K_FWD || kernel == BSA_K_FWD_GATHER
                ? (size_t)(1 + 2 * cfg::stages) * cfg::tile_elems * 2
-           : kernel == BSA_K_DQ ? (size_t)(2 + 2 * cfg::stages) * cfg::tile_elems * 2
+           : kernel == BSA_K_DQ ? (size_t)(2 + 2 * cfg::dq_stages) * cfg::tile_elems * 2
                                 : (size_t)(2 + 2 * cfg::stages) * cfg::tile_elems * 2 +
                                       (size_t)2 * cfg::stages * kTile * sizeof(float);
 }
