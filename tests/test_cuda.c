@@ -29,20 +29,8 @@
 #include <cmocka.h>
 
 #ifndef BSA_WITH_CUDA
-/* A build without the CUDA backend (no nvcc): nothing to test. */
-#include <stdio.h>
-static void cuda_backend_not_built(void **state)
-{
-    (void)state;
-    fprintf(stderr, "CUDA backend not built: skipped\n");
-    skip();
-}
-int main(void)
-{
-    const struct CMUnitTest tests[] = {cmocka_unit_test(cuda_backend_not_built)};
-    return cmocka_run_group_tests(tests, NULL, NULL);
-}
-#else
+#error "GPU test: tests/CMakeLists.txt builds it only with the CUDA backend"
+#endif
 
 #include "cuda_testutil.h"
 #include <cuda_runtime.h>
@@ -66,7 +54,6 @@ static int cases_run[3];
 static const char *const path_names[3] = {"default (mma)", "reference", "volta"};
 static const char *const path_env[3] = {NULL, "reference", "volta"};
 
-
 static bsa_context_t new_ctx(void)
 {
     bsa_context_t ctx = NULL;
@@ -83,30 +70,17 @@ typedef struct dev_problem {
     size_t ws_bytes;
 } dev_problem;
 
-static size_t tbytes(const tu_tensor *t)
-{
-    return (size_t)t->span * tu_dtype_size(t->dtype);
-}
-
-static void *upload(const tu_tensor *t)
-{
-    void *d = NULL;
-    CU(cudaMalloc(&d, tbytes(t)));
-    CU(cudaMemcpy(d, t->data, tbytes(t), cudaMemcpyHostToDevice));
-    return d;
-}
-
 static void dev_init(dev_problem *d, const ac_problem *p, bsa_plan_t plan)
 {
     memset(d, 0, sizeof *d);
-    d->q = upload(&p->q);
-    d->k = upload(&p->k);
-    d->v = upload(&p->v);
-    d->dout = upload(&p->dout);
-    d->o = upload(&p->o);
-    d->dq = upload(&p->dq);
-    d->dk = upload(&p->dk);
-    d->dv = upload(&p->dv);
+    d->q = dev_upload_tensor(&p->q);
+    d->k = dev_upload_tensor(&p->k);
+    d->v = dev_upload_tensor(&p->v);
+    d->dout = dev_upload_tensor(&p->dout);
+    d->o = dev_upload_tensor(&p->o);
+    d->dq = dev_upload_tensor(&p->dq);
+    d->dk = dev_upload_tensor(&p->dk);
+    d->dv = dev_upload_tensor(&p->dv);
     CU(cudaMalloc((void **)&d->lse, (size_t)p->n_lse * sizeof(float)));
     expect_ok(bsa_plan_workspace_size(plan, &d->ws_bytes), "workspace size");
     CU(cudaMalloc(&d->ws, d->ws_bytes ? d->ws_bytes : 1));
@@ -119,29 +93,16 @@ static void dev_free(dev_problem *d)
         cudaFree(ps[i]);
 }
 
-/* Poisons the device buffer (whole span, gaps included) from the host's. */
-static void poison_to(void *dev, tu_tensor *t)
-{
-    tu_tensor_poison(t);
-    CU(cudaMemcpy(dev, t->data, tbytes(t), cudaMemcpyHostToDevice));
-}
-
-static void download(tu_tensor *t, const void *dev)
-{
-    CU(cudaMemcpy(t->data, dev, tbytes(t), cudaMemcpyDeviceToHost));
-    tu_tensor_read(t);
-}
-
 static bsa_status gpu_forward(bsa_plan_t plan, ac_problem *p, dev_problem *d, cudaStream_t stream)
 {
-    poison_to(d->o, &p->o);
+    dev_poison(d->o, &p->o);
     tu_poison(BSA_DTYPE_F32, p->lse, p->n_lse);
     CU(cudaMemcpy(d->lse, p->lse, (size_t)p->n_lse * 4, cudaMemcpyHostToDevice));
     bsa_fwd_args a = {d->q, d->k, d->v, d->o, d->lse};
     bsa_status st = bsa_forward(plan, &a, d->ws, d->ws_bytes, stream);
     CU(cudaStreamSynchronize(stream));
     CU(cudaGetLastError());
-    download(&p->o, d->o);
+    dev_download(&p->o, d->o);
     CU(cudaMemcpy(p->lse, d->lse, (size_t)p->n_lse * 4, cudaMemcpyDeviceToHost));
     tu_f32_to_f64(p->lse, p->lse_val, p->n_lse);
     return st;
@@ -149,16 +110,16 @@ static bsa_status gpu_forward(bsa_plan_t plan, ac_problem *p, dev_problem *d, cu
 
 static bsa_status gpu_backward(bsa_plan_t plan, ac_problem *p, dev_problem *d, cudaStream_t stream)
 {
-    poison_to(d->dq, &p->dq);
-    poison_to(d->dk, &p->dk);
-    poison_to(d->dv, &p->dv);
+    dev_poison(d->dq, &p->dq);
+    dev_poison(d->dk, &p->dk);
+    dev_poison(d->dv, &p->dv);
     bsa_bwd_args a = {d->q, d->k, d->v, d->o, d->lse, d->dout, d->dq, d->dk, d->dv};
     bsa_status st = bsa_backward(plan, &a, d->ws, d->ws_bytes, stream);
     CU(cudaStreamSynchronize(stream));
     CU(cudaGetLastError());
-    download(&p->dq, d->dq);
-    download(&p->dk, d->dk);
-    download(&p->dv, d->dv);
+    dev_download(&p->dq, d->dq);
+    dev_download(&p->dk, d->dk);
+    dev_download(&p->dv, d->dv);
     return st;
 }
 
@@ -602,7 +563,7 @@ static void test_graph_and_determinism(void **state)
         CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
         expect_ok(gpu_forward(plan, &p, &dp, s), "forward");
         expect_ok(gpu_backward(plan, &p, &dp, s), "backward");
-        size_t ob = tbytes(&p.o), gb = tbytes(&p.dq);
+        size_t ob = tensor_bytes(&p.o), gb = tensor_bytes(&p.dq);
         void *ref_o = tu_xmalloc(ob), *ref_dq = tu_xmalloc(gb), *ref_dk = tu_xmalloc(gb);
         memcpy(ref_o, p.o.data, ob);
         memcpy(ref_dq, p.dq.data, gb);
@@ -613,9 +574,9 @@ static void test_graph_and_determinism(void **state)
         assert_memory_equal(ref_dk, p.dk.data, gb);
 
         /* graph capture */
-        poison_to(dp.o, &p.o);
-        poison_to(dp.dq, &p.dq);
-        poison_to(dp.dk, &p.dk);
+        dev_poison(dp.o, &p.o);
+        dev_poison(dp.dq, &p.dq);
+        dev_poison(dp.dk, &p.dk);
         cudaGraph_t graph;
         cudaGraphExec_t exec;
         CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
@@ -630,9 +591,9 @@ static void test_graph_and_determinism(void **state)
         for (int rep = 0; rep < 2; rep++)
             CU(cudaGraphLaunch(exec, s));
         CU(cudaStreamSynchronize(s));
-        download(&p.o, dp.o);
-        download(&p.dq, dp.dq);
-        download(&p.dk, dp.dk);
+        dev_download(&p.o, dp.o);
+        dev_download(&p.dq, dp.dq);
+        dev_download(&p.dk, dp.dk);
         assert_memory_equal(ref_o, p.o.data, ob);
         assert_memory_equal(ref_dq, p.dq.data, gb);
         assert_memory_equal(ref_dk, p.dk.data, gb);
@@ -757,4 +718,3 @@ int main(int argc, char **argv)
     };
     return cmocka_run_group_tests(tests, NULL, print_summary);
 }
-#endif /* BSA_WITH_CUDA */

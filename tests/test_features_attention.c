@@ -41,21 +41,8 @@ static bsa_context_t new_ctx(void)
 static bsa_layout_t preset(bsa_context_t ctx, bsa_pattern pat, int seq, int block, int heads, int c,
                            int bidir)
 {
-    bsa_preset pr;
-    memset(&pr, 0, sizeof pr);
-    pr.pattern = pat;
-    pr.seq = seq;
-    pr.block = block;
-    pr.heads = heads;
-    pr.ctx = c;
-    pr.num_verts = pat == BSA_PATTERN_FIXED ? 2 : 0;
-    pr.vertsize = pat == BSA_PATTERN_FIXED ? 1 : 0;
-    pr.bidirectional = bidir;
     bsa_layout_t l = NULL;
-    bsa_status st = bsa_layout_create_preset(ctx, &l, &pr);
-    if (st != BSA_SUCCESS)
-        fprintf(stderr, "preset: %s\n", bsa_last_error());
-    assert_int_equal(st, BSA_SUCCESS);
+    assert_int_equal(fc_preset(ctx, &l, pat, seq, block, heads, c, bidir), BSA_SUCCESS);
     return l;
 }
 
@@ -85,17 +72,7 @@ static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, 
     for (int i = 0; i < 5; i++)
         worst[di][i] = got[i] > worst[di][i] ? got[i] : worst[di][i];
     double t = tol_out[di];
-    int bad = !(e.o <= t && e.lse <= tol_lse && e.dq <= t && e.dk <= t && e.dv <= t) ||
-              e.unwritten || e.gaps_touched || e.lse_inf_mismatch || e.nonfinite;
-    if (bad || getenv("BSA_TEST_VERBOSE"))
-        fprintf(stderr,
-                "%s [%s %s %s H=%lld Hkv=%lld D=%lld Dv=%lld kl=%d varlen=%d] o %.2e lse %.2e dq "
-                "%.2e dk %.2e dv %.2e unwritten %lld gaps %lld lse-inf %lld nonfinite %lld\n",
-                label, impl, tu_dtype_name(spec->dtype), ac_form_name(spec->form),
-                (long long)spec->heads, (long long)spec->kv_heads, (long long)spec->head_dim,
-                (long long)spec->v_dim, spec->key_lengths, spec->varlen, e.o, e.lse, e.dq, e.dk,
-                e.dv, (long long)e.unwritten, (long long)e.gaps_touched,
-                (long long)e.lse_inf_mismatch, (long long)e.nonfinite);
+    int bad = !fc_within(label, impl, spec, &e, t, t, tol_lse);
     assert_false(bad);
     bsa_plan_destroy(plan);
     fc_problem_free(&p);
@@ -113,107 +90,73 @@ static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout, f
         }
 }
 
-static fc_spec spec_of(int64_t batch, int64_t heads, int64_t kv_heads, int64_t d, int64_t dv,
-                       int key_lengths, int varlen)
+/* The cases of a test, in a context of their own. */
+static void run_cases(const fc_case *cases, int n, int reps)
 {
-    fc_spec s;
-    memset(&s, 0, sizeof s);
-    s.batch = batch;
-    s.heads = heads;
-    s.kv_heads = kv_heads;
-    s.head_dim = d;
-    s.v_dim = dv;
-    s.key_lengths = key_lengths;
-    s.varlen = varlen;
-    return s;
+    bsa_context_t ctx = new_ctx();
+    assert_int_equal(fc_run_cases(ctx, cases, n, reps, run_all), BSA_SUCCESS);
+    bsa_context_destroy(ctx);
 }
 
 static void test_gqa(void **state)
 {
     (void)state;
-    bsa_context_t ctx = new_ctx();
-    bsa_layout_t local = preset(ctx, BSA_PATTERN_LOCAL, 128, 16, 1, 40, 0);
-    bsa_layout_t all = preset(ctx, BSA_PATTERN_ALL, 128, 32, 1, 0, 1);
-    bsa_layout_t fixed = preset(ctx, BSA_PATTERN_FIXED, 128, 16, 4, 64, 0); /* per head */
-    bsa_layout_t strided = preset(ctx, BSA_PATTERN_STRIDED, 128, 16, 1, 4, 0);
-    run_all("gqa local 4/2", ctx, local, spec_of(2, 4, 2, 32, 32, 0, 0));
-    run_all("mqa local 4/1", ctx, local, spec_of(1, 4, 1, 16, 16, 0, 0));
-    run_all("gqa all 6/3", ctx, all, spec_of(1, 6, 3, 24, 24, 0, 0));
-    run_all("gqa fixed per-head 4/2", ctx, fixed, spec_of(2, 4, 2, 16, 16, 0, 0));
-    run_all("mqa strided 4/1", ctx, strided, spec_of(1, 4, 1, 16, 16, 0, 0));
-    bsa_layout_destroy(local);
-    bsa_layout_destroy(all);
-    bsa_layout_destroy(fixed);
-    bsa_layout_destroy(strided);
-    bsa_context_destroy(ctx);
+    static const fc_case cases[] = {
+        {"gqa local 4/2", BSA_PATTERN_LOCAL, 128, 16, 1, 40, 0, 2, 4, 2, 32, 32, 0, 0},
+        {"mqa local 4/1", BSA_PATTERN_LOCAL, 128, 16, 1, 40, 0, 1, 4, 1, 16, 16, 0, 0},
+        {"gqa all 6/3", BSA_PATTERN_ALL, 128, 32, 1, 0, 1, 1, 6, 3, 24, 24, 0, 0},
+        {"gqa fixed per-head 4/2", BSA_PATTERN_FIXED, 128, 16, 4, 64, 0, 2, 4, 2, 16, 16, 0, 0},
+        {"mqa strided 4/1", BSA_PATTERN_STRIDED, 128, 16, 1, 4, 0, 1, 4, 1, 16, 16, 0, 0},
+    };
+    run_cases(cases, (int)(sizeof cases / sizeof *cases), 1);
 }
 
 static void test_value_dim(void **state)
 {
     (void)state;
-    bsa_context_t ctx = new_ctx();
-    bsa_layout_t local = preset(ctx, BSA_PATTERN_LOCAL, 96, 16, 1, 32, 1);
-    bsa_layout_t all = preset(ctx, BSA_PATTERN_ALL, 128, 64, 1, 0, 0);
-    run_all("dv > d", ctx, local, spec_of(2, 2, 2, 16, 48, 0, 0));
-    run_all("dv < d", ctx, local, spec_of(1, 3, 3, 64, 8, 0, 0));
-    run_all("dv 128 d 32", ctx, all, spec_of(1, 2, 2, 32, 128, 0, 0));
-    bsa_layout_destroy(local);
-    bsa_layout_destroy(all);
-    bsa_context_destroy(ctx);
+    static const fc_case cases[] = {
+        {"dv > d", BSA_PATTERN_LOCAL, 96, 16, 1, 32, 1, 2, 2, 2, 16, 48, 0, 0},
+        {"dv < d", BSA_PATTERN_LOCAL, 96, 16, 1, 32, 1, 1, 3, 3, 64, 8, 0, 0},
+        {"dv 128 d 32", BSA_PATTERN_ALL, 128, 64, 1, 0, 0, 1, 2, 2, 32, 128, 0, 0},
+    };
+    run_cases(cases, (int)(sizeof cases / sizeof *cases), 1);
 }
 
 static void test_key_lengths(void **state)
 {
     (void)state;
-    bsa_context_t ctx = new_ctx();
-    bsa_layout_t all = preset(ctx, BSA_PATTERN_ALL, 128, 16, 1, 0, 1);
-    bsa_layout_t causal = preset(ctx, BSA_PATTERN_ALL, 96, 32, 1, 0, 0);
-    bsa_layout_t strided = preset(ctx, BSA_PATTERN_STRIDED, 128, 8, 1, 8, 1);
-    for (int rep = 0; rep < 2; rep++) {
-        run_all("keylen all bidir", ctx, all, spec_of(4, 2, 2, 16, 16, 1, 0));
-        run_all("keylen causal", ctx, causal, spec_of(3, 2, 2, 32, 32, 1, 0));
-        run_all("keylen strided", ctx, strided, spec_of(3, 1, 1, 16, 16, 1, 0));
-    }
-    bsa_layout_destroy(all);
-    bsa_layout_destroy(causal);
-    bsa_layout_destroy(strided);
-    bsa_context_destroy(ctx);
+    static const fc_case cases[] = {
+        {"keylen all bidir", BSA_PATTERN_ALL, 128, 16, 1, 0, 1, 4, 2, 2, 16, 16, 1, 0},
+        {"keylen causal", BSA_PATTERN_ALL, 96, 32, 1, 0, 0, 3, 2, 2, 32, 32, 1, 0},
+        {"keylen strided", BSA_PATTERN_STRIDED, 128, 8, 1, 8, 1, 3, 1, 1, 16, 16, 1, 0},
+    };
+    run_cases(cases, (int)(sizeof cases / sizeof *cases), 2);
 }
 
 static void test_varlen(void **state)
 {
     (void)state;
-    bsa_context_t ctx = new_ctx();
-    bsa_layout_t causal = preset(ctx, BSA_PATTERN_ALL, 128, 16, 1, 0, 0);
-    bsa_layout_t local = preset(ctx, BSA_PATTERN_LOCAL, 96, 32, 1, 40, 1);
-    bsa_layout_t fixed = preset(ctx, BSA_PATTERN_FIXED, 128, 16, 2, 32, 0);
-    for (int rep = 0; rep < 2; rep++) {
-        run_all("varlen causal", ctx, causal, spec_of(1, 2, 2, 16, 16, 0, 4));
-        run_all("varlen local bidir", ctx, local, spec_of(1, 1, 1, 32, 32, 0, 3));
-        run_all("varlen fixed per-head", ctx, fixed, spec_of(1, 2, 2, 16, 16, 0, 5));
-    }
-    bsa_layout_destroy(causal);
-    bsa_layout_destroy(local);
-    bsa_layout_destroy(fixed);
-    bsa_context_destroy(ctx);
+    static const fc_case cases[] = {
+        {"varlen causal", BSA_PATTERN_ALL, 128, 16, 1, 0, 0, 1, 2, 2, 16, 16, 0, 4},
+        {"varlen local bidir", BSA_PATTERN_LOCAL, 96, 32, 1, 40, 1, 1, 1, 1, 32, 32, 0, 3},
+        {"varlen fixed per-head", BSA_PATTERN_FIXED, 128, 16, 2, 32, 0, 1, 2, 2, 16, 16, 0, 5},
+    };
+    run_cases(cases, (int)(sizeof cases / sizeof *cases), 2);
 }
 
 /* varlen + GQA + a preset (+ key lengths, + value dim) */
 static void test_combinations(void **state)
 {
     (void)state;
-    bsa_context_t ctx = new_ctx();
-    bsa_layout_t local = preset(ctx, BSA_PATTERN_LOCAL, 128, 16, 1, 48, 0);
-    bsa_layout_t fixed = preset(ctx, BSA_PATTERN_FIXED, 128, 32, 4, 64, 1);
-    bsa_layout_t all = preset(ctx, BSA_PATTERN_ALL, 256, 16, 1, 0, 1); /* f16 preconvert path */
-    run_all("varlen+gqa local", ctx, local, spec_of(1, 4, 2, 16, 16, 0, 4));
-    run_all("varlen+gqa+keylen+dv local", ctx, local, spec_of(1, 4, 1, 16, 32, 1, 3));
-    run_all("varlen+gqa+dv fixed per-head", ctx, fixed, spec_of(1, 4, 2, 32, 16, 1, 3));
-    run_all("gqa+keylen+dv all (preconvert)", ctx, all, spec_of(2, 4, 2, 16, 24, 1, 0));
-    bsa_layout_destroy(local);
-    bsa_layout_destroy(fixed);
-    bsa_layout_destroy(all);
-    bsa_context_destroy(ctx);
+    static const fc_case cases[] = {
+        {"varlen+gqa local", BSA_PATTERN_LOCAL, 128, 16, 1, 48, 0, 1, 4, 2, 16, 16, 0, 4},
+        {"varlen+gqa+keylen+dv local", BSA_PATTERN_LOCAL, 128, 16, 1, 48, 0, 1, 4, 1, 16, 32, 1, 3},
+        {"varlen+gqa+dv fixed per-head", BSA_PATTERN_FIXED, 128, 32, 4, 64, 1, 1, 4, 2, 32, 16, 1,
+         3},
+        {"gqa+keylen+dv all (preconvert)", BSA_PATTERN_ALL, 256, 16, 1, 0, 1, 2, 4, 2, 16, 24, 1,
+         0},
+    };
+    run_cases(cases, (int)(sizeof cases / sizeof *cases), 1);
 }
 
 /* The grouped-query backward sums each kv head's query heads in a fixed
@@ -225,7 +168,7 @@ static void test_gqa_deterministic(void **state)
     bsa_context_params cp = {BSA_BACKEND_CPU, 0, 4};
     assert_int_equal(bsa_context_create(&ctx, &cp), BSA_SUCCESS);
     bsa_layout_t all = preset(ctx, BSA_PATTERN_ALL, 256, 32, 1, 0, 0);
-    fc_spec spec = spec_of(2, 8, 2, 32, 32, 1, 0);
+    fc_spec spec = fc_spec_of(2, 8, 2, 32, 32, 1, 0);
     spec.dtype = BSA_DTYPE_F32;
     fc_problem p;
     bsa_attn_desc desc;

@@ -1,12 +1,14 @@
 /*
  * Helpers of the CUDA test programs (include after cmocka.h, in a
  * BSA_WITH_CUDA build): device presence, skipping without one, CUDA call
- * checks and library status checks that print the reason.
+ * checks, library status checks that print the reason, and test tensors'
+ * device copies.
  */
 #ifndef BSA_CUDA_TESTUTIL_H
 #define BSA_CUDA_TESTUTIL_H
 
 #include "bsa.h"
+#include "testutil.h"
 
 #include <cuda_runtime.h>
 #include <stdio.h>
@@ -36,6 +38,42 @@ static inline int have_device(void)
             fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_));     \
         assert_int_equal(e_, cudaSuccess);                                                         \
     } while (0)
+
+/* Bytes of a test tensor's buffer (its whole span, gaps included). */
+static inline size_t tensor_bytes(const tu_tensor *t)
+{
+    return (size_t)t->span * tu_dtype_size(t->dtype);
+}
+
+/* A device copy of bytes at host (NULL for a NULL host pointer). */
+static inline void *dev_upload(const void *host, size_t bytes)
+{
+    void *d = NULL;
+    if (!host)
+        return NULL;
+    CU(cudaMalloc(&d, bytes ? bytes : 1));
+    CU(cudaMemcpy(d, host, bytes, cudaMemcpyHostToDevice));
+    return d;
+}
+
+static inline void *dev_upload_tensor(const tu_tensor *t)
+{
+    return dev_upload(t->data, tensor_bytes(t));
+}
+
+/* Poisons the device buffer (whole span, gaps included) from the host's. */
+static inline void dev_poison(void *dev, tu_tensor *t)
+{
+    tu_tensor_poison(t);
+    CU(cudaMemcpy(dev, t->data, tensor_bytes(t), cudaMemcpyHostToDevice));
+}
+
+/* Copies the device buffer back and reads it into t's values. */
+static inline void dev_download(tu_tensor *t, const void *dev)
+{
+    CU(cudaMemcpy(t->data, dev, tensor_bytes(t), cudaMemcpyDeviceToHost));
+    tu_tensor_read(t);
+}
 
 static inline void expect_ok(bsa_status st, const char *what)
 {

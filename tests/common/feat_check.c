@@ -265,3 +265,83 @@ void fc_compare(const fc_problem *p, int with_backward, fc_errors *e)
         e->nonfinite += tu_count_nonfinite(g[i]->val, g[i]->count);
     }
 }
+
+fc_spec fc_spec_of(int64_t batch, int64_t heads, int64_t kv_heads, int64_t d, int64_t dv,
+                   int key_lengths, int varlen)
+{
+    fc_spec s;
+    memset(&s, 0, sizeof s);
+    s.batch = batch;
+    s.heads = heads;
+    s.kv_heads = kv_heads;
+    s.head_dim = d;
+    s.v_dim = dv;
+    s.key_lengths = key_lengths;
+    s.varlen = varlen;
+    return s;
+}
+
+bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, bsa_pattern pat, int seq, int block,
+                     int heads, int c, int bidir)
+{
+    bsa_preset pr;
+    memset(&pr, 0, sizeof pr);
+    pr.pattern = pat;
+    pr.seq = seq;
+    pr.block = block;
+    pr.heads = heads;
+    pr.ctx = c;
+    pr.num_verts = pat == BSA_PATTERN_FIXED ? 2 : 0;
+    pr.vertsize = pat == BSA_PATTERN_FIXED ? 1 : 0;
+    pr.bidirectional = bidir;
+    pr.dilation = pat == BSA_PATTERN_DILATED ? 3 : 0;
+    pr.global_tokens = pat == BSA_PATTERN_LONGFORMER || pat == BSA_PATTERN_BIGBIRD ? 5 : 0;
+    pr.random_blocks = pat == BSA_PATTERN_BIGBIRD ? 2 : 0;
+    pr.seed = 1234;
+    int32_t docs[3] = {seq / 4 + 3, seq / 2, seq - (seq / 4 + 3) - seq / 2};
+    if (pat == BSA_PATTERN_DOCUMENT) {
+        pr.doc_lengths = docs;
+        pr.num_docs = 3;
+    }
+    *out = NULL;
+    bsa_status st = bsa_layout_create_preset(ctx, out, &pr);
+    if (st != BSA_SUCCESS)
+        fprintf(stderr, "preset: %s\n", bsa_last_error());
+    return st;
+}
+
+int fc_within(const char *label, const char *impl, const fc_spec *spec, const fc_errors *e,
+              double tol_out, double tol_grad, double tol_lse)
+{
+    int ok = e->o <= tol_out && e->lse <= tol_lse && e->dq <= tol_grad && e->dk <= tol_grad &&
+             e->dv <= tol_grad && !e->unwritten && !e->gaps_touched && !e->lse_inf_mismatch &&
+             !e->nonfinite;
+    if (!ok || getenv("BSA_TEST_VERBOSE"))
+        fprintf(stderr,
+                "%s [%s %s %s H=%lld Hkv=%lld D=%lld Dv=%lld kl=%d varlen=%d] o %.2e lse %.2e dq "
+                "%.2e dk %.2e dv %.2e unwritten %lld gaps %lld lse-inf %lld nonfinite %lld%s\n",
+                label, impl, tu_dtype_name(spec->dtype), ac_form_name(spec->form),
+                (long long)spec->heads, (long long)spec->kv_heads, (long long)spec->head_dim,
+                (long long)spec->v_dim, spec->key_lengths, spec->varlen, e->o, e->lse, e->dq, e->dk,
+                e->dv, (long long)e->unwritten, (long long)e->gaps_touched,
+                (long long)e->lse_inf_mismatch, (long long)e->nonfinite, ok ? "" : "  FAILED");
+    return ok;
+}
+
+bsa_status fc_run_cases(bsa_context_t ctx, const fc_case *cases, int n, int reps, fc_runner run)
+{
+    for (int i = 0; i < n; i++) {
+        const fc_case *c = &cases[i];
+        bsa_layout_t l = NULL;
+        bsa_status st =
+            fc_preset(ctx, &l, c->pattern, c->seq, c->block, c->layout_heads, c->ctx, c->bidir);
+        if (st != BSA_SUCCESS)
+            return st;
+        fc_spec spec = fc_spec_of(c->batch, c->heads, c->kv_heads, c->head_dim, c->v_dim,
+                                  c->key_lengths, c->varlen);
+        for (int r = 0; r < reps; r++)
+            run(c->label, ctx, l, spec);
+        bsa_layout_destroy(l);
+    }
+    return BSA_SUCCESS;
+}

@@ -65,6 +65,39 @@ typedef struct fc_errors {
 
 void fc_compare(const fc_problem *p, int with_backward, fc_errors *e);
 
+/* A spec of the given shape (dtype, form and flags zero: the caller's). */
+fc_spec fc_spec_of(int64_t batch, int64_t heads, int64_t kv_heads, int64_t d, int64_t dv,
+                   int key_lengths, int varlen);
+
+/* A preset layout: seq, block, layout heads, ctx (window / stride), bidir;
+ * fixed gets 2 summary columns of 1 block, dilated d = 3, Longformer and
+ * BigBird 5 global tokens (BigBird 2 random blocks, seed 1234), document
+ * three documents.  Prints the library's detail on failure. */
+bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, bsa_pattern pat, int seq, int block,
+                     int heads, int c, int bidir);
+
+/* One case of a feature suite: a preset layout (see fc_preset) and the
+ * problem's shape (see fc_spec_of). */
+typedef struct fc_case {
+    const char *label;
+    bsa_pattern pattern;
+    int seq, block, layout_heads, ctx, bidir;
+    int64_t batch, heads, kv_heads, head_dim, v_dim;
+    int key_lengths, varlen;
+} fc_case;
+
+/* Runs run(label, ctx, layout, spec) on each case reps times, with the
+ * case's layout created before and destroyed after; stops at the first
+ * layout that cannot be created and returns its status. */
+typedef void (*fc_runner)(const char *label, bsa_context_t ctx, bsa_layout_t layout, fc_spec spec);
+bsa_status fc_run_cases(bsa_context_t ctx, const fc_case *cases, int n, int reps, fc_runner run);
+
+/* Whether e is within the thresholds with nothing unwritten, touched,
+ * mismatched or non-finite; prints the case when not (or always with
+ * BSA_TEST_VERBOSE set).  impl names the implementation or path. */
+int fc_within(const char *label, const char *impl, const fc_spec *spec, const fc_errors *e,
+              double tol_out, double tol_grad, double tol_lse);
+
 #ifdef __cplusplus
 }
 #endif
