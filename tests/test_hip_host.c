@@ -63,6 +63,8 @@ static bsa_shape random_shape(void)
     s.heads = 1 + rand() % 16;
     s.seq_q = s.seq_k = 64 * (1 + rand() % 8);
     s.head_dim = 1 + rand() % 128;
+    s.kv_heads = s.heads;
+    s.v_dim = s.head_dim;
     s.dtype = rand() % 2 ? BSA_DTYPE_F16 : BSA_DTYPE_BF16;
     s.scale = 0.125f;
     return s;
@@ -88,16 +90,31 @@ static void test_tile_decline(void **state)
         assert_non_null(why);
         assert_non_null(strstr(why, "head dim"));
 
+        /* the features beyond the seed go to the reference kernels */
+        for (int f = 0; f < 3; ++f) {
+            t = s;
+            if (f == 0) { /* 2h query heads over one kv head */
+                t.heads *= 2;
+                t.kv_heads = 1;
+            } else if (f == 1)
+                t.v_dim = t.head_dim + 8;
+            else
+                t.varlen = 1;
+            why = bsa_hip_tile_decline(&t, wave);
+            assert_non_null(why);
+            assert_non_null(strstr(why, "features"));
+        }
+
         why = bsa_hip_tile_decline(&s, wave == 32 ? 16 : 128);
         assert_non_null(why);
         assert_non_null(strstr(why, "wave"));
 
         t = s;
-        t.heads = 65536 / t.batch + 1 + rand() % 100;
+        t.heads = t.kv_heads = 65536 / t.batch + 1 + rand() % 100;
         why = bsa_hip_tile_decline(&t, wave);
         assert_non_null(why);
         assert_non_null(strstr(why, "batch * heads"));
-        t.heads = 65535 / t.batch;
+        t.heads = t.kv_heads = 65535 / t.batch;
         assert_null(bsa_hip_tile_decline(&t, wave));
     }
 }

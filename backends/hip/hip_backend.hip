@@ -11,6 +11,9 @@
  *                    compiled as HIP: every dtype, head dim <= 256.
  * The backward always runs the reference kernels (dK/dV, dQ) after the
  * shared delta pre-pass: there is no matrix-tile backward on AMD yet.
+ * The features beyond the seed (grouped-query heads, value dim, key
+ * lengths, packed sequences) run on the reference kernels, which have them
+ * (shared with CUDA; the tile forward does not).
  * BSA_HIP_PATH=tile|reference (or BSA_PLAN_FORCE_REFERENCE) forces one.
  *
  * Like the CUDA backend, forward and backward allocate nothing, copy
@@ -180,9 +183,11 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     p.v = a->v;
     p.o_out = a->o;
     p.lse = a->lse;
+    bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     hipStream_t s = static_cast<hipStream_t>(stream);
-    hipError_t e = hp->tile ? bsa_hip_tile_fwd_launch(plan->shape.dtype, hp->dpad, hp->wave, p, s)
-                            : bsa_cuda_ref_launch(BSA_K_FWD, p, s);
+    hipError_t e = hp->tile && !a->key_lengths
+                       ? bsa_hip_tile_fwd_launch(plan->shape.dtype, hp->dpad, hp->wave, p, s)
+                       : bsa_cuda_ref_launch(BSA_K_FWD, p, s);
     if (e != hipSuccess)
         return hip_status(e, "forward kernel launch");
     return BSA_SUCCESS;
@@ -209,6 +214,7 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     p.dk = a->dk;
     p.dv = a->dv;
     p.delta = static_cast<float *>(ws);
+    bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     hipStream_t s = static_cast<hipStream_t>(stream);
     hipError_t e = bsa_cuda_delta_launch(p, s);
     if (e != hipSuccess)
@@ -224,12 +230,13 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
 
 } // namespace
 
-/* features 0: no GQA, key lengths, varlen or value dim on AMD (api/ declines
- * those plans before they reach this backend).  Host pass only: the device
- * passes would otherwise emit this table with references to host code. */
+/* Every feature beyond the seed, on the reference kernels.  Host pass only:
+ * the device passes would otherwise emit this table with references to
+ * host code. */
 #if !defined(__HIP_DEVICE_COMPILE__)
 extern "C" const bsa_backend_i bsa_backend_hip = {
     "hip",   BSA_BACKEND_HIP, probe,   nullptr, nullptr, layout_prepare, plan_init, plan_fini,
-    forward, backward,        nullptr, nullptr, nullptr, nullptr,        nullptr,   0u,
+    forward, backward,        nullptr, nullptr, nullptr, nullptr,        nullptr,
+    BSA_FEATURE_GQA | BSA_FEATURE_KEY_LENGTHS | BSA_FEATURE_VARLEN | BSA_FEATURE_VALUE_DIM,
 };
 #endif

@@ -26,6 +26,9 @@ const char *bsa_hip_tile_decline(const bsa_shape *s, int wave)
 {
     if (s->dtype != BSA_DTYPE_F16 && s->dtype != BSA_DTYPE_BF16)
         return "dtype is not f16/bf16";
+    if (s->kv_heads != s->heads || s->v_dim != s->head_dim || s->varlen)
+        return "grouped-query heads, a value head dim or packed sequences (features the tile "
+               "forward lacks: the reference kernels run them)";
     if (s->head_dim > 128)
         return "head dim above 128 (the tile forward's LDS holds Q, K, V tiles of 128 columns)";
     if (wave != 32 && wave != 64)

@@ -21,7 +21,8 @@ int bsa_hip_arch_mfma(const char *arch);
 int bsa_hip_pad_dim(int64_t head_dim);
 
 /* Why the matrix-tile forward cannot take this shape on a device of wave
- * width `wave` (NULL if it can). */
+ * width `wave` (NULL if it can).  (A call with key lengths also takes the
+ * reference forward: hip_backend.hip.) */
 const char *bsa_hip_tile_decline(const bsa_shape *s, int wave);
 
 /* Implementation name: tile = 1 for the matrix-tile forward, mfma = 1 when
