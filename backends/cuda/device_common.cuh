@@ -251,6 +251,36 @@ __device__ __forceinline__ int trim_key_list(const bsa_cuda_params &p, const seg
     return n;
 }
 
+/* The work of a row-side thread block (forward, dQ): its (segment, query
+ * head), layout and kv heads, query tile and the entries [beg, beg + n) of
+ * row_tent it walks (key tiles wholly past the key limit dropped). */
+struct q_job {
+    int h, lh, kvh, row0, beg, n;
+    seg_view sv;
+};
+
+/* Fills j; false when the block has none (past the last segment, or its
+ * query tile lies past its sequence). */
+template <bool FEAT>
+__device__ __forceinline__ bool q_job_of(const bsa_cuda_params &p, bool gathered, q_job &j)
+{
+    const int bh = grid_bh(), sg = bh / p.heads;
+    j.h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return false;
+    j.lh = p.lheads == 1 ? 0 : j.h;
+    j.kvh = FEAT ? j.h / p.group : j.h;
+    const int qt = p.q_order[j.lh * p.n_qt + blockIdx.x];
+    j.row0 = qt * kTile;
+    j.sv = seg_at<FEAT>(p, sg);
+    if (j.row0 >= j.sv.len_q)
+        return false;
+    j.beg = p.row_tptr[j.lh * (p.n_qt + 1) + qt];
+    const int n_all = p.row_tptr[j.lh * (p.n_qt + 1) + qt + 1] - j.beg;
+    j.n = FEAT ? trim_key_list(p, j.sv, gathered, p.row_tent + j.beg, n_all) : n_all;
+    return true;
+}
+
 /* Keep test of element (q, k) (absolute, layout order) of a sub-block of a
  * mixed tile pair whose code is not FULL. */
 __device__ __forceinline__ bool keep_code(const bsa_cuda_params &p, int code, int q, int k)

@@ -248,25 +248,18 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane >> 2, t = lane & 3;
-    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
-    if (sg >= p.n_seg)
+    q_job job;
+    if (!q_job_of<FEAT>(p, GATHER, job))
         return;
-    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
-    const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const int row0 = qt * kTile;
-    const seg_view sv = seg_at<FEAT>(p, sg);
+    const int h = job.h, lh = job.lh, row0 = job.row0, beg = job.beg, n = job.n;
+    const seg_view &sv = job.sv;
     auto kgroup = [](const bsa_cuda_params &p, int lh, int kt) {
         return GATHER ? key_group(p, lh, kt) : nullptr;
     };
-    if (row0 >= sv.len_q)
-        return;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
     T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n_all = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
-    const int n = FEAT ? trim_key_list(p, sv, GATHER, p.row_tent + beg, n_all) : n_all;
 
     /* Q in its own group: its fragments go to registers (head dim <= 128)
      * while the first K/V tile is still in flight */
@@ -676,23 +669,16 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     const int g = lane >> 2;
-    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
-    if (sg >= p.n_seg)
+    q_job job;
+    if (!q_job_of<FEAT>(p, p.kgrp != nullptr, job))
         return;
-    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
-    const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const int row0 = qt * kTile;
-    const seg_view sv = seg_at<FEAT>(p, sg);
-    if (row0 >= sv.len_q)
-        return;
+    const int h = job.h, lh = job.lh, row0 = job.row0, beg = job.beg, n = job.n;
+    const seg_view &sv = job.sv;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false);
     T *dq = seg_base<T>(p.dq, p.q_s, sv, h, false);
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n_all = p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg;
-    const int n = FEAT ? trim_key_list(p, sv, p.kgrp != nullptr, p.row_tent + beg, n_all) : n_all;
 
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);

@@ -100,22 +100,15 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
     __shared__ float s_mul[kWarps][16];
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
-    if (sg >= p.n_seg)
+    q_job job;
+    if (!q_job_of<true>(p, p.kgrp != nullptr, job))
         return;
-    const int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
-    const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const int row0 = qt * kTile;
-    const seg_view sv = seg_of(p, sg);
-    if (row0 >= sv.len_q)
-        return;
+    const int h = job.h, lh = job.lh, kvh = job.kvh, row0 = job.row0, beg = job.beg, n = job.n;
+    const seg_view &sv = job.sv;
     const __half *q = seg_base<const __half>(p.q, p.q_s, sv, h, false);
     const __half *k = seg_base<const __half>(p.k, p.k_s, sv, kvh, true);
     const __half *v = seg_base<const __half>(p.v, p.v_s, sv, kvh, true);
     __half *o = seg_base<__half>(p.o_out, p.o_s, sv, h, false);
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n = trim_key_list(p, sv, p.kgrp != nullptr, p.row_tent + beg,
-                                p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg);
 
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     float *ow = sO + warp * 16 * DP;
@@ -234,23 +227,16 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
     __shared__ float s_mul[kWarps][16];
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
-    if (sg >= p.n_seg)
+    q_job job;
+    if (!q_job_of<true>(p, p.kgrp != nullptr, job))
         return;
-    const int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
-    const int qt = p.q_order[lh * p.n_qt + blockIdx.x];
-    const int row0 = qt * kTile;
-    const seg_view sv = seg_of(p, sg);
-    if (row0 >= sv.len_q)
-        return;
+    const int h = job.h, lh = job.lh, kvh = job.kvh, row0 = job.row0, beg = job.beg, n = job.n;
+    const seg_view &sv = job.sv;
     const __half *q = seg_base<const __half>(p.q, p.q_s, sv, h, false);
     const __half *k = seg_base<const __half>(p.k, p.k_s, sv, kvh, true);
     const __half *v = seg_base<const __half>(p.v, p.v_s, sv, kvh, true);
     const __half *dout = seg_base<const __half>(p.dout, p.o_s, sv, h, false);
     __half *dq = seg_base<__half>(p.dq, p.q_s, sv, h, false);
-    const int beg = p.row_tptr[lh * (p.n_qt + 1) + qt];
-    const int n = trim_key_list(p, sv, p.kgrp != nullptr, p.row_tent + beg,
-                                p.row_tptr[lh * (p.n_qt + 1) + qt + 1] - beg);
 
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);
