@@ -39,6 +39,7 @@ BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_HIP = 0, 1, 2, 3
 PRED_NONE, PRED_CAUSAL, PRED_WINDOW, PRED_PREFIX = 0, 1, 2, 4
 PATTERNS = {"all": 0, "local": 1, "strided": 2, "fixed": 3}
 PLAN_FORCE_REFERENCE = 1
+PLAN_VARLEN = 2
 
 
 class BsaError(RuntimeError):

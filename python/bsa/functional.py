@@ -11,6 +11,13 @@ order [batch, heads, time, dim], so the accepted memory layouts cost no copy:
 
 Anything else (negative or zero strides, a non-unit dim stride) is copied
 to a contiguous array first.
+
+Beyond the seed (``bsa.h``): k and v may have fewer heads than q
+(grouped-query / multi-query attention; 3-D k/v take ``kv_heads=``), v a
+head dim of its own (o gets v's), ``key_lengths`` masks keys at or past
+each batch entry's length, and ``cu_seqlens_q``/``cu_seqlens_k`` (both,
+``num_seqs + 1`` offsets) pack variable-length sequences into batch 1.
+The index arrays are int32 on the tensors' device (converted if needed).
 """
 
 import ctypes
@@ -153,6 +160,10 @@ class NumpyOps:
         return np.lib.stride_tricks.as_strided(buf, shape=shape, strides=st)
 
     @staticmethod
+    def int32_array(x, like):
+        return np.ascontiguousarray(np.asarray(x), dtype=np.int32)
+
+    @staticmethod
     def copy_into(dst, src):
         np.copyto(dst, src)
         return dst
@@ -192,9 +203,11 @@ class Prepared:
         self.strides = tuple(s if n > 1 else 0 for n, s in zip(dims, strides))
 
 
-def _prepare(ops, tensors, names, order, heads, layout):
+def _prepare(ops, tensors, names, order, heads, layout, kv_heads=None):
+    """kv_heads: heads of the 3-D k and v (tensors 1 and 2); default heads."""
     if heads is None and layout.heads > 1:
         heads = layout.heads
+    per = [kv_heads if kv_heads and i in (1, 2) else heads for i in range(len(tensors))]
     dtype = ops.dtype_code(tensors[0])
     dev = ops.device(tensors[0])
     for t, n in zip(tensors[1:], names[1:]):
@@ -205,7 +218,47 @@ def _prepare(ops, tensors, names, order, heads, layout):
             )
         if ops.device(t) != dev:
             raise ValueError(f"{n} is on {ops.device(t)}, {names[0]} on {dev}: use one device")
-    return dtype, [Prepared(ops, t, order, heads, n) for t, n in zip(tensors, names)]
+    return dtype, [Prepared(ops, t, order, hh, n) for t, n, hh in zip(tensors, names, per)]
+
+
+class Extras:
+    """The features of a call beyond the seed: kv heads of 3-D k/v, and the
+    key lengths / packed-sequence offsets as int32 arrays on the tensors'
+    device (kept alive for the call)."""
+
+    __slots__ = ("kv_heads", "key_lengths", "cu_q", "cu_k", "num_seqs")
+
+    def __init__(self, ops, like, kv_heads=None, key_lengths=None, cu_q=None, cu_k=None):
+        if (cu_q is None) != (cu_k is None):
+            raise ValueError("cu_seqlens_q and cu_seqlens_k go together (packed sequences)")
+        self.kv_heads = kv_heads
+        self.key_lengths = None if key_lengths is None else ops.int32_array(key_lengths, like)
+        self.cu_q = None if cu_q is None else ops.int32_array(cu_q, like)
+        self.cu_k = None if cu_k is None else ops.int32_array(cu_k, like)
+        self.num_seqs = 0
+        if self.cu_q is not None:
+            if len(self.cu_q.shape) != 1 or len(self.cu_k.shape) != 1:
+                raise ValueError("cu_seqlens_q / cu_seqlens_k must be 1-D")
+            if self.cu_q.shape[0] != self.cu_k.shape[0] or self.cu_q.shape[0] < 2:
+                raise ValueError(
+                    f"cu_seqlens_q has {self.cu_q.shape[0]} offsets, cu_seqlens_k "
+                    f"{self.cu_k.shape[0]}: both need num_seqs + 1 >= 2"
+                )
+            self.num_seqs = int(self.cu_q.shape[0]) - 1
+
+    def flags(self):
+        return _lib.PLAN_VARLEN if self.num_seqs else 0
+
+    def fill(self, ops, args):
+        """Sets the appended fields of FwdArgs / BwdArgs."""
+        if self.key_lengths is not None:
+            args.key_lengths = ops.ptr(self.key_lengths)
+        if self.num_seqs:
+            args.cu_seqlens_q = ops.ptr(self.cu_q)
+            args.cu_seqlens_k = ops.ptr(self.cu_k)
+            args.num_seqs = self.num_seqs
+        return args
+
 
 
 def _scale(scale):
@@ -233,28 +286,43 @@ def _plan(ops, layout, dtype, q, k, v, o, scale, flags, anchor):
     return layout.plan(ctx, desc, key)  # a with-block: (plan, workspace bytes)
 
 
-def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", flags=0):
-    """Generic forward; returns (o in q's user shape, lse [batch, heads, seq_q] fp32)."""
-    dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout)
-    o = ops.empty(pq.x.shape, pq.x)
+def _o_shape(q, pq, pv):
+    """o's user shape: q's, with v's head dim."""
+    dv = pv.dims[3]
+    if len(q.shape) == 3:
+        return tuple(q.shape[:2]) + (pq.dims[1] * dv,)
+    return tuple(q.shape[:3]) + (dv,)
+
+
+def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", flags=0, extras=None):
+    """Generic forward; returns (o in q's user shape with v's head dim,
+    lse [batch, heads, seq_q] fp32)."""
+    kvh = extras.kv_heads if extras else None
+    dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout, kvh)
+    o = ops.empty(_o_shape(q, pq, pv), pq.x)
     po = Prepared(ops, o, order, pq.dims[1] if len(o.shape) == 3 else None, "o")
     b, h, t, _ = pq.dims
     lse = ops.empty_f32((b, h, t), pq.x)
+    flags |= extras.flags() if extras else 0
     with _plan(ops, layout, dtype, pq, pk, pv, po, _scale(scale), flags, pq.x) as (plan, wsb):
         ws, ws_len = ops.workspace(wsb, pq.x)
         args = _lib.FwdArgs(ops.ptr(pq.x), ops.ptr(pk.x), ops.ptr(pv.x), ops.ptr(o), ops.ptr(lse))
+        if extras:
+            extras.fill(ops, args)
         ws_ptr = ops.ptr(ws) if ws is not None else None
         call("bsa_forward", plan, ctypes.byref(args), ws_ptr, ws_len, ops.stream(pq.x))
     return o, lse
 
 
 def backward_impl(
-    ops, q, k, v, o, lse, dout, layout, scale=None, heads=None, order="bhtd", flags=0
+    ops, q, k, v, o, lse, dout, layout, scale=None, heads=None, order="bhtd", flags=0, extras=None
 ):
     """Generic backward; returns (dq, dk, dv) shaped and strided like q, k, v."""
+    kvh = extras.kv_heads if extras else None
     dtype, (pq, pk, pv, po, pd) = _prepare(
-        ops, [q, k, v, o, dout], ["q", "k", "v", "o", "dout"], order, heads, layout
+        ops, [q, k, v, o, dout], ["q", "k", "v", "o", "dout"], order, heads, layout, kvh
     )
+    flags |= extras.flags() if extras else 0
     if tuple(pd.dims) != tuple(po.dims):
         raise ValueError(f"dout has shape {tuple(dout.shape)}, o has {tuple(o.shape)}")
     if pd.strides != po.strides:  # the library reads dout with o's strides
@@ -270,6 +338,8 @@ def backward_impl(
     dq, dk, dv = (ops.empty_strided(p.x) for p in (pq, pk, pv))
     ptrs = (pq.x, pk.x, pv.x, po.x, lse, pd.x, dq, dk, dv)
     args = _lib.BwdArgs(*(ops.ptr(x) for x in ptrs))
+    if extras:
+        extras.fill(ops, args)
     with _plan(ops, layout, dtype, pq, pk, pv, po, _scale(scale), flags, pq.x) as (plan, wsb):
         ws, ws_len = ops.workspace(wsb, pq.x)
         ws_ptr = ops.ptr(ws) if ws is not None else None
@@ -291,26 +361,72 @@ def _flags(force_reference):
     return _lib.PLAN_FORCE_REFERENCE if force_reference else 0
 
 
-def forward(q, k, v, layout, scale=None, *, heads=None, order="bhtd", force_reference=False):
+_FEATURE_DOC = """
+    Beyond the seed: ``kv_heads`` (heads of 3-D k/v; 4-D k/v carry theirs)
+    for grouped-query attention, ``key_lengths`` ([batch], or [num_seqs]
+    with packed sequences) masks keys at or past each length,
+    ``cu_seqlens_q``/``cu_seqlens_k`` (num_seqs + 1 offsets each; batch 1)
+    pack variable-length sequences.  v may have its own head dim."""
+
+
+def _extras(ops, like, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k):
+    if kv_heads is None and key_lengths is None and cu_seqlens_q is None and cu_seqlens_k is None:
+        return None
+    return Extras(ops, like, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
+
+
+def forward(
+    q,
+    k,
+    v,
+    layout,
+    scale=None,
+    *,
+    heads=None,
+    order="bhtd",
+    force_reference=False,
+    kv_heads=None,
+    key_lengths=None,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
+):
     """Forward pass without autograd: returns ``(o, lse)``.
 
-    ``o`` has q's shape (contiguous); ``lse`` is the fp32 log-sum-exp
-    [batch, heads, seq_q] (natural log; -inf for a query that sees no key)
-    that :func:`backward` needs.  Torch tensors run on their device, on the
-    current CUDA stream.
+    ``o`` has q's shape (contiguous) with v's head dim; ``lse`` is the fp32
+    log-sum-exp [batch, heads, seq_q] (natural log; -inf for a query that
+    sees no key) that :func:`backward` needs.  Torch tensors run on their
+    device, on the current CUDA stream.
     """
     ops = _ops_for(q)
-    return forward_impl(ops, q, k, v, layout, scale, heads, order, _flags(force_reference))
+    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
+    return forward_impl(ops, q, k, v, layout, scale, heads, order, _flags(force_reference), ex)
 
 
 def backward(
-    q, k, v, o, lse, dout, layout, scale=None, *, heads=None, order="bhtd", force_reference=False
+    q,
+    k,
+    v,
+    o,
+    lse,
+    dout,
+    layout,
+    scale=None,
+    *,
+    heads=None,
+    order="bhtd",
+    force_reference=False,
+    kv_heads=None,
+    key_lengths=None,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
 ):
     """Backward pass: returns ``(dq, dk, dv)`` from the forward's ``o`` and ``lse``
-    and the output gradient ``dout`` (probabilities are recomputed)."""
+    and the output gradient ``dout`` (probabilities are recomputed); the
+    feature arguments must be the forward's."""
     ops = _ops_for(q)
+    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
     return backward_impl(
-        ops, q, k, v, o, lse, dout, layout, scale, heads, order, _flags(force_reference)
+        ops, q, k, v, o, lse, dout, layout, scale, heads, order, _flags(force_reference), ex
     )
 
 
@@ -325,6 +441,10 @@ def attention(
     order="bhtd",
     return_lse=False,
     force_reference=False,
+    kv_heads=None,
+    key_lengths=None,
+    cu_seqlens_q=None,
+    cu_seqlens_k=None,
 ):
     """Block-sparse attention softmax(scale * q k^T masked by layout) v.
 
@@ -333,26 +453,32 @@ def attention(
     gives q/k/v gradients); runs on the tensors' device and current stream.
     ``scale`` defaults to 1/sqrt(head_dim).  See the module doc for shapes.
     """
+    ops = _ops_for(q)
+    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
     if _is_torch(q):
         from . import torch_ops
 
         return torch_ops.attention(
-            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference)
+            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference), ex
         )
-    o, lse = forward(
-        q, k, v, layout, scale, heads=heads, order=order, force_reference=force_reference
-    )
+    o, lse = forward_impl(ops, q, k, v, layout, scale, heads, order, _flags(force_reference), ex)
     return (o, lse) if return_lse else o
 
 
+for _f in (forward, backward, attention):
+    _f.__doc__ += _FEATURE_DOC
+
+
 def plan_implementation(
-    layout, q, k=None, v=None, *, heads=None, order="bhtd", force_reference=False
+    layout, q, k=None, v=None, *, heads=None, order="bhtd", force_reference=False, kv_heads=None
 ):
     """Name of the implementation the library picks for these tensors (e.g. "cpu-fused")."""
     ops = _ops_for(q)
     k = q if k is None else k
     v = k if v is None else v
-    dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout)
-    o = Prepared(ops, ops.empty(pq.x.shape, pq.x), order, pq.dims[1] if q.ndim == 3 else None, "o")
+    dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout, kv_heads)
+    o = Prepared(
+        ops, ops.empty(_o_shape(q, pq, pv), pq.x), order, pq.dims[1] if q.ndim == 3 else None, "o"
+    )
     with _plan(ops, layout, dtype, pq, pk, pv, o, 0.0, _flags(force_reference), pq.x) as (plan, _):
         return _core.plan_implementation(plan)

@@ -60,6 +60,11 @@ class TorchOps:
         return x.fill_(float("nan")) if _attention.POISON else x
 
     @staticmethod
+    def int32_array(x, like):
+        # the library reads key lengths / offsets where the tensors are
+        return torch.as_tensor(x, dtype=torch.int32, device=like.device).contiguous()
+
+    @staticmethod
     def copy_into(dst, src):
         return dst.copy_(src)
 
@@ -94,25 +99,25 @@ class TorchOps:
 
 class _Attention(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, q, k, v, layout, scale, heads, order, flags):
-        o, lse = forward_impl(TorchOps, q, k, v, layout, scale, heads, order, flags)
+    def forward(ctx, q, k, v, layout, scale, heads, order, flags, extras):
+        o, lse = forward_impl(TorchOps, q, k, v, layout, scale, heads, order, flags, extras)
         ctx.save_for_backward(q, k, v, o, lse)
-        ctx.bsa = (layout, scale, heads, order, flags)
+        ctx.bsa = (layout, scale, heads, order, flags, extras)
         ctx.mark_non_differentiable(lse)
         return o, lse
 
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse = ctx.saved_tensors
-        layout, scale, heads, order, flags = ctx.bsa
+        layout, scale, heads, order, flags, extras = ctx.bsa
         if do is None:
-            return (None,) * 8
+            return (None,) * 9
         dq, dk, dv = backward_impl(
-            TorchOps, q, k, v, o, lse, do, layout, scale, heads, order, flags
+            TorchOps, q, k, v, o, lse, do, layout, scale, heads, order, flags, extras
         )
-        return dq, dk, dv, None, None, None, None, None
+        return dq, dk, dv, None, None, None, None, None, None
 
 
-def attention(q, k, v, layout, scale, heads, order, return_lse, flags):
-    o, lse = _Attention.apply(q, k, v, layout, scale, heads, order, flags)
+def attention(q, k, v, layout, scale, heads, order, return_lse, flags, extras=None):
+    o, lse = _Attention.apply(q, k, v, layout, scale, heads, order, flags, extras)
     return (o, lse) if return_lse else o

@@ -290,6 +290,64 @@ def test_errors():
             assert "device" in str(e)
 
 
+def _check_features(device, dtype):
+    """GQA (4 query heads over 2 kv heads), a value dim of its own, packed
+    sequences with key lengths, through autograd; the oracle runs SDPA in
+    float64 per sequence with the kv heads repeated."""
+    g = gen(device)
+    lay = bsa.Layout.preset("local", seq=128, block=32, ctx=48)
+    h, hkv, d, dv = 4, 2, 64, 32
+    lens = [128, 7, 70, 0, 33]
+    offs = [0]
+    for n in lens:
+        offs.append(offs[-1] + n)
+    cu = torch.tensor(offs, dtype=torch.int32)
+    kl = torch.tensor([100, 7, 3, 0, 40], dtype=torch.int32)
+    tot = int(cu[-1])
+    q, do = randn(g, (1, h, tot, d), dtype, device), randn(g, (1, h, tot, dv), dtype, device)
+    k, v = randn(g, (1, hkv, tot, d), dtype, device), randn(g, (1, hkv, tot, dv), dtype, device)
+    qq, kk, vv = (x.clone().requires_grad_() for x in (q, k, v))
+    # offsets and lengths go where the tensors are (the binding moves host ones)
+    o = bsa.attention(
+        qq, kk, vv, lay, cu_seqlens_q=cu.to(device), cu_seqlens_k=cu, key_lengths=kl
+    )
+    assert o.shape == (1, h, tot, dv)
+    o.backward(do)
+    q64, k64, v64 = (x.double().requires_grad_() for x in (q, k, v))
+    mask_all = mask_tensor(lay, device)[0]
+    outs = []
+    for i in range(len(lens)):
+        a, b = int(cu[i]), int(cu[i + 1])
+        if a == b:
+            continue
+        m = mask_all[: b - a, : b - a].clone()
+        m[:, int(kl[i]) :] = False
+        qs = q64[:, :, a:b]
+        ks, vs = (x[:, :, a:b].repeat_interleave(h // hkv, dim=1) for x in (k64, v64))
+        # a row with no visible key: 0 (SDPA would give NaN)
+        live = m.any(dim=1)
+        os_ = sdpa64(qs, ks, vs, m | ~live[:, None], d**-0.5) * live[None, None, :, None]
+        outs.append(os_)
+    want = torch.cat(outs, dim=2)
+    want.backward(do.double())
+    t = tol(dtype, device)
+    errs = [rel_err(o, want)] + [
+        rel_err(a.grad, b.grad) for a, b in zip((qq, kk, vv), (q64, k64, v64))
+    ]
+    assert errs[0] < t and max(errs[1:]) < 4 * t, f"{dtype} {device}: o, dq, dk, dv {errs}"
+
+
+def test_cpu_features():
+    need("cpu")
+    _check_features("cpu", torch.float32)
+
+
+def test_cuda_features():
+    need("cuda")
+    for dt in (torch.float16, torch.bfloat16):
+        _check_features("cuda", dt)
+
+
 def main():
     tests = [(n, f) for n, f in sorted(globals().items()) if n.startswith("test_") and callable(f)]
     passed = failed = skipped = 0
