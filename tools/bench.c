@@ -200,23 +200,8 @@ static void *random_tensor(const bench_cfg *c, bsa_backend be, size_t n, cli_rng
         else
             ((uint16_t *)h)[i] = bsa_f32_to_bf16(x);
     }
-    void *d = cli_dev_alloc(be, n * es);
-    if (d && cli_dev_upload(be, d, h, n * es) != 0) {
-        cli_dev_free(be, d);
-        d = NULL;
-    }
+    void *d = cli_dev_copy_of(be, h, n * es);
     free(h);
-    return d;
-}
-
-/* n int32 copied to where the backend wants them (NULL on failure). */
-static int32_t *upload_ints(bsa_backend be, const int32_t *h, size_t n)
-{
-    int32_t *d = cli_dev_alloc(be, n * sizeof(int32_t));
-    if (d && cli_dev_upload(be, d, h, n * sizeof(int32_t)) != 0) {
-        cli_dev_free(be, d);
-        d = NULL;
-    }
     return d;
 }
 
@@ -325,9 +310,10 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
     b->lse = cli_dev_alloc(be, (size_t)bt * c->heads * time * sizeof(float));
     b->ws = k->wsb ? cli_dev_alloc(be, k->wsb) : NULL;
     /* key lengths and offsets live where the tensors do (bsa.h) */
-    if (b->klen && !(b->klen_dev = upload_ints(be, b->klen, n_seq)))
+    if (b->klen && !(b->klen_dev = cli_dev_copy_of(be, b->klen, (size_t)n_seq * sizeof(int32_t))))
         return cli_report("bench", "key lengths upload", BSA_ERROR_OUT_OF_MEMORY);
-    if (b->cu && !(b->cu_dev = upload_ints(be, b->cu, (size_t)c->varlen + 1)))
+    if (b->cu &&
+        !(b->cu_dev = cli_dev_copy_of(be, b->cu, ((size_t)c->varlen + 1) * sizeof(int32_t))))
         return cli_report("bench", "sequence offsets upload", BSA_ERROR_OUT_OF_MEMORY);
     k->med[0] = calloc((size_t)rounds, sizeof(double));
     k->med[1] = calloc((size_t)rounds, sizeof(double));

@@ -146,6 +146,16 @@ int cli_dev_upload(bsa_backend backend, void *dst, const void *src, size_t bytes
     return copy(backend, dst, src, bytes, 1);
 }
 
+void *cli_dev_copy_of(bsa_backend backend, const void *host, size_t bytes)
+{
+    void *d = cli_dev_alloc(backend, bytes);
+    if (d && cli_dev_upload(backend, d, host, bytes) != 0) {
+        cli_dev_free(backend, d);
+        d = NULL;
+    }
+    return d;
+}
+
 int cli_dev_download(bsa_backend backend, void *dst, const void *src, size_t bytes)
 {
     return copy(backend, dst, src, bytes, 0);

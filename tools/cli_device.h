@@ -19,6 +19,10 @@ int cli_dev_select(bsa_backend backend, int device);
 void *cli_dev_alloc(bsa_backend backend, size_t bytes);
 void cli_dev_free(bsa_backend backend, void *p);
 
+/* A copy of bytes at host where the backend wants it (NULL after printing
+ * why, or for bytes == 0). */
+void *cli_dev_copy_of(bsa_backend backend, const void *host, size_t bytes);
+
 /* Copies; return 0, or -1 after printing why. */
 int cli_dev_upload(bsa_backend backend, void *dst, const void *src, size_t bytes);
 int cli_dev_download(bsa_backend backend, void *dst, const void *src, size_t bytes);

@@ -132,6 +132,16 @@ class AttnDesc(ctypes.Structure):
     ]
 
 
+# appended to bsa_fwd_args and bsa_bwd_args in bsa.h (key padding, packed
+# sequences): zero = off
+_CALL_EXTRAS = [
+    ("key_lengths", ctypes.c_void_p),
+    ("cu_seqlens_q", ctypes.c_void_p),
+    ("cu_seqlens_k", ctypes.c_void_p),
+    ("num_seqs", ctypes.c_int),
+]
+
+
 class FwdArgs(ctypes.Structure):
     _fields_ = [
         ("q", ctypes.c_void_p),
@@ -139,12 +149,7 @@ class FwdArgs(ctypes.Structure):
         ("v", ctypes.c_void_p),
         ("o", ctypes.c_void_p),
         ("lse", ctypes.c_void_p),
-        # appended in bsa.h (key padding, packed sequences): zero = off
-        ("key_lengths", ctypes.c_void_p),
-        ("cu_seqlens_q", ctypes.c_void_p),
-        ("cu_seqlens_k", ctypes.c_void_p),
-        ("num_seqs", ctypes.c_int),
-    ]
+    ] + _CALL_EXTRAS
 
 
 class BwdArgs(ctypes.Structure):
@@ -158,12 +163,7 @@ class BwdArgs(ctypes.Structure):
         ("dq", ctypes.c_void_p),
         ("dk", ctypes.c_void_p),
         ("dv", ctypes.c_void_p),
-        # appended in bsa.h (key padding, packed sequences): zero = off
-        ("key_lengths", ctypes.c_void_p),
-        ("cu_seqlens_q", ctypes.c_void_p),
-        ("cu_seqlens_k", ctypes.c_void_p),
-        ("num_seqs", ctypes.c_int),
-    ]
+    ] + _CALL_EXTRAS
 
 
 # int (*)(void *user, int head, int q_block, int k_block, int block_index, int block, uint8_t *mask)
