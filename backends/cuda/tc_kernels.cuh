@@ -27,11 +27,23 @@
 namespace bsa_cuda
 {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 4 * kWarp; /* 4 warps of 16 owner rows: a 64-row tile */
+
+/* Register caps as minimum blocks per SM on NVIDIA; HIP's second
+ * __launch_bounds__ argument means something else, so it gets none. */
+#if defined(BSA_VENDOR_HIP)
+#define BSA_TC_BOUNDS(blocks) __launch_bounds__(kThreads)
+#else
+#define BSA_TC_BOUNDS(blocks) __launch_bounds__(kThreads, blocks)
+#endif
 
 template <int DP> struct tc_cfg {
     static constexpr int srow = DP + 8; /* padded row, elements */
+#if defined(BSA_VENDOR_HIP)             /* 64 KB of LDS per workgroup */
+    static constexpr int stages = DP <= 64 ? 2 : 1;
+#else
     static constexpr int stages = DP <= 128 ? 2 : 1;
+#endif
     /* dQ at head dim 128: one K/V stage (70 KB of shared memory instead of
      * 104) lets 3 blocks share an SM, as its registers allow; measured
      * against two stages at 2 blocks in bench/NOTES.md (v10) */
@@ -73,7 +85,11 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
 
 } // namespace bsa_cuda
 
+#if defined(BSA_VENDOR_HIP)
+#include "../hip/tile_amd.cuh"
+#else
 #include "tile_mma_sync.cuh"
+#endif
 
 namespace bsa_cuda
 {
@@ -160,9 +176,9 @@ __device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_vi
 /* GATHER: the layout's key tiles are gathered (kgrp); compiled apart so
  * that natural tiles carry none of its code (bench/NOTES.md, v8). */
 template <typename T, int DP, bool GATHER, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
-                                            : DP <= 128 ? 3
-                                                        : 1) fwd_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
+                              : DP <= 128 ? 3
+                                          : 1) fwd_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
@@ -275,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
 constexpr int kNone = -2; /* list has no entry for this key tile */
 
 template <typename T, int DP, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
@@ -341,7 +357,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
     /* rows of this warp: 64-tile `half`, virtual 16-row warps vw = 2 (warp & 1) + mt */
     const T *sQw = sQ + half * te;
     const T *sQv = sQw + (warp & 1) * 2 * 16 * sr; /* the warp's first row */
-    uint32_t qf[q_in_regs ? MT : 1][q_in_regs ? DP / 16 : 1][4];
+    afrag<q_in_regs ? DP : 16> qf[q_in_regs ? MT : 1];
     if constexpr (q_in_regs) {
         cp_async_wait<1>();
         __syncthreads();
@@ -426,7 +442,7 @@ __device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
 }
 
 template <typename T, int DP, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
@@ -535,7 +551,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
  * sends gathered key tiles of per-head layouts here with group > 1: their
  * key tiles would differ between the heads of a group. */
 template <typename T, int DP, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;

@@ -238,7 +238,7 @@ __device__ __forceinline__ void apply_key_cut(float *s, const bsa_cuda_params &p
  * QREG), each B fragment read once for all MT products. */
 template <int MT, int DP, bool QREG, typename T>
 __device__ __forceinline__ void gemm_abt_mt(float (*s)[elems<kTile>()],
-                                            const uint32_t (*qf)[QREG ? DP / 16 : 1][4],
+                                            const afrag<QREG ? DP : 16> *qf,
                                             const T *sa, const T *sb, int lane)
 {
     constexpr int sr = tc_cfg<DP>::srow;
