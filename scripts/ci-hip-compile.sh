@@ -22,7 +22,9 @@ if [ -z "$HIPCC" ]; then
     echo "bsa ci: hipcc not found after installing it" >&2
     exit 1
 fi
-SRC="backends/cuda/tiles.cu backends/cuda/params.cu backends/cuda/ref_kernels.cu backends/hip/hip_fwd.hip
+SRC="backends/cuda/tiles.cu backends/cuda/params.cu backends/cuda/ref_kernels.cu
+backends/cuda/tc_launch.cu backends/cuda/generated/tc_f16_fwd.cu backends/cuda/generated/tc_f16_bwd.cu
+backends/cuda/generated/tc_bf16_fwd.cu backends/cuda/generated/tc_bf16_bwd.cu
 backends/hip/hip_backend.hip"
 OBJ=${TMPDIR:-/tmp}/bsa-ci-hip.$$
 mkdir -p "$OBJ"
@@ -77,19 +79,22 @@ for a in $ARCHS; do
     for s in "$OBJ"/*-hip-amdgcn-amd-amdhsa-"$a".s; do report "$s" >>"$rep"; done
     sed 's/^/    /' "$rep"
     case $a in gfx90a | gfx94*) ;; *) continue ;; esac
-    n=$(grep -c '^_ZN7bsa_hip10fwd_kernel' "$rep" || true)
+    # the tensor-core kernels shared with CUDA (forward, 128-row forward,
+    # dQ, dK/dV): v_mfma, no scratch memory, no VGPR spills (SGPR spills go
+    # to VGPR lanes, not memory: reported above, not failed)
+    tk='^_ZN8bsa_cuda([0-9]+fwd_kernel|[0-9]+fwd2_kernel|9dq_kernel|11dkdv_kernel)'
+    n=$(grep -cE "$tk" "$rep" || true)
     if [ "$n" -eq 0 ]; then
-        echo "bsa ci: FAIL: no matrix-tile attention kernel found in the $a code object" >&2
+        echo "bsa ci: FAIL: no tensor-core attention kernel found in the $a code object" >&2
         fail=1
     fi
-    bad=$(grep '^_ZN7bsa_hip10fwd_kernel' "$rep" | grep -v \
-        ' mfma=[1-9][0-9]* scratch=0 sgpr_spill=0 vgpr_spill=0 ' || true)
+    bad=$(grep -E "$tk" "$rep" | grep -vE ' mfma=[1-9][0-9]* scratch=0 sgpr_spill=[0-9]+ vgpr_spill=0 ' || true)
     if [ -n "$bad" ]; then
-        echo "bsa ci: FAIL on $a: attention kernels without MFMA, or with scratch / spills:" >&2
+        echo "bsa ci: FAIL on $a: attention kernels without MFMA, or with scratch / VGPR spills:" >&2
         echo "$bad" >&2
         fail=1
     else
-        echo "bsa ci: $a: $n matrix-tile attention kernels, all with v_mfma, no scratch, no spills"
+        echo "bsa ci: $a: $n tensor-core attention kernels (the CUDA source), all with v_mfma, no scratch, no VGPR spills"
     fi
 done
 echo "bsa ci: HIP compile and code-object check: $(($(date +%s) - t0)) s"

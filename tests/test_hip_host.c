@@ -55,6 +55,8 @@ static void test_pad_dim(void **state)
     assert_int_equal(bsa_hip_pad_dim(-8), 0);
 }
 
+/* A shape the tile kernels take: f16/bf16, head dims multiples of 8 up
+ * to 128, strides of a contiguous [b, h, t, d] (multiples of 8). */
 static bsa_shape random_shape(void)
 {
     bsa_shape s;
@@ -62,11 +64,18 @@ static bsa_shape random_shape(void)
     s.batch = 1 + rand() % 4;
     s.heads = 1 + rand() % 16;
     s.seq_q = s.seq_k = 64 * (1 + rand() % 8);
-    s.head_dim = 1 + rand() % 128;
+    s.head_dim = 8 * (1 + rand() % 16);
     s.kv_heads = s.heads;
     s.v_dim = s.head_dim;
     s.dtype = rand() % 2 ? BSA_DTYPE_F16 : BSA_DTYPE_BF16;
     s.scale = 0.125f;
+    int64_t *st[4] = {s.q_stride, s.k_stride, s.v_stride, s.o_stride};
+    for (int i = 0; i < 4; ++i) {
+        st[i][3] = 1;
+        st[i][2] = s.head_dim;
+        st[i][1] = s.seq_q * s.head_dim;
+        st[i][0] = s.heads * s.seq_q * s.head_dim;
+    }
     return s;
 }
 
@@ -85,37 +94,40 @@ static void test_tile_decline(void **state)
         assert_non_null(strstr(why, "dtype"));
 
         t = s;
-        t.head_dim = 129 + rand() % 200;
+        *(rand() % 2 ? &t.head_dim : &t.v_dim) = 136 + 8 * (rand() % 16);
         why = bsa_hip_tile_decline(&t, wave);
         assert_non_null(why);
         assert_non_null(strstr(why, "head dim"));
 
-        /* the features beyond the seed go to the reference kernels */
-        for (int f = 0; f < 3; ++f) {
-            t = s;
-            if (f == 0) { /* 2h query heads over one kv head */
-                t.heads *= 2;
-                t.kv_heads = 1;
-            } else if (f == 1)
-                t.v_dim = t.head_dim + 8;
-            else
-                t.varlen = 1;
-            why = bsa_hip_tile_decline(&t, wave);
-            assert_non_null(why);
-            assert_non_null(strstr(why, "features"));
-        }
+        t = s;
+        t.v_dim = s.head_dim + 4; /* not a multiple of 8 */
+        why = bsa_hip_tile_decline(&t, wave);
+        assert_non_null(why);
+        assert_non_null(strstr(why, "multiple of 8"));
+
+        t = s;
+        t.k_stride[2] += 4; /* rows no longer 16-byte aligned */
+        why = bsa_hip_tile_decline(&t, wave);
+        assert_non_null(why);
+        assert_non_null(strstr(why, "stride"));
 
         why = bsa_hip_tile_decline(&s, wave == 32 ? 16 : 128);
         assert_non_null(why);
         assert_non_null(strstr(why, "wave"));
 
+        /* the features beyond the seed stay on the tile kernels */
         t = s;
-        t.heads = t.kv_heads = 65536 / t.batch + 1 + rand() % 100;
-        why = bsa_hip_tile_decline(&t, wave);
-        assert_non_null(why);
-        assert_non_null(strstr(why, "batch * heads"));
-        t.heads = t.kv_heads = 65535 / t.batch;
+        t.heads *= 2;
+        t.kv_heads = 1;
+        t.varlen = 1;
         assert_null(bsa_hip_tile_decline(&t, wave));
+
+        /* the tile backward: head dims up to 64 */
+        why = bsa_hip_tile_bwd_decline(&s);
+        if (s.head_dim <= 64)
+            assert_null(why);
+        else
+            assert_non_null(why), assert_non_null(strstr(why, "64"));
     }
 }
 

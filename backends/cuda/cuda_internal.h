@@ -119,9 +119,10 @@ enum bsa_cuda_kernel {
     BSA_K_FWD_GATHER = 4
 };
 /* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
- * 128-row forward: 32/64/128). */
+ * 128-row forward: 32/64/128; on AMD see gen_instances.py); wave: the
+ * device's warp width (blocks are 4 warps). */
 cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
-                               cudaStream_t s);
+                               cudaStream_t s, int wave = 32);
 /* Shared memory the tensor-core kernel needs, and its one-time attribute set-up. */
 size_t bsa_cuda_tc_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad);

@@ -122,6 +122,21 @@ template <int N> __device__ __forceinline__ void cp_async_wait()
 #endif
 }
 
+#else /* AMD: no asynchronous copy; the copy completes before the barrier                          \
+       * that follows it in the kernels, so commit / wait are no-ops */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_bytes)
+{
+    uint4 v = make_uint4(0, 0, 0, 0);
+    if (src_bytes)
+        v = *static_cast<const uint4 *>(src);
+    *static_cast<uint4 *>(dst) = v;
+}
+__device__ __forceinline__ void cp_async_commit()
+{
+}
+template <int N> __device__ __forceinline__ void cp_async_wait()
+{
+}
 #endif
 
 /* (segment, head) index of this thread block: grids put it in y and, past

@@ -18,6 +18,12 @@ KERNEL_FN = {"BSA_K_FWD": ("fwd_kernel", ", false"), "BSA_K_FWD_GATHER": ("fwd_k
              "BSA_K_FWD2": ("fwd2_kernel", "")}
 # the 128-row forward keeps two m16 tiles of accumulators per warp: <= 128
 MAX_DPAD = {"BSA_K_FWD2": 128}
+# AMD (the same files compiled as HIP): 64 KB of LDS per workgroup holds
+# the 64-row tiles of the backward and the 128-row forward up to head dim
+# 64, the 64-row forward (one stage) up to 128; larger ones take the
+# reference kernels there
+HIP_MAX_DPAD = {"BSA_K_FWD": 128, "BSA_K_FWD_GATHER": 128, "BSA_K_FWD2": 64, "BSA_K_DQ": 64,
+                "BSA_K_DKDV": 64}
 
 here = os.path.dirname(os.path.abspath(__file__))
 out = os.path.join(here, "generated")
@@ -39,10 +45,15 @@ for dt, ctype in DTYPES.items():
             for d in DPADS:
                 if d > MAX_DPAD.get(k, 256):
                     continue
+                cuda_only = d > HIP_MAX_DPAD[k]
+                if cuda_only:
+                    lines.append("#if !defined(BSA_VENDOR_HIP)")
                 lines.append(f"    if (kernel == {k} && dpad == {d})")
                 fn, extra = KERNEL_FN[k]
                 lines.append(f"        return feat ? (const void *)&{fn}<{ctype}, {d}{extra}, true>")
                 lines.append(f"                    : (const void *)&{fn}<{ctype}, {d}{extra}, false>;")
+                if cuda_only:
+                    lines.append("#endif")
         lines += ["    return nullptr;", "}", "", "} // namespace bsa_cuda", ""]
         with open(os.path.join(out, f"tc_{dt}_{ps}.cu"), "w") as f:
             f.write("\n".join(lines))

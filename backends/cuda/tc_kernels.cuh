@@ -27,11 +27,23 @@
 namespace bsa_cuda
 {
 
-constexpr int kThreads = 128;
+constexpr int kThreads = 4 * kWarp; /* 4 warps of 16 owner rows: a 64-row tile */
+
+/* Register caps as minimum blocks per SM on NVIDIA; HIP's second
+ * __launch_bounds__ argument means something else, so it gets none. */
+#if defined(BSA_VENDOR_HIP)
+#define BSA_TC_BOUNDS(blocks) __launch_bounds__(kThreads)
+#else
+#define BSA_TC_BOUNDS(blocks) __launch_bounds__(kThreads, blocks)
+#endif
 
 template <int DP> struct tc_cfg {
     static constexpr int srow = DP + 8; /* padded row, elements */
+#if defined(BSA_VENDOR_HIP)             /* 64 KB of LDS per workgroup */
+    static constexpr int stages = DP <= 64 ? 2 : 1;
+#else
     static constexpr int stages = DP <= 128 ? 2 : 1;
+#endif
     /* dQ at head dim 128: one K/V stage (70 KB of shared memory instead of
      * 104) lets 3 blocks share an SM, as its registers allow; measured
      * against two stages at 2 blocks in bench/NOTES.md (v10) */
@@ -71,163 +83,92 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
     }
 }
 
-/* acc[16 x 64] += A[16 x DP] . B[64 x DP]^T, A rows and B rows in shared. */
-template <int DP, typename T>
-__device__ __forceinline__ void gemm_abt(float (*acc)[4], const T *sa, const T *sb, int lane)
+} // namespace bsa_cuda
+
+#if defined(BSA_VENDOR_HIP)
+#include "../hip/tile_amd.cuh"
+#else
+#include "tile_mma_sync.cuh"
+#endif
+
+namespace bsa_cuda
 {
-    constexpr int sr = tc_cfg<DP>::srow;
+using namespace tile;
+
+/* Sets a 16 x N result to zero (E = elems<N>()). */
+template <int E> __device__ __forceinline__ void zero(float *x)
+{
 #pragma unroll
-    for (int kk = 0; kk < DP / 16; ++kk) {
-        uint32_t a[4];
-        ldmatrix_x4(a, sa + (lane & 15) * sr + kk * 16 + (lane >> 4) * 8);
+    for (int e = 0; e < E; ++e)
+        x[e] = 0.f;
+}
+
+/* Multiplies each owner row of a 16 x N result by f[its slot]. */
+template <int N> __device__ __forceinline__ void scale_rows(float *acc, const float *f)
+{
 #pragma unroll
-        for (int nj = 0; nj < kTile / 16; ++nj) {
-            uint32_t b[4];
-            ldmatrix_x4(b, sb + (nj * 16 + (lane & 7) + (lane >> 4) * 8) * sr + kk * 16 +
-                               ((lane >> 3) & 1) * 8);
-            mma16816<T>(acc[2 * nj], a, b);
-            mma16816<T>(acc[2 * nj + 1], a, b + 2);
-        }
+    for (int e = 0; e < elems<N>(); ++e)
+        acc[e] *= f[slot(e)];
+}
+
+/* One online-softmax step (base 2) over a warp's 16 x 64 scores s: scales
+ * them by scale_log2, updates the row maxima m and sums l, leaves the
+ * unnormalised probabilities in s and in alpha the factor the output
+ * accumulator's rows must be multiplied by.  A row whose max is still
+ * -inf keeps mu = 0 (no (-inf) - (-inf)). */
+__device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float *alpha,
+                                             float scale_log2)
+{
+    float mx[kRows], mu[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        mx[r] = -CUDART_INF_F;
+#pragma unroll
+    for (int e = 0; e < elems<kTile>(); ++e) {
+        s[e] *= scale_log2;
+        mx[slot(e)] = fmaxf(mx[slot(e)], s[e]);
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+        mx[r] = row_max(mx[r]);
+        float mn = fmaxf(m[r], mx[r]);
+        mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
+        alpha[r] = exp2f(m[r] - mu[r]);
+        m[r] = mn;
+        l[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int e = 0; e < elems<kTile>(); ++e) {
+        s[e] = exp2f(s[e] - mu[slot(e)]);
+        l[slot(e)] += s[e];
     }
 }
 
-/* The same with A's fragments already in registers (af[DP / 16][4]). */
-template <int DP, typename T>
-__device__ __forceinline__ void gemm_abt_reg(float (*acc)[4], const uint32_t (*af)[4], const T *sb,
-                                             int lane)
+/* The end of the forward's rows: sums l over the lanes and gives the
+ * output's row factors 1 / l (0 for a row that saw no key). */
+__device__ __forceinline__ void finish_rows(float *l, float *inv)
 {
-    constexpr int sr = tc_cfg<DP>::srow;
 #pragma unroll
-    for (int kk = 0; kk < DP / 16; ++kk) {
-#pragma unroll
-        for (int nj = 0; nj < kTile / 16; ++nj) {
-            uint32_t b[4];
-            ldmatrix_x4(b, sb + (nj * 16 + (lane & 7) + (lane >> 4) * 8) * sr + kk * 16 +
-                               ((lane >> 3) & 1) * 8);
-            mma16816<T>(acc[2 * nj], af[kk], b);
-            mma16816<T>(acc[2 * nj + 1], af[kk], b + 2);
-        }
+    for (int r = 0; r < kRows; ++r) {
+        l[r] = row_sum(l[r]);
+        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
     }
 }
 
-/* acc[16 x DP] += P[16 x 64] . B[64 x DP]; P as f32 fragments (the layout
- * of a 16x64 accumulator), B rows in shared (read transposed). */
-template <int DP, typename T>
-__device__ __forceinline__ void gemm_pb(float (*acc)[4], const float (*pf)[4], const T *sb,
-                                        int lane)
+/* Writes the lse (natural log) of a warp's owner rows; rows0: the layout
+ * row of the warp's first row; valid: the tile is a real one. */
+__device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_view &sv, int h,
+                                          int rows0, const float *m, const float *l, int lane,
+                                          bool valid = true)
 {
-    constexpr int sr = tc_cfg<DP>::srow;
-    using tr = dtype_traits<T>;
+    if (!p.lse || !row_leader(lane))
+        return;
 #pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk) {
-        uint32_t a[4];
-        a[0] = tr::pack(pf[2 * kk][0], pf[2 * kk][1]);
-        a[1] = tr::pack(pf[2 * kk][2], pf[2 * kk][3]);
-        a[2] = tr::pack(pf[2 * kk + 1][0], pf[2 * kk + 1][1]);
-        a[3] = tr::pack(pf[2 * kk + 1][2], pf[2 * kk + 1][3]);
-#pragma unroll
-        for (int dj = 0; dj < DP / 16; ++dj) {
-            uint32_t b[4];
-            ldmatrix_x4_trans(b, sb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * sr +
-                                     dj * 16 + (lane >> 4) * 8);
-            mma16816<T>(acc[2 * dj], a, b);
-            mma16816<T>(acc[2 * dj + 1], a, b + 2);
-        }
-    }
-}
-
-/* Writes a warp's 16 x DP accumulator (times mul) through its own 16 rows
- * of a shared tile, then to global rows [row0 + 16 warp, +16) with 16-byte
- * stores.  The shared rows must be private to the warp by now. */
-template <int DP, typename T>
-__device__ __forceinline__ void
-store_rows(const float (*acc)[4], const float *mul, T *sm, T *base, int64_t st, int row0, int seq,
-           int dim, int perm, int warp, int lane, const int32_t *grp = nullptr, int log2b = 0)
-{
-    constexpr int sr = tc_cfg<DP>::srow;
-    using tr = dtype_traits<T>;
-    int g = lane >> 2, t = lane & 3;
-    T *w = sm + warp * 16 * sr;
-#pragma unroll
-    for (int j = 0; j < DP / 8; ++j) {
-        *reinterpret_cast<uint32_t *>(w + g * sr + j * 8 + 2 * t) =
-            tr::pack(acc[j][0] * mul[0], acc[j][1] * mul[0]);
-        *reinterpret_cast<uint32_t *>(w + (g + 8) * sr + j * 8 + 2 * t) =
-            tr::pack(acc[j][2] * mul[1], acc[j][3] * mul[1]);
-    }
-    __syncwarp();
-    constexpr int ch = DP / 8;
-    for (int c = lane; c < 16 * ch; c += kWarp) {
-        int r = c / ch, cc = c - r * ch;
-        int rr = tile_row(grp, log2b, row0, warp * 16 + r, seq);
-        if (rr < seq && cc * 8 < dim)
-            *reinterpret_cast<uint4 *>(base + (int64_t)perm_row(rr, perm, seq) * st + cc * 8) =
-                *reinterpret_cast<const uint4 *>(w + r * sr + cc * 8);
-    }
-}
-
-/* Sets masked elements of a 16 x 64 score fragment to -inf.  transposed:
- * fragment rows are keys and columns queries (the dK/dV kernel).  A
- * thread's two elements of an 8-column group share one sub-block (sub-blocks
- * are >= 8 wide), so the code is read once per (row, group) and FULL
- * sub-blocks cost nothing more. */
-template <bool transposed>
-__device__ __forceinline__ void apply_mask(float (*s)[4], const bsa_cuda_params &p,
-                                           const int32_t *sub, int row_tile0, int col_tile0,
-                                           int warp, int lane, const int32_t *kgrp)
-{
-    int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        int row = warp * 16 + g + r * 8;
-#pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
-            int col = j * 8;
-            int code = transposed ? __ldg(sub + (col >> p.log2g) * p.ns + (row >> p.log2g))
-                                  : __ldg(sub + (row >> p.log2g) * p.ns + (col >> p.log2g));
-            if (code == BSA_CUDA_SUB_FULL)
-                continue;
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                int cl = col + 2 * t + e;
-                /* query / key positions in layout order; a gathered key tile
-                 * (kgrp) only matters to the predicates: block-relative
-                 * offsets are the same either way (tiles hold whole blocks) */
-                int q = transposed ? col_tile0 + cl : row_tile0 + row;
-                int kn = transposed ? row_tile0 + row : col_tile0 + cl;
-                bool keep;
-                if (code == BSA_CUDA_SUB_ABSENT) {
-                    keep = false;
-                } else if (code == BSA_CUDA_SUB_PRED) {
-                    int k = kgrp ? tile_row(kgrp, p.log2g, 0,
-                                            kn - (transposed ? row_tile0 : col_tile0), p.seq_k)
-                                 : kn;
-                    keep = bsa_pred_keep(&p.pred, q, k) != 0;
-                } else {
-                    keep = keep_code(p, code, q, kn);
-                }
-                if (!keep)
-                    s[j][2 * r + e] = -CUDART_INF_F;
-            }
-        }
-    }
-}
-
-/* Sets the scores of keys cut off by the segment's key limit to -inf
- * (key_cut; transposed as in apply_mask). */
-template <bool transposed>
-__device__ __forceinline__ void apply_key_cut(float (*s)[4], const bsa_cuda_params &p,
-                                              const seg_view &v, const int32_t *kgrp, int kt,
-                                              int warp, int lane)
-{
-    int g = lane >> 2, t = lane & 3;
-#pragma unroll
-    for (int j = 0; j < kTile / 8; ++j) {
-#pragma unroll
-        for (int c = 0; c < 4; ++c) {
-            int kr = transposed ? warp * 16 + g + (c >> 1) * 8 : j * 8 + 2 * t + (c & 1);
-            if (key_cut(p, v, kgrp, kt, kr))
-                s[j][c] = -CUDART_INF_F;
+    for (int r = 0; r < kRows; ++r) {
+        int rr = rows0 + row(lane, r);
+        if (valid && rr < sv.len_q) {
+            float v_lse = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.69314718055994531f : -CUDART_INF_F;
+            p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] = v_lse;
         }
     }
 }
@@ -235,9 +176,9 @@ __device__ __forceinline__ void apply_key_cut(float (*s)[4], const bsa_cuda_para
 /* GATHER: the layout's key tiles are gathered (kgrp); compiled apart so
  * that natural tiles carry none of its code (bench/NOTES.md, v8). */
 template <typename T, int DP, bool GATHER, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
-                                            : DP <= 128 ? 3
-                                                        : 1) fwd_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
+                              : DP <= 128 ? 3
+                                          : 1) fwd_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
@@ -247,7 +188,6 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
     T *sV = sK + ST * te;
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int g = lane >> 2, t = lane & 3;
     q_job job;
     if (!q_job_of<FEAT>(p, GATHER, job))
         return;
@@ -274,20 +214,19 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
                       kgroup(p, lh, kt), p.log2g);
     }
     cp_async_commit();
-    uint32_t qf[q_in_regs ? DP / 16 : 1][4];
-    if (q_in_regs) {
+    afrag<q_in_regs ? DP : 16> qf;
+    if constexpr (q_in_regs) {
         cp_async_wait<1>();
         __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < (q_in_regs ? DP / 16 : 1); ++kk)
-            ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * sr + kk * 16 + (lane >> 4) * 8);
+        load_a<DP>(qf, sQ + warp * 16 * sr, lane);
     }
 
-    float acc[DP / 8][4];
+    float acc[elems<DP>()];
+    zero<elems<DP>()>(acc);
+    float m[kRows], l[kRows];
 #pragma unroll
-    for (int j = 0; j < DP / 8; ++j)
-        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
-    float m[2] = {-CUDART_INF_F, -CUDART_INF_F}, l[2] = {0.f, 0.f};
+    for (int r = 0; r < kRows; ++r)
+        m[r] = -CUDART_INF_F, l[r] = 0.f;
 
     for (int it = 0; it < n; ++it) {
         const int2 e = p.row_tent[beg + it];
@@ -306,10 +245,8 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
         __syncthreads();
         const T *ks = sK + (it % ST) * te, *vs = sV + (it % ST) * te;
 
-        float s[kTile / 8][4];
-#pragma unroll
-        for (int j = 0; j < kTile / 8; ++j)
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+        float s[elems<kTile>()];
+        zero<elems<kTile>()>(s);
         if constexpr (q_in_regs)
             gemm_abt_reg<DP>(s, qf, ks, lane);
         else
@@ -320,42 +257,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
         if (FEAT && tile_needs_cut(p, sv, GATHER ? p.kgrp : nullptr, e.x))
             apply_key_cut<false>(s, p, sv, kgroup(p, lh, e.x), e.x, warp, lane);
 
-        /* online softmax, base 2 */
-        float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
-#pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
-#pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                s[j][c] *= p.scale_log2;
-                mx[c >> 1] = fmaxf(mx[c >> 1], s[j][c]);
-            }
-        }
-        float alpha[2], mu[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float mn = fmaxf(m[r], mx[r]);
-            mu[r] = mn == -CUDART_INF_F ? 0.f : mn; /* no (-inf) - (-inf) */
-            alpha[r] = exp2f(m[r] - mu[r]);
-            m[r] = mn;
-            l[r] *= alpha[r];
-        }
-#pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
-#pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                s[j][c] = exp2f(s[j][c] - mu[c >> 1]);
-                l[c >> 1] += s[j][c];
-            }
-        }
-#pragma unroll
-        for (int j = 0; j < DP / 8; ++j) {
-            acc[j][0] *= alpha[0];
-            acc[j][1] *= alpha[0];
-            acc[j][2] *= alpha[1];
-            acc[j][3] *= alpha[1];
-        }
+        float alpha[kRows];
+        softmax_step(s, m, l, alpha, p.scale_log2);
+        scale_rows<DP>(acc, alpha);
         gemm_pb<DP>(acc, s, vs, lane);
         __syncthreads();
         if (ST == 1 && it + 1 < n) {
@@ -370,26 +274,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
     cp_async_wait<0>();
     __syncthreads(); /* Q tile rows are reused for the output below */
 
-    float inv[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
-        l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
-        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
-    }
+    float inv[kRows];
+    finish_rows(l, inv);
     store_rows<DP>(acc, inv, sQ, o, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm, warp, lane);
-    if (p.lse && t == 0) {
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            int rr = row0 + warp * 16 + g + r * 8;
-            if (rr < sv.len_q) {
-                float v_lse =
-                    l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.69314718055994531f : -CUDART_INF_F;
-                p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] =
-                    v_lse;
-            }
-        }
-    }
+    store_lse(p, sv, h, row0 + warp * 16, m, l, lane);
 }
 
 /* Forward on super tiles: two consecutive 64-row tiles per thread block,
@@ -403,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64    ? 4
 constexpr int kNone = -2; /* list has no entry for this key tile */
 
 template <typename T, int DP, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
@@ -415,7 +303,6 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
     T *sV = sK + 2 * te;
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int g = lane >> 2, t = lane & 3;
     const int half = warp >> 1;
     const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
     if (sg >= p.n_seg)
@@ -469,27 +356,24 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
     cp_async_commit();
     /* rows of this warp: 64-tile `half`, virtual 16-row warps vw = 2 (warp & 1) + mt */
     const T *sQw = sQ + half * te;
-    uint32_t qf[q_in_regs ? MT : 1][q_in_regs ? DP / 16 : 1][4];
-    if (q_in_regs) {
+    const T *sQv = sQw + (warp & 1) * 2 * 16 * sr; /* the warp's first row */
+    afrag<q_in_regs ? DP : 16> qf[q_in_regs ? MT : 1];
+    if constexpr (q_in_regs) {
         cp_async_wait<1>();
         __syncthreads();
 #pragma unroll
-        for (int mt = 0; mt < (q_in_regs ? MT : 1); ++mt)
-#pragma unroll
-            for (int kk = 0; kk < (q_in_regs ? DP / 16 : 1); ++kk)
-                ldmatrix_x4(qf[mt][kk], sQw + (((warp & 1) * 2 + mt) * 16 + (lane & 15)) * sr +
-                                            kk * 16 + (lane >> 4) * 8);
+        for (int mt = 0; mt < MT; ++mt)
+            load_a<DP>(qf[mt], sQv + mt * 16 * sr, lane);
     }
 
-    float acc[MT][DP / 8][4];
-    float m[MT][2], l[MT][2];
+    float acc[MT][elems<DP>()];
+    float m[MT][kRows], l[MT][kRows];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
+        zero<elems<DP>()>(acc[mt]);
 #pragma unroll
-        for (int j = 0; j < DP / 8; ++j)
-            acc[mt][j][0] = acc[mt][j][1] = acc[mt][j][2] = acc[mt][j][3] = 0.f;
-        m[mt][0] = m[mt][1] = -CUDART_INF_F;
-        l[mt][0] = l[mt][1] = 0.f;
+        for (int r = 0; r < kRows; ++r)
+            m[mt][r] = -CUDART_INF_F, l[mt][r] = 0.f;
     }
 
     bool have = n_iter_max > 0;
@@ -512,38 +396,11 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
         const int y = half ? yb : ya;
         if (y != kNone) {
             const T *ks = sK + (it & 1) * te, *vs = sV + (it & 1) * te;
-            float s[MT][kTile / 8][4];
+            float s[MT][elems<kTile>()];
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-                for (int j = 0; j < kTile / 8; ++j)
-                    s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.f;
-#pragma unroll
-            for (int kk = 0; kk < DP / 16; ++kk) {
-                uint32_t a[MT][4];
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    if constexpr (q_in_regs) {
-#pragma unroll
-                        for (int i = 0; i < 4; ++i)
-                            a[mt][i] = qf[q_in_regs ? mt : 0][q_in_regs ? kk : 0][i];
-                    } else {
-                        ldmatrix_x4(a[mt], sQw + (((warp & 1) * 2 + mt) * 16 + (lane & 15)) * sr +
-                                               kk * 16 + (lane >> 4) * 8);
-                    }
-                }
-#pragma unroll
-                for (int nj = 0; nj < kTile / 16; ++nj) {
-                    uint32_t bb[4];
-                    ldmatrix_x4(bb, ks + (nj * 16 + (lane & 7) + (lane >> 4) * 8) * sr + kk * 16 +
-                                        ((lane >> 3) & 1) * 8);
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-                        mma16816<T>(s[mt][2 * nj], a[mt], bb);
-                        mma16816<T>(s[mt][2 * nj + 1], a[mt], bb + 2);
-                    }
-                }
-            }
+                zero<elems<kTile>()>(s[mt]);
+            gemm_abt_mt<MT, DP, q_in_regs>(s, qf, sQv, ks, lane);
             const int qt = 2 * st + half;
 #pragma unroll
             for (int mt = 0; mt < MT; ++mt) {
@@ -552,66 +409,12 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
                                       kt * kTile, (warp & 1) * 2 + mt, lane, nullptr);
                 if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
                     apply_key_cut<false>(s[mt], p, sv, nullptr, kt, (warp & 1) * 2 + mt, lane);
-                float mx[2] = {-CUDART_INF_F, -CUDART_INF_F};
-#pragma unroll
-                for (int j = 0; j < kTile / 8; ++j) {
-#pragma unroll
-                    for (int c = 0; c < 4; ++c) {
-                        s[mt][j][c] *= p.scale_log2;
-                        mx[c >> 1] = fmaxf(mx[c >> 1], s[mt][j][c]);
-                    }
-                }
-                float alpha[2], mu[2];
-#pragma unroll
-                for (int r = 0; r < 2; ++r) {
-                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-                    mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-                    float mn = fmaxf(m[mt][r], mx[r]);
-                    mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
-                    alpha[r] = exp2f(m[mt][r] - mu[r]);
-                    m[mt][r] = mn;
-                    l[mt][r] *= alpha[r];
-                }
-#pragma unroll
-                for (int j = 0; j < kTile / 8; ++j) {
-#pragma unroll
-                    for (int c = 0; c < 4; ++c) {
-                        s[mt][j][c] = exp2f(s[mt][j][c] - mu[c >> 1]);
-                        l[mt][c >> 1] += s[mt][j][c];
-                    }
-                }
-#pragma unroll
-                for (int j = 0; j < DP / 8; ++j) {
-                    acc[mt][j][0] *= alpha[0];
-                    acc[mt][j][1] *= alpha[0];
-                    acc[mt][j][2] *= alpha[1];
-                    acc[mt][j][3] *= alpha[1];
-                }
+                float alpha[kRows];
+                softmax_step(s[mt], m[mt], l[mt], alpha, p.scale_log2);
+                scale_rows<DP>(acc[mt], alpha);
             }
             /* O += P V: each V fragment feeds both m-tiles */
-            using tr = dtype_traits<T>;
-#pragma unroll
-            for (int kk = 0; kk < kTile / 16; ++kk) {
-                uint32_t a[MT][4];
-#pragma unroll
-                for (int mt = 0; mt < MT; ++mt) {
-                    a[mt][0] = tr::pack(s[mt][2 * kk][0], s[mt][2 * kk][1]);
-                    a[mt][1] = tr::pack(s[mt][2 * kk][2], s[mt][2 * kk][3]);
-                    a[mt][2] = tr::pack(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
-                    a[mt][3] = tr::pack(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
-                }
-#pragma unroll
-                for (int dj = 0; dj < DP / 16; ++dj) {
-                    uint32_t bb[4];
-                    ldmatrix_x4_trans(bb, vs + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * sr +
-                                              dj * 16 + (lane >> 4) * 8);
-#pragma unroll
-                    for (int mt = 0; mt < MT; ++mt) {
-                        mma16816<T>(acc[mt][2 * dj], a[mt], bb);
-                        mma16816<T>(acc[mt][2 * dj + 1], a[mt], bb + 2);
-                    }
-                }
-            }
+            gemm_pb_mt<MT, DP>(acc, s, vs, lane);
         }
         __syncthreads();
         have = more;
@@ -623,29 +426,12 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) fwd2_kernel(const 
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         const int vw = (warp & 1) * 2 + mt;
-        float inv[2];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 1);
-            l[mt][r] += __shfl_xor_sync(0xffffffffu, l[mt][r], 2);
-            inv[r] = l[mt][r] > 0.f ? 1.f / l[mt][r] : 0.f;
-        }
+        float inv[kRows];
+        finish_rows(l[mt], inv);
         if (qt < p.n_qt)
             store_rows<DP>(acc[mt], inv, sQ + half * te, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                            p.stride_perm, vw, lane);
-        if (p.lse && t == 0) {
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                int rr = qt * kTile + vw * 16 + g + r * 8;
-                if (qt < p.n_qt && rr < sv.len_q) {
-                    float v_lse = l[mt][r] > 0.f
-                                      ? (m[mt][r] + log2f(l[mt][r])) * 0.69314718055994531f
-                                      : -CUDART_INF_F;
-                    p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] =
-                        v_lse;
-                }
-            }
-        }
+        store_lse(p, sv, h, qt * kTile + vw * 16, m[mt], l[mt], lane, qt < p.n_qt);
     }
 }
 
@@ -656,7 +442,7 @@ __device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
 }
 
 template <typename T, int DP, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
@@ -668,7 +454,6 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
     T *sV = sK + ST * te;
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int g = lane >> 2;
     q_job job;
     if (!q_job_of<FEAT>(p, p.kgrp != nullptr, job))
         return;
@@ -691,10 +476,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
     }
     cp_async_commit();
 
-    float lse2[2], dl[2];
+    float lse2[kRows], dl[kRows];
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        int rr = row0 + warp * 16 + g + r * 8;
+    for (int r = 0; r < kRows; ++r) {
+        int rr = row0 + warp * 16 + row(lane, r);
         lse2[r] = -CUDART_INF_F;
         dl[r] = 0.f;
         if (rr < sv.len_q) {
@@ -704,10 +489,8 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
         }
     }
 
-    float acc[DP / 8][4];
-#pragma unroll
-    for (int j = 0; j < DP / 8; ++j)
-        acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+    float acc[elems<DP>()];
+    zero<elems<DP>()>(acc);
 
     for (int it = 0; it < n; ++it) {
         const int2 e = p.row_tent[beg + it];
@@ -726,10 +509,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
         __syncthreads();
         const T *ks = sK + (it % ST) * te, *vs = sV + (it % ST) * te;
 
-        float s[kTile / 8][4], dp[kTile / 8][4];
-#pragma unroll
-        for (int j = 0; j < kTile / 8; ++j)
-            s[j][0] = s[j][1] = s[j][2] = s[j][3] = dp[j][0] = dp[j][1] = dp[j][2] = dp[j][3] = 0.f;
+        float s[elems<kTile>()], dp[elems<kTile>()];
+        zero<elems<kTile>()>(s);
+        zero<elems<kTile>()>(dp);
         gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
         if (e.y >= 0)
             apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
@@ -738,12 +520,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
             apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
         gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
-#pragma unroll
-            for (int c = 0; c < 4; ++c) {
-                float pr = prob(s[j][c], p.scale_log2, lse2[c >> 1]);
-                s[j][c] = pr * (dp[j][c] - dl[c >> 1]);
-            }
+        for (int e = 0; e < elems<kTile>(); ++e) {
+            float pr = prob(s[e], p.scale_log2, lse2[slot(e)]);
+            s[e] = pr * (dp[e] - dl[slot(e)]);
         }
         gemm_pb<DP>(acc, s, ks, lane);
         __syncthreads();
@@ -758,7 +537,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
     }
     cp_async_wait<0>();
     __syncthreads();
-    float mul[2] = {p.scale, p.scale};
+    float mul[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        mul[r] = p.scale;
     store_rows<DP>(acc, mul, sQ, dq, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm, warp, lane);
 }
 
@@ -769,7 +551,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 128 ? 3 : 1) dq_kernel(const b
  * sends gathered key tiles of per-head layouts here with group > 1: their
  * key tiles would differ between the heads of a group. */
 template <typename T, int DP, bool FEAT>
-__global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
@@ -783,7 +565,6 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
     float *sD = sL + ST * kTile;                         /* [ST][64] delta */
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int t = lane & 3;
     const int bh = grid_bh(), sg = bh / p.kv_heads, kvh = bh - sg * p.kv_heads;
     if (sg >= p.n_seg)
         return;
@@ -848,11 +629,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
         load_q_side(0, gi, p.col_tent[j].x);
     cp_async_commit();
 
-    float adk[DP / 8][4], adv[DP / 8][4];
-#pragma unroll
-    for (int jj = 0; jj < DP / 8; ++jj)
-        adk[jj][0] = adk[jj][1] = adk[jj][2] = adk[jj][3] = adv[jj][0] = adv[jj][1] = adv[jj][2] =
-            adv[jj][3] = 0.f;
+    float adk[elems<DP>()], adv[elems<DP>()];
+    zero<elems<DP>()>(adk);
+    zero<elems<DP>()>(adv);
 
     for (int it = 0; have; ++it) {
         const int2 e = p.col_tent[j];
@@ -872,11 +651,9 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
         const float *ls = sL + st * kTile, *ds = sD + st * kTile;
 
         /* S^T (keys x queries) = K Q^T */
-        float s[kTile / 8][4], dp[kTile / 8][4];
-#pragma unroll
-        for (int jj = 0; jj < kTile / 8; ++jj)
-            s[jj][0] = s[jj][1] = s[jj][2] = s[jj][3] = dp[jj][0] = dp[jj][1] = dp[jj][2] =
-                dp[jj][3] = 0.f;
+        float s[elems<kTile>()], dp[elems<kTile>()];
+        zero<elems<kTile>()>(s);
+        zero<elems<kTile>()>(dp);
         gemm_abt<DP>(s, sK + warp * 16 * sr, qs, lane);
         if (e.y >= 0)
             apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
@@ -884,19 +661,13 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
         if (cut)
             apply_key_cut<true>(s, p, sv, kgrp, kt, warp, lane);
 #pragma unroll
-        for (int jj = 0; jj < kTile / 8; ++jj) {
-#pragma unroll
-            for (int c = 0; c < 4; ++c)
-                s[jj][c] = prob(s[jj][c], p.scale_log2, ls[jj * 8 + 2 * t + (c & 1)]);
-        }
+        for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
+            s[e] = prob(s[e], p.scale_log2, ls[col(lane, e)]);
         gemm_pb<DP>(adv, s, os, lane);                   /* dV += P^T dO */
         gemm_abt<DP>(dp, sV + warp * 16 * sr, os, lane); /* dP^T = V dO^T */
 #pragma unroll
-        for (int jj = 0; jj < kTile / 8; ++jj) {
-#pragma unroll
-            for (int c = 0; c < 4; ++c)
-                s[jj][c] = s[jj][c] * (dp[jj][c] - ds[jj * 8 + 2 * t + (c & 1)]);
-        }
+        for (int e = 0; e < elems<kTile>(); ++e)
+            s[e] = s[e] * (dp[e] - ds[col(lane, e)]);
         gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
         __syncthreads();
         if (ST == 1 && more) {
@@ -910,7 +681,10 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 3 : 1) dkdv_kernel(const 
     }
     cp_async_wait<0>();
     __syncthreads();
-    float one[2] = {1.f, 1.f}, sc[2] = {p.scale, p.scale};
+    float one[kRows], sc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        one[r] = 1.f, sc[r] = p.scale;
     store_rows<DP>(adv, one, sV, dv, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, warp, lane,
                    kgrp, p.log2g);
     store_rows<DP>(adk, sc, sK, dk, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, warp, lane,

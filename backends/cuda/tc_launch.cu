@@ -63,7 +63,7 @@ cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad)
 }
 
 cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
-                               cudaStream_t s)
+                               cudaStream_t s, int wave)
 {
     /* the instance without the features' code when the call uses none */
     const bool feat = p.klen || p.cu_q || p.group > 1;
@@ -76,6 +76,6 @@ cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cud
                               (int64_t)p.n_seg * (kernel == BSA_K_DKDV ? p.kv_heads : p.heads));
     void *args[] = {const_cast<bsa_cuda_params *>(&p)};
     cudaError_t e =
-        cudaLaunchKernel(fn, grid, dim3(kThreads), args, bsa_cuda_tc_smem(kernel, dpad), s);
+        cudaLaunchKernel(fn, grid, dim3(4 * wave), args, bsa_cuda_tc_smem(kernel, dpad), s);
     return e != cudaSuccess ? e : cudaGetLastError();
 }

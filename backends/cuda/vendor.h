@@ -39,6 +39,8 @@
 #define cudaSetDevice hipSetDevice
 #define cudaGetDeviceCount hipGetDeviceCount
 #define cudaFuncSetAttribute hipFuncSetAttribute
+#define cudaLaunchKernel hipLaunchKernel
+#define cudaErrorInvalidDeviceFunction hipErrorInvalidDeviceFunction
 #define cudaFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
 
 #else

@@ -2,19 +2,19 @@
  * The HIP backend (AMD GPUs): device probing, per-layout table upload,
  * plan-time choice of the implementation, forward / backward launches.
  *
- * Implementations, best first (bsa_plan_implementation names the one used):
- *   "hip-mfma"       the matrix-tile forward (hip_fwd.hip) on MFMA: CDNA
- *                    gfx90a / gfx940-942, f16/bf16, head dim <= 128;
- *   "hip-tile-fma"   the same forward where the tile is scalar FMAs (RDNA
+ * The kernels are the CUDA backend's, compiled as HIP (../cuda/vendor.h):
+ * the tensor-core kernels of tc_kernels.cuh on the AMD warp tile
+ * (tile_amd.cuh: MFMA on CDNA, scalar FMA elsewhere) and the reference
+ * kernels.  Implementations (bsa_plan_implementation names the one used):
+ *   "hip-mfma"       the tile kernels on MFMA: CDNA gfx90a / gfx940-942;
+ *   "hip-tile-fma"   the same kernels where the tile is scalar FMAs (RDNA
  *                    gfx1030 and other targets without MFMA);
- *   "hip-reference"  the CUDA backend's scalar fp32 reference kernels
- *                    compiled as HIP: every dtype, head dim <= 256.
- * The backward always runs the reference kernels (dK/dV, dQ) after the
- * shared delta pre-pass: there is no matrix-tile backward on AMD yet.
- * The features beyond the seed (grouped-query heads, value dim, key
- * lengths, packed sequences) run on the reference kernels, which have them
- * (shared with CUDA; the tile forward does not).
- * BSA_HIP_PATH=tile|reference (or BSA_PLAN_FORCE_REFERENCE) forces one.
+ *   "hip-reference"  the scalar fp32 reference kernels: every dtype, head
+ *                    dim <= 256.
+ * The tile forward takes f16/bf16 up to head dim 128, the tile backward up
+ * to 64 (64 KB of LDS per workgroup); the rest runs on the reference
+ * kernels.  BSA_HIP_PATH=tile|reference (or BSA_PLAN_FORCE_REFERENCE)
+ * forces one.
  *
  * Like the CUDA backend, forward and backward allocate nothing, copy
  * nothing and never synchronise: they launch on the caller's stream.  HIP
@@ -30,9 +30,11 @@ namespace
 {
 
 struct hip_plan {
-    bool tile; /* matrix-tile forward, else reference */
+    bool tile;     /* tile forward, else reference */
+    bool tile_bwd; /* tile backward, else reference */
     int dpad;
     int wave;
+    int fwd_kernel; /* BSA_K_FWD or BSA_K_FWD_GATHER */
 };
 
 /* Makes ctx's device current for the scope of a call, restoring the
@@ -155,9 +157,21 @@ bsa_status plan_init(bsa_plan_t plan)
     hip_plan *hp = static_cast<hip_plan *>(calloc(1, sizeof(*hp)));
     if (!hp)
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "plan_init: host memory");
+    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
     hp->tile = !force_ref && !why;
-    hp->dpad = bsa_hip_pad_dim(s.head_dim);
+    hp->tile_bwd = hp->tile && !bsa_hip_tile_bwd_decline(&s);
+    hp->dpad = bsa_hip_pad_dim(s.head_dim > s.v_dim ? s.head_dim : s.v_dim);
     hp->wave = prop.warpSize;
+    hp->fwd_kernel = dl->kgrp ? BSA_K_FWD_GATHER : BSA_K_FWD;
+    /* the tile kernels' LDS limits, once, outside any stream capture */
+    int kernels[3] = {hp->fwd_kernel, BSA_K_DQ, BSA_K_DKDV};
+    for (int i = 0; i < (hp->tile_bwd ? 3 : hp->tile ? 1 : 0); ++i) {
+        e = bsa_cuda_tc_setup(kernels[i], s.dtype, hp->dpad);
+        if (e != hipSuccess) {
+            free(hp);
+            return hip_status(e, "plan_init: kernel attributes");
+        }
+    }
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
     plan->impl_name = bsa_hip_impl_name(hp->tile, bsa_hip_arch_mfma(prop.gcnArchName));
@@ -185,9 +199,9 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     p.lse = a->lse;
     bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     hipStream_t s = static_cast<hipStream_t>(stream);
-    hipError_t e = hp->tile && !a->key_lengths
-                       ? bsa_hip_tile_fwd_launch(plan->shape.dtype, hp->dpad, hp->wave, p, s)
-                       : bsa_cuda_ref_launch(BSA_K_FWD, p, s);
+    hipError_t e =
+        hp->tile ? bsa_cuda_tc_launch(hp->fwd_kernel, plan->shape.dtype, hp->dpad, p, s, hp->wave)
+                 : bsa_cuda_ref_launch(BSA_K_FWD, p, s);
     if (e != hipSuccess)
         return hip_status(e, "forward kernel launch");
     return BSA_SUCCESS;
@@ -219,8 +233,15 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     hipError_t e = bsa_cuda_delta_launch(p, s);
     if (e != hipSuccess)
         return hip_status(e, "backward: delta kernel launch");
+    const hip_plan *hp = static_cast<const hip_plan *>(plan->backend_data);
+    /* gathered key tiles of a per-head layout with kv groups: reference
+     * dK/dV (as on CUDA: the group's heads have different key tiles) */
+    const bool ref_dkdv = plan->layout->heads > 1 && plan->shape.kv_heads != plan->shape.heads &&
+                          hp->fwd_kernel == BSA_K_FWD_GATHER;
     for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
-        e = bsa_cuda_ref_launch(k, p, s);
+        e = hp->tile_bwd && !(k == BSA_K_DKDV && ref_dkdv)
+                ? bsa_cuda_tc_launch(k, plan->shape.dtype, hp->dpad, p, s, hp->wave)
+                : bsa_cuda_ref_launch(k, p, s);
         if (e != hipSuccess)
             return hip_status(e, k == BSA_K_DQ ? "backward: dq kernel launch"
                                                : "backward: dk/dv kernel launch");
@@ -235,8 +256,21 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
  * host code. */
 #if !defined(__HIP_DEVICE_COMPILE__)
 extern "C" const bsa_backend_i bsa_backend_hip = {
-    "hip",   BSA_BACKEND_HIP, probe,   nullptr, nullptr, layout_prepare, plan_init, plan_fini,
-    forward, backward,        nullptr, nullptr, nullptr, nullptr,        nullptr,
+    "hip",
+    BSA_BACKEND_HIP,
+    probe,
+    nullptr,
+    nullptr,
+    layout_prepare,
+    plan_init,
+    plan_fini,
+    forward,
+    backward,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
+    nullptr,
     BSA_FEATURE_GQA | BSA_FEATURE_KEY_LENGTHS | BSA_FEATURE_VARLEN | BSA_FEATURE_VALUE_DIM,
 };
 #endif

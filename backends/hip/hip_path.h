@@ -20,10 +20,11 @@ int bsa_hip_arch_mfma(const char *arch);
 /* Head dim padded to the kernels' 32 / 64 / 128 / 256; 0 above 256. */
 int bsa_hip_pad_dim(int64_t head_dim);
 
-/* Why the matrix-tile forward cannot take this shape on a device of wave
- * width `wave` (NULL if it can).  (A call with key lengths also takes the
- * reference forward: hip_backend.hip.) */
+/* Why the tile kernels cannot take this shape on a device of wave width
+ * `wave` (NULL if they can), and why the tile backward cannot (given the
+ * first accepts); those plans run on the reference kernels. */
 const char *bsa_hip_tile_decline(const bsa_shape *s, int wave);
+const char *bsa_hip_tile_bwd_decline(const bsa_shape *s);
 
 /* Implementation name: tile = 1 for the matrix-tile forward, mfma = 1 when
  * its tile is MFMA ("hip-mfma"; "hip-tile-fma" otherwise); tile = 0 gives

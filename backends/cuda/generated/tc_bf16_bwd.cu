@@ -13,24 +13,32 @@ const void *tc_kernel_bf16_bwd(int kernel, int dpad, bool feat)
     if (kernel == BSA_K_DQ && dpad == 64)
         return feat ? (const void *)&dq_kernel<__nv_bfloat16, 64, true>
                     : (const void *)&dq_kernel<__nv_bfloat16, 64, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DQ && dpad == 128)
         return feat ? (const void *)&dq_kernel<__nv_bfloat16, 128, true>
                     : (const void *)&dq_kernel<__nv_bfloat16, 128, false>;
+#endif
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DQ && dpad == 256)
         return feat ? (const void *)&dq_kernel<__nv_bfloat16, 256, true>
                     : (const void *)&dq_kernel<__nv_bfloat16, 256, false>;
+#endif
     if (kernel == BSA_K_DKDV && dpad == 32)
         return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 32, true>
                     : (const void *)&dkdv_kernel<__nv_bfloat16, 32, false>;
     if (kernel == BSA_K_DKDV && dpad == 64)
         return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 64, true>
                     : (const void *)&dkdv_kernel<__nv_bfloat16, 64, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DKDV && dpad == 128)
         return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 128, true>
                     : (const void *)&dkdv_kernel<__nv_bfloat16, 128, false>;
+#endif
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DKDV && dpad == 256)
         return feat ? (const void *)&dkdv_kernel<__nv_bfloat16, 256, true>
                     : (const void *)&dkdv_kernel<__nv_bfloat16, 256, false>;
+#endif
     return nullptr;
 }
 

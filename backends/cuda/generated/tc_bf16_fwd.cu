@@ -16,9 +16,11 @@ const void *tc_kernel_bf16_fwd(int kernel, int dpad, bool feat)
     if (kernel == BSA_K_FWD && dpad == 128)
         return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 128, false, true>
                     : (const void *)&fwd_kernel<__nv_bfloat16, 128, false, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_FWD && dpad == 256)
         return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 256, false, true>
                     : (const void *)&fwd_kernel<__nv_bfloat16, 256, false, false>;
+#endif
     if (kernel == BSA_K_FWD_GATHER && dpad == 32)
         return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 32, true, true>
                     : (const void *)&fwd_kernel<__nv_bfloat16, 32, true, false>;
@@ -28,18 +30,22 @@ const void *tc_kernel_bf16_fwd(int kernel, int dpad, bool feat)
     if (kernel == BSA_K_FWD_GATHER && dpad == 128)
         return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 128, true, true>
                     : (const void *)&fwd_kernel<__nv_bfloat16, 128, true, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_FWD_GATHER && dpad == 256)
         return feat ? (const void *)&fwd_kernel<__nv_bfloat16, 256, true, true>
                     : (const void *)&fwd_kernel<__nv_bfloat16, 256, true, false>;
+#endif
     if (kernel == BSA_K_FWD2 && dpad == 32)
         return feat ? (const void *)&fwd2_kernel<__nv_bfloat16, 32, true>
                     : (const void *)&fwd2_kernel<__nv_bfloat16, 32, false>;
     if (kernel == BSA_K_FWD2 && dpad == 64)
         return feat ? (const void *)&fwd2_kernel<__nv_bfloat16, 64, true>
                     : (const void *)&fwd2_kernel<__nv_bfloat16, 64, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_FWD2 && dpad == 128)
         return feat ? (const void *)&fwd2_kernel<__nv_bfloat16, 128, true>
                     : (const void *)&fwd2_kernel<__nv_bfloat16, 128, false>;
+#endif
     return nullptr;
 }
 

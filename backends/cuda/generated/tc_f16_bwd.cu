@@ -13,24 +13,32 @@ const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat)
     if (kernel == BSA_K_DQ && dpad == 64)
         return feat ? (const void *)&dq_kernel<__half, 64, true>
                     : (const void *)&dq_kernel<__half, 64, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DQ && dpad == 128)
         return feat ? (const void *)&dq_kernel<__half, 128, true>
                     : (const void *)&dq_kernel<__half, 128, false>;
+#endif
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DQ && dpad == 256)
         return feat ? (const void *)&dq_kernel<__half, 256, true>
                     : (const void *)&dq_kernel<__half, 256, false>;
+#endif
     if (kernel == BSA_K_DKDV && dpad == 32)
         return feat ? (const void *)&dkdv_kernel<__half, 32, true>
                     : (const void *)&dkdv_kernel<__half, 32, false>;
     if (kernel == BSA_K_DKDV && dpad == 64)
         return feat ? (const void *)&dkdv_kernel<__half, 64, true>
                     : (const void *)&dkdv_kernel<__half, 64, false>;
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DKDV && dpad == 128)
         return feat ? (const void *)&dkdv_kernel<__half, 128, true>
                     : (const void *)&dkdv_kernel<__half, 128, false>;
+#endif
+#if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DKDV && dpad == 256)
         return feat ? (const void *)&dkdv_kernel<__half, 256, true>
                     : (const void *)&dkdv_kernel<__half, 256, false>;
+#endif
     return nullptr;
 }
 

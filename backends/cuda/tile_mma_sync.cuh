@@ -1,0 +1,306 @@
+/*
+ * The warp tile of the tensor-core kernels on NVIDIA: mma.sync m16n8k16
+ * (sm_80+), ldmatrix from padded shared rows.  tc_kernels.cuh is written
+ * against this interface (namespace bsa_cuda::tile), so another vendor's
+ * matrix tile can stand in for it (backends/hip/README.md):
+ *
+ *   a warp owns 16 "owner" rows of a product; a lane holds kRows of them
+ *   (rows row(lane, r)) and, of a 16 x N result, elems<N>() values: element
+ *   e belongs to owner row slot(e) and column col(lane, e);
+ *   row_max / row_sum reduce one owner row over the lanes holding it;
+ *   gemm_abt:  acc[16 x 64] += A[16 x DP] B[64 x DP]^T (A rows, B rows in
+ *              shared memory; gemm_abt_reg with A's fragments in registers);
+ *   gemm_pb:   acc[16 x DP] += P[16 x 64] B[64 x DP] with P the previous
+ *              product's result (registers) and B rows in shared memory;
+ *   store_rows, apply_mask, apply_key_cut: the result's stores and masks.
+ *
+ * Here: lane = 4 g + t holds rows g and g + 8, columns 8 j + 2 t + {0, 1}
+ * (the m16n8 accumulator layout), and a result feeds the next product's A
+ * operand without moving.  Needs tc_cfg (tc_kernels.cuh) for the row pitch.
+ */
+#ifndef BSA_CUDA_TILE_MMA_SYNC_CUH
+#define BSA_CUDA_TILE_MMA_SYNC_CUH
+
+namespace bsa_cuda
+{
+namespace tile
+{
+
+constexpr int kRows = 2; /* owner rows per lane */
+
+/* values per lane of a 16 x N result */
+template <int N> constexpr int elems()
+{
+    return N / 2;
+}
+
+__device__ __forceinline__ int slot(int e)
+{
+    return (e & 3) >> 1;
+}
+__device__ __forceinline__ int col(int lane, int e)
+{
+    return (e >> 2) * 8 + 2 * (lane & 3) + (e & 1);
+}
+__device__ __forceinline__ int row(int lane, int r)
+{
+    return (lane >> 2) + r * 8;
+}
+/* the one lane per owner row that writes its per-row values */
+__device__ __forceinline__ bool row_leader(int lane)
+{
+    return (lane & 3) == 0;
+}
+__device__ __forceinline__ float row_max(float x)
+{
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float row_sum(float x)
+{
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+/* A operand fragments of a warp's 16 rows (sa: their first row), for
+ * gemm_abt_reg: [DP / 16][4] registers. */
+template <int DP> using afrag = uint32_t[DP / 16][4];
+template <int DP, typename T>
+__device__ __forceinline__ void load_a(uint32_t (*af)[4], const T *sa, int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk)
+        ldmatrix_x4(af[kk], sa + (lane & 15) * sr + kk * 16 + (lane >> 4) * 8);
+}
+
+/* acc[16 x 64] += A[16 x DP] . B[64 x DP]^T, A rows and B rows in shared. */
+template <int DP, typename T>
+__device__ __forceinline__ void gemm_abt(float *acc, const T *sa, const T *sb, int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk) {
+        uint32_t a[4];
+        ldmatrix_x4(a, sa + (lane & 15) * sr + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            uint32_t b[4];
+            ldmatrix_x4(b, sb + (nj * 16 + (lane & 7) + (lane >> 4) * 8) * sr + kk * 16 +
+                               ((lane >> 3) & 1) * 8);
+            mma16816<T>(acc + 8 * nj, a, b);
+            mma16816<T>(acc + 8 * nj + 4, a, b + 2);
+        }
+    }
+}
+
+/* The same with A's fragments already in registers (af[DP / 16][4]). */
+template <int DP, typename T>
+__device__ __forceinline__ void gemm_abt_reg(float *acc, const uint32_t (*af)[4], const T *sb,
+                                             int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk) {
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            uint32_t b[4];
+            ldmatrix_x4(b, sb + (nj * 16 + (lane & 7) + (lane >> 4) * 8) * sr + kk * 16 +
+                               ((lane >> 3) & 1) * 8);
+            mma16816<T>(acc + 8 * nj, af[kk], b);
+            mma16816<T>(acc + 8 * nj + 4, af[kk], b + 2);
+        }
+    }
+}
+
+/* acc[16 x DP] += P[16 x 64] . B[64 x DP]; P as f32 fragments (the layout
+ * of a 16x64 accumulator), B rows in shared (read transposed). */
+template <int DP, typename T>
+__device__ __forceinline__ void gemm_pb(float *acc, const float *pf, const T *sb, int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+    using tr = dtype_traits<T>;
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t a[4];
+        a[0] = tr::pack(pf[8 * kk + 0], pf[8 * kk + 1]);
+        a[1] = tr::pack(pf[8 * kk + 2], pf[8 * kk + 3]);
+        a[2] = tr::pack(pf[8 * kk + 4], pf[8 * kk + 5]);
+        a[3] = tr::pack(pf[8 * kk + 6], pf[8 * kk + 7]);
+#pragma unroll
+        for (int dj = 0; dj < DP / 16; ++dj) {
+            uint32_t b[4];
+            ldmatrix_x4_trans(b, sb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * sr +
+                                     dj * 16 + (lane >> 4) * 8);
+            mma16816<T>(acc + 8 * dj, a, b);
+            mma16816<T>(acc + 8 * dj + 4, a, b + 2);
+        }
+    }
+}
+
+/* Writes a warp's 16 x DP accumulator (times mul) through its own 16 rows
+ * of a shared tile, then to global rows [row0 + 16 warp, +16) with 16-byte
+ * stores.  The shared rows must be private to the warp by now. */
+template <int DP, typename T>
+__device__ __forceinline__ void
+store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int row0, int seq,
+           int dim, int perm, int warp, int lane, const int32_t *grp = nullptr, int log2b = 0)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+    using tr = dtype_traits<T>;
+    int g = lane >> 2, t = lane & 3;
+    T *w = sm + warp * 16 * sr;
+#pragma unroll
+    for (int j = 0; j < DP / 8; ++j) {
+        *reinterpret_cast<uint32_t *>(w + g * sr + j * 8 + 2 * t) =
+            tr::pack(acc[4 * j + 0] * mul[0], acc[4 * j + 1] * mul[0]);
+        *reinterpret_cast<uint32_t *>(w + (g + 8) * sr + j * 8 + 2 * t) =
+            tr::pack(acc[4 * j + 2] * mul[1], acc[4 * j + 3] * mul[1]);
+    }
+    __syncwarp();
+    constexpr int ch = DP / 8;
+    for (int c = lane; c < 16 * ch; c += kWarp) {
+        int r = c / ch, cc = c - r * ch;
+        int rr = tile_row(grp, log2b, row0, warp * 16 + r, seq);
+        if (rr < seq && cc * 8 < dim)
+            *reinterpret_cast<uint4 *>(base + (int64_t)perm_row(rr, perm, seq) * st + cc * 8) =
+                *reinterpret_cast<const uint4 *>(w + r * sr + cc * 8);
+    }
+}
+
+/* Sets masked elements of a 16 x 64 score fragment to -inf.  transposed:
+ * fragment rows are keys and columns queries (the dK/dV kernel).  A
+ * thread's two elements of an 8-column group share one sub-block (sub-blocks
+ * are >= 8 wide), so the code is read once per (row, group) and FULL
+ * sub-blocks cost nothing more. */
+template <bool transposed>
+__device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, const int32_t *sub,
+                                           int row_tile0, int col_tile0, int warp, int lane,
+                                           const int32_t *kgrp)
+{
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        int row = warp * 16 + g + r * 8;
+#pragma unroll
+        for (int j = 0; j < kTile / 8; ++j) {
+            int col = j * 8;
+            int code = transposed ? __ldg(sub + (col >> p.log2g) * p.ns + (row >> p.log2g))
+                                  : __ldg(sub + (row >> p.log2g) * p.ns + (col >> p.log2g));
+            if (code == BSA_CUDA_SUB_FULL)
+                continue;
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                int cl = col + 2 * t + e;
+                /* query / key positions in layout order; a gathered key tile
+                 * (kgrp) only matters to the predicates: block-relative
+                 * offsets are the same either way (tiles hold whole blocks) */
+                int q = transposed ? col_tile0 + cl : row_tile0 + row;
+                int kn = transposed ? row_tile0 + row : col_tile0 + cl;
+                bool keep;
+                if (code == BSA_CUDA_SUB_ABSENT) {
+                    keep = false;
+                } else if (code == BSA_CUDA_SUB_PRED) {
+                    int k = kgrp ? tile_row(kgrp, p.log2g, 0,
+                                            kn - (transposed ? row_tile0 : col_tile0), p.seq_k)
+                                 : kn;
+                    keep = bsa_pred_keep(&p.pred, q, k) != 0;
+                } else {
+                    keep = keep_code(p, code, q, kn);
+                }
+                if (!keep)
+                    s[4 * j + 2 * r + e] = -CUDART_INF_F;
+            }
+        }
+    }
+}
+
+/* Sets the scores of keys cut off by the segment's key limit to -inf
+ * (key_cut; transposed as in apply_mask). */
+template <bool transposed>
+__device__ __forceinline__ void apply_key_cut(float *s, const bsa_cuda_params &p, const seg_view &v,
+                                              const int32_t *kgrp, int kt, int warp, int lane)
+{
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < kTile / 8; ++j) {
+#pragma unroll
+        for (int c = 0; c < 4; ++c) {
+            int kr = transposed ? warp * 16 + g + (c >> 1) * 8 : j * 8 + 2 * t + (c & 1);
+            if (key_cut(p, v, kgrp, kt, kr))
+                s[4 * j + c] = -CUDART_INF_F;
+        }
+    }
+}
+
+/* MT owner tiles at once (a warp of 16 MT rows): s[mt] += A_mt B^T with
+ * A_mt the 16 rows at sa + 16 mt rows (qf[mt]: their fragments, when
+ * QREG), each B fragment read once for all MT products. */
+template <int MT, int DP, bool QREG, typename T>
+__device__ __forceinline__ void gemm_abt_mt(float (*s)[elems<kTile>()],
+                                            const afrag<QREG ? DP : 16> *qf,
+                                            const T *sa, const T *sb, int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+#pragma unroll
+    for (int kk = 0; kk < DP / 16; ++kk) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            if constexpr (QREG) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    a[mt][i] = qf[mt][kk][i];
+            } else {
+                ldmatrix_x4(a[mt], sa + (mt * 16 + (lane & 15)) * sr + kk * 16 + (lane >> 4) * 8);
+            }
+        }
+#pragma unroll
+        for (int nj = 0; nj < kTile / 16; ++nj) {
+            uint32_t bb[4];
+            ldmatrix_x4(bb, sb + (nj * 16 + (lane & 7) + (lane >> 4) * 8) * sr + kk * 16 +
+                                ((lane >> 3) & 1) * 8);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma16816<T>(s[mt] + 8 * nj, a[mt], bb);
+                mma16816<T>(s[mt] + 8 * nj + 4, a[mt], bb + 2);
+            }
+        }
+    }
+}
+
+/* MT owner tiles at once: acc[mt] += P_mt B, each B fragment read once. */
+template <int MT, int DP, typename T>
+__device__ __forceinline__ void gemm_pb_mt(float (*acc)[elems<DP>()],
+                                           const float (*pf)[elems<kTile>()], const T *sb, int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+    using tr = dtype_traits<T>;
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            a[mt][0] = tr::pack(pf[mt][8 * kk + 0], pf[mt][8 * kk + 1]);
+            a[mt][1] = tr::pack(pf[mt][8 * kk + 2], pf[mt][8 * kk + 3]);
+            a[mt][2] = tr::pack(pf[mt][8 * kk + 4], pf[mt][8 * kk + 5]);
+            a[mt][3] = tr::pack(pf[mt][8 * kk + 6], pf[mt][8 * kk + 7]);
+        }
+#pragma unroll
+        for (int dj = 0; dj < DP / 16; ++dj) {
+            uint32_t bb[4];
+            ldmatrix_x4_trans(bb, sb + (kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8) * sr +
+                                      dj * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                mma16816<T>(acc[mt] + 8 * dj, a[mt], bb);
+                mma16816<T>(acc[mt] + 8 * dj + 4, a[mt], bb + 2);
+            }
+        }
+    }
+}
+
+} // namespace tile
+} // namespace bsa_cuda
+
+#endif
