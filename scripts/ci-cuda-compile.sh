@@ -23,10 +23,17 @@ compile() {
     shift
     gencode=""
     for a in "$@"; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
+    # the Hopper forward (wgmma) is built for sm_90a alone, as CMake does
+    hopper="backends/cuda/hopper/wgmma_absent.cu $gencode"
+    case " $* " in *" 90 "*)
+        hopper="backends/cuda/hopper/fwd_wgmma.cu -gencode=arch=compute_90a,code=sm_90a" ;;
+    esac
     t0=$(date +%s)
-    echo "$SRC" | tr ' ' '\n' | grep . | xargs -P "$JOBS" -I{} sh -c \
-        "'$nvcc_bin' -std=c++17 -O3 --expt-relaxed-constexpr $gencode -Iapi -Ilayouts -Ibackends \
-         -c {} -o '$OBJ'/\$(basename {}).o || exit 255"
+    # one line per compile: the source, then its architecture flags
+    { for s in $SRC; do echo "$s $gencode"; done; echo "$hopper"; } |
+        xargs -P "$JOBS" -L 1 sh -c 'src=$1; shift; "'"$nvcc_bin"'" -std=c++17 -O3 \
+            --expt-relaxed-constexpr "$@" -Iapi -Ilayouts -Ibackends -c "$src" \
+            -o "'"$OBJ"'/$(basename "$src").o" || exit 255' sh
     echo "bsa ci: CUDA backend for sm_$* with $("$nvcc_bin" --version | tail -1): $(($(date +%s) - t0)) s"
 }
 

@@ -4,10 +4,12 @@
  * with every output (and the gaps of padded tensors) poisoned on the
  * device before each run.  Skips cleanly when no CUDA device is present.
  *
- * Each case runs on every path in turn: the default choice (the mma.sync
- * tensor-core path where it accepts the problem), the scalar reference path
- * (BSA_CUDA_PATH=reference) and, for f16 with head dim <= 128, the Volta
- * wmma path (BSA_CUDA_PATH=volta).
+ * Each case runs on every path in turn: the default choice (on an sm_90
+ * device the wgmma forward where it accepts the problem, else the mma.sync
+ * one; the mma.sync backward), the scalar reference path
+ * (BSA_CUDA_PATH=reference), for f16 with head dim <= 128 the Volta wmma
+ * path (BSA_CUDA_PATH=volta) and, for f16/bf16, the mma.sync path alone
+ * (BSA_CUDA_PATH=mma: the default's forward differs on Hopper).
  *
  * Thresholds (relative L2 against the oracle):
  *   f32   3e-5: the reference kernels accumulate up to a few hundred terms
@@ -49,10 +51,11 @@ static const tol tolerances[3] = {
     [BSA_DTYPE_BF16] = {3e-2, 5e-2, 2e-5},
 };
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
-static double worst[3][3][5]; /* [path][dtype][o, lse, dq, dk, dv] */
-static int cases_run[3];
-static const char *const path_names[3] = {"default (mma)", "reference", "volta"};
-static const char *const path_env[3] = {NULL, "reference", "volta"};
+enum { N_PATHS = 4 };
+static double worst[N_PATHS][3][5]; /* [path][dtype][o, lse, dq, dk, dv] */
+static int cases_run[N_PATHS];
+static const char *const path_names[N_PATHS] = {"default", "reference", "volta", "mma"};
+static const char *const path_env[N_PATHS] = {NULL, "reference", "volta", "mma"};
 
 static bsa_context_t new_ctx(void)
 {
@@ -148,7 +151,7 @@ static void check_errors(const char *label, int path, const ac_problem *p, const
 
 /* Plans and runs one path on a problem whose oracle is computed.
  * path 0: default choice (tensor cores where they accept), 1: reference,
- * 2: Volta. */
+ * 2: Volta, 3: mma.sync. */
 static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_problem *p,
                      bsa_attn_desc *d, ac_form form, int path)
 {
@@ -166,8 +169,10 @@ static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_
         assert_string_equal(impl, "cuda-reference");
     else if (path == 2)
         assert_string_equal(impl, "cuda-wmma-sm70");
-    else if (p->dtype != BSA_DTYPE_F32 && form != AC_PADDED)
+    else if (path == 3)
         assert_string_equal(impl, "cuda-mma-sm80");
+    else if (p->dtype != BSA_DTYPE_F32 && form != AC_PADDED)
+        assert_true(!strcmp(impl, "cuda-mma-sm80") || !strcmp(impl, "cuda-wgmma-sm90a"));
     dev_problem dp;
     dev_init(&dp, p, plan);
     expect_ok(gpu_forward(plan, p, &dp, 0), label);
@@ -194,6 +199,8 @@ static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa
     run_path(ctx, lay, label, &p, &d, form, 1);
     if (dt == BSA_DTYPE_F16 && dim <= 128 && form != AC_PADDED)
         run_path(ctx, lay, label, &p, &d, form, 2);
+    if (dt != BSA_DTYPE_F32 && form != AC_PADDED)
+        run_path(ctx, lay, label, &p, &d, form, 3);
     ac_problem_free(&p);
 }
 
@@ -487,10 +494,13 @@ static void test_large_vs_reference(void **state)
         int64_t n = B * H * T * D;
         void *q = dev_random(dt, n), *k = dev_random(dt, n), *v = dev_random(dt, n);
         void *dout = dev_random(dt, n);
-        void *out[3][4];
-        float *lse[3];
-        int npath = dt == BSA_DTYPE_F16 && D <= 128 ? 3 : 2;
-        for (int path = 0; path < npath; path++) {
+        void *out[N_PATHS][4];
+        float *lse[N_PATHS];
+        /* default, reference, mma, and Volta where it applies */
+        const int paths[4] = {0, 1, 3, 2};
+        int npath = dt == BSA_DTYPE_F16 && D <= 128 ? 4 : 3;
+        for (int pi = 0; pi < npath; pi++) {
+            const int path = paths[pi];
             if (path_env[path])
                 setenv("BSA_CUDA_PATH", path_env[path], 1);
             bsa_plan_t plan = NULL;
@@ -516,16 +526,19 @@ static void test_large_vs_reference(void **state)
         }
         const char *names[4] = {"o", "dq", "dk", "dv"};
         double lim = dt == BSA_DTYPE_F16 ? 1e-2 : 5e-2;
-        for (int path = 0; path < npath; path += 2)
-            for (int i = 0; i < 4; i++) {
+        for (int pi = 0; pi < npath; pi++) {
+            const int path = paths[pi];
+            for (int i = 0; i < 4 && path != 1; i++) {
                 double e = rel_l2_dev(dt, out[path][i], out[1][i], n);
                 fprintf(stderr,
                         "large %s T=%lld block=%d D=%lld %s: %s vs reference %s rel L2 %.2e\n",
                         pattern_names[cases[c].pat], (long long)T, cases[c].block, (long long)D,
-                        tu_dtype_name(dt), path ? "volta" : "mma", names[i], e);
+                        tu_dtype_name(dt), path_names[path], names[i], e);
                 assert_true(e <= lim);
             }
-        for (int path = 0; path < npath; path++) {
+        }
+        for (int pi = 0; pi < npath; pi++) {
+            const int path = paths[pi];
             for (int i = 0; i < 4; i++)
                 cudaFree(out[path][i]);
             cudaFree(lse[path]);
@@ -642,6 +655,24 @@ static void test_errors(void **state)
     unsetenv("BSA_CUDA_PATH");
     assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
     assert_non_null(strstr(bsa_last_error(), "dtype"));
+    /* the wgmma forward runs on compute capability 9.0 only, and declines
+     * elsewhere with the reason */
+    d.dtype = BSA_DTYPE_F16;
+    setenv("BSA_CUDA_PATH", "wgmma", 1);
+    st = bsa_plan_create(ctx, &plan, &d, lay);
+    unsetenv("BSA_CUDA_PATH");
+    struct cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, 0));
+    if (prop.major == 9 && prop.minor == 0) {
+        expect_ok(st, "wgmma plan on sm_90");
+        const char *impl = NULL;
+        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+        assert_string_equal(impl, "cuda-wgmma-sm90a");
+        bsa_plan_destroy(plan);
+    } else {
+        assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+        assert_non_null(strstr(bsa_last_error(), "9.0"));
+    }
     /* the Volta path declines bf16 with the reason */
     d.dtype = BSA_DTYPE_BF16;
     setenv("BSA_CUDA_PATH", "volta", 1);
@@ -673,7 +704,7 @@ static int print_summary(void **state)
 {
     (void)state;
     const char *cols[5] = {"o", "lse", "dq", "dk", "dv"};
-    for (int path = 0; path < 3; path++) {
+    for (int path = 0; path < N_PATHS; path++) {
         if (!cases_run[path])
             continue;
         fprintf(stderr, "worst relative L2 vs oracle, %s path (%d cases):\n", path_names[path],

@@ -3,12 +3,14 @@
  * choice of the implementation, and the forward / backward calls.
  *
  * Implementations, best first:
+ *   "cuda-wgmma-sm90a" the mma path below with its forward on Hopper's wgmma
+ *                     (sm_90: H100, H200; head dims 33..128, natural key tiles);
  *   "cuda-mma-sm80"   tensor cores through mma.sync (sm_80+: A100, H100, ...),
  *                     f16/bf16, head dim <= 256 in steps of 8, rows 16-byte aligned;
  *   "cuda-wmma-sm70"  the Volta path: wmma 16x16x16 only (V100 and newer), f16,
  *                     head dim <= 128; chosen on sm_70/sm_75 devices;
  *   "cuda-reference"  scalar fp32 kernels: accepts every valid problem (f32 too).
- * BSA_CUDA_PATH=mma|volta|reference forces one (BSA_PLAN_FORCE_REFERENCE too),
+ * BSA_CUDA_PATH=wgmma|mma|volta|reference forces one (BSA_PLAN_FORCE_REFERENCE too),
  * so that every path is tested on newer GPUs.
  *
  * Forward and backward allocate nothing, copy nothing and never
@@ -29,7 +31,9 @@ enum path { PATH_MMA = 0, PATH_REF = 1, PATH_VOLTA = 2 };
 struct cuda_plan {
     path p;
     int dpad;
-    int fwd_kernel; /* BSA_K_FWD2 (128-row tiles), BSA_K_FWD or BSA_K_FWD_GATHER (64-row) */
+    /* BSA_K_FWD2 (128-row tiles), BSA_K_FWD or BSA_K_FWD_GATHER (64-row);
+     * BSA_K_FWD_WGMMA2 / 1 (Hopper, 128 / 64 rows) */
+    int fwd_kernel;
     size_t delta_off;
 };
 
@@ -142,6 +146,28 @@ const char *mma_decline(const bsa_plan *plan, int dev, int dpad)
     return nullptr;
 }
 
+/* Why the Hopper forward cannot take this plan (NULL if it can); the
+ * rest of the mma path's checks apply too. */
+const char *wgmma_decline(const bsa_plan *plan, int dev, int dpad)
+{
+    if (!bsa_cuda_wgmma_built())
+        return "the library was built without sm_90 in BSA_CUDA_ARCHITECTURES";
+    int major = 0, minor = 0, smem = 0;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (major != 9 || minor != 0)
+        return "wgmma (sm_90a) needs a compute capability 9.0 device (H100, H200)";
+    if (dpad != 64 && dpad != 128)
+        return "the wgmma forward takes head dims 33..128";
+    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(plan->layout->backend_data);
+    if (dl->kgrp)
+        return "the wgmma forward takes natural key tiles (this layout gathers them)";
+    if (bsa_cuda_wgmma_smem(BSA_K_FWD_WGMMA2, dpad) > (size_t)smem)
+        return "not enough shared memory per block on this device";
+    return nullptr;
+}
+
 /* Why the Volta (wmma) path cannot take this plan (NULL if it can). */
 const char *volta_decline(const bsa_plan *plan, int dev, int dpad)
 {
@@ -190,24 +216,31 @@ bsa_status plan_init(bsa_plan_t plan)
     const char *env = getenv("BSA_CUDA_PATH");
     bool force_ref = (plan->flags & BSA_PLAN_FORCE_REFERENCE) != 0;
     int forced = -1;
+    bool want_wgmma = false, no_wgmma = false;
     if (env && *env) {
         if (!strcmp(env, "reference"))
             force_ref = true;
+        else if (!strcmp(env, "wgmma"))
+            forced = PATH_MMA, want_wgmma = true;
         else if (!strcmp(env, "mma"))
-            forced = PATH_MMA;
+            forced = PATH_MMA, no_wgmma = true;
         else if (!strcmp(env, "volta"))
             forced = PATH_VOLTA;
         else
             return bsa_fail(BSA_ERROR_UNSUPPORTED,
-                            "cuda backend: BSA_CUDA_PATH=%s: known paths are 'mma', 'volta' "
-                            "and 'reference'",
+                            "cuda backend: BSA_CUDA_PATH=%s: known paths are 'wgmma', 'mma', "
+                            "'volta' and 'reference'",
                             env);
     }
     const char *why_mma = mma_decline(plan, dev, dpad);
     const char *why_volta = volta_decline(plan, dev, dpad);
     if (forced == PATH_MMA && why_mma)
-        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=mma declined: %s",
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=%s declined: %s", env,
                         why_mma);
+    const char *why_wgmma = why_mma ? why_mma : wgmma_decline(plan, dev, dpad);
+    if (want_wgmma && why_wgmma)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=wgmma declined: %s",
+                        why_wgmma);
     if (forced == PATH_VOLTA && why_volta)
         return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=volta declined: %s",
                         why_volta);
@@ -226,17 +259,25 @@ bsa_status plan_init(bsa_plan_t plan)
      * needs twice the accumulators: measured on an H200 (bench/NOTES.md) it
      * wins at head dim 128 (same occupancy) when both halves of a tile pair
      * walk nearly the same key list (causal), and loses at 64 (half the
-     * occupancy) and on sparse layouts.  BSA_CUDA_FWD=64|128 forces one. */
+     * occupancy) and on sparse layouts.  On Hopper the forward runs on wgmma
+     * (accumulators in a warpgroup's registers, Q not in registers), where
+     * 128 rows win at head dims 64 and 128 alike when the lists agree.
+     * BSA_CUDA_FWD=64|128 forces the rows of either family. */
     const char *fenv = getenv("BSA_CUDA_FWD");
     const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
-    bool fwd2 = dpad == 128 && dl->pair_eff >= 0.9 && !dl->kgrp;
+    const bool wgmma = cp->p == PATH_MMA && !no_wgmma && !why_wgmma;
+    bool rows128 = dl->pair_eff >= 0.9 && !dl->kgrp && (wgmma || dpad == 128);
     if (fenv && !strcmp(fenv, "64"))
-        fwd2 = false;
+        rows128 = false;
     else if (fenv && !strcmp(fenv, "128"))
-        fwd2 = dpad <= 128 && !dl->kgrp;
-    cp->fwd_kernel = fwd2 ? BSA_K_FWD2 : dl->kgrp ? BSA_K_FWD_GATHER : BSA_K_FWD;
+        rows128 = dpad <= 128 && !dl->kgrp;
+    cp->fwd_kernel = wgmma      ? (rows128 ? BSA_K_FWD_WGMMA2 : BSA_K_FWD_WGMMA1)
+                     : rows128  ? BSA_K_FWD2
+                     : dl->kgrp ? BSA_K_FWD_GATHER
+                                : BSA_K_FWD;
     if (cp->p == PATH_MMA && cp->fwd_kernel != BSA_K_FWD) {
-        cudaError_t e = bsa_cuda_tc_setup(cp->fwd_kernel, s.dtype, dpad);
+        cudaError_t e = wgmma ? bsa_cuda_wgmma_setup(cp->fwd_kernel, s.dtype, dpad)
+                              : bsa_cuda_tc_setup(cp->fwd_kernel, s.dtype, dpad);
         if (e != cudaSuccess) {
             free(cp);
             return cuda_status(e, "plan_init: kernel attributes");
@@ -252,7 +293,8 @@ bsa_status plan_init(bsa_plan_t plan)
     }
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
-    plan->impl_name = cp->p == PATH_MMA     ? "cuda-mma-sm80"
+    plan->impl_name = wgmma                 ? "cuda-wgmma-sm90a"
+                      : cp->p == PATH_MMA   ? "cuda-mma-sm80"
                       : cp->p == PATH_VOLTA ? "cuda-wmma-sm70"
                                             : "cuda-reference";
     plan->backend_data = cp;
@@ -296,6 +338,8 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     bool fast = cp->p != PATH_REF && aligned16(a->q) && aligned16(a->k) && aligned16(a->v) &&
                 aligned16(a->o);
     cudaError_t e = !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
+                    : cp->fwd_kernel >= BSA_K_FWD_WGMMA2
+                        ? bsa_cuda_wgmma_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
                     : cp->p == PATH_MMA
                         ? bsa_cuda_tc_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
                         : bsa_cuda_volta_launch(BSA_K_FWD, cp->dpad, p, s);

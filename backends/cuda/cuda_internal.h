@@ -110,13 +110,16 @@ bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan);
 void bsa_cuda_set_segments(bsa_cuda_params &p, const int32_t *klen, const int32_t *cu_q,
                            const int32_t *cu_k, int num_seqs);
 /* Launchers (return cudaGetLastError() of the launch). */
-/* FWD: 64-row forward on natural key tiles; FWD_GATHER: on gathered ones. */
+/* FWD: 64-row forward on natural key tiles; FWD_GATHER: on gathered ones;
+ * FWD_WGMMA2 / FWD_WGMMA1: the Hopper forward on 128- / 64-row tiles. */
 enum bsa_cuda_kernel {
     BSA_K_FWD = 0,
     BSA_K_DQ = 1,
     BSA_K_DKDV = 2,
     BSA_K_FWD2 = 3,
-    BSA_K_FWD_GATHER = 4
+    BSA_K_FWD_GATHER = 4,
+    BSA_K_FWD_WGMMA2 = 5,
+    BSA_K_FWD_WGMMA1 = 6
 };
 /* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
  * 128-row forward: 32/64/128; on AMD see gen_instances.py); wave: the
@@ -126,6 +129,16 @@ cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cud
 /* Shared memory the tensor-core kernel needs, and its one-time attribute set-up. */
 size_t bsa_cuda_tc_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad);
+#if !defined(BSA_VENDOR_HIP)
+/* Hopper forward (wgmma, sm_90a; backends/cuda/hopper/): built only when
+ * the architecture list holds sm_90; f16/bf16, padded head dim 64/128,
+ * natural key tiles. */
+bool bsa_cuda_wgmma_built();
+size_t bsa_cuda_wgmma_smem(int kernel, int dpad);
+cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad);
+cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                                  cudaStream_t s);
+#endif
 /* Volta path (wmma, sm_70+): f16, padded head dim 32/64/128. */
 cudaError_t bsa_cuda_volta_launch(int kernel, int dpad, const bsa_cuda_params &p, cudaStream_t s);
 size_t bsa_cuda_volta_smem(int kernel, int dpad);

@@ -290,6 +290,54 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
  * plan never pairs it with gathered ones): the gather code folds away. */
 constexpr int kNone = -2; /* list has no entry for this key tile */
 
+/* Cursor over the merge of two query tiles' key-tile lists (row_tent
+ * entries [ia, a1) and [ib, b1), each ascending; the second may be empty):
+ * the thread blocks that hold both tiles walk each key tile once. */
+struct merged_lists {
+    const int2 *ent;
+    int ia, a1, ib, b1;
+    __device__ __forceinline__ bool more() const
+    {
+        return ia < a1 || ib < b1;
+    }
+    __device__ __forceinline__ int size() const
+    {
+        return (a1 - ia) + (b1 - ib);
+    }
+    /* next key tile kt, and each list's entry code for it (kNone: absent) */
+    __device__ __forceinline__ void next(int &kt, int &ya, int &yb)
+    {
+        int ka = ia < a1 ? ent[ia].x : 0x7fffffff;
+        int kb = ib < b1 ? ent[ib].x : 0x7fffffff;
+        kt = ka < kb ? ka : kb;
+        ya = yb = kNone;
+        if (ka == kt)
+            ya = ent[ia++].y;
+        if (kb == kt)
+            yb = ent[ib++].y;
+    }
+};
+
+/* The lists of query tiles qa and qb (qb >= n_qt: none) of layout head lh,
+ * natural key tiles, key tiles wholly past the key limit dropped (FEAT). */
+template <bool FEAT>
+__device__ __forceinline__ merged_lists merged_lists_of(const bsa_cuda_params &p,
+                                                        const seg_view &sv, int lh, int qa, int qb)
+{
+    const int32_t *tp = p.row_tptr + lh * (p.n_qt + 1);
+    auto end = [&](int q0) {
+        return !FEAT ? tp[q0 + 1]
+                     : tp[q0] + trim_key_list(p, sv, false, p.row_tent + tp[q0], tp[q0 + 1] - tp[q0]);
+    };
+    merged_lists w;
+    w.ent = p.row_tent;
+    w.ia = tp[qa];
+    w.a1 = end(qa);
+    w.ib = qb < p.n_qt ? tp[qb] : 0;
+    w.b1 = qb < p.n_qt ? end(qb) : 0;
+    return w;
+}
+
 template <typename T, int DP, bool FEAT>
 __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
 {
@@ -319,35 +367,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
     const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
     T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
-    const int32_t *tp = p.row_tptr + lh * (p.n_qt + 1);
-    const int a0 = tp[qa],
-              a1 = !FEAT ? tp[qa + 1]
-                         : a0 + trim_key_list(p, sv, false, p.row_tent + a0, tp[qa + 1] - a0);
-    const int b0 = qb < p.n_qt ? tp[qb] : 0,
-              b1 = qb >= p.n_qt ? 0
-                   : !FEAT      ? tp[qb + 1]
-                           : b0 + trim_key_list(p, sv, false, p.row_tent + b0, tp[qb + 1] - b0);
-
-    /* merge cursor over the two sorted lists */
-    int ia = a0, ib = b0;
-    auto next = [&](int &kt, int &ya, int &yb) {
-        int ka = ia < a1 ? p.row_tent[ia].x : 0x7fffffff;
-        int kb = ib < b1 ? p.row_tent[ib].x : 0x7fffffff;
-        kt = ka < kb ? ka : kb;
-        ya = yb = kNone;
-        if (ka == kt)
-            ya = p.row_tent[ia++].y;
-        if (kb == kt)
-            yb = p.row_tent[ib++].y;
-    };
-    const int n_iter_max = (a1 - a0) + (b1 - b0);
+    merged_lists walk = merged_lists_of<FEAT>(p, sv, lh, qa, qb);
+    const int n_iter_max = walk.size();
 
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     load_tile<DP>(sQ + te, q, p.q_s[2], row0 + kTile, sv.len_q, p.dim, p.stride_perm);
     cp_async_commit();
     int kt_cur = 0, ya_cur = kNone, yb_cur = kNone;
     if (n_iter_max > 0) {
-        next(kt_cur, ya_cur, yb_cur);
+        walk.next(kt_cur, ya_cur, yb_cur);
         load_tile<DP>(sK, k, p.k_s[2], kt_cur * kTile, sv.len_k, p.dim, p.stride_perm, nullptr,
                       p.log2g);
         load_tile<DP>(sV, v, p.v_s[2], kt_cur * kTile, sv.len_k, p.dim_v, p.stride_perm, nullptr,
@@ -379,9 +407,9 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
     bool have = n_iter_max > 0;
     for (int it = 0; have; ++it) {
         const int kt = kt_cur, ya = ya_cur, yb = yb_cur;
-        const bool more = ia < a1 || ib < b1;
+        const bool more = walk.more();
         if (more) {
-            next(kt_cur, ya_cur, yb_cur);
+            walk.next(kt_cur, ya_cur, yb_cur);
             int s1 = (it + 1) & 1;
             load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt_cur * kTile, sv.len_k, p.dim, p.stride_perm,
                           nullptr, p.log2g);

@@ -1,0 +1,235 @@
+/*
+ * The Hopper forward (sm_90a): the tensor-core forward of tc_kernels.cuh
+ * with its products on wgmma, one warpgroup (4 warps) per 64-row query
+ * tile.  NWG = 2 warpgroups share the K/V tiles of two consecutive query
+ * tiles, walking the merge of their key lists (as fwd2_kernel does); NWG = 1
+ * is the 64-row kernel for sparse rows.
+ *
+ * Per key tile and warpgroup: S = Q K^T (m64n64k16, Q and K from swizzled
+ * shared tiles), masks and the online softmax in registers (the tile
+ * interface's helpers: the wgmma accumulator has the same element order),
+ * then O += P V (m64nDk16, P from registers, V read MN-major).  K/V tiles
+ * stream in with cp.async two stages deep, as in the mma.sync kernels.
+ * Natural key tiles only (the plan never pairs it with gathered ones);
+ * head dims 64 and 128; f16 and bf16.
+ */
+#include "wgmma.cuh"
+
+namespace bsa_cuda
+{
+namespace hopper
+{
+
+/* minimum blocks per SM (register cap) of each shape */
+template <int DP, int NWG> constexpr int min_blocks()
+{
+    return NWG == 2 ? (DP <= 64 ? 2 : 1) : (DP <= 64 ? 4 : 2);
+}
+
+template <int DP, int NWG> constexpr size_t smem_bytes()
+{
+    /* Q (NWG tiles) + 2 stages of K and V, + slack to align to 1024 bytes */
+    return (size_t)(NWG + 4) * kTile * DP * 2 + 1024;
+}
+
+template <typename T, int DP, int NWG, bool FEAT>
+__global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
+    fwd_wgmma_kernel(const bsa_cuda_params p)
+{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int TE = kTile * DP, NT = NWG * kWarpgroup;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sQ = reinterpret_cast<T *>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
+    T *sK = sQ + NWG * TE; /* 2 stages */
+    T *sV = sK + 2 * TE;
+
+    const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
+    const int wg = warp / 4, vw = warp & 3; /* warpgroup; warp within it: its 16 rows */
+    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return;
+    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
+    int qa, qb;
+    if constexpr (NWG == 2) { /* causal-like layouts: heavy tiles first */
+        qa = 2 * ((p.n_qt + 1) / 2 - 1 - (int)blockIdx.x);
+        qb = qa + 1;
+    } else {
+        qa = p.q_order[lh * p.n_qt + blockIdx.x];
+        qb = p.n_qt;
+    }
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    if (qa * kTile >= sv.len_q)
+        return;
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
+    merged_lists walk = merged_lists_of<FEAT>(p, sv, lh, qa, qb);
+
+    auto load_kv = [&](int stage, int kt) {
+        load_tile_sw<DP>(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                         tid, NT);
+        load_tile_sw<DP>(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v,
+                         p.stride_perm, tid, NT);
+    };
+#pragma unroll
+    for (int w = 0; w < NWG; ++w)
+        load_tile_sw<DP>(sQ + w * TE, q, p.q_s[2], (qa + w) * kTile, sv.len_q, p.dim,
+                         p.stride_perm, tid, NT);
+    cp_async_commit();
+    int kt_next = 0, ya_next = kNone, yb_next = kNone;
+    bool have = walk.size() > 0;
+    if (have) {
+        walk.next(kt_next, ya_next, yb_next);
+        load_kv(0, kt_next);
+    }
+    cp_async_commit();
+
+    const int qt = wg ? qb : qa;
+    const T *sQw = sQ + wg * TE;
+    float acc[elems<DP>()], s[elems<kTile>()];
+    zero<elems<DP>()>(acc);
+    zero<elems<kTile>()>(s);
+    float m[kRows], l[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        m[r] = -CUDART_INF_F, l[r] = 0.f;
+
+    for (int it = 0; have; ++it) {
+        const int kt = kt_next, y = wg ? yb_next : ya_next;
+        const bool more = walk.more();
+        if (more) {
+            walk.next(kt_next, ya_next, yb_next);
+            load_kv((it + 1) & 1, kt_next);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fence_proxy_async();
+        __syncthreads();
+        if (y != kNone) {
+            const T *ks = sK + (it & 1) * TE, *vs = sV + (it & 1) * TE;
+            /* S = Q K^T */
+            pin<elems<kTile>()>(s);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < DP / 16; ++kk)
+                wgmma_ss_n64<T>(s, desc_kmajor(sQw, kk), desc_kmajor(ks, kk), kk);
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<elems<kTile>()>(s);
+
+            if (y >= 0)
+                apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile, kt * kTile,
+                                  vw, lane, nullptr);
+            if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
+                apply_key_cut<false>(s, p, sv, nullptr, kt, vw, lane);
+            float alpha[kRows];
+            softmax_step(s, m, l, alpha, p.scale_log2);
+            scale_rows<DP>(acc, alpha);
+
+            /* O += P V: P's fragments are the A operand as they lie */
+            using tr = dtype_traits<T>;
+            uint32_t pa[kTile / 16][4];
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+                for (int i = 0; i < 4; ++i)
+                    pa[kk][i] = tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+            pin<elems<DP>()>(acc);
+            pin<kTile / 4>(&pa[0][0]);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < kTile / 16; ++kk)
+                wgmma_rs<T, DP>(acc, pa[kk], desc_mnmajor(vs, kk));
+            wgmma_commit();
+            wgmma_wait<0>();
+            pin<elems<DP>()>(acc);
+            pin<kTile / 4>(&pa[0][0]);
+        }
+        __syncthreads(); /* the stage is free for the load after next */
+        have = more;
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the K/V stages are reused for the output below */
+
+    float inv[kRows];
+    finish_rows(l, inv);
+    if (qt < p.n_qt)
+        store_rows<DP>(acc, inv, wg ? sV : sK, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
+                       p.stride_perm, vw, lane);
+    store_lse(p, sv, h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
+#endif
+}
+
+template <typename T, int DP, int NWG> const void *kernel_of(bool feat)
+{
+    return feat ? (const void *)&fwd_wgmma_kernel<T, DP, NWG, true>
+                : (const void *)&fwd_wgmma_kernel<T, DP, NWG, false>;
+}
+
+template <typename T, int NWG> const void *kernel_of(int dpad, bool feat)
+{
+    return dpad == 64 ? kernel_of<T, 64, NWG>(feat)
+           : dpad == 128 ? kernel_of<T, 128, NWG>(feat)
+                         : nullptr;
+}
+
+const void *kernel_of(int kernel, bsa_dtype dt, int dpad, bool feat)
+{
+    const bool two = kernel == BSA_K_FWD_WGMMA2;
+    if (dt == BSA_DTYPE_F16)
+        return two ? kernel_of<__half, 2>(dpad, feat) : kernel_of<__half, 1>(dpad, feat);
+    if (dt == BSA_DTYPE_BF16)
+        return two ? kernel_of<__nv_bfloat16, 2>(dpad, feat)
+                   : kernel_of<__nv_bfloat16, 1>(dpad, feat);
+    return nullptr;
+}
+
+} // namespace hopper
+} // namespace bsa_cuda
+
+using namespace bsa_cuda;
+
+bool bsa_cuda_wgmma_built()
+{
+    return true;
+}
+
+size_t bsa_cuda_wgmma_smem(int kernel, int dpad)
+{
+    const bool two = kernel == BSA_K_FWD_WGMMA2;
+    return dpad == 64    ? (two ? hopper::smem_bytes<64, 2>() : hopper::smem_bytes<64, 1>())
+           : dpad == 128 ? (two ? hopper::smem_bytes<128, 2>() : hopper::smem_bytes<128, 1>())
+                         : 0;
+}
+
+cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
+{
+    for (bool feat : {false, true}) {
+        const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
+        if (!fn)
+            return cudaErrorInvalidDeviceFunction;
+        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)bsa_cuda_wgmma_smem(kernel, dpad));
+        if (e != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                                  cudaStream_t s)
+{
+    const bool feat = p.klen || p.cu_q || p.group > 1;
+    const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
+    if (!fn)
+        return cudaErrorInvalidDeviceFunction;
+    const bool two = kernel == BSA_K_FWD_WGMMA2;
+    dim3 grid = bsa_cuda_grid(two ? (p.n_qt + 1) / 2 : p.n_qt, (int64_t)p.n_seg * p.heads);
+    void *args[] = {const_cast<bsa_cuda_params *>(&p)};
+    cudaError_t e = cudaLaunchKernel(fn, grid, dim3((two ? 2 : 1) * hopper::kWarpgroup), args,
+                                     bsa_cuda_wgmma_smem(kernel, dpad), s);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}

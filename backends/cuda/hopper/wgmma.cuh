@@ -1,0 +1,180 @@
+/*
+ * Hopper (sm_90a) building blocks of the wgmma forward: warpgroup matrix
+ * products (wgmma.mma_async), their shared-memory matrix descriptors, and
+ * the 128-byte-swizzled shared tiles they read.  Compiled for sm_90a only
+ * (backends/cuda/CMakeLists.txt); nothing else includes it.
+ *
+ * Shared tiles: a 64-row tile of DP (64 or 128) 16-bit columns is stored as
+ * DP / 64 column blocks of [64 rows][64 elements] (128 bytes a row), each
+ * 1024-byte-aligned group of 8 rows swizzled: the 16-byte chunk c of row r
+ * sits at chunk c ^ (r % 8).  That is the canonical "128B swizzle" layout
+ * of wgmma, read as
+ *   K-major (Q and K: rows are M or N, columns the reduction dim): stride
+ *     between 8-row groups (SBO) 1024 bytes; a k16 step inside a column
+ *     block moves the start address by 32 bytes;
+ *   MN-major (V as the B operand of O += P V, N = head dim): the same bytes
+ *     with the rows as the reduction dim: 8-row groups 1024 bytes apart
+ *     (SBO), 64-column blocks 64 * 128 bytes apart (LBO); a k16 step moves
+ *     16 rows (2048 bytes).
+ * The accumulator of m64nNk16 holds, in warp w of the warpgroup, rows
+ * 16 w .. 16 w + 15 in the m16n8 layout of mma.sync repeated over the
+ * N / 8 column groups: the tile interface's (tile_mma_sync.cuh) element
+ * order, so the softmax, masks and stores of the mma.sync kernels apply.
+ */
+#ifndef BSA_CUDA_HOPPER_WGMMA_CUH
+#define BSA_CUDA_HOPPER_WGMMA_CUH
+
+#include "../tc_kernels.cuh"
+
+#include <type_traits>
+
+namespace bsa_cuda
+{
+namespace hopper
+{
+
+constexpr int kWarpgroup = 4 * kWarp;
+
+/* Element offset of 16-byte chunk c (0 .. DP / 8 - 1) of row r (0 .. 63) in
+ * a swizzled 64-row tile. */
+__device__ __forceinline__ int sw_offset(int r, int c)
+{
+    return ((c >> 3) * kTile + r) * 64 + (((c & 7) ^ (r & 7)) << 3);
+}
+
+/* Asynchronously loads rows [row0, row0 + 64) (layout order, addressed
+ * through the strided permutation) of one (segment, head) slice into a
+ * swizzled tile; rows past seq and columns past dim are zero-filled.
+ * nthreads threads take part, tid being this one's index among them. */
+template <int DP, typename T>
+__device__ __forceinline__ void load_tile_sw(T *sm, const T *base, int64_t st, int row0, int seq,
+                                             int dim, int perm, int tid, int nthreads)
+{
+    constexpr int ch = DP / 8;
+    for (int i = tid; i < kTile * ch; i += nthreads) {
+        int r = i / ch, c = i - r * ch;
+        int rr = row0 + r;
+        bool ok = rr < seq && c * 8 < dim;
+        const T *src = base;
+        if (ok)
+            src = base + (int64_t)perm_row(rr, perm, seq) * st + c * 8;
+        cp_async16(sm + sw_offset(r, c), src, ok ? 16 : 0);
+    }
+}
+
+/* Matrix descriptor: start address, leading and stride byte offsets (all
+ * in 16-byte units), 128-byte swizzle (layout type 1 in bits 62-63). */
+__device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo)
+{
+    return (uint64_t)((saddr & 0x3ffff) >> 4) | (uint64_t)((lbo >> 4) & 0x3fff) << 16 |
+           (uint64_t)((sbo >> 4) & 0x3fff) << 32 | (uint64_t)1 << 62;
+}
+
+/* K-major operand (Q or K tile at sm), k16 step kk of the head dim. */
+template <typename T> __device__ __forceinline__ uint64_t desc_kmajor(const T *sm, int kk)
+{
+    return sw128_desc(smem_u32(sm) + (kk >> 2) * kTile * 128 + (kk & 3) * 32, 16, 1024);
+}
+/* MN-major B operand (V tile at sm, N = head dim), k16 step kk of the keys. */
+template <typename T> __device__ __forceinline__ uint64_t desc_mnmajor(const T *sm, int kk)
+{
+    return sw128_desc(smem_u32(sm) + kk * 16 * 128, kTile * 128, 1024);
+}
+
+__device__ __forceinline__ void wgmma_fence()
+{
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit()
+{
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N> __device__ __forceinline__ void wgmma_wait()
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Shared memory written through the generic proxy (cp.async, plain stores)
+ * is read next by wgmma (the async proxy). */
+__device__ __forceinline__ void fence_proxy_async()
+{
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+/* Pins registers an asynchronous product reads or writes to this point of
+ * the program: the compiler may neither read them early nor reuse them. */
+template <int N> __device__ __forceinline__ void pin(float *x)
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        asm volatile("" : "+f"(x[i])::"memory");
+}
+template <int N> __device__ __forceinline__ void pin(uint32_t *x)
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        asm volatile("" : "+r"(x[i])::"memory");
+}
+
+#define BSA_WGMMA_R32                                                                              \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                      \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+#define BSA_WGMMA_R64                                                                              \
+    "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                      \
+    "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,"                             \
+    "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                             \
+    "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
+#define BSA_WGMMA_D8(i)                                                                            \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]),   \
+        "+f"(d[i + 6]), "+f"(d[i + 7])
+#define BSA_WGMMA_D32 BSA_WGMMA_D8(0), BSA_WGMMA_D8(8), BSA_WGMMA_D8(16), BSA_WGMMA_D8(24)
+#define BSA_WGMMA_D64                                                                              \
+    BSA_WGMMA_D32, BSA_WGMMA_D8(32), BSA_WGMMA_D8(40), BSA_WGMMA_D8(48), BSA_WGMMA_D8(56)
+
+/* d[64 x 64] (+)= A B^T, A and B K-major in shared memory (descriptors);
+ * scale_d = 0 overwrites d. */
+#define BSA_WGMMA_SS_N64(TY)                                                                       \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                      \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " BSA_WGMMA_R32        \
+                 ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                                 \
+                 : BSA_WGMMA_D32                                                                   \
+                 : "l"(da), "l"(db), "r"(scale_d))
+/* d[64 x N] += A B, A's fragments in registers (a[4]), B MN-major in
+ * shared memory (descriptor; transposed: imm-trans-b = 1). */
+#define BSA_WGMMA_RS_N64(TY)                                                                       \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " BSA_WGMMA_R32        \
+                 ", {%32,%33,%34,%35}, %36, 1, 1, 1, 1;\n"                                        \
+                 : BSA_WGMMA_D32                                                                   \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
+#define BSA_WGMMA_RS_N128(TY)                                                                      \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " BSA_WGMMA_R64       \
+                 ", {%64,%65,%66,%67}, %68, 1, 1, 1, 1;\n"                                        \
+                 : BSA_WGMMA_D64                                                                   \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
+
+template <typename T>
+__device__ __forceinline__ void wgmma_ss_n64(float *d, uint64_t da, uint64_t db, int scale_d)
+{
+    if constexpr (std::is_same<T, __half>::value)
+        BSA_WGMMA_SS_N64("f16");
+    else
+        BSA_WGMMA_SS_N64("bf16");
+}
+
+/* d[64 x N] += A[64 x 16] B[16 x N], N = 64 or 128 */
+template <typename T, int N>
+__device__ __forceinline__ void wgmma_rs(float *d, const uint32_t *a, uint64_t db)
+{
+    constexpr bool f16 = std::is_same<T, __half>::value;
+    if constexpr (N == 64 && f16)
+        BSA_WGMMA_RS_N64("f16");
+    else if constexpr (N == 64)
+        BSA_WGMMA_RS_N64("bf16");
+    else if constexpr (f16)
+        BSA_WGMMA_RS_N128("f16");
+    else
+        BSA_WGMMA_RS_N128("bf16");
+}
+
+} // namespace hopper
+} // namespace bsa_cuda
+
+#endif
