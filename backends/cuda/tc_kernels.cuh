@@ -292,10 +292,23 @@ constexpr int kNone = -2; /* list has no entry for this key tile */
 
 /* Cursor over the merge of two query tiles' key-tile lists (row_tent
  * entries [ia, a1) and [ib, b1), each ascending; the second may be empty):
- * the thread blocks that hold both tiles walk each key tile once. */
+ * the thread blocks that hold both tiles walk each key tile once.  The
+ * lists' next entries are read one step ahead, so that the load of a step
+ * is not waited for until the step after (the tile loads that follow a
+ * step depend on it). */
 struct merged_lists {
     const int2 *ent;
     int ia, a1, ib, b1;
+    int2 ha, hb; /* entries ia and ib, or a key tile of INT_MAX past the end */
+    __device__ __forceinline__ int2 head(int i, int end) const
+    {
+        return i < end ? ent[i] : make_int2(0x7fffffff, kNone);
+    }
+    __device__ __forceinline__ void start()
+    {
+        ha = head(ia, a1);
+        hb = head(ib, b1);
+    }
     __device__ __forceinline__ bool more() const
     {
         return ia < a1 || ib < b1;
@@ -307,14 +320,16 @@ struct merged_lists {
     /* next key tile kt, and each list's entry code for it (kNone: absent) */
     __device__ __forceinline__ void next(int &kt, int &ya, int &yb)
     {
-        int ka = ia < a1 ? ent[ia].x : 0x7fffffff;
-        int kb = ib < b1 ? ent[ib].x : 0x7fffffff;
-        kt = ka < kb ? ka : kb;
+        kt = ha.x < hb.x ? ha.x : hb.x;
         ya = yb = kNone;
-        if (ka == kt)
-            ya = ent[ia++].y;
-        if (kb == kt)
-            yb = ent[ib++].y;
+        if (ha.x == kt) {
+            ya = ha.y;
+            ha = head(++ia, a1);
+        }
+        if (hb.x == kt) {
+            yb = hb.y;
+            hb = head(++ib, b1);
+        }
     }
 };
 
@@ -335,6 +350,7 @@ __device__ __forceinline__ merged_lists merged_lists_of(const bsa_cuda_params &p
     w.a1 = end(qa);
     w.ib = qb < p.n_qt ? tp[qb] : 0;
     w.b1 = qb < p.n_qt ? end(qb) : 0;
+    w.start();
     return w;
 }
 

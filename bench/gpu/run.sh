@@ -10,7 +10,8 @@
 #      same card, for before/after figures,
 #   4. runs the reduced GPU suite under compute-sanitizer memcheck, racecheck and initcheck,
 #   5. prints the summary table last.
-# STAGES=build,test,bench,peers,sanitize selects steps; logs go to $OUT (or bench/gpu/out).
+# STAGES=build,test,bench,peers,sanitize selects steps (SAN_TOOLS the sanitizer's tools);
+# logs go to $OUT (or bench/gpu/out).
 # CMAKE_PREFIX_PATH may point at a cmocka install (tests need it).
 set -u
 cd "$(dirname "$0")/../.."
@@ -90,7 +91,7 @@ if has peers; then
 fi
 
 if has sanitize; then
-    for tool in memcheck racecheck initcheck; do
+    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
         for t in test_cuda test_cuda_features; do
             t0=$(date +%s)
             (cd "$BUILD" && BSA_CUDA_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-150} compute-sanitizer \

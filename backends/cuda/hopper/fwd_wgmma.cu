@@ -8,8 +8,11 @@
  * Per key tile and warpgroup: S = Q K^T (m64n64k16, Q and K from swizzled
  * shared tiles), masks and the online softmax in registers (the tile
  * interface's helpers: the wgmma accumulator has the same element order),
- * then O += P V (m64nDk16, P from registers, V read MN-major).  K/V tiles
- * stream in with cp.async two stages deep, as in the mma.sync kernels.
+ * then O += P V (m64nDk16, P from registers, V read MN-major).  The P V
+ * product of one key tile is issued behind the next tile's S product and
+ * runs during its softmax (FlashAttention-3's intra-warpgroup overlap);
+ * K/V tiles stream in with cp.async, issued behind the products, one or two
+ * tiles ahead; one barrier a tile.
  * Natural key tiles only (the plan never pairs it with gathered ones);
  * head dims 64 and 128; f16 and bf16.
  */
@@ -20,7 +23,18 @@ namespace bsa_cuda
 namespace hopper
 {
 
-/* minimum blocks per SM (register cap) of each shape */
+/* K/V stages: one for the tile being computed, one for the previous tile
+ * (its P V product runs during the current iteration), the rest for tiles
+ * in flight: two ahead with two warpgroups (one block per SM, whose loads
+ * nothing else covers), one with one (several blocks per SM) */
+template <int NWG> constexpr int stages()
+{
+    return NWG == 2 ? 4 : 3;
+}
+
+/* minimum blocks per SM (register cap) of each shape, measured on an H200
+ * (bench/NOTES.md, v12-v14): two blocks of two warpgroups at head dim 64
+ * (some registers spilled) beat one without spills */
 template <int DP, int NWG> constexpr int min_blocks()
 {
     return NWG == 2 ? (DP <= 64 ? 2 : 1) : (DP <= 64 ? 4 : 2);
@@ -28,8 +42,8 @@ template <int DP, int NWG> constexpr int min_blocks()
 
 template <int DP, int NWG> constexpr size_t smem_bytes()
 {
-    /* Q (NWG tiles) + 2 stages of K and V, + slack to align to 1024 bytes */
-    return (size_t)(NWG + 4) * kTile * DP * 2 + 1024;
+    /* Q (NWG tiles) + the K and V stages, + slack to align to 1024 bytes */
+    return (size_t)(NWG + 2 * stages<NWG>()) * kTile * DP * 2 + 1024;
 }
 
 template <typename T, int DP, int NWG, bool FEAT>
@@ -38,10 +52,11 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int TE = kTile * DP, NT = NWG * kWarpgroup;
+    constexpr int ST = stages<NWG>(), PD = ST - 2; /* stages, tiles loading ahead */
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
-    T *sK = sQ + NWG * TE; /* 2 stages */
-    T *sV = sK + 2 * TE;
+    T *sK = sQ + NWG * TE; /* ST stages */
+    T *sV = sK + ST * TE;
 
     const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
     const int wg = warp / 4, vw = warp & 3; /* warpgroup; warp within it: its 16 rows */
@@ -72,18 +87,34 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
         load_tile_sw<DP>(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v,
                          p.stride_perm, tid, NT);
     };
+    /* a key tile of the walk: its index and both lists' entry codes */
+    struct step {
+        int kt, ya, yb;
+        bool ok;
+    };
+    auto take = [&]() {
+        step t{0, kNone, kNone, walk.more()};
+        if (t.ok)
+            walk.next(t.kt, t.ya, t.yb);
+        return t;
+    };
 #pragma unroll
     for (int w = 0; w < NWG; ++w)
         load_tile_sw<DP>(sQ + w * TE, q, p.q_s[2], (qa + w) * kTile, sv.len_q, p.dim,
                          p.stride_perm, tid, NT);
+    /* tiles 0 .. PD - 1 in flight, one commit group each (Q with the first).
+     * An empty walk still fills stage 0 (with zeros: a tile past the keys),
+     * since the last P V product reads it, with P = 0: 0 times whatever
+     * the shared memory held could be NaN. */
+    step cur = take(), ahead = cur;
+    load_kv(0, cur.ok ? cur.kt : (sv.len_k + kTile - 1) / kTile);
     cp_async_commit();
-    int kt_next = 0, ya_next = kNone, yb_next = kNone;
-    bool have = walk.size() > 0;
-    if (have) {
-        walk.next(kt_next, ya_next, yb_next);
-        load_kv(0, kt_next);
+    if constexpr (PD == 2) {
+        ahead = take();
+        if (ahead.ok)
+            load_kv(1, ahead.kt);
+        cp_async_commit();
     }
-    cp_async_commit();
 
     const int qt = wg ? qb : qa;
     const T *sQw = sQ + wg * TE;
@@ -95,63 +126,85 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     for (int r = 0; r < kRows; ++r)
         m[r] = -CUDART_INF_F, l[r] = 0.f;
 
-    for (int it = 0; have; ++it) {
-        const int kt = kt_next, y = wg ? yb_next : ya_next;
-        const bool more = walk.more();
-        if (more) {
-            walk.next(kt_next, ya_next, yb_next);
-            load_kv((it + 1) & 1, kt_next);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
+    /* P of the previous key tile (A fragments) waiting for its P V product,
+     * which runs during this tile's softmax; zeros when there is none.  The
+     * products are issued and awaited on every iteration, whatever the
+     * warpgroup's list holds: ptxas serialises wgmma whose issue or wait
+     * sits in a branch it cannot prove uniform (C7518). */
+    uint32_t pa[kTile / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            pa[kk][i] = 0u;
+    int pend_stage = 0;
+    auto issue_pv = [&](int stage) {
+        pin<elems<DP>()>(acc);
+        pin<kTile / 4>(&pa[0][0]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+            wgmma_rs<T, DP>(acc, pa[kk], desc_mnmajor(sV + stage * TE, kk));
+        wgmma_commit();
+    };
+
+    for (int it = 0; cur.ok; ++it) {
+        const int kt = cur.kt, y = wg ? cur.yb : cur.ya, stage = it % ST;
+        /* tile it has landed, and every warp is past iteration it - 1, so
+         * the stage of tile it - 2 is free for tile it + PD */
+        cp_async_wait<PD - 1>();
         fence_proxy_async();
         __syncthreads();
-        if (y != kNone) {
-            const T *ks = sK + (it & 1) * TE, *vs = sV + (it & 1) * TE;
-            /* S = Q K^T */
-            pin<elems<kTile>()>(s);
-            wgmma_fence();
+        /* S = Q K^T (discarded when this warpgroup's list lacks the tile) */
+        pin<elems<kTile>()>(s);
+        wgmma_fence();
 #pragma unroll
-            for (int kk = 0; kk < DP / 16; ++kk)
-                wgmma_ss_n64<T>(s, desc_kmajor(sQw, kk), desc_kmajor(ks, kk), kk);
-            wgmma_commit();
-            wgmma_wait<0>();
-            pin<elems<kTile>()>(s);
-
+        for (int kk = 0; kk < DP / 16; ++kk)
+            wgmma_ss_n64<T>(s, desc_kmajor(sQw, kk), desc_kmajor(sK + stage * TE, kk), kk);
+        wgmma_commit();
+        issue_pv(pend_stage);
+        /* while the products run: tile it + PD starts loading */
+        const step nx = take();
+        if (nx.ok)
+            load_kv((it + PD) % ST, nx.kt);
+        cp_async_commit();
+        wgmma_wait<1>(); /* S is done, P V may still run */
+        pin<elems<kTile>()>(s);
+        const bool comp = NWG == 1 || y != kNone;
+        float alpha[kRows];
+        if (comp) {
             if (y >= 0)
                 apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile, kt * kTile,
                                   vw, lane, nullptr);
             if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
                 apply_key_cut<false>(s, p, sv, nullptr, kt, vw, lane);
-            float alpha[kRows];
             softmax_step(s, m, l, alpha, p.scale_log2);
-            scale_rows<DP>(acc, alpha);
-
-            /* O += P V: P's fragments are the A operand as they lie */
-            using tr = dtype_traits<T>;
-            uint32_t pa[kTile / 16][4];
-#pragma unroll
-            for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-                for (int i = 0; i < 4; ++i)
-                    pa[kk][i] = tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
-            pin<elems<DP>()>(acc);
-            pin<kTile / 4>(&pa[0][0]);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < kTile / 16; ++kk)
-                wgmma_rs<T, DP>(acc, pa[kk], desc_mnmajor(vs, kk));
-            wgmma_commit();
-            wgmma_wait<0>();
-            pin<elems<DP>()>(acc);
-            pin<kTile / 4>(&pa[0][0]);
         }
-        __syncthreads(); /* the stage is free for the load after next */
-        have = more;
+        wgmma_wait<0>();
+        pin<elems<DP>()>(acc);
+        pin<kTile / 4>(&pa[0][0]);
+        using tr = dtype_traits<T>; /* P's fragments are the A operand as they lie */
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                pa[kk][i] = comp ? tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]) : 0u;
+        if (comp)
+            scale_rows<DP>(acc, alpha);
+        pend_stage = stage;
+        if constexpr (PD == 2) {
+            cur = ahead;
+            ahead = nx;
+        } else {
+            cur = nx;
+        }
     }
-    cp_async_wait<0>();
+    cp_async_wait<0>(); /* (an empty walk's zero tile) */
+    fence_proxy_async();
+    __syncthreads();
+    issue_pv(pend_stage);
+    wgmma_wait<0>();
+    pin<elems<DP>()>(acc);
     __syncthreads(); /* the K/V stages are reused for the output below */
 
     float inv[kRows];
