@@ -5,8 +5,9 @@
  * device before each run.  Skips cleanly when no CUDA device is present.
  *
  * Each case runs on every path in turn: the default choice (on an sm_90
- * device the wgmma forward where it accepts the problem, else the mma.sync
- * one; the mma.sync backward), the scalar reference path
+ * device the wgmma forward for layouts whose consecutive query tiles share
+ * their key lists, as dense and causal ones do, else the mma.sync one; the
+ * mma.sync backward), the scalar reference path
  * (BSA_CUDA_PATH=reference), for f16 with head dim <= 128 the Volta wmma
  * path (BSA_CUDA_PATH=volta) and, for f16/bf16, the mma.sync path alone
  * (BSA_CUDA_PATH=mma: the default's forward differs on Hopper).

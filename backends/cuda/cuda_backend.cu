@@ -265,8 +265,11 @@ bsa_status plan_init(bsa_plan_t plan)
      * BSA_CUDA_FWD=64|128 forces the rows of either family. */
     const char *fenv = getenv("BSA_CUDA_FWD");
     const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
-    const bool wgmma = cp->p == PATH_MMA && !no_wgmma && !why_wgmma;
-    bool rows128 = dl->pair_eff >= 0.9 && !dl->kgrp && (wgmma || dpad == 128);
+    bool rows128 = dl->pair_eff >= 0.9 && !dl->kgrp;
+    /* the 64-row wgmma kernel (sparse rows) lost to the mma.sync one on
+     * an H200 (bench/NOTES.md, v14): it runs only when forced */
+    const bool wgmma = cp->p == PATH_MMA && !no_wgmma && !why_wgmma && (rows128 || want_wgmma);
+    rows128 = rows128 && (wgmma || dpad == 128);
     if (fenv && !strcmp(fenv, "64"))
         rows128 = false;
     else if (fenv && !strcmp(fenv, "128"))

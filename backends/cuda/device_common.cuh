@@ -139,6 +139,20 @@ template <int N> __device__ __forceinline__ void cp_async_wait()
 }
 #endif
 
+/* 2^x on the special-function unit (relative error ~2^-22, +0 for -inf,
+ * subnormal results flushed): exp2f adds range handling around it that the
+ * softmax's probabilities, all in [0, 1], do not need. */
+__device__ __forceinline__ float fast_exp2(float x)
+{
+#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return exp2f(x);
+#endif
+}
+
 /* (segment, head) index of this thread block: grids put it in y and, past
  * 65535, in z too (bsa_cuda_grid); blocks past the end have no work. */
 __device__ __forceinline__ int grid_bh()

@@ -133,13 +133,13 @@ __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float
         mx[r] = row_max(mx[r]);
         float mn = fmaxf(m[r], mx[r]);
         mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
-        alpha[r] = exp2f(m[r] - mu[r]);
+        alpha[r] = fast_exp2(m[r] - mu[r]);
         m[r] = mn;
         l[r] *= alpha[r];
     }
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
-        s[e] = exp2f(s[e] - mu[slot(e)]);
+        s[e] = fast_exp2(s[e] - mu[slot(e)]);
         l[slot(e)] += s[e];
     }
 }

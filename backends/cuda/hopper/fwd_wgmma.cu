@@ -81,11 +81,10 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
     merged_lists walk = merged_lists_of<FEAT>(p, sv, lh, qa, qb);
 
+    const sw_loader<DP, NT> ld(tid);
     auto load_kv = [&](int stage, int kt) {
-        load_tile_sw<DP>(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                         tid, NT);
-        load_tile_sw<DP>(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v,
-                         p.stride_perm, tid, NT);
+        ld.load(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm);
+        ld.load(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm);
     };
     /* a key tile of the walk: its index and both lists' entry codes */
     struct step {
@@ -100,8 +99,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     };
 #pragma unroll
     for (int w = 0; w < NWG; ++w)
-        load_tile_sw<DP>(sQ + w * TE, q, p.q_s[2], (qa + w) * kTile, sv.len_q, p.dim,
-                         p.stride_perm, tid, NT);
+        ld.load(sQ + w * TE, q, p.q_s[2], (qa + w) * kTile, sv.len_q, p.dim, p.stride_perm);
     /* tiles 0 .. PD - 1 in flight, one commit group each (Q with the first).
      * An empty walk still fills stage 0 (with zeros: a tile past the keys),
      * since the last P V product reads it, with P = 0: 0 times whatever

@@ -42,25 +42,38 @@ __device__ __forceinline__ int sw_offset(int r, int c)
     return ((c >> 3) * kTile + r) * 64 + (((c & 7) ^ (r & 7)) << 3);
 }
 
-/* Asynchronously loads rows [row0, row0 + 64) (layout order, addressed
- * through the strided permutation) of one (segment, head) slice into a
- * swizzled tile; rows past seq and columns past dim are zero-filled.
- * nthreads threads take part, tid being this one's index among them. */
-template <int DP, typename T>
-__device__ __forceinline__ void load_tile_sw(T *sm, const T *base, int64_t st, int row0, int seq,
-                                             int dim, int perm, int tid, int nthreads)
-{
-    constexpr int ch = DP / 8;
-    for (int i = tid; i < kTile * ch; i += nthreads) {
-        int r = i / ch, c = i - r * ch;
-        int rr = row0 + r;
-        bool ok = rr < seq && c * 8 < dim;
-        const T *src = base;
-        if (ok)
-            src = base + (int64_t)perm_row(rr, perm, seq) * st + c * 8;
-        cp_async16(sm + sw_offset(r, c), src, ok ? 16 : 0);
+/* Asynchronous loads of 64-row tiles into swizzled shared tiles by NT
+ * threads.  A thread always copies the same 16-byte column chunk c of the
+ * rows r0, r0 + RS, ...: its shared offsets are fixed (RS is a multiple of
+ * the swizzle's 8 rows) and are computed once, so a chunk costs an address
+ * and a copy (the loads' integer work was a third of the forward's issue
+ * slots; bench/NOTES.md, v15). */
+template <int DP, int NT> struct sw_loader {
+    static constexpr int ch = DP / 8, RS = NT / ch, J = kTile / RS;
+    static_assert(NT % ch == 0 && RS % 8 == 0 && kTile % RS == 0, "loader shape");
+    int c, r0, soff;
+    __device__ __forceinline__ explicit sw_loader(int tid)
+        : c(tid % ch), r0(tid / ch), soff(sw_offset(tid / ch, tid % ch))
+    {
     }
-}
+    /* rows [row0, row0 + 64) (layout order, addressed through the strided
+     * permutation) of one (segment, head) slice; rows past seq and columns
+     * past dim are zero-filled */
+    template <typename T>
+    __device__ __forceinline__ void load(T *sm, const T *base, int64_t st, int row0, int seq,
+                                         int dim, int perm) const
+    {
+        const bool col_ok = c * 8 < dim;
+        base += c * 8;
+#pragma unroll
+        for (int j = 0; j < J; ++j) {
+            const int rr = row0 + r0 + j * RS;
+            const bool ok = col_ok && rr < seq;
+            const T *src = ok ? base + (int64_t)(perm ? perm_row(rr, perm, seq) : rr) * st : base;
+            cp_async16(sm + soff + j * RS * 64, src, ok ? 16 : 0);
+        }
+    }
+};
 
 /* Matrix descriptor: start address, leading and stride byte offsets (all
  * in 16-byte units), 128-byte swizzle (layout type 1 in bits 62-63). */
