@@ -72,14 +72,20 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
         }
         return;
     }
-    for (int c = threadIdx.x; c < kTile * ch; c += kThreads) {
-        int r = c / ch, cc = c - r * ch;
-        int rr = row0 + r;
-        bool ok = rr < seq && cc * 8 < dim;
-        const T *src = base;
-        if (ok)
-            src = base + (int64_t)perm_row(rr, perm, seq) * st + cc * 8;
-        cp_async16(sm + r * tc_cfg<DP>::srow + cc * 8, src, ok ? 16 : 0);
+    /* natural rows: a thread copies column chunk cc of rows r0, r0 + RS,
+     * ..., so its offsets are computed once (bench/NOTES.md, v16) */
+    constexpr int RS = kThreads / ch, J = kTile / RS;
+    static_assert(kThreads % ch == 0 && kTile % RS == 0, "tile loader shape");
+    const int cc = threadIdx.x % ch, r0 = threadIdx.x / ch;
+    const bool col_ok = cc * 8 < dim;
+    base += cc * 8;
+    sm += r0 * tc_cfg<DP>::srow + cc * 8;
+#pragma unroll
+    for (int j = 0; j < J; ++j) {
+        const int rr = row0 + r0 + j * RS;
+        const bool ok = col_ok && rr < seq;
+        const T *src = ok ? base + (int64_t)(perm ? perm_row(rr, perm, seq) : rr) * st : base;
+        cp_async16(sm + j * RS * tc_cfg<DP>::srow, src, ok ? 16 : 0);
     }
 }
 
@@ -119,18 +125,25 @@ template <int N> __device__ __forceinline__ void scale_rows(float *acc, const fl
 __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float *alpha,
                                              float scale_log2)
 {
+    /* the scale goes into the exponent's fma: max(c s) = c max(s) for c > 0;
+     * another scale (negative, zero) scales the scores first */
+    float c = scale_log2;
+    if (!(c > 0.f)) {
+#pragma unroll
+        for (int e = 0; e < elems<kTile>(); ++e)
+            s[e] *= c;
+        c = 1.f;
+    }
     float mx[kRows], mu[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         mx[r] = -CUDART_INF_F;
 #pragma unroll
-    for (int e = 0; e < elems<kTile>(); ++e) {
-        s[e] *= scale_log2;
+    for (int e = 0; e < elems<kTile>(); ++e)
         mx[slot(e)] = fmaxf(mx[slot(e)], s[e]);
-    }
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-        mx[r] = row_max(mx[r]);
+        mx[r] = row_max(mx[r]) * c;
         float mn = fmaxf(m[r], mx[r]);
         mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
         alpha[r] = fast_exp2(m[r] - mu[r]);
@@ -139,7 +152,7 @@ __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float
     }
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
-        s[e] = fast_exp2(s[e] - mu[slot(e)]);
+        s[e] = fast_exp2(fmaf(s[e], c, -mu[slot(e)]));
         l[slot(e)] += s[e];
     }
 }
