@@ -354,8 +354,9 @@ __device__ __forceinline__ merged_lists merged_lists_of(const bsa_cuda_params &p
 {
     const int32_t *tp = p.row_tptr + lh * (p.n_qt + 1);
     auto end = [&](int q0) {
-        return !FEAT ? tp[q0 + 1]
-                     : tp[q0] + trim_key_list(p, sv, false, p.row_tent + tp[q0], tp[q0 + 1] - tp[q0]);
+        return !FEAT
+                   ? tp[q0 + 1]
+                   : tp[q0] + trim_key_list(p, sv, false, p.row_tent + tp[q0], tp[q0 + 1] - tp[q0]);
     };
     merged_lists w;
     w.ent = p.row_tent;

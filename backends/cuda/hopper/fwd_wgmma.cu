@@ -222,7 +222,7 @@ template <typename T, int DP, int NWG> const void *kernel_of(bool feat)
 
 template <typename T, int NWG> const void *kernel_of(int dpad, bool feat)
 {
-    return dpad == 64 ? kernel_of<T, 64, NWG>(feat)
+    return dpad == 64    ? kernel_of<T, 64, NWG>(feat)
            : dpad == 128 ? kernel_of<T, 128, NWG>(feat)
                          : nullptr;
 }

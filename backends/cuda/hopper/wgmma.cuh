@@ -136,7 +136,7 @@ template <int N> __device__ __forceinline__ void pin(uint32_t *x)
     "%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,"                             \
     "%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
 #define BSA_WGMMA_D8(i)                                                                            \
-    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]),   \
+    "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), "+f"(d[i + 4]), "+f"(d[i + 5]),    \
         "+f"(d[i + 6]), "+f"(d[i + 7])
 #define BSA_WGMMA_D32 BSA_WGMMA_D8(0), BSA_WGMMA_D8(8), BSA_WGMMA_D8(16), BSA_WGMMA_D8(24)
 #define BSA_WGMMA_D64                                                                              \
@@ -146,20 +146,20 @@ template <int N> __device__ __forceinline__ void pin(uint32_t *x)
  * scale_d = 0 overwrites d. */
 #define BSA_WGMMA_SS_N64(TY)                                                                       \
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"                                      \
-                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " BSA_WGMMA_R32        \
+                 "wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " BSA_WGMMA_R32         \
                  ", %32, %33, p, 1, 1, 0, 0;\n}\n"                                                 \
                  : BSA_WGMMA_D32                                                                   \
                  : "l"(da), "l"(db), "r"(scale_d))
 /* d[64 x N] += A B, A's fragments in registers (a[4]), B MN-major in
  * shared memory (descriptor; transposed: imm-trans-b = 1). */
 #define BSA_WGMMA_RS_N64(TY)                                                                       \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " BSA_WGMMA_R32        \
-                 ", {%32,%33,%34,%35}, %36, 1, 1, 1, 1;\n"                                        \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY " " BSA_WGMMA_R32         \
+                 ", {%32,%33,%34,%35}, %36, 1, 1, 1, 1;\n"                                         \
                  : BSA_WGMMA_D32                                                                   \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
 #define BSA_WGMMA_RS_N128(TY)                                                                      \
-    asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " BSA_WGMMA_R64       \
-                 ", {%64,%65,%66,%67}, %68, 1, 1, 1, 1;\n"                                        \
+    asm volatile("wgmma.mma_async.sync.aligned.m64n128k16.f32." TY "." TY " " BSA_WGMMA_R64        \
+                 ", {%64,%65,%66,%67}, %68, 1, 1, 1, 1;\n"                                         \
                  : BSA_WGMMA_D64                                                                   \
                  : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
 
