@@ -704,19 +704,8 @@ static void test_errors(void **state)
 static int print_summary(void **state)
 {
     (void)state;
-    const char *cols[5] = {"o", "lse", "dq", "dk", "dv"};
-    for (int path = 0; path < N_PATHS; path++) {
-        if (!cases_run[path])
-            continue;
-        fprintf(stderr, "worst relative L2 vs oracle, %s path (%d cases):\n", path_names[path],
-                cases_run[path]);
-        for (int di = 0; di < 3; di++) {
-            fprintf(stderr, "  %-5s", tu_dtype_name(dtypes[di]));
-            for (int i = 0; i < 5; i++)
-                fprintf(stderr, " %s %.2e", cols[i], worst[path][dtypes[di]][i]);
-            fprintf(stderr, "\n");
-        }
-    }
+    for (int path = 0; path < N_PATHS; path++)
+        ac_print_worst(path_names[path], cases_run[path], worst[path]);
     return 0;
 }
 

@@ -265,3 +265,17 @@ void ac_print(const char *label, const ac_problem *p, const ac_errors *e)
             (long long)e->nonfinite, (long long)e->empty_violations, (long long)e->empty_rows,
             (long long)e->lse_inf_mismatch);
 }
+
+void ac_print_worst(const char *path, int cases, const double worst[3][5])
+{
+    static const char *const cols[5] = {"o", "lse", "dq", "dk", "dv"};
+    if (!cases)
+        return;
+    fprintf(stderr, "worst relative L2 vs oracle, %s path (%d cases):\n", path, cases);
+    for (int dt = BSA_DTYPE_F32; dt <= BSA_DTYPE_BF16; dt++) {
+        fprintf(stderr, "  %-5s", tu_dtype_name((bsa_dtype)dt));
+        for (int i = 0; i < 5; i++)
+            fprintf(stderr, " %s %.2e", cols[i], worst[dt][i]);
+        fprintf(stderr, "\n");
+    }
+}

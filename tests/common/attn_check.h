@@ -71,6 +71,9 @@ typedef struct ac_errors {
  * with_backward = 0 compares o and lse only. */
 void ac_compare(const ac_problem *p, int with_backward, ac_errors *e);
 void ac_print(const char *label, const ac_problem *p, const ac_errors *e);
+/* Prints one path's worst relative L2 errors (o, lse, dq, dk, dv) per
+ * dtype, worst indexed by bsa_dtype; nothing when no case ran. */
+void ac_print_worst(const char *path, int cases, const double worst[3][5]);
 
 #ifdef __cplusplus
 }
