@@ -23,10 +23,10 @@ compile() {
     shift
     gencode=""
     for a in "$@"; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
-    # the Hopper forward (wgmma) is built for sm_90a alone, as CMake does
+    # the Hopper kernels (wgmma) are built for sm_90a alone, as CMake does
     hopper="backends/cuda/hopper/wgmma_absent.cu $gencode"
     case " $* " in *" 90 "*)
-        hopper="backends/cuda/hopper/fwd_wgmma.cu -gencode=arch=compute_90a,code=sm_90a" ;;
+        hopper="backends/cuda/hopper/wgmma_launch.cu -gencode=arch=compute_90a,code=sm_90a" ;;
     esac
     t0=$(date +%s)
     # one line per compile: the source, then its architecture flags

@@ -3,8 +3,9 @@
  * choice of the implementation, and the forward / backward calls.
  *
  * Implementations, best first:
- *   "cuda-wgmma-sm90a" the mma path below with its forward on Hopper's wgmma
- *                     (sm_90: H100, H200; head dims 33..128, natural key tiles);
+ *   "cuda-wgmma-sm90a" the mma path below with its forward (and, on 128-row
+ *                     tiles, dQ) on Hopper's wgmma (sm_90: H100, H200; head
+ *                     dims 33..128, natural key tiles);
  *   "cuda-mma-sm80"   tensor cores through mma.sync (sm_80+: A100, H100, ...),
  *                     f16/bf16, head dim <= 256 in steps of 8, rows 16-byte aligned;
  *   "cuda-wmma-sm70"  the Volta path: wmma 16x16x16 only (V100 and newer), f16,
@@ -34,6 +35,7 @@ struct cuda_plan {
     /* BSA_K_FWD2 (128-row tiles), BSA_K_FWD or BSA_K_FWD_GATHER (64-row);
      * BSA_K_FWD_WGMMA2 / 1 (Hopper, 128 / 64 rows) */
     int fwd_kernel;
+    int dq_kernel; /* BSA_K_DQ, or BSA_K_DQ_WGMMA2 with the 128-row wgmma forward */
     size_t delta_off;
 };
 
@@ -278,9 +280,14 @@ bsa_status plan_init(bsa_plan_t plan)
                      : rows128  ? BSA_K_FWD2
                      : dl->kgrp ? BSA_K_FWD_GATHER
                                 : BSA_K_FWD;
+    /* dQ walks the forward's row lists: on wgmma where the forward's 128-row
+     * kernel does */
+    cp->dq_kernel = cp->fwd_kernel == BSA_K_FWD_WGMMA2 ? BSA_K_DQ_WGMMA2 : BSA_K_DQ;
     if (cp->p == PATH_MMA && cp->fwd_kernel != BSA_K_FWD) {
         cudaError_t e = wgmma ? bsa_cuda_wgmma_setup(cp->fwd_kernel, s.dtype, dpad)
                               : bsa_cuda_tc_setup(cp->fwd_kernel, s.dtype, dpad);
+        if (e == cudaSuccess && cp->dq_kernel != BSA_K_DQ)
+            e = bsa_cuda_wgmma_setup(cp->dq_kernel, s.dtype, dpad);
         if (e != cudaSuccess) {
             free(cp);
             return cuda_status(e, "plan_init: kernel attributes");
@@ -385,6 +392,8 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     const bool ref_dkdv = dkdv_needs_reference(plan);
     for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
         e = !fast || (k == BSA_K_DKDV && ref_dkdv) ? bsa_cuda_ref_launch(k, p, s)
+            : k == BSA_K_DQ && cp->dq_kernel != BSA_K_DQ
+                ? bsa_cuda_wgmma_launch(cp->dq_kernel, plan->shape.dtype, cp->dpad, p, s)
             : cp->p == PATH_MMA ? bsa_cuda_tc_launch(k, plan->shape.dtype, cp->dpad, p, s)
                                 : bsa_cuda_volta_launch(k, cp->dpad, p, s);
         if (e != cudaSuccess)

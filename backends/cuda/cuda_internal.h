@@ -111,7 +111,8 @@ void bsa_cuda_set_segments(bsa_cuda_params &p, const int32_t *klen, const int32_
                            const int32_t *cu_k, int num_seqs);
 /* Launchers (return cudaGetLastError() of the launch). */
 /* FWD: 64-row forward on natural key tiles; FWD_GATHER: on gathered ones;
- * FWD_WGMMA2 / FWD_WGMMA1: the Hopper forward on 128- / 64-row tiles. */
+ * FWD_WGMMA2 / FWD_WGMMA1: the Hopper forward on 128- / 64-row tiles;
+ * DQ_WGMMA2: the Hopper dQ on 128-row tiles. */
 enum bsa_cuda_kernel {
     BSA_K_FWD = 0,
     BSA_K_DQ = 1,
@@ -119,7 +120,8 @@ enum bsa_cuda_kernel {
     BSA_K_FWD2 = 3,
     BSA_K_FWD_GATHER = 4,
     BSA_K_FWD_WGMMA2 = 5,
-    BSA_K_FWD_WGMMA1 = 6
+    BSA_K_FWD_WGMMA1 = 6,
+    BSA_K_DQ_WGMMA2 = 7
 };
 /* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
  * 128-row forward: 32/64/128; on AMD see gen_instances.py); wave: the
@@ -130,7 +132,7 @@ cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cud
 size_t bsa_cuda_tc_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad);
 #if !defined(BSA_VENDOR_HIP)
-/* Hopper forward (wgmma, sm_90a; backends/cuda/hopper/): built only when
+/* Hopper kernels (wgmma, sm_90a; backends/cuda/hopper/): built only when
  * the architecture list holds sm_90; f16/bf16, padded head dim 64/128,
  * natural key tiles. */
 bool bsa_cuda_wgmma_built();

@@ -38,11 +38,11 @@ if has build; then
     t1=$(date +%s)
     note "build (archs $ARCHS, $(nproc) cores): rc=$rc, $((t1 - t0)) s"
     [ $rc -ne 0 ] && { tail -40 "$OUT/build.log"; exit 1; }
-    # the Hopper forward must run on wgmma (HGMMA in SASS), with no local memory
-    hobj=$(find "$BUILD" -name 'fwd_wgmma.cu.o' | head -1)
+    # the Hopper kernels must run on wgmma (HGMMA in SASS), with no local memory
+    hobj=$(find "$BUILD" -name 'wgmma_launch.cu.o' | head -1)
     if [ -n "$hobj" ] && command -v cuobjdump >/dev/null; then
         cuobjdump -sass "$hobj" >"$OUT/wgmma_sass.txt" 2>&1
-        note "wgmma forward SASS: $(grep -c 'HGMMA' "$OUT/wgmma_sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/wgmma_sass.txt") LDL/STL, $(grep -c 'Function :' "$OUT/wgmma_sass.txt") kernels"
+        note "wgmma kernels SASS: $(grep -c 'HGMMA' "$OUT/wgmma_sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/wgmma_sass.txt") LDL/STL, $(grep -c 'Function :' "$OUT/wgmma_sass.txt") kernels"
         grep -E 'wgmma|C75[0-9][0-9]' "$OUT/build.log" | head -5
         rm -f "$OUT/wgmma_sass.txt"
     fi

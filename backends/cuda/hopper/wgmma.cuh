@@ -94,6 +94,63 @@ template <typename T> __device__ __forceinline__ uint64_t desc_mnmajor(const T *
     return sw128_desc(smem_u32(sm) + kk * 16 * 128, kTile * 128, 1024);
 }
 
+/* K/V stages of the row-side kernels: one for the tile being computed, one
+ * for the previous tile (its second product runs during the current
+ * iteration), the rest for tiles in flight: two ahead with two warpgroups
+ * (one block per SM, whose loads nothing else covers), one with one */
+template <int NWG> constexpr int stages()
+{
+    return NWG == 2 ? 4 : 3;
+}
+
+/* The 1024-byte-aligned start of the dynamic shared memory (the swizzle
+ * pattern repeats every 1024 bytes; the kernels ask for 1024 bytes more). */
+template <typename T> __device__ __forceinline__ T *aligned_smem(unsigned char *raw)
+{
+    return reinterpret_cast<T *>(raw + ((1024u - (smem_u32(raw) & 1023u)) & 1023u));
+}
+
+/* The rows of a row-side block of NWG warpgroups: its (segment, query head),
+ * layout and kv heads, and its query tiles qa and qb (qb = n_qt: none; two
+ * warpgroups take consecutive tiles, heavy ones first).  False when the
+ * block has no work. */
+struct row_job {
+    int h, lh, kvh, qa, qb;
+    seg_view sv;
+};
+template <int NWG, bool FEAT>
+__device__ __forceinline__ bool row_job_of(const bsa_cuda_params &p, row_job &j)
+{
+    const int bh = grid_bh(), sg = bh / p.heads;
+    j.h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return false;
+    j.lh = p.lheads == 1 ? 0 : j.h;
+    j.kvh = FEAT ? j.h / p.group : j.h;
+    if constexpr (NWG == 2) {
+        j.qa = 2 * ((p.n_qt + 1) / 2 - 1 - (int)blockIdx.x);
+        j.qb = j.qa + 1;
+    } else {
+        j.qa = p.q_order[j.lh * p.n_qt + blockIdx.x];
+        j.qb = p.n_qt;
+    }
+    j.sv = seg_at<FEAT>(p, sg);
+    return j.qa * kTile < j.sv.len_q;
+}
+
+/* A key tile of a merged walk: its index and both lists' entry codes. */
+struct walk_step {
+    int kt, ya, yb;
+    bool ok;
+};
+__device__ __forceinline__ walk_step take_step(merged_lists &w)
+{
+    walk_step t{0, kNone, kNone, w.more()};
+    if (t.ok)
+        w.next(t.kt, t.ya, t.yb);
+    return t;
+}
+
 __device__ __forceinline__ void wgmma_fence()
 {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");

@@ -16,21 +16,15 @@
  * Natural key tiles only (the plan never pairs it with gathered ones);
  * head dims 64 and 128; f16 and bf16.
  */
+#ifndef BSA_CUDA_HOPPER_FWD_WGMMA_CUH
+#define BSA_CUDA_HOPPER_FWD_WGMMA_CUH
+
 #include "wgmma.cuh"
 
 namespace bsa_cuda
 {
 namespace hopper
 {
-
-/* K/V stages: one for the tile being computed, one for the previous tile
- * (its P V product runs during the current iteration), the rest for tiles
- * in flight: two ahead with two warpgroups (one block per SM, whose loads
- * nothing else covers), one with one (several blocks per SM) */
-template <int NWG> constexpr int stages()
-{
-    return NWG == 2 ? 4 : 3;
-}
 
 /* minimum blocks per SM (register cap) of each shape, measured on an H200
  * (bench/NOTES.md, v12-v14): two blocks of two warpgroups at head dim 64
@@ -54,48 +48,27 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     constexpr int TE = kTile * DP, NT = NWG * kWarpgroup;
     constexpr int ST = stages<NWG>(), PD = ST - 2; /* stages, tiles loading ahead */
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sQ = reinterpret_cast<T *>(smem_raw + ((1024u - (smem_u32(smem_raw) & 1023u)) & 1023u));
+    T *sQ = aligned_smem<T>(smem_raw);
     T *sK = sQ + NWG * TE; /* ST stages */
     T *sV = sK + ST * TE;
 
     const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
     const int wg = warp / 4, vw = warp & 3; /* warpgroup; warp within it: its 16 rows */
-    const int bh = grid_bh(), sg = bh / p.heads, h = bh - sg * p.heads;
-    if (sg >= p.n_seg)
+    row_job job;
+    if (!row_job_of<NWG, FEAT>(p, job))
         return;
-    const int lh = p.lheads == 1 ? 0 : h, kvh = FEAT ? h / p.group : h;
-    int qa, qb;
-    if constexpr (NWG == 2) { /* causal-like layouts: heavy tiles first */
-        qa = 2 * ((p.n_qt + 1) / 2 - 1 - (int)blockIdx.x);
-        qb = qa + 1;
-    } else {
-        qa = p.q_order[lh * p.n_qt + blockIdx.x];
-        qb = p.n_qt;
-    }
-    const seg_view sv = seg_at<FEAT>(p, sg);
-    if (qa * kTile >= sv.len_q)
-        return;
+    const int h = job.h, qa = job.qa, qb = job.qb;
+    const seg_view &sv = job.sv;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
     T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
-    merged_lists walk = merged_lists_of<FEAT>(p, sv, lh, qa, qb);
+    merged_lists walk = merged_lists_of<FEAT>(p, sv, job.lh, qa, qb);
 
     const sw_loader<DP, NT> ld(tid);
     auto load_kv = [&](int stage, int kt) {
         ld.load(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm);
         ld.load(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm);
-    };
-    /* a key tile of the walk: its index and both lists' entry codes */
-    struct step {
-        int kt, ya, yb;
-        bool ok;
-    };
-    auto take = [&]() {
-        step t{0, kNone, kNone, walk.more()};
-        if (t.ok)
-            walk.next(t.kt, t.ya, t.yb);
-        return t;
     };
 #pragma unroll
     for (int w = 0; w < NWG; ++w)
@@ -104,11 +77,11 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
      * An empty walk still fills stage 0 (with zeros: a tile past the keys),
      * since the last P V product reads it, with P = 0: 0 times whatever
      * the shared memory held could be NaN. */
-    step cur = take(), ahead = cur;
+    walk_step cur = take_step(walk), ahead = cur;
     load_kv(0, cur.ok ? cur.kt : (sv.len_k + kTile - 1) / kTile);
     cp_async_commit();
     if constexpr (PD == 2) {
-        ahead = take();
+        ahead = take_step(walk);
         if (ahead.ok)
             load_kv(1, ahead.kt);
         cp_async_commit();
@@ -162,7 +135,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
         wgmma_commit();
         issue_pv(pend_stage);
         /* while the products run: tile it + PD starts loading */
-        const step nx = take();
+        const walk_step nx = take_step(walk);
         if (nx.ok)
             load_kv((it + PD) % ST, nx.kt);
         cp_async_commit();
@@ -214,73 +187,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
 #endif
 }
 
-template <typename T, int DP, int NWG> const void *kernel_of(bool feat)
-{
-    return feat ? (const void *)&fwd_wgmma_kernel<T, DP, NWG, true>
-                : (const void *)&fwd_wgmma_kernel<T, DP, NWG, false>;
-}
-
-template <typename T, int NWG> const void *kernel_of(int dpad, bool feat)
-{
-    return dpad == 64    ? kernel_of<T, 64, NWG>(feat)
-           : dpad == 128 ? kernel_of<T, 128, NWG>(feat)
-                         : nullptr;
-}
-
-const void *kernel_of(int kernel, bsa_dtype dt, int dpad, bool feat)
-{
-    const bool two = kernel == BSA_K_FWD_WGMMA2;
-    if (dt == BSA_DTYPE_F16)
-        return two ? kernel_of<__half, 2>(dpad, feat) : kernel_of<__half, 1>(dpad, feat);
-    if (dt == BSA_DTYPE_BF16)
-        return two ? kernel_of<__nv_bfloat16, 2>(dpad, feat)
-                   : kernel_of<__nv_bfloat16, 1>(dpad, feat);
-    return nullptr;
-}
-
 } // namespace hopper
 } // namespace bsa_cuda
 
-using namespace bsa_cuda;
-
-bool bsa_cuda_wgmma_built()
-{
-    return true;
-}
-
-size_t bsa_cuda_wgmma_smem(int kernel, int dpad)
-{
-    const bool two = kernel == BSA_K_FWD_WGMMA2;
-    return dpad == 64    ? (two ? hopper::smem_bytes<64, 2>() : hopper::smem_bytes<64, 1>())
-           : dpad == 128 ? (two ? hopper::smem_bytes<128, 2>() : hopper::smem_bytes<128, 1>())
-                         : 0;
-}
-
-cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
-{
-    for (bool feat : {false, true}) {
-        const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
-        if (!fn)
-            return cudaErrorInvalidDeviceFunction;
-        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)bsa_cuda_wgmma_smem(kernel, dpad));
-        if (e != cudaSuccess)
-            return e;
-    }
-    return cudaSuccess;
-}
-
-cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
-                                  cudaStream_t s)
-{
-    const bool feat = p.klen || p.cu_q || p.group > 1;
-    const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
-    if (!fn)
-        return cudaErrorInvalidDeviceFunction;
-    const bool two = kernel == BSA_K_FWD_WGMMA2;
-    dim3 grid = bsa_cuda_grid(two ? (p.n_qt + 1) / 2 : p.n_qt, (int64_t)p.n_seg * p.heads);
-    void *args[] = {const_cast<bsa_cuda_params *>(&p)};
-    cudaError_t e = cudaLaunchKernel(fn, grid, dim3((two ? 2 : 1) * hopper::kWarpgroup), args,
-                                     bsa_cuda_wgmma_smem(kernel, dpad), s);
-    return e != cudaSuccess ? e : cudaGetLastError();
-}
+#endif

@@ -1,0 +1,99 @@
+/*
+ * The Hopper kernels' instances and launches (sm_90a; backends/cuda/
+ * CMakeLists.txt builds this file for that target alone): the wgmma
+ * forward on 128- and 64-row tiles, and dQ on 128-row tiles.
+ */
+#include "dq_wgmma.cuh"
+#include "fwd_wgmma.cuh"
+
+namespace bsa_cuda
+{
+namespace hopper
+{
+
+template <typename T, int DP> const void *kernel_of(int kernel, bool feat)
+{
+    switch (kernel) {
+    case BSA_K_FWD_WGMMA2:
+        return feat ? (const void *)&fwd_wgmma_kernel<T, DP, 2, true>
+                    : (const void *)&fwd_wgmma_kernel<T, DP, 2, false>;
+    case BSA_K_FWD_WGMMA1:
+        return feat ? (const void *)&fwd_wgmma_kernel<T, DP, 1, true>
+                    : (const void *)&fwd_wgmma_kernel<T, DP, 1, false>;
+    case BSA_K_DQ_WGMMA2:
+        return feat ? (const void *)&dq_wgmma_kernel<T, DP, 2, true>
+                    : (const void *)&dq_wgmma_kernel<T, DP, 2, false>;
+    default:
+        return nullptr;
+    }
+}
+
+template <typename T> const void *kernel_of(int kernel, int dpad, bool feat)
+{
+    return dpad == 64    ? kernel_of<T, 64>(kernel, feat)
+           : dpad == 128 ? kernel_of<T, 128>(kernel, feat)
+                         : nullptr;
+}
+
+const void *kernel_of(int kernel, bsa_dtype dt, int dpad, bool feat)
+{
+    if (dt == BSA_DTYPE_F16)
+        return kernel_of<__half>(kernel, dpad, feat);
+    if (dt == BSA_DTYPE_BF16)
+        return kernel_of<__nv_bfloat16>(kernel, dpad, feat);
+    return nullptr;
+}
+
+template <int DP> size_t smem_of(int kernel)
+{
+    return kernel == BSA_K_FWD_WGMMA2   ? smem_bytes<DP, 2>()
+           : kernel == BSA_K_FWD_WGMMA1 ? smem_bytes<DP, 1>()
+           : kernel == BSA_K_DQ_WGMMA2  ? dq_smem_bytes<DP, 2>()
+                                        : 0;
+}
+
+} // namespace hopper
+} // namespace bsa_cuda
+
+using namespace bsa_cuda;
+
+bool bsa_cuda_wgmma_built()
+{
+    return true;
+}
+
+size_t bsa_cuda_wgmma_smem(int kernel, int dpad)
+{
+    return dpad == 64    ? hopper::smem_of<64>(kernel)
+           : dpad == 128 ? hopper::smem_of<128>(kernel)
+                         : 0;
+}
+
+cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
+{
+    for (bool feat : {false, true}) {
+        const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
+        if (!fn)
+            return cudaErrorInvalidDeviceFunction;
+        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)bsa_cuda_wgmma_smem(kernel, dpad));
+        if (e != cudaSuccess)
+            return e;
+    }
+    return cudaSuccess;
+}
+
+cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                                  cudaStream_t s)
+{
+    const bool feat = p.klen || p.cu_q || p.group > 1;
+    const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
+    if (!fn)
+        return cudaErrorInvalidDeviceFunction;
+    const bool two = kernel != BSA_K_FWD_WGMMA1;
+    dim3 grid = bsa_cuda_grid(two ? (p.n_qt + 1) / 2 : p.n_qt, (int64_t)p.n_seg * p.heads);
+    void *args[] = {const_cast<bsa_cuda_params *>(&p)};
+    cudaError_t e = cudaLaunchKernel(fn, grid, dim3((two ? 2 : 1) * hopper::kWarpgroup), args,
+                                     bsa_cuda_wgmma_smem(kernel, dpad), s);
+    return e != cudaSuccess ? e : cudaGetLastError();
+}
