@@ -3,9 +3,10 @@
  * choice of the implementation, and the forward / backward calls.
  *
  * Implementations, best first:
- *   "cuda-wgmma-sm90a" the mma path below with its forward (and, on 128-row
- *                     tiles, dQ) on Hopper's wgmma (sm_90: H100, H200; head
- *                     dims 33..128, natural key tiles);
+ *   "cuda-wgmma-sm90a" the mma path below with kernels on Hopper's wgmma
+ *                     (sm_90: H100, H200; head dims 33..128, natural key
+ *                     tiles): the forward, and dQ / dK/dV on tile pairs
+ *                     whose lists agree;
  *   "cuda-mma-sm80"   tensor cores through mma.sync (sm_80+: A100, H100, ...),
  *                     f16/bf16, head dim <= 256 in steps of 8, rows 16-byte aligned;
  *   "cuda-wmma-sm70"  the Volta path: wmma 16x16x16 only (V100 and newer), f16,
@@ -35,7 +36,8 @@ struct cuda_plan {
     /* BSA_K_FWD2 (128-row tiles), BSA_K_FWD or BSA_K_FWD_GATHER (64-row);
      * BSA_K_FWD_WGMMA2 / 1 (Hopper, 128 / 64 rows) */
     int fwd_kernel;
-    int dq_kernel; /* BSA_K_DQ, or BSA_K_DQ_WGMMA2 with the 128-row wgmma forward */
+    int dq_kernel;   /* BSA_K_DQ or BSA_K_DQ_WGMMA2 (Hopper, 128 rows) */
+    int dkdv_kernel; /* BSA_K_DKDV or BSA_K_DKDV_WGMMA2 (Hopper, 128 keys) */
     size_t delta_off;
 };
 
@@ -165,7 +167,8 @@ const char *wgmma_decline(const bsa_plan *plan, int dev, int dpad)
     const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(plan->layout->backend_data);
     if (dl->kgrp)
         return "the wgmma forward takes natural key tiles (this layout gathers them)";
-    if (bsa_cuda_wgmma_smem(BSA_K_FWD_WGMMA2, dpad) > (size_t)smem)
+    if (bsa_cuda_wgmma_smem(BSA_K_FWD_WGMMA2, dpad) > (size_t)smem ||
+        bsa_cuda_wgmma_smem(BSA_K_DKDV_WGMMA2, dpad) > (size_t)smem)
         return "not enough shared memory per block on this device";
     return nullptr;
 }
@@ -280,14 +283,23 @@ bsa_status plan_init(bsa_plan_t plan)
                      : rows128  ? BSA_K_FWD2
                      : dl->kgrp ? BSA_K_FWD_GATHER
                                 : BSA_K_FWD;
-    /* dQ walks the forward's row lists: on wgmma where the forward's 128-row
-     * kernel does */
-    cp->dq_kernel = cp->fwd_kernel == BSA_K_FWD_WGMMA2 ? BSA_K_DQ_WGMMA2 : BSA_K_DQ;
-    if (cp->p == PATH_MMA && cp->fwd_kernel != BSA_K_FWD) {
-        cudaError_t e = wgmma ? bsa_cuda_wgmma_setup(cp->fwd_kernel, s.dtype, dpad)
-                              : bsa_cuda_tc_setup(cp->fwd_kernel, s.dtype, dpad);
-        if (e == cudaSuccess && cp->dq_kernel != BSA_K_DQ)
-            e = bsa_cuda_wgmma_setup(cp->dq_kernel, s.dtype, dpad);
+    /* The Hopper backward takes tile pairs: dQ walks the merged key lists of
+     * two query tiles, dK/dV the merged query lists of two key tiles; each
+     * runs where its pairs agree (or wgmma is forced, which tests them on
+     * every layout) */
+    const bool wgmma_ok = cp->p == PATH_MMA && !no_wgmma && !why_wgmma;
+    cp->dq_kernel =
+        wgmma_ok && (dl->pair_eff >= 0.9 || want_wgmma) ? BSA_K_DQ_WGMMA2 : BSA_K_DQ;
+    cp->dkdv_kernel =
+        wgmma_ok && (dl->col_pair_eff >= 0.9 || want_wgmma) ? BSA_K_DKDV_WGMMA2 : BSA_K_DKDV;
+    if (cp->p == PATH_MMA) {
+        cudaError_t e = cudaSuccess;
+        if (cp->fwd_kernel != BSA_K_FWD)
+            e = wgmma ? bsa_cuda_wgmma_setup(cp->fwd_kernel, s.dtype, dpad)
+                      : bsa_cuda_tc_setup(cp->fwd_kernel, s.dtype, dpad);
+        for (int k : {cp->dq_kernel, cp->dkdv_kernel})
+            if (e == cudaSuccess && k >= BSA_K_FWD_WGMMA2)
+                e = bsa_cuda_wgmma_setup(k, s.dtype, dpad);
         if (e != cudaSuccess) {
             free(cp);
             return cuda_status(e, "plan_init: kernel attributes");
@@ -303,7 +315,9 @@ bsa_status plan_init(bsa_plan_t plan)
     }
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
-    plan->impl_name = wgmma                 ? "cuda-wgmma-sm90a"
+    const bool any_wgmma =
+        wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
+    plan->impl_name = any_wgmma             ? "cuda-wgmma-sm90a"
                       : cp->p == PATH_MMA   ? "cuda-mma-sm80"
                       : cp->p == PATH_VOLTA ? "cuda-wmma-sm70"
                                             : "cuda-reference";
@@ -392,8 +406,9 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     const bool ref_dkdv = dkdv_needs_reference(plan);
     for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
         e = !fast || (k == BSA_K_DKDV && ref_dkdv) ? bsa_cuda_ref_launch(k, p, s)
-            : k == BSA_K_DQ && cp->dq_kernel != BSA_K_DQ
-                ? bsa_cuda_wgmma_launch(cp->dq_kernel, plan->shape.dtype, cp->dpad, p, s)
+            : cp->p == PATH_MMA && (k == BSA_K_DQ ? cp->dq_kernel : cp->dkdv_kernel) != k
+                ? bsa_cuda_wgmma_launch(k == BSA_K_DQ ? cp->dq_kernel : cp->dkdv_kernel,
+                                        plan->shape.dtype, cp->dpad, p, s)
             : cp->p == PATH_MMA ? bsa_cuda_tc_launch(k, plan->shape.dtype, cp->dpad, p, s)
                                 : bsa_cuda_volta_launch(k, cp->dpad, p, s);
         if (e != cudaSuccess)

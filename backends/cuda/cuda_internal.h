@@ -36,8 +36,9 @@ typedef struct bsa_cuda_layout {
     int64_t n_row_ent; /* tile pairs, all layout heads */
     int64_t n_mixed;   /* mixed pairs */
     /* over pairs of consecutive query tiles, (|A| + |B|) / (2 |A u B|): how
-     * much of the merged key list the 128-row forward walks is really used */
-    double pair_eff;
+     * much of the merged key list the 128-row forward and dQ walk is really
+     * used; col_pair_eff: the same of key tiles' query lists (dK/dV) */
+    double pair_eff, col_pair_eff;
     /* device arrays (one allocation, carved) */
     void *dev_mem;
     int32_t *row_tptr; /* [lheads * (n_qt + 1)] */
@@ -121,7 +122,8 @@ enum bsa_cuda_kernel {
     BSA_K_FWD_GATHER = 4,
     BSA_K_FWD_WGMMA2 = 5,
     BSA_K_FWD_WGMMA1 = 6,
-    BSA_K_DQ_WGMMA2 = 7
+    BSA_K_DQ_WGMMA2 = 7,
+    BSA_K_DKDV_WGMMA2 = 8
 };
 /* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
  * 128-row forward: 32/64/128; on AMD see gen_instances.py); wave: the

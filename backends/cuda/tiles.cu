@@ -39,6 +39,32 @@ std::vector<int32_t> heavy_first(const std::vector<int32_t> &ptr, int heads, int
     return order;
 }
 
+/* Over pairs of consecutive tiles (2i, 2i + 1) of every head's lists:
+ * (|A| + |B|) / (2 |A u B|), how much of the merged list that a kernel
+ * taking the two tiles together walks is really used by each. */
+double pair_efficiency(const std::vector<int32_t> &ptr, const std::vector<int2> &ent, int heads,
+                       int n)
+{
+    double used = 0.0, walked = 0.0;
+    for (int h = 0; h < heads; ++h) {
+        const int32_t *tp = ptr.data() + (size_t)h * (n + 1);
+        for (int t = 0; t < n; t += 2) {
+            int a = tp[t], ae = tp[t + 1];
+            int b = t + 1 < n ? tp[t + 1] : 0, be = t + 1 < n ? tp[t + 2] : 0;
+            used += (ae - a) + (be - b);
+            while (a < ae || b < be) {
+                int xa = a < ae ? ent[a].x : 0x7fffffff;
+                int xb = b < be ? ent[b].x : 0x7fffffff;
+                int x = xa < xb ? xa : xb;
+                a += xa == x;
+                b += xb == x;
+                walked += 2;
+            }
+        }
+    }
+    return walked > 0 ? used / walked : 1.0;
+}
+
 } // namespace
 
 extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
@@ -182,25 +208,8 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
                     col_tent[fill[row_tent[j].x]++] = e;
                 }
         }
-        /* how much of the merged list of two consecutive query tiles each
-         * half really uses (the 128-row forward walks the union) */
-        double used = 0.0, walked = 0.0;
-        for (int h = 0; h < H; ++h)
-            for (int qt = 0; qt < n_qt; qt += 2) {
-                const int32_t *rp = row_tptr.data() + (size_t)h * (n_qt + 1);
-                int a = rp[qt], ae = rp[qt + 1];
-                int b = qt + 1 < n_qt ? rp[qt + 1] : 0, be = qt + 1 < n_qt ? rp[qt + 2] : 0;
-                used += (ae - a) + (be - b);
-                while (a < ae || b < be) {
-                    int ka = a < ae ? row_tent[a].x : 0x7fffffff;
-                    int kb = b < be ? row_tent[b].x : 0x7fffffff;
-                    int k = ka < kb ? ka : kb;
-                    a += ka == k;
-                    b += kb == k;
-                    walked += 2;
-                }
-            }
-        dl->pair_eff = walked > 0 ? used / walked : 1.0;
+        dl->pair_eff = pair_efficiency(row_tptr, row_tent, H, n_qt);
+        dl->col_pair_eff = pair_efficiency(col_tptr, col_tent, H, n_kt);
         std::vector<int32_t> q_order = heavy_first(row_tptr, H, n_qt);
         std::vector<int32_t> k_order = heavy_first(col_tptr, H, n_kt);
 

@@ -1,8 +1,10 @@
 /*
  * The Hopper kernels' instances and launches (sm_90a; backends/cuda/
  * CMakeLists.txt builds this file for that target alone): the wgmma
- * forward on 128- and 64-row tiles, and dQ on 128-row tiles.
+ * forward on 128- and 64-row tiles, dQ on 128-row tiles and dK/dV on
+ * 128-key tiles.
  */
+#include "dkdv_wgmma.cuh"
 #include "dq_wgmma.cuh"
 #include "fwd_wgmma.cuh"
 
@@ -23,6 +25,9 @@ template <typename T, int DP> const void *kernel_of(int kernel, bool feat)
     case BSA_K_DQ_WGMMA2:
         return feat ? (const void *)&dq_wgmma_kernel<T, DP, 2, true>
                     : (const void *)&dq_wgmma_kernel<T, DP, 2, false>;
+    case BSA_K_DKDV_WGMMA2:
+        return feat ? (const void *)&dkdv_wgmma_kernel<T, DP, true>
+                    : (const void *)&dkdv_wgmma_kernel<T, DP, false>;
     default:
         return nullptr;
     }
@@ -49,6 +54,7 @@ template <int DP> size_t smem_of(int kernel)
     return kernel == BSA_K_FWD_WGMMA2   ? smem_bytes<DP, 2>()
            : kernel == BSA_K_FWD_WGMMA1 ? smem_bytes<DP, 1>()
            : kernel == BSA_K_DQ_WGMMA2  ? dq_smem_bytes<DP, 2>()
+           : kernel == BSA_K_DKDV_WGMMA2 ? dkdv_smem_bytes<DP>()
                                         : 0;
 }
 
@@ -91,7 +97,11 @@ cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_
     if (!fn)
         return cudaErrorInvalidDeviceFunction;
     const bool two = kernel != BSA_K_FWD_WGMMA1;
-    dim3 grid = bsa_cuda_grid(two ? (p.n_qt + 1) / 2 : p.n_qt, (int64_t)p.n_seg * p.heads);
+    /* row-side kernels: a block per query tile (pair) and query head;
+     * dK/dV: per key tile pair and kv head */
+    dim3 grid = kernel == BSA_K_DKDV_WGMMA2
+                    ? bsa_cuda_grid((p.n_kt + 1) / 2, (int64_t)p.n_seg * p.kv_heads)
+                    : bsa_cuda_grid(two ? (p.n_qt + 1) / 2 : p.n_qt, (int64_t)p.n_seg * p.heads);
     void *args[] = {const_cast<bsa_cuda_params *>(&p)};
     cudaError_t e = cudaLaunchKernel(fn, grid, dim3((two ? 2 : 1) * hopper::kWarpgroup), args,
                                      bsa_cuda_wgmma_smem(kernel, dpad), s);

@@ -1,0 +1,268 @@
+/*
+ * The Hopper dK/dV kernel (sm_90a): the mma.sync dkdv_kernel's work on
+ * wgmma.  A block of two warpgroups owns two consecutive key tiles of one
+ * kv head (64 keys each, K and V held in shared memory for the whole walk)
+ * and walks the merge of their query-tile lists (the transposed layout),
+ * for each query head of the kv head's group in ascending order: grouped-
+ * query gradients are summed in a fixed order, without atomics.
+ *
+ * Per query tile and warpgroup (Q, dO, lse and delta of the tile in a
+ * shared stage both warpgroups read):
+ *   S^T = K Q^T, dP^T = V dO^T       m64n64k16, operands from swizzled
+ *                                    shared tiles, two commit groups;
+ *   P^T = exp2(S^T scale log2(e) - lse log2(e)), then dV += P^T dO
+ *                                    (m64nDk16, P^T from registers, dO read
+ *                                    MN-major) runs while dS^T is formed;
+ *   dS^T = P^T (dP^T - delta), dK += dS^T Q (Q read MN-major).
+ * Query-side stages stream in two tiles ahead with cp.async.  dK is scaled
+ * once at the end.  Natural key tiles only; head dims 64 and 128.
+ */
+#ifndef BSA_CUDA_HOPPER_DKDV_WGMMA_CUH
+#define BSA_CUDA_HOPPER_DKDV_WGMMA_CUH
+
+#include "wgmma.cuh"
+
+namespace bsa_cuda
+{
+namespace hopper
+{
+
+/* query-side stages: the tile computed and two loading ahead */
+constexpr int kDkdvStages = 3;
+
+template <int DP> constexpr size_t dkdv_smem_bytes()
+{
+    /* K and V of both key tiles, Q and dO stages, lse and delta stages
+     * (64 floats each), + alignment slack */
+    return (size_t)(4 + 2 * kDkdvStages) * kTile * DP * 2 +
+           (size_t)2 * kDkdvStages * kTile * sizeof(float) + 1024;
+}
+
+/* A step of the walk of a block's key tiles: the query tile, each key
+ * tile's entry code for it (kNone: absent) and the group head. */
+struct col_step {
+    int qt, ya, yb, gi;
+    bool ok;
+};
+
+/* The merged query-tile lists of key tiles ka and ka + 1 for each of the G
+ * query heads of a kv head (h0 the first), one head after another.  Query
+ * tiles past the segment are dropped, and with FEAT so is a natural key
+ * tile wholly past the key limit (its gradients are zero). */
+template <bool FEAT> struct col_walk {
+    const bsa_cuda_params &p;
+    const seg_view &sv;
+    int ka, h0, G, gi;
+    merged_lists w;
+
+    __device__ __forceinline__ col_walk(const bsa_cuda_params &p_, const seg_view &sv_, int ka_,
+                                        int h0_, int G_)
+        : p(p_), sv(sv_), ka(ka_), h0(h0_), G(G_), gi(0)
+    {
+        open();
+    }
+    __device__ __forceinline__ void range(const int32_t *tp, int kt, int &b, int &e) const
+    {
+        b = e = 0;
+        if (kt >= p.n_kt || kt * kTile >= sv.len_k)
+            return;
+        b = tp[kt];
+        e = tp[kt + 1];
+        if (FEAT && !p.stride_perm && kt * kTile >= sv.klim)
+            e = b;
+        while (FEAT && e > b && p.col_tent[e - 1].x * kTile >= sv.len_q)
+            --e;
+    }
+    __device__ __forceinline__ void open()
+    {
+        const int lh = p.lheads == 1 ? 0 : h0 + gi;
+        const int32_t *tp = p.col_tptr + lh * (p.n_kt + 1);
+        w.ent = p.col_tent;
+        range(tp, ka, w.ia, w.a1);
+        range(tp, ka + 1, w.ib, w.b1);
+        w.start();
+    }
+    __device__ __forceinline__ col_step take()
+    {
+        while (!w.more() && gi < G && ++gi < G)
+            open();
+        col_step t{0, kNone, kNone, gi, gi < G};
+        if (t.ok)
+            w.next(t.qt, t.ya, t.yb);
+        return t;
+    }
+};
+
+template <typename T, int DP, bool FEAT>
+__global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa_cuda_params p)
+{
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    constexpr int TE = kTile * DP, NT = 2 * kWarpgroup, ST = kDkdvStages;
+    constexpr float log2e = 1.4426950408889634f;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sK = aligned_smem<T>(smem_raw); /* one tile per warpgroup */
+    T *sV = sK + 2 * TE;
+    T *sQ = sV + 2 * TE; /* ST stages */
+    T *sO = sQ + ST * TE;
+    float *sL = reinterpret_cast<float *>(sO + ST * TE); /* [ST][lse, delta][64] */
+
+    const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
+    const int wg = warp / 4, vw = warp & 3;
+    const int bh = grid_bh(), sg = bh / p.kv_heads, kvh = bh - sg * p.kv_heads;
+    if (sg >= p.n_seg)
+        return;
+    const int G = FEAT ? p.group : 1, h0 = kvh * G;
+    const int ka = 2 * blockIdx.x, kt = ka + wg; /* causal columns: heavy tiles first */
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    if (ka * kTile >= sv.len_k)
+        return;
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
+    T *dk = seg_base<T>(p.dk, p.k_s, sv, kvh, true);
+    T *dv = seg_base<T>(p.dv, p.v_s, sv, kvh, true);
+    col_walk<FEAT> walk(p, sv, ka, h0, G);
+
+    const sw_loader<DP, NT> ld(tid);
+    /* Q, dO, lse and delta of a step's query tile; rows past the segment
+     * are zeros, which make P^T dO and dS^T = P^T (V 0 - 0) zero whatever
+     * P is */
+    auto load_q_side = [&](int stage, const col_step &t) {
+        const int h = h0 + t.gi, row0 = t.qt * kTile;
+        ld.load(sQ + stage * TE, seg_base<const T>(p.q, p.q_s, sv, h, false), p.q_s[2], row0,
+                sv.len_q, p.dim, p.stride_perm);
+        ld.load(sO + stage * TE, seg_base<const T>(p.dout, p.o_s, sv, h, false), p.o_s[2], row0,
+                sv.len_q, p.dim_v, p.stride_perm);
+        if (tid < 2 * kTile) {
+            const int r = tid % kTile, rr = row0 + r;
+            const bool ok = rr < sv.len_q;
+            const int64_t idx =
+                sv.lse0 + (int64_t)h * p.time_q + (ok ? perm_row(rr, p.stride_perm, p.seq_q) : 0);
+            cp_async4(sL + stage * 2 * kTile + tid, (tid < kTile ? p.lse_in : p.delta) + idx,
+                      ok ? 4 : 0);
+        }
+    };
+#pragma unroll
+    for (int w = 0; w < 2; ++w) {
+        ld.load(sK + w * TE, k, p.k_s[2], (ka + w) * kTile, sv.len_k, p.dim, p.stride_perm);
+        ld.load(sV + w * TE, v, p.v_s[2], (ka + w) * kTile, sv.len_k, p.dim_v, p.stride_perm);
+    }
+    /* steps 0 and 1 in flight, one commit group each (K and V with the first) */
+    col_step cur = walk.take();
+    if (cur.ok)
+        load_q_side(0, cur);
+    cp_async_commit();
+    col_step ahead = walk.take();
+    if (ahead.ok)
+        load_q_side(1, ahead);
+    cp_async_commit();
+
+    const bool cut = FEAT && tile_needs_cut(p, sv, nullptr, kt);
+    const T *sKw = sK + wg * TE, *sVw = sV + wg * TE;
+    float adk[elems<DP>()], adv[elems<DP>()], s[elems<kTile>()], dp[elems<kTile>()];
+    zero<elems<DP>()>(adk);
+    zero<elems<DP>()>(adv);
+    zero<elems<kTile>()>(s);
+    zero<elems<kTile>()>(dp);
+    uint32_t pa[kTile / 16][4], da[kTile / 16][4]; /* P^T, dS^T as A fragments */
+    using tr = dtype_traits<T>;
+
+    /* Every product is issued and awaited on every step, whatever this
+     * warpgroup's list holds (a tile absent from it gets P = dS = 0):
+     * ptxas serialises wgmma issued or awaited in a branch it cannot prove
+     * uniform (C7518). */
+    for (int it = 0; cur.ok; ++it) {
+        const int stage = it % ST, y = wg ? cur.yb : cur.ya;
+        /* step it has landed (it + 1 may still load), and every warp is
+         * past step it - 1, whose products are complete: its stage takes
+         * step it + 2 */
+        cp_async_wait<1>();
+        fence_proxy_async();
+        __syncthreads();
+        const col_step nx = walk.take();
+        if (nx.ok)
+            load_q_side((it + 2) % ST, nx);
+        cp_async_commit();
+        const T *qs = sQ + stage * TE, *os = sO + stage * TE;
+        const float *ls = sL + stage * 2 * kTile, *ds = ls + kTile;
+
+        pin<elems<kTile>()>(s);
+        pin<elems<kTile>()>(dp);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < DP / 16; ++kk)
+            wgmma_ss_n64<T>(s, desc_kmajor(sKw, kk), desc_kmajor(qs, kk), kk);
+        wgmma_commit();
+#pragma unroll
+        for (int kk = 0; kk < DP / 16; ++kk)
+            wgmma_ss_n64<T>(dp, desc_kmajor(sVw, kk), desc_kmajor(os, kk), kk);
+        wgmma_commit();
+        wgmma_wait<1>(); /* S^T is done, dP^T may still run */
+        pin<elems<kTile>()>(s);
+        const bool comp = y != kNone;
+        if (comp) {
+            if (y >= 0)
+                apply_mask<true>(s, p, p.sub + (int64_t)y * p.ns * p.ns, kt * kTile,
+                                 cur.qt * kTile, vw, lane, nullptr);
+            if (cut)
+                apply_key_cut<true>(s, p, sv, nullptr, kt, vw, lane);
+        }
+#pragma unroll
+        for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
+            s[e] = comp ? prob(s[e], p.scale_log2, ls[col(lane, e)] * log2e) : 0.f;
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                pa[kk][i] = tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+        pin<elems<DP>()>(adv);
+        pin<kTile / 4>(&pa[0][0]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+            wgmma_rs<T, DP>(adv, pa[kk], desc_mnmajor(os, kk)); /* dV += P^T dO */
+        wgmma_commit();
+        wgmma_wait<1>(); /* dP^T is done, dV may still run */
+        pin<elems<kTile>()>(dp);
+#pragma unroll
+        for (int e = 0; e < elems<kTile>(); ++e)
+            s[e] *= dp[e] - ds[col(lane, e)];
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                da[kk][i] = tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+        pin<elems<DP>()>(adk);
+        pin<kTile / 4>(&da[0][0]);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < kTile / 16; ++kk)
+            wgmma_rs<T, DP>(adk, da[kk], desc_mnmajor(qs, kk)); /* dK += dS^T Q */
+        wgmma_commit();
+        wgmma_wait<0>(); /* this step's stage and fragments are free */
+        pin<elems<DP>()>(adv);
+        pin<elems<DP>()>(adk);
+        pin<kTile / 4>(&pa[0][0]);
+        pin<kTile / 4>(&da[0][0]);
+        cur = ahead;
+        ahead = nx;
+    }
+    cp_async_wait<0>();
+    __syncthreads(); /* the query-side stages are reused for the output */
+
+    /* each warpgroup stages its rows in its own query-side stages */
+    T *stage_v = wg ? sO : sQ, *stage_k = stage_v + kTile * tc_cfg<DP>::srow;
+    float one[kRows], sc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        one[r] = 1.f, sc[r] = p.scale;
+    store_rows<DP>(adv, one, stage_v, dv, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                   vw, lane);
+    store_rows<DP>(adk, sc, stage_k, dk, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm, vw,
+                   lane);
+#endif
+}
+
+} // namespace hopper
+} // namespace bsa_cuda
+
+#endif
