@@ -286,12 +286,13 @@ bsa_status plan_init(bsa_plan_t plan)
     /* The Hopper backward takes tile pairs: dQ walks the merged key lists of
      * two query tiles, dK/dV the merged query lists of two key tiles; each
      * runs where its pairs agree (or wgmma is forced, which tests them on
-     * every layout) */
+     * every layout).  dK/dV on wgmma lost to mma.sync at head dim 64 on an
+     * H200 (one block per SM against three; bench/NOTES.md, v18). */
     const bool wgmma_ok = cp->p == PATH_MMA && !no_wgmma && !why_wgmma;
-    cp->dq_kernel =
-        wgmma_ok && (dl->pair_eff >= 0.9 || want_wgmma) ? BSA_K_DQ_WGMMA2 : BSA_K_DQ;
-    cp->dkdv_kernel =
-        wgmma_ok && (dl->col_pair_eff >= 0.9 || want_wgmma) ? BSA_K_DKDV_WGMMA2 : BSA_K_DKDV;
+    cp->dq_kernel = wgmma_ok && (dl->pair_eff >= 0.9 || want_wgmma) ? BSA_K_DQ_WGMMA2 : BSA_K_DQ;
+    cp->dkdv_kernel = wgmma_ok && ((dpad == 128 && dl->col_pair_eff >= 0.9) || want_wgmma)
+                          ? BSA_K_DKDV_WGMMA2
+                          : BSA_K_DKDV;
     if (cp->p == PATH_MMA) {
         cudaError_t e = cudaSuccess;
         if (cp->fwd_kernel != BSA_K_FWD)
@@ -315,8 +316,7 @@ bsa_status plan_init(bsa_plan_t plan)
     }
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
-    const bool any_wgmma =
-        wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
+    const bool any_wgmma = wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
     plan->impl_name = any_wgmma             ? "cuda-wgmma-sm90a"
                       : cp->p == PATH_MMA   ? "cuda-mma-sm80"
                       : cp->p == PATH_VOLTA ? "cuda-wmma-sm70"

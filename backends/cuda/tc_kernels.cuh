@@ -496,7 +496,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
 /* P = exp2(s * scale_log2 - lse_log2), 0 where the row saw no key. */
 __device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
 {
-    return lse_log2 == -CUDART_INF_F ? 0.f : exp2f(s * scale_log2 - lse_log2);
+    return lse_log2 == -CUDART_INF_F ? 0.f : fast_exp2(fmaf(s, scale_log2, -lse_log2));
 }
 
 template <typename T, int DP, bool FEAT>

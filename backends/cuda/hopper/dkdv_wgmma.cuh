@@ -9,13 +9,15 @@
  * Per query tile and warpgroup (Q, dO, lse and delta of the tile in a
  * shared stage both warpgroups read):
  *   S^T = K Q^T, dP^T = V dO^T       m64n64k16, operands from swizzled
- *                                    shared tiles, two commit groups;
- *   P^T = exp2(S^T scale log2(e) - lse log2(e)), then dV += P^T dO
- *                                    (m64nDk16, P^T from registers, dO read
- *                                    MN-major) runs while dS^T is formed;
- *   dS^T = P^T (dP^T - delta), dK += dS^T Q (Q read MN-major).
- * Query-side stages stream in two tiles ahead with cp.async.  dK is scaled
- * once at the end.  Natural key tiles only; head dims 64 and 128.
+ *                                    shared tiles;
+ *   P^T = exp2(S^T scale log2(e) - lse log2(e)), dS^T = P^T (dP^T - delta)
+ *                                    in registers;
+ *   dV += P^T dO, dK += dS^T Q       m64nDk16, P^T and dS^T from registers,
+ *                                    dO and Q read MN-major.
+ * The four products are software-pipelined so that each of dV and dK runs
+ * during element-wise work (front / back below).  Query-side stages stream
+ * in two tiles ahead with cp.async.  dK is scaled once at the end.
+ * Natural key tiles only; head dims 64 and 128.
  */
 #ifndef BSA_CUDA_HOPPER_DKDV_WGMMA_CUH
 #define BSA_CUDA_HOPPER_DKDV_WGMMA_CUH
@@ -27,8 +29,9 @@ namespace bsa_cuda
 namespace hopper
 {
 
-/* query-side stages: the tile computed and two loading ahead */
-constexpr int kDkdvStages = 3;
+/* query-side stages: the step computed, the previous one (its Q is read
+ * by the dK product that runs in this step) and two loading ahead */
+constexpr int kDkdvStages = 4;
 
 template <int DP> constexpr size_t dkdv_smem_bytes()
 {
@@ -93,6 +96,16 @@ template <bool FEAT> struct col_walk {
     }
 };
 
+/* A shared-memory load the compiler may not move ahead of the pins and
+ * products around it: the element-wise loop reads its lse and delta pairs
+ * as it goes instead of holding all 32 values at once. */
+__device__ __forceinline__ float2 lds2(const float *a)
+{
+    float2 v;
+    asm volatile("ld.shared.v2.f32 {%0, %1}, [%2];\n" : "=f"(v.x), "=f"(v.y) : "r"(smem_u32(a)));
+    return v;
+}
+
 template <typename T, int DP, bool FEAT>
 __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa_cuda_params p)
 {
@@ -146,105 +159,142 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
         ld.load(sK + w * TE, k, p.k_s[2], (ka + w) * kTile, sv.len_k, p.dim, p.stride_perm);
         ld.load(sV + w * TE, v, p.v_s[2], (ka + w) * kTile, sv.len_k, p.dim_v, p.stride_perm);
     }
+    /* A step past the walk's end loads a zero tile (a query tile past the
+     * segment): the software pipeline below runs products on one step
+     * past the last, and 0 times what shared memory held could be NaN. */
+    const col_step none{(sv.len_q + kTile - 1) / kTile, kNone, kNone, 0, false};
+    auto load_step = [&](int stage, const col_step &t) { load_q_side(stage, t.ok ? t : none); };
     /* steps 0 and 1 in flight, one commit group each (K and V with the first) */
-    col_step cur = walk.take();
-    if (cur.ok)
-        load_q_side(0, cur);
+    col_step cur = walk.take(), ahead = walk.take(), nx;
+    load_step(0, cur);
     cp_async_commit();
-    col_step ahead = walk.take();
-    if (ahead.ok)
-        load_q_side(1, ahead);
+    load_step(1, ahead);
     cp_async_commit();
+    /* step j has landed and every warp is past step j - 1, whose products
+     * have all completed: the stage of step j - 2 takes step j + 2 */
+    auto sync_and_load = [&](int j) {
+        cp_async_wait<1>();
+        fence_proxy_async();
+        __syncthreads();
+        nx = walk.take();
+        load_step((j + 2) % ST, nx);
+        cp_async_commit();
+    };
 
     const bool cut = FEAT && tile_needs_cut(p, sv, nullptr, kt);
-    const T *sKw = sK + wg * TE, *sVw = sV + wg * TE;
+    /* descriptors: byte offsets from the tiles' base */
+    constexpr uint32_t TB = TE * 2;
+    const desc_base dkm(sK, 16), dmn(sK, kTile * 128);
+    const uint32_t off_kw = wg * TB, off_vw = (2 + wg) * TB, off_q = 4 * TB, off_o = (4 + ST) * TB;
+    const int c2 = 2 * (lane & 3); /* this lane's first column of each 8 */
     float adk[elems<DP>()], adv[elems<DP>()], s[elems<kTile>()], dp[elems<kTile>()];
     zero<elems<DP>()>(adk);
     zero<elems<DP>()>(adv);
     zero<elems<kTile>()>(s);
     zero<elems<kTile>()>(dp);
-    uint32_t pa[kTile / 16][4], da[kTile / 16][4]; /* P^T, dS^T as A fragments */
+    /* P^T (this step's) and dS^T (the previous step's) as A fragments */
+    uint32_t pa[kTile / 16][4], da[kTile / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            pa[kk][i] = da[kk][i] = 0u;
     using tr = dtype_traits<T>;
 
-    /* Every product is issued and awaited on every step, whatever this
-     * warpgroup's list holds (a tile absent from it gets P = dS = 0):
-     * ptxas serialises wgmma issued or awaited in a branch it cannot prove
-     * uniform (C7518). */
-    for (int it = 0; cur.ok; ++it) {
-        const int stage = it % ST, y = wg ? cur.yb : cur.ya;
-        /* step it has landed (it + 1 may still load), and every warp is
-         * past step it - 1, whose products are complete: its stage takes
-         * step it + 2 */
-        cp_async_wait<1>();
-        fence_proxy_async();
-        __syncthreads();
-        const col_step nx = walk.take();
-        if (nx.ok)
-            load_q_side((it + 2) % ST, nx);
-        cp_async_commit();
-        const T *qs = sQ + stage * TE, *os = sO + stage * TE;
-        const float *ls = sL + stage * 2 * kTile, *ds = ls + kTile;
-
+    /* The products of a step, software-pipelined so that each runs during
+     * element-wise work (the forward's overlap):
+     *   front(j): S^T(j) = K Q^T, then dK += dS^T(j - 1) Q(j - 1); P^T(j) is
+     *             formed while dK runs;
+     *   back(j):  dP^T(j) = V dO^T, then dV += P^T(j) dO; dS^T(j) is formed
+     *             while dV runs (it completes in front(j + 1)).
+     * A step's Q stage is thus read one step later, and every product has
+     * completed at the end of front(), the loop's back edge: ptxas
+     * serialises wgmma left in flight across it (C7515).  Every product
+     * is issued and awaited on every step, whatever this warpgroup's list
+     * holds (a tile absent from it gets P = dS = 0): ptxas serialises
+     * wgmma issued or awaited in a branch it cannot prove uniform (C7518). */
+    auto front = [&](int stage, int prev, int y, int qt) {
         pin<elems<kTile>()>(s);
-        pin<elems<kTile>()>(dp);
+        pin<elems<DP>()>(adk);
+        pin<kTile / 4>(&da[0][0]);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < DP / 16; ++kk)
-            wgmma_ss_n64<T>(s, desc_kmajor(sKw, kk), desc_kmajor(qs, kk), kk);
+            wgmma_ss_n64<T>(s, dkm.kmajor(off_kw, kk), dkm.kmajor(off_q + stage * TB, kk), kk);
         wgmma_commit();
 #pragma unroll
-        for (int kk = 0; kk < DP / 16; ++kk)
-            wgmma_ss_n64<T>(dp, desc_kmajor(sVw, kk), desc_kmajor(os, kk), kk);
+        for (int kk = 0; kk < kTile / 16; ++kk)
+            wgmma_rs<T, DP>(adk, da[kk], dmn.mnmajor(off_q + prev * TB, kk));
         wgmma_commit();
-        wgmma_wait<1>(); /* S^T is done, dP^T may still run */
+        wgmma_wait<1>(); /* S^T (and the previous dV) are done, dK may still run */
         pin<elems<kTile>()>(s);
+        pin<elems<DP>()>(adv);
+        pin<kTile / 4>(&pa[0][0]);
         const bool comp = y != kNone;
         if (comp) {
             if (y >= 0)
-                apply_mask<true>(s, p, p.sub + (int64_t)y * p.ns * p.ns, kt * kTile,
-                                 cur.qt * kTile, vw, lane, nullptr);
+                apply_mask<true>(s, p, p.sub + (int64_t)y * p.ns * p.ns, kt * kTile, qt * kTile, vw,
+                                 lane, nullptr);
             if (cut)
                 apply_key_cut<true>(s, p, sv, nullptr, kt, vw, lane);
         }
+        /* columns are queries here: lse per column pair */
+        const float *ls = sL + stage * 2 * kTile;
 #pragma unroll
-        for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
-            s[e] = comp ? prob(s[e], p.scale_log2, ls[col(lane, e)] * log2e) : 0.f;
+        for (int j = 0; j < kTile / 8; ++j) {
+            const float2 l2 = lds2(ls + 8 * j + c2);
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                s[4 * j + i] =
+                    comp ? prob(s[4 * j + i], p.scale_log2, (i & 1 ? l2.y : l2.x) * log2e) : 0.f;
+        }
+        wgmma_wait<0>();
+        pin<elems<DP>()>(adk);
+        pin<kTile / 4>(&da[0][0]);
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
 #pragma unroll
             for (int i = 0; i < 4; ++i)
                 pa[kk][i] = tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+    };
+    auto back = [&](int stage) {
+        pin<elems<kTile>()>(dp);
         pin<elems<DP>()>(adv);
         pin<kTile / 4>(&pa[0][0]);
         wgmma_fence();
 #pragma unroll
+        for (int kk = 0; kk < DP / 16; ++kk)
+            wgmma_ss_n64<T>(dp, dkm.kmajor(off_vw, kk), dkm.kmajor(off_o + stage * TB, kk), kk);
+        wgmma_commit();
+#pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
-            wgmma_rs<T, DP>(adv, pa[kk], desc_mnmajor(os, kk)); /* dV += P^T dO */
+            wgmma_rs<T, DP>(adv, pa[kk], dmn.mnmajor(off_o + stage * TB, kk));
         wgmma_commit();
         wgmma_wait<1>(); /* dP^T is done, dV may still run */
         pin<elems<kTile>()>(dp);
+        const float *ds = sL + stage * 2 * kTile + kTile;
 #pragma unroll
-        for (int e = 0; e < elems<kTile>(); ++e)
-            s[e] *= dp[e] - ds[col(lane, e)];
+        for (int j = 0; j < kTile / 8; ++j) {
+            const float2 d2 = lds2(ds + 8 * j + c2);
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                dp[4 * j + i] = s[4 * j + i] * (dp[4 * j + i] - (i & 1 ? d2.y : d2.x));
+        }
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
 #pragma unroll
             for (int i = 0; i < 4; ++i)
-                da[kk][i] = tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
-        pin<elems<DP>()>(adk);
-        pin<kTile / 4>(&da[0][0]);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < kTile / 16; ++kk)
-            wgmma_rs<T, DP>(adk, da[kk], desc_mnmajor(qs, kk)); /* dK += dS^T Q */
-        wgmma_commit();
-        wgmma_wait<0>(); /* this step's stage and fragments are free */
-        pin<elems<DP>()>(adv);
-        pin<elems<DP>()>(adk);
-        pin<kTile / 4>(&pa[0][0]);
-        pin<kTile / 4>(&da[0][0]);
+                da[kk][i] = tr::pack(dp[8 * kk + 2 * i], dp[8 * kk + 2 * i + 1]);
+    };
+
+    sync_and_load(0);
+    front(0, 0, wg ? cur.yb : cur.ya, cur.qt); /* (its dK adds dS = 0) */
+    for (int j = 0; cur.ok; ++j) {
+        back(j % ST);
         cur = ahead;
         ahead = nx;
+        sync_and_load(j + 1);
+        front((j + 1) % ST, j % ST, wg ? cur.yb : cur.ya, cur.qt);
     }
     cp_async_wait<0>();
     __syncthreads(); /* the query-side stages are reused for the output */

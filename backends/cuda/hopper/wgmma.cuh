@@ -90,6 +90,39 @@ __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uin
            (uint64_t)((sbo >> 4) & 0x3fff) << 32 | (uint64_t)1 << 62;
 }
 
+/* Descriptors as a shared base plus byte offsets: a kernel keeps the base's
+ * two words and forms each product's descriptor with one add (the low word
+ * holds address / 16 in 14 bits: shared offsets never carry out of it),
+ * instead of holding a 64-bit descriptor per k-step and tile in registers. */
+struct desc_base {
+    uint32_t lo, hi;
+    __device__ __forceinline__ desc_base(const void *sm, uint32_t lbo)
+    {
+        const uint64_t d = sw128_desc(smem_u32(sm), lbo, 1024);
+        lo = (uint32_t)d;
+        hi = (uint32_t)(d >> 32);
+    }
+    /* the descriptor of the tile `bytes` past the base */
+    __device__ __forceinline__ uint64_t at(uint32_t bytes) const
+    {
+        uint64_t d;
+        asm volatile("{\n.reg .b32 t;\nadd.u32 t, %1, %3;\nmov.b64 %0, {t, %2};\n}\n"
+                     : "=l"(d)
+                     : "r"(lo), "r"(hi), "r"(bytes >> 4));
+        return d;
+    }
+    /* K-major operand tile at byte offset off, k16 step kk of the head dim */
+    __device__ __forceinline__ uint64_t kmajor(uint32_t off, int kk) const
+    {
+        return at(off + (kk >> 2) * kTile * 128 + (kk & 3) * 32);
+    }
+    /* MN-major B operand tile at byte offset off, k16 step kk of the rows */
+    __device__ __forceinline__ uint64_t mnmajor(uint32_t off, int kk) const
+    {
+        return at(off + kk * 16 * 128);
+    }
+};
+
 /* K-major operand (Q or K tile at sm), k16 step kk of the head dim. */
 template <typename T> __device__ __forceinline__ uint64_t desc_kmajor(const T *sm, int kk)
 {

@@ -51,11 +51,11 @@ const void *kernel_of(int kernel, bsa_dtype dt, int dpad, bool feat)
 
 template <int DP> size_t smem_of(int kernel)
 {
-    return kernel == BSA_K_FWD_WGMMA2   ? smem_bytes<DP, 2>()
-           : kernel == BSA_K_FWD_WGMMA1 ? smem_bytes<DP, 1>()
-           : kernel == BSA_K_DQ_WGMMA2  ? dq_smem_bytes<DP, 2>()
+    return kernel == BSA_K_FWD_WGMMA2    ? smem_bytes<DP, 2>()
+           : kernel == BSA_K_FWD_WGMMA1  ? smem_bytes<DP, 1>()
+           : kernel == BSA_K_DQ_WGMMA2   ? dq_smem_bytes<DP, 2>()
            : kernel == BSA_K_DKDV_WGMMA2 ? dkdv_smem_bytes<DP>()
-                                        : 0;
+                                         : 0;
 }
 
 } // namespace hopper
