@@ -45,11 +45,14 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
 
     const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
     const int wg = warp / 4, vw = warp & 3;
-    row_job job;
-    if (!row_job_of<NWG, FEAT>(p, job))
+    const int bh = grid_bh(), sg = bh / p.heads;
+    if (sg >= p.n_seg)
         return;
+    const row_job job = row_job_of<NWG, FEAT>(p, bh);
     const int h = job.h, qa = job.qa, qb = job.qb;
-    const seg_view &sv = job.sv;
+    const seg_view sv = seg_at<FEAT>(p, sg);
+    if (qa * kTile >= sv.len_q)
+        return;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false);
     const T *k = seg_base<const T>(p.k, p.k_s, sv, job.kvh, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
