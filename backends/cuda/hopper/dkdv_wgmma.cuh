@@ -36,9 +36,9 @@ constexpr int kDkdvStages = 4;
 template <int DP> constexpr size_t dkdv_smem_bytes()
 {
     /* K and V of both key tiles, Q and dO stages, lse and delta stages
-     * (64 floats each), the stages' two mbarriers, + alignment slack */
+     * (64 floats each), + alignment slack */
     return (size_t)(4 + 2 * kDkdvStages) * kTile * DP * 2 +
-           (size_t)2 * kDkdvStages * kTile * sizeof(float) + 2 * kDkdvStages * 8 + 1024;
+           (size_t)2 * kDkdvStages * kTile * sizeof(float) + 1024;
 }
 
 /* A step of the walk of a block's key tiles: the query tile, each key
@@ -118,8 +118,6 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     T *sQ = sV + 2 * TE; /* ST stages */
     T *sO = sQ + ST * TE;
     float *sL = reinterpret_cast<float *>(sO + ST * TE); /* [ST][lse, delta][64] */
-    uint64_t *full = reinterpret_cast<uint64_t *>(sL + ST * 2 * kTile); /* [ST] landed */
-    uint64_t *empty = full + ST;                                         /* [ST] free */
 
     const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
     const int wg = warp / 4, vw = warp & 3;
@@ -166,34 +164,21 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
      * past the last, and 0 times what shared memory held could be NaN. */
     const col_step none{(sv.len_q + kTile - 1) / kTile, kNone, kNone, 0, false};
     auto load_step = [&](int stage, const col_step &t) { load_q_side(stage, t.ok ? t : none); };
-    /* The stages' signals: full[s] completes when every thread's copies
-     * into stage s have landed (each thread arrives once a fill), empty[s]
-     * when every thread is done with the step it held (front() below), so
-     * that one warpgroup may run ahead of the other instead of the two
-     * meeting at a block barrier every step. */
-    if (tid < ST) {
-        mbar_init(full + tid, NT);
-        mbar_init(empty + tid, NT);
-    }
-    __syncthreads();
-    auto fill = [&](int stage, const col_step &t) {
-        load_step(stage, t);
-        mbar_arrive_cp_async(full + stage);
-        cp_async_commit();
-    };
-    /* steps 0 and 1 in flight (K and V with the first) */
+    /* steps 0 and 1 in flight, one commit group each (K and V with the first) */
     col_step cur = walk.take(), ahead = walk.take(), nx;
-    fill(0, cur);
-    fill(1, ahead);
-    /* waits for step j to land; then step j + 2 goes into the stage of
-     * step j - 2 once every thread has released it */
+    load_step(0, cur);
+    cp_async_commit();
+    load_step(1, ahead);
+    cp_async_commit();
+    /* step j has landed and every warp is past step j - 1, whose products
+     * have all completed: the stage of step j - 2 takes step j + 2 */
     auto sync_and_load = [&](int j) {
-        mbar_wait(full + j % ST, (j / ST) & 1);
+        cp_async_wait<1>();
         fence_proxy_async();
+        __syncthreads();
         nx = walk.take();
-        if (j >= 2)
-            mbar_wait(empty + (j + 2) % ST, ((j - 2) / ST) & 1);
-        fill((j + 2) % ST, nx);
+        load_step((j + 2) % ST, nx);
+        cp_async_commit();
     };
 
     const bool cut = FEAT && tile_needs_cut(p, sv, nullptr, kt);
@@ -228,7 +213,7 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
      * is issued and awaited on every step, whatever this warpgroup's list
      * holds (a tile absent from it gets P = dS = 0): ptxas serialises
      * wgmma issued or awaited in a branch it cannot prove uniform (C7518). */
-    auto front = [&](int stage, int prev, int y, int qt, bool release) {
+    auto front = [&](int stage, int prev, int y, int qt) {
         pin<elems<kTile>()>(s);
         pin<elems<DP>()>(adk);
         pin<kTile / 4>(&da[0][0]);
@@ -266,8 +251,6 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
         wgmma_wait<0>();
         pin<elems<DP>()>(adk);
         pin<kTile / 4>(&da[0][0]);
-        if (release) /* the previous step's stage is no longer read */
-            mbar_arrive(empty + prev);
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
 #pragma unroll
@@ -305,13 +288,13 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     };
 
     sync_and_load(0);
-    front(0, 0, wg ? cur.yb : cur.ya, cur.qt, false); /* (its dK adds dS = 0) */
+    front(0, 0, wg ? cur.yb : cur.ya, cur.qt); /* (its dK adds dS = 0) */
     for (int j = 0; cur.ok; ++j) {
         back(j % ST);
         cur = ahead;
         ahead = nx;
         sync_and_load(j + 1);
-        front((j + 1) % ST, j % ST, wg ? cur.yb : cur.ya, cur.qt, true);
+        front((j + 1) % ST, j % ST, wg ? cur.yb : cur.ya, cur.qt);
     }
     cp_async_wait<0>();
     __syncthreads(); /* the query-side stages are reused for the output */

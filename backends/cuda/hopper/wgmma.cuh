@@ -82,36 +82,6 @@ __device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_by
                  "r"(src_bytes));
 }
 
-/* mbarriers (64-bit words in shared memory): a stage pipeline's "landed"
- * and "free" signals, so that warpgroups sharing stages wait only for the
- * stage they need instead of meeting at a block-wide barrier every step. */
-__device__ __forceinline__ void mbar_init(uint64_t *b, int count)
-{
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_u32(b)), "r"(count)
-                 : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t *b)
-{
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(
-                     smem_u32(b))
-                 : "memory");
-}
-/* arrives once every cp.async this thread issued so far has landed */
-__device__ __forceinline__ void mbar_arrive_cp_async(uint64_t *b)
-{
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(smem_u32(b))
-                 : "memory");
-}
-/* waits until the phase of the given parity (0, 1, 0, ...) has completed */
-__device__ __forceinline__ void mbar_wait(uint64_t *b, int parity)
-{
-    asm volatile("{\n.reg .pred P1;\nLAB_WAIT:\n"
-                 "mbarrier.try_wait.parity.shared::cta.b64 P1, [%0], %1;\n"
-                 "@P1 bra DONE;\nbra LAB_WAIT;\nDONE:\n}\n" ::"r"(smem_u32(b)),
-                 "r"(parity)
-                 : "memory");
-}
-
 /* Matrix descriptor: start address, leading and stride byte offsets (all
  * in 16-byte units), 128-byte swizzle (layout type 1 in bits 62-63). */
 __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo)
