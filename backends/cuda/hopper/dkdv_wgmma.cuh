@@ -96,9 +96,10 @@ template <bool FEAT> struct col_walk {
     }
 };
 
-/* A shared-memory load the compiler may not move ahead of the pins and
- * products around it: the element-wise loop reads its lse and delta pairs
- * as it goes instead of holding all 32 values at once. */
+/* A float pair from shared memory (the lse or delta of a lane's two
+ * adjacent query columns), as one 8-byte load and kept in program order
+ * with the pins and products around it.  (Tried against a register-
+ * pressure problem; it made no difference to ptxas's allocation.) */
 __device__ __forceinline__ float2 lds2(const float *a)
 {
     float2 v;
