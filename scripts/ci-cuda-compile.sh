@@ -23,14 +23,19 @@ compile() {
     shift
     gencode=""
     for a in "$@"; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
-    # the Hopper kernels (wgmma) are built for sm_90a alone, as CMake does
+    # the Hopper kernels (wgmma) are built for sm_90a alone, as CMake does,
+    # one line per file: the longest compiles go first
     hopper="backends/cuda/hopper/wgmma_absent.cu $gencode"
     case " $* " in *" 90 "*)
-        hopper="backends/cuda/hopper/wgmma_launch.cu -gencode=arch=compute_90a,code=sm_90a" ;;
+        hopper=""
+        for h in fwd dkdv dq launch; do
+            hopper="$hopper${hopper:+
+}backends/cuda/hopper/wgmma_$h.cu -gencode=arch=compute_90a,code=sm_90a"
+        done ;;
     esac
     t0=$(date +%s)
     # one line per compile: the source, then its architecture flags
-    { for s in $SRC; do echo "$s $gencode"; done; echo "$hopper"; } |
+    { echo "$hopper"; for s in $SRC; do echo "$s $gencode"; done; } |
         xargs -P "$JOBS" -L 1 sh -c 'src=$1; shift; "'"$nvcc_bin"'" -std=c++17 -O3 \
             --expt-relaxed-constexpr "$@" -Iapi -Ilayouts -Ibackends -c "$src" \
             -o "'"$OBJ"'/$(basename "$src").o" || exit 255' sh

@@ -10,7 +10,9 @@
  * mma.sync backward), the scalar reference path
  * (BSA_CUDA_PATH=reference), for f16 with head dim <= 128 the Volta wmma
  * path (BSA_CUDA_PATH=volta) and, for f16/bf16, the mma.sync path alone
- * (BSA_CUDA_PATH=mma: the default's forward differs on Hopper).
+ * (BSA_CUDA_PATH=mma: the default's forward differs on Hopper) and, on an
+ * sm_90 device, every Hopper kernel forced (BSA_CUDA_PATH=wgmma, on every
+ * layout it takes: gathered key tiles and sparse rows too).
  *
  * Thresholds (relative L2 against the oracle):
  *   f32   3e-5: the reference kernels accumulate up to a few hundred terms
@@ -52,11 +54,11 @@ static const tol tolerances[3] = {
     [BSA_DTYPE_BF16] = {3e-2, 5e-2, 2e-5},
 };
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
-enum { N_PATHS = 4 };
+enum { N_PATHS = 5 };
 static double worst[N_PATHS][3][5]; /* [path][dtype][o, lse, dq, dk, dv] */
 static int cases_run[N_PATHS];
-static const char *const path_names[N_PATHS] = {"default", "reference", "volta", "mma"};
-static const char *const path_env[N_PATHS] = {NULL, "reference", "volta", "mma"};
+static const char *const path_names[N_PATHS] = {"default", "reference", "volta", "mma", "wgmma"};
+static const char *const path_env[N_PATHS] = {NULL, "reference", "volta", "mma", "wgmma"};
 
 static bsa_context_t new_ctx(void)
 {
@@ -152,7 +154,8 @@ static void check_errors(const char *label, int path, const ac_problem *p, const
 
 /* Plans and runs one path on a problem whose oracle is computed.
  * path 0: default choice (tensor cores where they accept), 1: reference,
- * 2: Volta, 3: mma.sync. */
+ * 2: Volta, 3: mma.sync, 4: wgmma forced (skipped where it declines: not
+ * an sm_90 device, or a head dim above 128). */
 static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_problem *p,
                      bsa_attn_desc *d, ac_form form, int path)
 {
@@ -163,10 +166,14 @@ static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_
     bsa_plan_t plan = NULL;
     bsa_status st = bsa_plan_create(ctx, &plan, d, lay);
     unsetenv("BSA_CUDA_PATH");
+    if (path == 4 && st == BSA_ERROR_UNSUPPORTED)
+        return;
     expect_ok(st, label);
     const char *impl = NULL;
     expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-    if (path == 1)
+    if (path == 4)
+        assert_string_equal(impl, "cuda-wgmma-sm90a");
+    else if (path == 1)
         assert_string_equal(impl, "cuda-reference");
     else if (path == 2)
         assert_string_equal(impl, "cuda-wmma-sm70");
@@ -200,8 +207,10 @@ static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa
     run_path(ctx, lay, label, &p, &d, form, 1);
     if (dt == BSA_DTYPE_F16 && dim <= 128 && form != AC_PADDED)
         run_path(ctx, lay, label, &p, &d, form, 2);
-    if (dt != BSA_DTYPE_F32 && form != AC_PADDED)
+    if (dt != BSA_DTYPE_F32 && form != AC_PADDED) {
         run_path(ctx, lay, label, &p, &d, form, 3);
+        run_path(ctx, lay, label, &p, &d, form, 4);
+    }
     ac_problem_free(&p);
 }
 

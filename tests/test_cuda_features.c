@@ -36,9 +36,10 @@ static const double tol_grad[3] = {3e-5, 1e-2, 5e-2};
 static const double tol_lse = 2e-5;
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
 
-/* wgmma: the Hopper forward (with the mma.sync backward); it runs where
- * the device and the problem allow it (sm_90, head dims 33..128, natural
- * key tiles) and is skipped elsewhere */
+/* wgmma: every Hopper kernel forced (forward, dQ, dK/dV; a per-head
+ * gathered layout with kv groups takes the reference dK/dV); it runs where
+ * the device and the problem allow it (sm_90, head dims 33..128) and is
+ * skipped elsewhere */
 enum { PATH_MMA, PATH_REF, PATH_VOLTA, PATH_WGMMA, N_PATHS };
 static const char *const path_env[N_PATHS] = {"mma", "reference", "volta", "wgmma"};
 static double worst[N_PATHS][3][5];

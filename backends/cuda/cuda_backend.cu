@@ -150,9 +150,10 @@ const char *mma_decline(const bsa_plan *plan, int dev, int dpad)
     return nullptr;
 }
 
-/* Why the Hopper forward cannot take this plan (NULL if it can); the
- * rest of the mma path's checks apply too. */
-const char *wgmma_decline(const bsa_plan *plan, int dev, int dpad)
+/* Why the Hopper kernels cannot take a plan of this head dim on this
+ * device (NULL if they can); the rest of the mma path's checks apply too.
+ * They take natural and gathered key tiles alike. */
+const char *wgmma_decline(int dev, int dpad)
 {
     if (!bsa_cuda_wgmma_built())
         return "the library was built without sm_90 in BSA_CUDA_ARCHITECTURES";
@@ -164,9 +165,6 @@ const char *wgmma_decline(const bsa_plan *plan, int dev, int dpad)
         return "wgmma (sm_90a) needs a compute capability 9.0 device (H100, H200)";
     if (dpad != 64 && dpad != 128)
         return "the wgmma forward takes head dims 33..128";
-    const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(plan->layout->backend_data);
-    if (dl->kgrp)
-        return "the wgmma forward takes natural key tiles (this layout gathers them)";
     if (bsa_cuda_wgmma_smem(BSA_K_FWD_WGMMA2, dpad) > (size_t)smem ||
         bsa_cuda_wgmma_smem(BSA_K_DKDV_WGMMA2, dpad) > (size_t)smem)
         return "not enough shared memory per block on this device";
@@ -242,7 +240,7 @@ bsa_status plan_init(bsa_plan_t plan)
     if (forced == PATH_MMA && why_mma)
         return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=%s declined: %s", env,
                         why_mma);
-    const char *why_wgmma = why_mma ? why_mma : wgmma_decline(plan, dev, dpad);
+    const char *why_wgmma = why_mma ? why_mma : wgmma_decline(dev, dpad);
     if (want_wgmma && why_wgmma)
         return bsa_fail(BSA_ERROR_UNSUPPORTED, "cuda backend: BSA_CUDA_PATH=wgmma declined: %s",
                         why_wgmma);
@@ -266,19 +264,21 @@ bsa_status plan_init(bsa_plan_t plan)
      * walk nearly the same key list (causal), and loses at 64 (half the
      * occupancy) and on sparse layouts.  On Hopper the forward runs on wgmma
      * (accumulators in a warpgroup's registers, Q not in registers), where
-     * 128 rows win at head dims 64 and 128 alike when the lists agree.
-     * BSA_CUDA_FWD=64|128 forces the rows of either family. */
+     * 128 rows win at head dims 64 and 128 alike when the lists agree,
+     * on natural and gathered key tiles (the mma.sync 128-row kernel takes
+     * natural ones only).  BSA_CUDA_FWD=64|128 forces the rows of either
+     * family. */
     const char *fenv = getenv("BSA_CUDA_FWD");
     const bsa_cuda_layout *dl = static_cast<const bsa_cuda_layout *>(l->backend_data);
-    bool rows128 = dl->pair_eff >= 0.9 && !dl->kgrp;
+    const bool pairs = dl->pair_eff >= 0.9;
     /* the 64-row wgmma kernel (sparse rows) lost to the mma.sync one on
      * an H200 (bench/NOTES.md, v14): it runs only when forced */
-    const bool wgmma = cp->p == PATH_MMA && !no_wgmma && !why_wgmma && (rows128 || want_wgmma);
-    rows128 = rows128 && (wgmma || dpad == 128);
+    const bool wgmma = cp->p == PATH_MMA && !no_wgmma && !why_wgmma && (pairs || want_wgmma);
+    bool rows128 = pairs && (wgmma || (dpad == 128 && !dl->kgrp));
     if (fenv && !strcmp(fenv, "64"))
         rows128 = false;
     else if (fenv && !strcmp(fenv, "128"))
-        rows128 = dpad <= 128 && !dl->kgrp;
+        rows128 = dpad <= 128 && (wgmma || !dl->kgrp);
     cp->fwd_kernel = wgmma      ? (rows128 ? BSA_K_FWD_WGMMA2 : BSA_K_FWD_WGMMA1)
                      : rows128  ? BSA_K_FWD2
                      : dl->kgrp ? BSA_K_FWD_GATHER

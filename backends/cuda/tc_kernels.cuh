@@ -347,16 +347,17 @@ struct merged_lists {
 };
 
 /* The lists of query tiles qa and qb (qb >= n_qt: none) of layout head lh,
- * natural key tiles, key tiles wholly past the key limit dropped (FEAT). */
-template <bool FEAT>
+ * natural key tiles wholly past the key limit dropped (FEAT; GATHER: the
+ * key tiles are gathered, none is dropped). */
+template <bool FEAT, bool GATHER = false>
 __device__ __forceinline__ merged_lists merged_lists_of(const bsa_cuda_params &p,
                                                         const seg_view &sv, int lh, int qa, int qb)
 {
     const int32_t *tp = p.row_tptr + lh * (p.n_qt + 1);
     auto end = [&](int q0) {
-        return !FEAT
-                   ? tp[q0 + 1]
-                   : tp[q0] + trim_key_list(p, sv, false, p.row_tent + tp[q0], tp[q0 + 1] - tp[q0]);
+        return !FEAT ? tp[q0 + 1]
+                     : tp[q0] +
+                           trim_key_list(p, sv, GATHER, p.row_tent + tp[q0], tp[q0 + 1] - tp[q0]);
     };
     merged_lists w;
     w.ent = p.row_tent;

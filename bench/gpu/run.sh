@@ -39,9 +39,9 @@ if has build; then
     note "build (archs $ARCHS, $(nproc) cores): rc=$rc, $((t1 - t0)) s"
     [ $rc -ne 0 ] && { tail -40 "$OUT/build.log"; exit 1; }
     # the Hopper kernels must run on wgmma (HGMMA in SASS), with no local memory
-    hobj=$(find "$BUILD" -name 'wgmma_launch.cu.o' | head -1)
+    hobj=$(find "$BUILD" -path '*bsa_cuda_hopper.dir*' -name 'wgmma_*.cu.o')
     if [ -n "$hobj" ] && command -v cuobjdump >/dev/null; then
-        cuobjdump -sass "$hobj" >"$OUT/wgmma_sass.txt" 2>&1
+        for o in $hobj; do cuobjdump -sass "$o"; done >"$OUT/wgmma_sass.txt" 2>&1
         note "wgmma kernels SASS: $(grep -c 'HGMMA' "$OUT/wgmma_sass.txt") HGMMA, $(grep -cE 'LDL|STL' "$OUT/wgmma_sass.txt") LDL/STL, $(grep -c 'Function :' "$OUT/wgmma_sass.txt") kernels"
         grep -E 'wgmma|C75[0-9][0-9]' "$OUT/build.log" | head -5
         rm -f "$OUT/wgmma_sass.txt"

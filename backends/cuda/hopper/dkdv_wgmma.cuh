@@ -17,7 +17,9 @@
  * The four products are software-pipelined so that each of dV and dK runs
  * during element-wise work (front / back below).  Query-side stages stream
  * in two tiles ahead with cp.async.  dK is scaled once at the end.
- * Natural key tiles only; head dims 64 and 128.
+ * GATHER: gathered key tiles (their rows are their key blocks'; a layout
+ * that gathers per head with grouped-query heads takes the reference
+ * dK/dV instead, dkdv_needs_reference); head dims 64 and 128.
  */
 #ifndef BSA_CUDA_HOPPER_DKDV_WGMMA_CUH
 #define BSA_CUDA_HOPPER_DKDV_WGMMA_CUH
@@ -52,7 +54,7 @@ struct col_step {
  * query heads of a kv head (h0 the first), one head after another.  Query
  * tiles past the segment are dropped, and with FEAT so is a natural key
  * tile wholly past the key limit (its gradients are zero). */
-template <bool FEAT> struct col_walk {
+template <bool FEAT, bool GATHER> struct col_walk {
     const bsa_cuda_params &p;
     const seg_view &sv;
     int ka, h0, G, gi;
@@ -67,11 +69,11 @@ template <bool FEAT> struct col_walk {
     __device__ __forceinline__ void range(const int32_t *tp, int kt, int &b, int &e) const
     {
         b = e = 0;
-        if (kt >= p.n_kt || kt * kTile >= sv.len_k)
+        if (kt >= p.n_kt || (!GATHER && kt * kTile >= sv.len_k))
             return;
         b = tp[kt];
         e = tp[kt + 1];
-        if (FEAT && !p.stride_perm && kt * kTile >= sv.klim)
+        if (FEAT && !GATHER && !p.stride_perm && kt * kTile >= sv.klim)
             e = b;
         while (FEAT && e > b && p.col_tent[e - 1].x * kTile >= sv.len_q)
             --e;
@@ -107,7 +109,7 @@ __device__ __forceinline__ float2 lds2(const float *a)
     return v;
 }
 
-template <typename T, int DP, bool FEAT>
+template <typename T, int DP, bool FEAT, bool GATHER>
 __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa_cuda_params p)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -128,13 +130,18 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     const int G = FEAT ? p.group : 1, h0 = kvh * G;
     const int ka = 2 * blockIdx.x, kt = ka + wg; /* causal columns: heavy tiles first */
     const seg_view sv = seg_at<FEAT>(p, sg);
-    if (ka * kTile >= sv.len_k)
+    if (!GATHER && ka * kTile >= sv.len_k) /* (a gathered tile's rows are its blocks') */
         return;
     const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
     T *dk = seg_base<T>(p.dk, p.k_s, sv, kvh, true);
     T *dv = seg_base<T>(p.dv, p.v_s, sv, kvh, true);
-    col_walk<FEAT> walk(p, sv, ka, h0, G);
+    col_walk<FEAT, GATHER> walk(p, sv, ka, h0, G);
+    /* the key blocks of key tile kt (gathered; one layout head: see above),
+     * null for natural tiles and past the last tile */
+    auto kgroup = [&](int t) -> const int32_t * {
+        return GATHER && t < p.n_kt ? key_group(p, p.lheads == 1 ? 0 : h0, t) : nullptr;
+    };
 
     const sw_loader<DP, NT> ld(tid);
     /* Q, dO, lse and delta of a step's query tile; rows past the segment
@@ -157,8 +164,10 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     };
 #pragma unroll
     for (int w = 0; w < 2; ++w) {
-        ld.load(sK + w * TE, k, p.k_s[2], (ka + w) * kTile, sv.len_k, p.dim, p.stride_perm);
-        ld.load(sV + w * TE, v, p.v_s[2], (ka + w) * kTile, sv.len_k, p.dim_v, p.stride_perm);
+        ld.load(sK + w * TE, k, p.k_s[2], (ka + w) * kTile, sv.len_k, p.dim, p.stride_perm,
+                kgroup(ka + w), p.log2g);
+        ld.load(sV + w * TE, v, p.v_s[2], (ka + w) * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                kgroup(ka + w), p.log2g);
     }
     /* A step past the walk's end loads a zero tile (a query tile past the
      * segment): the software pipeline below runs products on one step
@@ -182,7 +191,7 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
         cp_async_commit();
     };
 
-    const bool cut = FEAT && tile_needs_cut(p, sv, nullptr, kt);
+    const bool cut = FEAT && tile_needs_cut(p, sv, kgroup(kt), kt);
     /* descriptors: byte offsets from the tiles' base */
     constexpr uint32_t TB = TE * 2;
     const desc_base dkm(sK, 16), dmn(sK, kTile * 128);
@@ -235,9 +244,9 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
         if (comp) {
             if (y >= 0)
                 apply_mask<true>(s, p, p.sub + (int64_t)y * p.ns * p.ns, kt * kTile, qt * kTile, vw,
-                                 lane, nullptr);
+                                 lane, kgroup(kt));
             if (cut)
-                apply_key_cut<true>(s, p, sv, nullptr, kt, vw, lane);
+                apply_key_cut<true>(s, p, sv, kgroup(kt), kt, vw, lane);
         }
         /* columns are queries here: lse per column pair */
         const float *ls = sL + stage * 2 * kTile;
@@ -307,9 +316,9 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     for (int r = 0; r < kRows; ++r)
         one[r] = 1.f, sc[r] = p.scale;
     store_rows<DP>(adv, one, stage_v, dv, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
-                   vw, lane);
+                   vw, lane, kgroup(kt), p.log2g);
     store_rows<DP>(adk, sc, stage_k, dk, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm, vw,
-                   lane);
+                   lane, kgroup(kt), p.log2g);
 #endif
 }
 

@@ -10,6 +10,7 @@
  * MN-major).  As in the forward, the dS K product of a tile runs during the
  * next tile's element-wise work, so its K stage is held one iteration more.
  * dQ is scaled once at the end.  Deterministic: each block owns its rows.
+ * GATHER: gathered key tiles, as in the forward.
  */
 #ifndef BSA_CUDA_HOPPER_DQ_WGMMA_CUH
 #define BSA_CUDA_HOPPER_DQ_WGMMA_CUH
@@ -30,7 +31,7 @@ template <int DP, int NWG> constexpr size_t dq_smem_bytes()
     return (size_t)(2 * NWG + 2 * kDqStages) * kTile * DP * 2 + 1024;
 }
 
-template <typename T, int DP, int NWG, bool FEAT>
+template <typename T, int DP, int NWG, bool FEAT, bool GATHER>
 __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_cuda_params p)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -58,12 +59,18 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false);
     T *dq = seg_base<T>(p.dq, p.q_s, sv, h, false);
-    merged_lists walk = merged_lists_of<FEAT>(p, sv, job.lh, qa, qb);
+    merged_lists walk = merged_lists_of<FEAT, GATHER>(p, sv, job.lh, qa, qb);
 
     const sw_loader<DP, NT> ld(tid);
-    auto load_kv = [&](int stage, int kt) {
-        ld.load(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm);
-        ld.load(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm);
+    auto kgroup = [&](int kt) -> const int32_t * {
+        return GATHER ? key_group(p, job.lh, kt) : nullptr;
+    };
+    /* grp: kgroup(kt), or null for the zero tile past the keys */
+    auto load_kv = [&](int stage, int kt, const int32_t *grp) {
+        ld.load(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm, grp,
+                p.log2g);
+        ld.load(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm, grp,
+                p.log2g);
     };
 #pragma unroll
     for (int w = 0; w < NWG; ++w) {
@@ -73,7 +80,9 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
     /* an empty walk still fills stage 0 (zeros): the last dS K product
      * reads it with dS = 0 */
     walk_step cur = take_step(walk);
-    load_kv(0, cur.ok ? cur.kt : (sv.len_k + kTile - 1) / kTile);
+    /* (one call with selected arguments: two calls cost the natural-tile
+     * kernels 2-3 registers) */
+    load_kv(0, cur.ok ? cur.kt : (sv.len_k + kTile - 1) / kTile, cur.ok ? kgroup(cur.kt) : nullptr);
     cp_async_commit();
 
     const int qt = wg ? qb : qa;
@@ -132,7 +141,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
         issue_dq(pend_stage);
         const walk_step nx = take_step(walk);
         if (nx.ok)
-            load_kv((it + 1) % ST, nx.kt);
+            load_kv((it + 1) % ST, nx.kt, kgroup(nx.kt));
         cp_async_commit();
         wgmma_wait<1>(); /* S and dP are done, dQ may still run */
         pin<elems<kTile>()>(s);
@@ -141,9 +150,9 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
         if (comp) {
             if (y >= 0)
                 apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile, kt * kTile,
-                                  vw, lane, nullptr);
-            if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
-                apply_key_cut<false>(s, p, sv, nullptr, kt, vw, lane);
+                                  vw, lane, kgroup(kt));
+            if (FEAT && tile_needs_cut(p, sv, kgroup(kt), kt))
+                apply_key_cut<false>(s, p, sv, kgroup(kt), kt, vw, lane);
 #pragma unroll
             for (int e = 0; e < elems<kTile>(); ++e)
                 s[e] = prob(s[e], p.scale_log2, lse2[slot(e)]) * (dp[e] - dl[slot(e)]);

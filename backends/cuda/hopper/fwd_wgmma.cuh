@@ -13,8 +13,9 @@
  * runs during its softmax (FlashAttention-3's intra-warpgroup overlap);
  * K/V tiles stream in with cp.async, issued behind the products, one or two
  * tiles ahead; one barrier a tile.
- * Natural key tiles only (the plan never pairs it with gathered ones);
- * head dims 64 and 128; f16 and bf16.
+ * GATHER: the layout's key tiles are gathered (several non-adjacent key
+ * blocks, bsa_cuda_layout::kgrp), compiled apart so that natural tiles
+ * carry none of its code; head dims 64 and 128; f16 and bf16.
  */
 #ifndef BSA_CUDA_HOPPER_FWD_WGMMA_CUH
 #define BSA_CUDA_HOPPER_FWD_WGMMA_CUH
@@ -40,7 +41,7 @@ template <int DP, int NWG> constexpr size_t smem_bytes()
     return (size_t)(NWG + 2 * stages<NWG>()) * kTile * DP * 2 + 1024;
 }
 
-template <typename T, int DP, int NWG, bool FEAT>
+template <typename T, int DP, int NWG, bool FEAT, bool GATHER>
 __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     fwd_wgmma_kernel(const bsa_cuda_params p)
 {
@@ -66,12 +67,18 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     const T *k = seg_base<const T>(p.k, p.k_s, sv, job.kvh, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
     T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
-    merged_lists walk = merged_lists_of<FEAT>(p, sv, job.lh, qa, qb);
+    merged_lists walk = merged_lists_of<FEAT, GATHER>(p, sv, job.lh, qa, qb);
 
     const sw_loader<DP, NT> ld(tid);
-    auto load_kv = [&](int stage, int kt) {
-        ld.load(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm);
-        ld.load(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm);
+    auto kgroup = [&](int kt) -> const int32_t * {
+        return GATHER ? key_group(p, job.lh, kt) : nullptr;
+    };
+    /* grp: kgroup(kt), or null for the zero tile past the keys */
+    auto load_kv = [&](int stage, int kt, const int32_t *grp) {
+        ld.load(sK + stage * TE, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm, grp,
+                p.log2g);
+        ld.load(sV + stage * TE, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm, grp,
+                p.log2g);
     };
 #pragma unroll
     for (int w = 0; w < NWG; ++w)
@@ -81,12 +88,14 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
      * since the last P V product reads it, with P = 0: 0 times whatever
      * the shared memory held could be NaN. */
     walk_step cur = take_step(walk), ahead = cur;
-    load_kv(0, cur.ok ? cur.kt : (sv.len_k + kTile - 1) / kTile);
+    /* (one call with selected arguments: two calls cost the natural-tile
+     * kernels 2-3 registers) */
+    load_kv(0, cur.ok ? cur.kt : (sv.len_k + kTile - 1) / kTile, cur.ok ? kgroup(cur.kt) : nullptr);
     cp_async_commit();
     if constexpr (PD == 2) {
         ahead = take_step(walk);
         if (ahead.ok)
-            load_kv(1, ahead.kt);
+            load_kv(1, ahead.kt, kgroup(ahead.kt));
         cp_async_commit();
     }
 
@@ -140,7 +149,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
         /* while the products run: tile it + PD starts loading */
         const walk_step nx = take_step(walk);
         if (nx.ok)
-            load_kv((it + PD) % ST, nx.kt);
+            load_kv((it + PD) % ST, nx.kt, kgroup(nx.kt));
         cp_async_commit();
         wgmma_wait<1>(); /* S is done, P V may still run */
         pin<elems<kTile>()>(s);
@@ -149,9 +158,9 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
         if (comp) {
             if (y >= 0)
                 apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile, kt * kTile,
-                                  vw, lane, nullptr);
-            if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
-                apply_key_cut<false>(s, p, sv, nullptr, kt, vw, lane);
+                                  vw, lane, kgroup(kt));
+            if (FEAT && tile_needs_cut(p, sv, kgroup(kt), kt))
+                apply_key_cut<false>(s, p, sv, kgroup(kt), kt, vw, lane);
             softmax_step(s, m, l, alpha, p.scale_log2);
         }
         wgmma_wait<0>();

@@ -57,17 +57,20 @@ template <int DP, int NT> struct sw_loader {
     {
     }
     /* rows [row0, row0 + 64) (layout order, addressed through the strided
-     * permutation) of one (segment, head) slice; rows past seq and columns
-     * past dim are zero-filled */
+     * permutation) of one (segment, head) slice, or the rows of a gathered
+     * key tile (grp: its key blocks of 1 << log2g rows; a null grp, known
+     * at compile time in the natural-tile kernels, folds away); rows past
+     * seq and columns past dim are zero-filled */
     template <typename T>
     __device__ __forceinline__ void load(T *sm, const T *base, int64_t st, int row0, int seq,
-                                         int dim, int perm) const
+                                         int dim, int perm, const int32_t *grp = nullptr,
+                                         int log2g = 0) const
     {
         const bool col_ok = c * 8 < dim;
         base += c * 8;
 #pragma unroll
         for (int j = 0; j < J; ++j) {
-            const int rr = row0 + r0 + j * RS;
+            const int rr = tile_row(grp, log2g, row0, r0 + j * RS, seq);
             const bool ok = col_ok && rr < seq;
             const T *src = ok ? base + (int64_t)(perm ? perm_row(rr, perm, seq) : rr) * st : base;
             cp_async16(sm + soff + j * RS * 64, src, ok ? 16 : 0);

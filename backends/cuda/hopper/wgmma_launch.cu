@@ -1,52 +1,34 @@
 /*
- * The Hopper kernels' instances and launches (sm_90a; backends/cuda/
- * CMakeLists.txt builds this file for that target alone): the wgmma
- * forward on 128- and 64-row tiles, dQ on 128-row tiles and dK/dV on
- * 128-key tiles.
+ * The Hopper kernels' launches (sm_90a; backends/cuda/CMakeLists.txt builds
+ * the hopper/ files for that target alone): the wgmma forward on 128- and
+ * 64-row tiles, dQ on 128-row tiles and dK/dV on 128-key tiles.  Their
+ * instances live in wgmma_fwd.cu, wgmma_dq.cu and wgmma_dkdv.cu.
  */
 #include "dkdv_wgmma.cuh"
 #include "dq_wgmma.cuh"
 #include "fwd_wgmma.cuh"
+#include "wgmma_instances.h"
 
 namespace bsa_cuda
 {
 namespace hopper
 {
 
-template <typename T, int DP> const void *kernel_of(int kernel, bool feat)
+/* the kernel of a kernel id for a call's shape, features and key tiles */
+const void *kernel_of(int kernel, bsa_dtype dt, int dpad, bool feat, bool gather)
 {
     switch (kernel) {
     case BSA_K_FWD_WGMMA2:
-        return feat ? (const void *)&fwd_wgmma_kernel<T, DP, 2, true>
-                    : (const void *)&fwd_wgmma_kernel<T, DP, 2, false>;
+        return fwd_kernel_of(2, dt, dpad, feat, gather);
     case BSA_K_FWD_WGMMA1:
-        return feat ? (const void *)&fwd_wgmma_kernel<T, DP, 1, true>
-                    : (const void *)&fwd_wgmma_kernel<T, DP, 1, false>;
+        return fwd_kernel_of(1, dt, dpad, feat, gather);
     case BSA_K_DQ_WGMMA2:
-        return feat ? (const void *)&dq_wgmma_kernel<T, DP, 2, true>
-                    : (const void *)&dq_wgmma_kernel<T, DP, 2, false>;
+        return dq_kernel_of(dt, dpad, feat, gather);
     case BSA_K_DKDV_WGMMA2:
-        return feat ? (const void *)&dkdv_wgmma_kernel<T, DP, true>
-                    : (const void *)&dkdv_wgmma_kernel<T, DP, false>;
+        return dkdv_kernel_of(dt, dpad, feat, gather);
     default:
         return nullptr;
     }
-}
-
-template <typename T> const void *kernel_of(int kernel, int dpad, bool feat)
-{
-    return dpad == 64    ? kernel_of<T, 64>(kernel, feat)
-           : dpad == 128 ? kernel_of<T, 128>(kernel, feat)
-                         : nullptr;
-}
-
-const void *kernel_of(int kernel, bsa_dtype dt, int dpad, bool feat)
-{
-    if (dt == BSA_DTYPE_F16)
-        return kernel_of<__half>(kernel, dpad, feat);
-    if (dt == BSA_DTYPE_BF16)
-        return kernel_of<__nv_bfloat16>(kernel, dpad, feat);
-    return nullptr;
 }
 
 template <int DP> size_t smem_of(int kernel)
@@ -77,15 +59,16 @@ size_t bsa_cuda_wgmma_smem(int kernel, int dpad)
 
 cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
 {
-    for (bool feat : {false, true}) {
-        const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
-        if (!fn)
-            return cudaErrorInvalidDeviceFunction;
-        cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             (int)bsa_cuda_wgmma_smem(kernel, dpad));
-        if (e != cudaSuccess)
-            return e;
-    }
+    for (bool feat : {false, true})
+        for (bool gather : {false, true}) {
+            const void *fn = hopper::kernel_of(kernel, dt, dpad, feat, gather);
+            if (!fn)
+                return cudaErrorInvalidDeviceFunction;
+            cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 (int)bsa_cuda_wgmma_smem(kernel, dpad));
+            if (e != cudaSuccess)
+                return e;
+        }
     return cudaSuccess;
 }
 
@@ -93,7 +76,7 @@ cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_
                                   cudaStream_t s)
 {
     const bool feat = p.klen || p.cu_q || p.group > 1;
-    const void *fn = hopper::kernel_of(kernel, dt, dpad, feat);
+    const void *fn = hopper::kernel_of(kernel, dt, dpad, feat, p.kgrp != nullptr);
     if (!fn)
         return cudaErrorInvalidDeviceFunction;
     const bool two = kernel != BSA_K_FWD_WGMMA1;

@@ -1,0 +1,31 @@
+/* Instances of the Hopper forward (fwd_wgmma.cuh); see wgmma_instances.h. */
+#include "fwd_wgmma.cuh"
+#include "wgmma_instances.h"
+
+namespace bsa_cuda
+{
+namespace hopper
+{
+
+template <typename T, int DP, int NWG> const void *fwd_of(bool feat, bool gather)
+{
+    const void *k[2][2] = {
+        {(const void *)&fwd_wgmma_kernel<T, DP, NWG, false, false>,
+         (const void *)&fwd_wgmma_kernel<T, DP, NWG, false, true>},
+        {(const void *)&fwd_wgmma_kernel<T, DP, NWG, true, false>,
+         (const void *)&fwd_wgmma_kernel<T, DP, NWG, true, true>},
+    };
+    return k[feat][gather];
+}
+
+const void *fwd_kernel_of(int nwg, bsa_dtype dt, int dpad, bool feat, bool gather)
+{
+    return by_shape(dt, dpad, [&](auto t, auto d) -> const void * {
+        using T = typename decltype(t)::type;
+        constexpr int DP = decltype(d)::value;
+        return nwg == 2 ? fwd_of<T, DP, 2>(feat, gather) : fwd_of<T, DP, 1>(feat, gather);
+    });
+}
+
+} // namespace hopper
+} // namespace bsa_cuda
