@@ -80,11 +80,21 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
     const bool col_ok = cc * 8 < dim;
     base += cc * 8;
     sm += r0 * tc_cfg<DP>::srow + cc * 8;
+    if (!perm) { /* (the permutation tested once, not per row) */
+#pragma unroll
+        for (int j = 0; j < J; ++j) {
+            const int rr = row0 + r0 + j * RS;
+            const bool ok = col_ok && rr < seq;
+            cp_async16(sm + j * RS * tc_cfg<DP>::srow, ok ? base + (int64_t)rr * st : base,
+                       ok ? 16 : 0);
+        }
+        return;
+    }
 #pragma unroll
     for (int j = 0; j < J; ++j) {
         const int rr = row0 + r0 + j * RS;
         const bool ok = col_ok && rr < seq;
-        const T *src = ok ? base + (int64_t)(perm ? perm_row(rr, perm, seq) : rr) * st : base;
+        const T *src = ok ? base + (int64_t)perm_row(rr, perm, seq) * st : base;
         cp_async16(sm + j * RS * tc_cfg<DP>::srow, src, ok ? 16 : 0);
     }
 }
@@ -134,27 +144,36 @@ __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float
             s[e] *= c;
         c = 1.f;
     }
-    float mx[kRows], mu[kRows];
+    /* the row max and sum over NC independent chains per row, joined at
+     * the end: one chain is a dependent instruction per element, which
+     * the two warps a scheduler has on the wgmma kernels cannot hide */
+    constexpr int NC = 4;
+    float mx[kRows][NC], mu[kRows], ls[kRows][NC];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-        mx[r] = -CUDART_INF_F;
+#pragma unroll
+        for (int i = 0; i < NC; ++i)
+            mx[r][i] = -CUDART_INF_F, ls[r][i] = 0.f;
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e)
-        mx[slot(e)] = fmaxf(mx[slot(e)], s[e]);
+        mx[slot(e)][(e >> 2) % NC] = fmaxf(mx[slot(e)][(e >> 2) % NC], s[e]);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-        mx[r] = row_max(mx[r]) * c;
-        float mn = fmaxf(m[r], mx[r]);
+        float x = fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]));
+        x = row_max(x) * c;
+        float mn = fmaxf(m[r], x);
         mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
         alpha[r] = fast_exp2(m[r] - mu[r]);
         m[r] = mn;
-        l[r] *= alpha[r];
     }
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
         s[e] = fast_exp2(fmaf(s[e], c, -mu[slot(e)]));
-        l[slot(e)] += s[e];
+        ls[slot(e)][(e >> 2) % NC] += s[e];
     }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        l[r] = l[r] * alpha[r] + ((ls[r][0] + ls[r][1]) + (ls[r][2] + ls[r][3]));
 }
 
 /* The end of the forward's rows: sums l over the lanes and gives the

@@ -86,7 +86,6 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
     cp_async_commit();
 
     const int qt = wg ? qb : qa;
-    const T *sQw = sQ + wg * TE, *sOw = sO + wg * TE;
     float lse2[kRows], dl[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
@@ -111,13 +110,18 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
         for (int i = 0; i < 4; ++i)
             pa[kk][i] = 0u;
     int pend_stage = 0;
+    /* descriptors: byte offsets from the tiles' base (one add each) */
+    constexpr uint32_t TB = TE * 2;
+    const desc_base dkm(sQ, 16), dmn(sQ, kTile * 128);
+    const uint32_t off_q = wg * TB, off_o = (NWG + wg) * TB, off_k = 2 * NWG * TB,
+                   off_v = (2 * NWG + ST) * TB;
     auto issue_dq = [&](int stage) {
         pin<elems<DP>()>(acc);
         pin<kTile / 4>(&pa[0][0]);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
-            wgmma_rs<T, DP>(acc, pa[kk], desc_mnmajor(sK + stage * TE, kk));
+            wgmma_rs<T, DP>(acc, pa[kk], dmn.mnmajor(off_k + stage * TB, kk));
         wgmma_commit();
     };
 
@@ -133,10 +137,10 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < DP / 16; ++kk)
-            wgmma_ss_n64<T>(s, desc_kmajor(sQw, kk), desc_kmajor(sK + stage * TE, kk), kk);
+            wgmma_ss_n64<T>(s, dkm.kmajor(off_q, kk), dkm.kmajor(off_k + stage * TB, kk), kk);
 #pragma unroll
         for (int kk = 0; kk < DP / 16; ++kk)
-            wgmma_ss_n64<T>(dp, desc_kmajor(sOw, kk), desc_kmajor(sV + stage * TE, kk), kk);
+            wgmma_ss_n64<T>(dp, dkm.kmajor(off_o, kk), dkm.kmajor(off_v + stage * TB, kk), kk);
         wgmma_commit();
         issue_dq(pend_stage);
         const walk_step nx = take_step(walk);

@@ -100,7 +100,6 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     }
 
     const int qt = wg ? qb : qa;
-    const T *sQw = sQ + wg * TE;
     float acc[elems<DP>()], s[elems<kTile>()];
     zero<elems<DP>()>(acc);
     zero<elems<kTile>()>(s);
@@ -121,13 +120,17 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
         for (int i = 0; i < 4; ++i)
             pa[kk][i] = 0u;
     int pend_stage = 0;
+    /* descriptors: byte offsets from the tiles' base (one add each) */
+    constexpr uint32_t TB = TE * 2;
+    const desc_base dkm(sQ, 16), dmn(sQ, kTile * 128);
+    const uint32_t off_q = wg * TB, off_k = NWG * TB, off_v = (NWG + ST) * TB;
     auto issue_pv = [&](int stage) {
         pin<elems<DP>()>(acc);
         pin<kTile / 4>(&pa[0][0]);
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
-            wgmma_rs<T, DP>(acc, pa[kk], desc_mnmajor(sV + stage * TE, kk));
+            wgmma_rs<T, DP>(acc, pa[kk], dmn.mnmajor(off_v + stage * TB, kk));
         wgmma_commit();
     };
 
@@ -143,7 +146,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < DP / 16; ++kk)
-            wgmma_ss_n64<T>(s, desc_kmajor(sQw, kk), desc_kmajor(sK + stage * TE, kk), kk);
+            wgmma_ss_n64<T>(s, dkm.kmajor(off_q, kk), dkm.kmajor(off_k + stage * TB, kk), kk);
         wgmma_commit();
         issue_pv(pend_stage);
         /* while the products run: tile it + PD starts loading */

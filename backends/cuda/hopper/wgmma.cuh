@@ -68,12 +68,24 @@ template <int DP, int NT> struct sw_loader {
     {
         const bool col_ok = c * 8 < dim;
         base += c * 8;
+        /* the permutation tested once per tile, not per row (a branch and
+         * its divergence bookkeeping each) */
+        if (!perm) {
 #pragma unroll
-        for (int j = 0; j < J; ++j) {
-            const int rr = tile_row(grp, log2g, row0, r0 + j * RS, seq);
-            const bool ok = col_ok && rr < seq;
-            const T *src = ok ? base + (int64_t)(perm ? perm_row(rr, perm, seq) : rr) * st : base;
-            cp_async16(sm + soff + j * RS * 64, src, ok ? 16 : 0);
+            for (int j = 0; j < J; ++j) {
+                const int rr = tile_row(grp, log2g, row0, r0 + j * RS, seq);
+                const bool ok = col_ok && rr < seq;
+                cp_async16(sm + soff + j * RS * 64, ok ? base + (int64_t)rr * st : base,
+                           ok ? 16 : 0);
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < J; ++j) {
+                const int rr = tile_row(grp, log2g, row0, r0 + j * RS, seq);
+                const bool ok = col_ok && rr < seq;
+                const T *src = ok ? base + (int64_t)perm_row(rr, perm, seq) * st : base;
+                cp_async16(sm + soff + j * RS * 64, src, ok ? 16 : 0);
+            }
         }
     }
 };
@@ -125,17 +137,6 @@ struct desc_base {
         return at(off + kk * 16 * 128);
     }
 };
-
-/* K-major operand (Q or K tile at sm), k16 step kk of the head dim. */
-template <typename T> __device__ __forceinline__ uint64_t desc_kmajor(const T *sm, int kk)
-{
-    return sw128_desc(smem_u32(sm) + (kk >> 2) * kTile * 128 + (kk & 3) * 32, 16, 1024);
-}
-/* MN-major B operand (V tile at sm, N = head dim), k16 step kk of the keys. */
-template <typename T> __device__ __forceinline__ uint64_t desc_mnmajor(const T *sm, int kk)
-{
-    return sw128_desc(smem_u32(sm) + kk * 16 * 128, kTile * 128, 1024);
-}
 
 /* K/V stages of the row-side kernels: one for the tile being computed, one
  * for the previous tile (its second product runs during the current
