@@ -160,6 +160,17 @@ __device__ __forceinline__ int grid_bh()
     return (int)(blockIdx.z * gridDim.y + blockIdx.y);
 }
 
+/* x, as a value the compiler cannot see through: it keeps an address
+ * step as a step instead of re-deriving each address from the stride
+ * (which it reloads from the constant bank under register pressure). */
+__device__ __forceinline__ int64_t opaque(int64_t x)
+{
+#if defined(__CUDA_ARCH__)
+    asm("" : "+l"(x));
+#endif
+    return x;
+}
+
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)
 {

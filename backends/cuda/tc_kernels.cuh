@@ -81,12 +81,12 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
     base += cc * 8;
     sm += r0 * tc_cfg<DP>::srow + cc * 8;
     if (!perm) { /* (the permutation tested once, not per row) */
+        const int64_t step = opaque((int64_t)RS * st);
+        const T *src = base + (int64_t)(row0 + r0) * st;
 #pragma unroll
         for (int j = 0; j < J; ++j) {
-            const int rr = row0 + r0 + j * RS;
-            const bool ok = col_ok && rr < seq;
-            cp_async16(sm + j * RS * tc_cfg<DP>::srow, ok ? base + (int64_t)rr * st : base,
-                       ok ? 16 : 0);
+            const bool ok = col_ok && row0 + r0 + j * RS < seq;
+            cp_async16(sm + j * RS * tc_cfg<DP>::srow, ok ? src + j * step : base, ok ? 16 : 0);
         }
         return;
     }

@@ -70,7 +70,19 @@ template <int DP, int NT> struct sw_loader {
         base += c * 8;
         /* the permutation tested once per tile, not per row (a branch and
          * its divergence bookkeeping each) */
-        if (!perm) {
+        if (!perm && !grp) {
+            /* natural rows: the first row's address and the step between a
+             * thread's rows, once per load (per row, the stride was read
+             * from the constant bank again and multiplied: a tenth of the
+             * forward's stall samples under ncu) */
+            const int64_t step = opaque((int64_t)RS * st);
+            const T *src = base + (int64_t)(row0 + r0) * st;
+#pragma unroll
+            for (int j = 0; j < J; ++j) {
+                const bool ok = col_ok && row0 + r0 + j * RS < seq;
+                cp_async16(sm + soff + j * RS * 64, ok ? src + j * step : base, ok ? 16 : 0);
+            }
+        } else if (!perm) {
 #pragma unroll
             for (int j = 0; j < J; ++j) {
                 const int rr = tile_row(grp, log2g, row0, r0 + j * RS, seq);
