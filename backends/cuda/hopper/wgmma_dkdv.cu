@@ -13,13 +13,10 @@ const void *dkdv_kernel_of(bsa_dtype dt, int dpad, bool feat, bool gather)
     return by_shape(dt, dpad, [&](auto t, auto d) -> const void * {
         using T = typename decltype(t)::type;
         constexpr int DP = decltype(d)::value;
-        const void *k[2][2] = {
-            {(const void *)&dkdv_wgmma_kernel<T, DP, false, false>,
-             (const void *)&dkdv_wgmma_kernel<T, DP, false, true>},
-            {(const void *)&dkdv_wgmma_kernel<T, DP, true, false>,
-             (const void *)&dkdv_wgmma_kernel<T, DP, true, true>},
-        };
-        return k[feat][gather];
+        return by_flags(feat, gather, [](auto fe, auto ga) {
+            return (
+                const void *)&dkdv_wgmma_kernel<T, DP, decltype(fe)::value, decltype(ga)::value>;
+        });
     });
 }
 

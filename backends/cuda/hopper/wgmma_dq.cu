@@ -12,13 +12,10 @@ const void *dq_kernel_of(bsa_dtype dt, int dpad, bool feat, bool gather)
     return by_shape(dt, dpad, [&](auto t, auto d) -> const void * {
         using T = typename decltype(t)::type;
         constexpr int DP = decltype(d)::value;
-        const void *k[2][2] = {
-            {(const void *)&dq_wgmma_kernel<T, DP, 2, false, false>,
-             (const void *)&dq_wgmma_kernel<T, DP, 2, false, true>},
-            {(const void *)&dq_wgmma_kernel<T, DP, 2, true, false>,
-             (const void *)&dq_wgmma_kernel<T, DP, 2, true, true>},
-        };
-        return k[feat][gather];
+        return by_flags(feat, gather, [](auto fe, auto ga) {
+            return (
+                const void *)&dq_wgmma_kernel<T, DP, 2, decltype(fe)::value, decltype(ga)::value>;
+        });
     });
 }
 

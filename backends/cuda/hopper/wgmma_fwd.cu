@@ -9,13 +9,10 @@ namespace hopper
 
 template <typename T, int DP, int NWG> const void *fwd_of(bool feat, bool gather)
 {
-    const void *k[2][2] = {
-        {(const void *)&fwd_wgmma_kernel<T, DP, NWG, false, false>,
-         (const void *)&fwd_wgmma_kernel<T, DP, NWG, false, true>},
-        {(const void *)&fwd_wgmma_kernel<T, DP, NWG, true, false>,
-         (const void *)&fwd_wgmma_kernel<T, DP, NWG, true, true>},
-    };
-    return k[feat][gather];
+    return by_flags(feat, gather, [](auto fe, auto ga) {
+        return (
+            const void *)&fwd_wgmma_kernel<T, DP, NWG, decltype(fe)::value, decltype(ga)::value>;
+    });
 }
 
 const void *fwd_kernel_of(int nwg, bsa_dtype dt, int dpad, bool feat, bool gather)

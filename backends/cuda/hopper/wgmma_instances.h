@@ -13,6 +13,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <type_traits>
 
 namespace bsa_cuda
 {
@@ -44,6 +45,16 @@ template <typename F> const void *by_shape(bsa_dtype dt, int dpad, F &&f)
                : dpad == 128 ? f(type_tag<__nv_bfloat16>(), dim_tag<128>())
                              : nullptr;
     return nullptr;
+}
+
+/* f(feat_tag, gather_tag) with std::bool_constant tags for a call's
+ * features and key tiles: picks among a family's four instances */
+template <typename F> const void *by_flags(bool feat, bool gather, F &&f)
+{
+    using yes = std::true_type;
+    using no = std::false_type;
+    return feat ? (gather ? f(yes(), yes()) : f(yes(), no()))
+                : (gather ? f(no(), yes()) : f(no(), no()));
 }
 
 } // namespace hopper
