@@ -286,13 +286,16 @@ bsa_status plan_init(bsa_plan_t plan)
     /* The Hopper backward takes tile pairs: dQ walks the merged key lists of
      * two query tiles, dK/dV the merged query lists of two key tiles; each
      * runs where its pairs agree (or wgmma is forced, which tests them on
-     * every layout).  dK/dV on wgmma lost to mma.sync at head dim 64 on an
-     * H200 (one block per SM against three; bench/NOTES.md, v18). */
+     * every layout).  dK/dV on wgmma wins at head dim 128, and at 64 on
+     * natural key tiles since its element-wise work lost a test and a
+     * branch per entry (bench/NOTES.md, v27: all-d64 fwd+bwd -9%); at 64 on
+     * gathered key tiles (fixed) mma.sync stays ahead (v27: -2%). */
     const bool wgmma_ok = cp->p == PATH_MMA && !no_wgmma && !why_wgmma;
     cp->dq_kernel = wgmma_ok && (dl->pair_eff >= 0.9 || want_wgmma) ? BSA_K_DQ_WGMMA2 : BSA_K_DQ;
-    cp->dkdv_kernel = wgmma_ok && ((dpad == 128 && dl->col_pair_eff >= 0.9) || want_wgmma)
-                          ? BSA_K_DKDV_WGMMA2
-                          : BSA_K_DKDV;
+    cp->dkdv_kernel =
+        wgmma_ok && (((dpad == 128 || !dl->kgrp) && dl->col_pair_eff >= 0.9) || want_wgmma)
+            ? BSA_K_DKDV_WGMMA2
+            : BSA_K_DKDV;
     if (cp->p == PATH_MMA) {
         cudaError_t e = cudaSuccess;
         if (cp->fwd_kernel != BSA_K_FWD)

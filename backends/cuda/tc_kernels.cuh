@@ -513,10 +513,20 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
     }
 }
 
-/* P = exp2(s * scale_log2 - lse_log2), 0 where the row saw no key. */
-__device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
+/* The backward's exponent offset of a query row, -lse log2(e), from its
+ * natural-log lse; -inf for a row that saw no key (lse -inf), so that
+ * prob() gives 0 for all of its entries without a test per entry. */
+__device__ __forceinline__ float lse_offset(float lse)
 {
-    return lse_log2 == -CUDART_INF_F ? 0.f : fast_exp2(fmaf(s, scale_log2, -lse_log2));
+    constexpr float log2e = 1.4426950408889634f;
+    return lse == -CUDART_INF_F ? -CUDART_INF_F : -lse * log2e;
+}
+
+/* P = exp2(s * scale_log2 + off) with off = lse_offset(lse): masked
+ * scores (-inf) and rows without keys (off -inf) give exp2(-inf) = 0. */
+__device__ __forceinline__ float prob(float s, float scale_log2, float off)
+{
+    return fast_exp2(fmaf(s, scale_log2, off));
 }
 
 template <typename T, int DP, bool FEAT>
@@ -524,7 +534,6 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
-    constexpr float log2e = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sQ = reinterpret_cast<T *>(smem_raw);
     T *sO = sQ + te; /* dO */
@@ -554,15 +563,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     }
     cp_async_commit();
 
-    float lse2[kRows], dl[kRows];
+    float loff[kRows], dl[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
         int rr = row0 + warp * 16 + row(lane, r);
-        lse2[r] = -CUDART_INF_F;
+        loff[r] = -CUDART_INF_F;
         dl[r] = 0.f;
         if (rr < sv.len_q) {
             int64_t idx = sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
-            lse2[r] = p.lse_in[idx] * log2e;
+            loff[r] = lse_offset(p.lse_in[idx]);
             dl[r] = p.delta[idx];
         }
     }
@@ -599,7 +608,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e) {
-            float pr = prob(s[e], p.scale_log2, lse2[slot(e)]);
+            float pr = prob(s[e], p.scale_log2, loff[slot(e)]);
             s[e] = pr * (dp[e] - dl[slot(e)]);
         }
         gemm_pb<DP>(acc, s, ks, lane);
@@ -633,13 +642,12 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
-    constexpr float log2e = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw);
     T *sV = sK + te;
     T *sQ = sV + te;                                     /* ST stages */
     T *sO = sQ + ST * te;                                /* dO, ST stages */
-    float *sL = reinterpret_cast<float *>(sO + ST * te); /* [ST][64] lse * log2e */
+    float *sL = reinterpret_cast<float *>(sO + ST * te); /* [ST][64] lse_offset */
     float *sD = sL + ST * kTile;                         /* [ST][64] delta */
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
@@ -689,7 +697,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
             if (rr < sv.len_q) {
                 int64_t idx =
                     sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
-                lv = p.lse_in[idx] * log2e;
+                lv = lse_offset(p.lse_in[idx]);
                 dv_ = p.delta[idx];
             }
             sL[stage * kTile + threadIdx.x] = lv;

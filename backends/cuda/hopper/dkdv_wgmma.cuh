@@ -114,7 +114,6 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int TE = kTile * DP, NT = 2 * kWarpgroup, ST = kDkdvStages;
-    constexpr float log2e = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sK = aligned_smem<T>(smem_raw); /* one tile per warpgroup */
     T *sV = sK + 2 * TE;
@@ -197,6 +196,7 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     const desc_base dkm(sK, 16), dmn(sK, kTile * 128);
     const uint32_t off_kw = wg * TB, off_vw = (2 + wg) * TB, off_q = 4 * TB, off_o = (4 + ST) * TB;
     const int c2 = 2 * (lane & 3); /* this lane's first column of each 8 */
+    const float scale_log2 = p.scale_log2;
     float adk[elems<DP>()], adv[elems<DP>()], s[elems<kTile>()], dp[elems<kTile>()];
     zero<elems<DP>()>(adk);
     zero<elems<DP>()>(adv);
@@ -248,15 +248,21 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
             if (cut)
                 apply_key_cut<true>(s, p, sv, kgroup(kt), kt, vw, lane);
         }
-        /* columns are queries here: lse per column pair */
+        /* columns are queries here: an lse per column pair, its offset
+         * formed once for the pair's four entries; the absent-tile test
+         * stays outside the loop (one uniform branch, not one per entry) */
         const float *ls = sL + stage * 2 * kTile;
+        if (comp) {
 #pragma unroll
-        for (int j = 0; j < kTile / 8; ++j) {
-            const float2 l2 = lds2(ls + 8 * j + c2);
+            for (int j = 0; j < kTile / 8; ++j) {
+                const float2 l2 = lds2(ls + 8 * j + c2);
+                const float o0 = lse_offset(l2.x), o1 = lse_offset(l2.y);
 #pragma unroll
-            for (int i = 0; i < 4; ++i)
-                s[4 * j + i] =
-                    comp ? prob(s[4 * j + i], p.scale_log2, (i & 1 ? l2.y : l2.x) * log2e) : 0.f;
+                for (int i = 0; i < 4; ++i)
+                    s[4 * j + i] = prob(s[4 * j + i], scale_log2, i & 1 ? o1 : o0);
+            }
+        } else {
+            zero<elems<kTile>()>(s);
         }
         wgmma_wait<0>();
         pin<elems<DP>()>(adk);

@@ -37,7 +37,6 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int TE = kTile * DP, NT = NWG * kWarpgroup;
     constexpr int ST = kDqStages;
-    constexpr float log2e = 1.4426950408889634f;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sQ = aligned_smem<T>(smem_raw);
     T *sO = sQ + NWG * TE; /* dO */
@@ -86,15 +85,15 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
     cp_async_commit();
 
     const int qt = wg ? qb : qa;
-    float lse2[kRows], dl[kRows];
+    float loff[kRows], dl[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
         const int rr = qt * kTile + vw * 16 + row(lane, r);
-        lse2[r] = -CUDART_INF_F;
+        loff[r] = -CUDART_INF_F;
         dl[r] = 0.f;
         if (qt < p.n_qt && rr < sv.len_q) {
             int64_t idx = sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
-            lse2[r] = p.lse_in[idx] * log2e;
+            loff[r] = lse_offset(p.lse_in[idx]);
             dl[r] = p.delta[idx];
         }
     }
@@ -159,7 +158,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
                 apply_key_cut<false>(s, p, sv, kgroup(kt), kt, vw, lane);
 #pragma unroll
             for (int e = 0; e < elems<kTile>(); ++e)
-                s[e] = prob(s[e], p.scale_log2, lse2[slot(e)]) * (dp[e] - dl[slot(e)]);
+                s[e] = prob(s[e], p.scale_log2, loff[slot(e)]) * (dp[e] - dl[slot(e)]);
         }
         wgmma_wait<0>();
         pin<elems<DP>()>(acc);
