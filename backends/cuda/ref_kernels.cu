@@ -216,24 +216,45 @@ template <typename T> __global__ void ref_dkdv(const bsa_cuda_params p)
         st(dv + d, adv[d]);
 }
 
-/* One warp per row (natural order): delta = sum_d dO * O in fp32. */
-template <typename T> __global__ void delta_kernel(const bsa_cuda_params p)
+/* delta = sum_d dO * O in fp32 per row (natural order).  VEC: 8 lanes a
+ * row, each multiplying 16-byte chunks (rows and dim_v 16-byte aligned,
+ * checked at the launch): a row's 2 x 128 bytes at head dim 64 come in one
+ * coalesced load per tensor, where element loads took a warp a row and ran
+ * at a third of the memory's bandwidth (bench/NOTES.md, v28).  Otherwise
+ * a warp a row, one element a lane. */
+template <typename T, bool VEC> __global__ void delta_kernel(const bsa_cuda_params p)
 {
-    int64_t row = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) / kWarp;
-    int lane = threadIdx.x % kWarp;
-    if (row >= (int64_t)p.batch * p.heads * p.time_q)
-        return;
-    int t = (int)(row % p.time_q);
-    int bh = (int)(row / p.time_q), b = bh / p.heads, h = bh % p.heads;
-    const T *o = (const T *)p.o + b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
-    const T *d = (const T *)p.dout + b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
+    constexpr int LPR = VEC ? 8 : kWarp; /* lanes per row */
+    const int64_t gid = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int64_t row = gid / LPR;
+    const int sub = (int)(gid % LPR);
+    /* every lane stays for the shuffles, rows past the end add nothing */
+    const bool live = row < (int64_t)p.batch * p.heads * p.time_q;
     float s = 0.f;
-    for (int i = lane; i < p.dim_v; i += kWarp)
-        s += ld(o + i) * ld(d + i);
+    if (live) {
+        int t = (int)(row % p.time_q);
+        int bh = (int)(row / p.time_q), b = bh / p.heads, h = bh % p.heads;
+        const int64_t off = b * p.o_s[0] + h * p.o_s[1] + (int64_t)t * p.o_s[2];
+        const T *o = (const T *)p.o + off, *d = (const T *)p.dout + off;
+        if constexpr (VEC) {
+            constexpr int E = 16 / sizeof(T);
+            for (int i = sub * E; i < p.dim_v; i += LPR * E) {
+                const uint4 a = *reinterpret_cast<const uint4 *>(o + i);
+                const uint4 c = *reinterpret_cast<const uint4 *>(d + i);
+                const T *x = reinterpret_cast<const T *>(&a), *y = reinterpret_cast<const T *>(&c);
 #pragma unroll
-    for (int off = kWarp / 2; off > 0; off /= 2)
-        s += __shfl_xor_sync(0xffffffffu, s, off);
-    if (lane == 0)
+                for (int e = 0; e < E; ++e)
+                    s += ld(x + e) * ld(y + e);
+            }
+        } else {
+            for (int i = sub; i < p.dim_v; i += LPR)
+                s += ld(o + i) * ld(d + i);
+        }
+    }
+#pragma unroll
+    for (int w = LPR / 2; w > 0; w /= 2)
+        s += __shfl_xor_sync(0xffffffffu, s, w);
+    if (live && sub == 0)
         p.delta[row] = s;
 }
 
@@ -269,21 +290,32 @@ cudaError_t bsa_cuda_ref_launch(int kernel, const bsa_cuda_params &p, cudaStream
     }
 }
 
-cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s)
+template <typename T> static cudaError_t delta_launch_t(const bsa_cuda_params &p, cudaStream_t s)
 {
     const int threads = 256;
-    int64_t rows = (int64_t)p.batch * p.heads * p.time_q;
-    unsigned grid = (unsigned)((rows * kWarp + threads - 1) / threads);
+    const int64_t rows = (int64_t)p.batch * p.heads * p.time_q;
+    /* 16-byte chunks: both tensors' rows start 16-byte aligned and dim_v
+     * fills whole chunks */
+    constexpr int E = 16 / sizeof(T);
+    const bool vec = p.dim_v % E == 0 && (uintptr_t)p.o % 16 == 0 && (uintptr_t)p.dout % 16 == 0 &&
+                     p.o_s[0] % E == 0 && p.o_s[1] % E == 0 && p.o_s[2] % E == 0;
+    const int64_t lanes = rows * (vec ? 8 : kWarp);
+    const unsigned grid = (unsigned)((lanes + threads - 1) / threads);
+    if (vec)
+        delta_kernel<T, true><<<grid, threads, 0, s>>>(p);
+    else
+        delta_kernel<T, false><<<grid, threads, 0, s>>>(p);
+    return cudaGetLastError();
+}
+
+cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s)
+{
     switch (p.dtype) {
     case BSA_DTYPE_F32:
-        delta_kernel<float><<<grid, threads, 0, s>>>(p);
-        break;
+        return delta_launch_t<float>(p, s);
     case BSA_DTYPE_F16:
-        delta_kernel<__half><<<grid, threads, 0, s>>>(p);
-        break;
+        return delta_launch_t<__half>(p, s);
     default:
-        delta_kernel<__nv_bfloat16><<<grid, threads, 0, s>>>(p);
-        break;
+        return delta_launch_t<__nv_bfloat16>(p, s);
     }
-    return cudaGetLastError();
 }
