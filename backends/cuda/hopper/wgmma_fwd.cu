@@ -1,5 +1,7 @@
-/* Instances of the Hopper forward (fwd_wgmma.cuh); see wgmma_instances.h. */
+/* Instances of the Hopper forwards (fwd_wgmma.cuh, fwd_ws_wgmma.cuh); see
+ * wgmma_instances.h. */
 #include "fwd_wgmma.cuh"
+#include "fwd_ws_wgmma.cuh"
 #include "wgmma_instances.h"
 
 namespace bsa_cuda
@@ -22,6 +24,13 @@ const void *fwd_kernel_of(int nwg, bsa_dtype dt, int dpad, bool feat, bool gathe
         constexpr int DP = decltype(d)::value;
         return nwg == 2 ? fwd_of<T, DP, 2>(feat, gather) : fwd_of<T, DP, 1>(feat, gather);
     });
+}
+
+const void *fwd_ws_kernel_of(bsa_dtype dt)
+{
+    return dt == BSA_DTYPE_F16    ? (const void *)&fwd_ws_wgmma_kernel<__half, 128>
+           : dt == BSA_DTYPE_BF16 ? (const void *)&fwd_ws_wgmma_kernel<__nv_bfloat16, 128>
+                                  : nullptr;
 }
 
 } // namespace hopper

@@ -7,7 +7,12 @@
 #include "dkdv_wgmma.cuh"
 #include "dq_wgmma.cuh"
 #include "fwd_wgmma.cuh"
+#include "fwd_ws_wgmma.cuh"
 #include "wgmma_instances.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <cudaTypedefs.h>
 
 namespace bsa_cuda
 {
@@ -40,6 +45,80 @@ template <int DP> size_t smem_of(int kernel)
                                          : 0;
 }
 
+/* cuTensorMapEncodeTiled, through the runtime (the library links no
+ * libcuda); null where the driver lacks it */
+static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
+{
+    static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+        void *f = nullptr;
+        cudaDriverEntryPointQueryResult q;
+#if CUDART_VERSION >= 12050
+        const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000,
+                                                               cudaEnableDefault, &q);
+#else
+        const cudaError_t e =
+            cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
+#endif
+        if (e != cudaSuccess || q != cudaDriverEntryPointSuccess)
+            f = nullptr;
+        return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+    }();
+    return fn;
+}
+
+/* The tensor map of K or V (dim columns): [batch][keys][kv heads][dim] with
+ * the call's strides, read in 64 x 64 boxes in wgmma's 128-byte swizzle,
+ * zeros past every edge.  False where TMA cannot address the tensor (rows
+ * or strides not 16-byte aligned). */
+static bool kv_tensor_map(CUtensorMap *map, const void *base, const int64_t *st, int dim,
+                          const bsa_cuda_params &p, bsa_dtype dt)
+{
+    const PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
+    if (!enc || (uintptr_t)base % 16 != 0)
+        return false;
+    for (int i = 0; i < 3; ++i)
+        if (st[i] <= 0 || st[i] % 8 != 0)
+            return false;
+    const cuuint64_t gdim[4] = {(cuuint64_t)dim, (cuuint64_t)p.seq_k, (cuuint64_t)p.kv_heads,
+                                (cuuint64_t)p.batch};
+    const cuuint64_t gstride[3] = {(cuuint64_t)st[2] * 2, (cuuint64_t)st[1] * 2,
+                                   (cuuint64_t)st[0] * 2};
+    const cuuint32_t box[4] = {64, (cuuint32_t)kTile, 1, 1}, estride[4] = {1, 1, 1, 1};
+    return enc(map,
+               dt == BSA_DTYPE_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                   : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+               4, const_cast<void *>(base), gdim, gstride, box, estride,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+               CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+}
+
+/* The warp-specialised forward where it applies: the two-warpgroup forward
+ * at head dim 128 of a problem without key lengths or packed sequences, on
+ * natural key tiles without the strided permutation, whose K and V TMA can
+ * address.  (At head dim 64 it lost to the cp.async kernel on an H200,
+ * 4.21 against 3.95 ms: one block per SM against two; bench/NOTES.md, v29.)
+ * BSA_CUDA_WS=0 keeps the cp.async kernel, for comparisons.  Returns false
+ * where it does not apply, else launches and sets *e. */
+static bool launch_ws(const bsa_cuda_params &p, bsa_dtype dt, int dpad, dim3 grid, cudaStream_t s,
+                      cudaError_t *e)
+{
+    const char *env = getenv("BSA_CUDA_WS");
+    if ((env && !strcmp(env, "0")) || dpad != 128 || p.klen || p.cu_q || p.kgrp || p.stride_perm ||
+        p.time_k != p.seq_k)
+        return false;
+    CUtensorMap tk, tv;
+    if (!kv_tensor_map(&tk, p.k, p.k_s, p.dim, p, dt) ||
+        !kv_tensor_map(&tv, p.v, p.v_s, p.dim_v, p, dt))
+        return false;
+    void *args[] = {const_cast<bsa_cuda_params *>(&p), &tk, &tv};
+    *e = cudaLaunchKernel(fwd_ws_kernel_of(dt), grid, dim3(kWsThreads), args, ws_smem_bytes<128>(),
+                          s);
+    if (*e == cudaSuccess)
+        *e = cudaGetLastError();
+    return true;
+}
+
 } // namespace hopper
 } // namespace bsa_cuda
 
@@ -69,6 +148,10 @@ cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
             if (e != cudaSuccess)
                 return e;
         }
+    if (kernel == BSA_K_FWD_WGMMA2 && dpad == 128)
+        return cudaFuncSetAttribute(hopper::fwd_ws_kernel_of(dt),
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)hopper::ws_smem_bytes<128>());
     return cudaSuccess;
 }
 
@@ -85,8 +168,11 @@ cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_
     dim3 grid = kernel == BSA_K_DKDV_WGMMA2
                     ? bsa_cuda_grid((p.n_kt + 1) / 2, (int64_t)p.n_seg * p.kv_heads)
                     : bsa_cuda_grid(two ? (p.n_qt + 1) / 2 : p.n_qt, (int64_t)p.n_seg * p.heads);
+    cudaError_t e = cudaSuccess;
+    if (kernel == BSA_K_FWD_WGMMA2 && hopper::launch_ws(p, dt, dpad, grid, s, &e))
+        return e;
     void *args[] = {const_cast<bsa_cuda_params *>(&p)};
-    cudaError_t e = cudaLaunchKernel(fn, grid, dim3((two ? 2 : 1) * hopper::kWarpgroup), args,
-                                     bsa_cuda_wgmma_smem(kernel, dpad), s);
+    e = cudaLaunchKernel(fn, grid, dim3((two ? 2 : 1) * hopper::kWarpgroup), args,
+                         bsa_cuda_wgmma_smem(kernel, dpad), s);
     return e != cudaSuccess ? e : cudaGetLastError();
 }
