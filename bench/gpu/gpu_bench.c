@@ -7,6 +7,9 @@
  *
  *   gpu_bench [--iters N] [--warmup N] [--only NAME] [--dtype f16|bf16]
  *
+ * --only keeps the configurations whose name contains NAME, or, as =NAME,
+ * the one named NAME ("all-d128" also matches "gqa-all-d128").
+ *
  * block FLOP = 4 * batch * heads * dim * (computed blocks * block^2), x2.5
  * for the backward, so fwd+bwd = 3.5x; useful FLOP counts kept elements.
  */
@@ -122,7 +125,7 @@ int main(int argc, char **argv)
 
     for (size_t ci = 0; ci < sizeof configs / sizeof *configs; ci++) {
         const cfg *c = &configs[ci];
-        if (only && !strstr(c->name, only))
+        if (only && (only[0] == '=' ? strcmp(c->name, only + 1) != 0 : !strstr(c->name, only)))
             continue;
         size_t free0, total;
         CK(cudaDeviceSynchronize());

@@ -2,7 +2,9 @@
 # Per-kernel GPU times of bsa_gpu_bench configs, from ncu (gpu__time_duration;
 # ncu locks clocks to base, so times run ~1.3x above the bench's: compare
 # kernels with each other, in one run).
-#   bench/gpu/kernel_times.sh BUILD_DIR CONFIG...   (--only filters: substrings)
+#   bench/gpu/kernel_times.sh BUILD_DIR CONFIG...   (bsa_gpu_bench --only
+#   filters: a substring, so all-d128 also times gqa-all-d128 and
+#   varlen-all-d128; =all-d128 times that configuration alone)
 set -u
 build=$1
 shift
