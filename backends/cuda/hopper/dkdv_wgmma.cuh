@@ -204,11 +204,8 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     zero<elems<kTile>()>(dp);
     /* P^T (this step's) and dS^T (the previous step's) as A fragments */
     uint32_t pa[kTile / 16][4], da[kTile / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-            pa[kk][i] = da[kk][i] = 0u;
+    zero_frags<kTile / 4>(&pa[0][0]);
+    zero_frags<kTile / 4>(&da[0][0]);
     using tr = dtype_traits<T>;
 
     /* The products of a step, software-pipelined so that each runs during

@@ -103,11 +103,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
     zero<elems<kTile>()>(s);
     zero<elems<kTile>()>(dp);
     uint32_t pa[kTile / 16][4]; /* dS of the previous tile, A fragments */
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-            pa[kk][i] = 0u;
+    zero_frags<kTile / 4>(&pa[0][0]);
     int pend_stage = 0;
     /* descriptors: byte offsets from the tiles' base (one add each) */
     constexpr uint32_t TB = TE * 2;

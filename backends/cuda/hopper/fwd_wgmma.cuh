@@ -114,11 +114,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
      * warpgroup's list holds: ptxas serialises wgmma whose issue or wait
      * sits in a branch it cannot prove uniform (C7518). */
     uint32_t pa[kTile / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-            pa[kk][i] = 0u;
+    zero_frags<kTile / 4>(&pa[0][0]);
     int pend_stage = 0;
     /* descriptors: byte offsets from the tiles' base (one add each) */
     constexpr uint32_t TB = TE * 2;

@@ -132,11 +132,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
     /* P of the previous key tile, waiting for its P V product (as in
      * fwd_wgmma_kernel: issued and awaited on every iteration) */
     uint32_t pa[kTile / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kTile / 16; ++kk)
-#pragma unroll
-        for (int i = 0; i < 4; ++i)
-            pa[kk][i] = 0u;
+    zero_frags<kTile / 4>(&pa[0][0]);
     int pend_stage = 0;
     constexpr uint32_t TB = TE * 2;
     const desc_base dkm(sQ, 16), dmn(sQ, kTile * 128);

@@ -237,6 +237,15 @@ template <int N> __device__ __forceinline__ void pin(uint32_t *x)
         asm volatile("" : "+r"(x[i])::"memory");
 }
 
+/* Zeroes N packed A-fragment registers (P or dS waiting for a product that
+ * runs before the first tile gives them values). */
+template <int N> __device__ __forceinline__ void zero_frags(uint32_t *x)
+{
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+        x[i] = 0u;
+}
+
 #define BSA_WGMMA_R32                                                                              \
     "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,"                                      \
     "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
