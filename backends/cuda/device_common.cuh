@@ -180,6 +180,32 @@ __device__ __forceinline__ int perm_row(int r, int stride, int n)
     return (r % bt) * stride + r / bt;
 }
 
+/* perm_row over the rows r, r + step, r + 2 step, ... of a tile: one
+ * division for the first, a carry per step after it (two divisions by a
+ * run-time value per row were a tenth of the strided forward's
+ * instructions; bench/NOTES.md, v30). */
+struct perm_walk {
+    int a, b, bt, stride; /* row = b bt + a; natural position a stride + b */
+    __device__ __forceinline__ perm_walk(int r, int stride_, int n)
+        : bt(n / stride_), stride(stride_)
+    {
+        b = r / bt;
+        a = r - b * bt;
+    }
+    __device__ __forceinline__ int pos() const
+    {
+        return a * stride + b;
+    }
+    __device__ __forceinline__ void advance(int step)
+    {
+        a += step;
+        while (a >= bt) {
+            a -= bt;
+            ++b;
+        }
+    }
+};
+
 /* Key block list of key tile kt when key tiles are gathered, else NULL. */
 __device__ __forceinline__ const int32_t *key_group(const bsa_cuda_params &p, int lh, int kt)
 {
@@ -321,6 +347,21 @@ __device__ __forceinline__ bool q_job_of(const bsa_cuda_params &p, bool gathered
     return true;
 }
 
+/* bsa_pred_keep in 32-bit arithmetic (positions and their differences fit
+ * an int: sequences are < 2^31 long). */
+__device__ __forceinline__ bool pred_keep(const bsa_pred &pr, int q, int k)
+{
+    const int d = q - k;
+    bool keep = true;
+    if (pr.flags & BSA_PRED_BIT_CAUSAL)
+        keep = d >= 0;
+    if (pr.flags & BSA_PRED_BIT_WINDOW)
+        keep = keep && d < pr.window && -d < pr.window;
+    if (pr.flags & BSA_PRED_BIT_PREFIX)
+        keep = keep && (k < pr.prefix || d >= 0);
+    return keep;
+}
+
 /* Keep test of element (q, k) (absolute, layout order) of a sub-block of a
  * mixed tile pair whose code is not FULL. */
 __device__ __forceinline__ bool keep_code(const bsa_cuda_params &p, int code, int q, int k)
@@ -328,7 +369,7 @@ __device__ __forceinline__ bool keep_code(const bsa_cuda_params &p, int code, in
     if (code == BSA_CUDA_SUB_ABSENT)
         return false;
     if (code == BSA_CUDA_SUB_PRED)
-        return bsa_pred_keep(&p.pred, q, k) != 0;
+        return pred_keep(p.pred, q, k);
     int r = q & (p.block - 1), c = k & (p.block - 1);
     uint64_t w = __ldg(p.bits + ((int64_t)code * p.block + r) * p.words + (c >> 6));
     return (w >> (c & 63)) & 1u;

@@ -90,12 +90,13 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
         }
         return;
     }
+    perm_walk pw(row0 + r0, perm, seq);
 #pragma unroll
     for (int j = 0; j < J; ++j) {
-        const int rr = row0 + r0 + j * RS;
-        const bool ok = col_ok && rr < seq;
-        const T *src = ok ? base + (int64_t)perm_row(rr, perm, seq) * st : base;
+        const bool ok = col_ok && row0 + r0 + j * RS < seq;
+        const T *src = ok ? base + (int64_t)pw.pos() * st : base;
         cp_async16(sm + j * RS * tc_cfg<DP>::srow, src, ok ? 16 : 0);
+        pw.advance(RS);
     }
 }
 

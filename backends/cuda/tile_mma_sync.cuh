@@ -172,45 +172,55 @@ store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int r
  * fragment rows are keys and columns queries (the dK/dV kernel).  A
  * thread's two elements of an 8-column group share one sub-block (sub-blocks
  * are >= 8 wide), so the code is read once per (row, group) and FULL
- * sub-blocks cost nothing more. */
+ * sub-blocks cost nothing more; the rest is worked out once per group too
+ * (a gathered tile's key block, a stored bits word), and the predicates in
+ * 32-bit arithmetic: a mixed pair's mask cost as much as its products
+ * (bench/NOTES.md, v30). */
 template <bool transposed>
 __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, const int32_t *sub,
                                            int row_tile0, int col_tile0, int warp, int lane,
                                            const int32_t *kgrp)
 {
-    int g = lane >> 2, t = lane & 3;
+    const int g = lane >> 2, t = lane & 3, bm = p.block - 1;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        int row = warp * 16 + g + r * 8;
+        const int row = warp * 16 + g + r * 8;
+        /* a gathered key tile's row: its key block is the row's (transposed) */
+        const int krow =
+            transposed && kgrp ? tile_row(kgrp, p.log2g, 0, row, p.seq_k) : row_tile0 + row;
 #pragma unroll
         for (int j = 0; j < kTile / 8; ++j) {
-            int col = j * 8;
-            int code = transposed ? __ldg(sub + (col >> p.log2g) * p.ns + (row >> p.log2g))
-                                  : __ldg(sub + (row >> p.log2g) * p.ns + (col >> p.log2g));
+            const int col = j * 8, cl = col + 2 * t;
+            const int code = transposed ? __ldg(sub + (col >> p.log2g) * p.ns + (row >> p.log2g))
+                                        : __ldg(sub + (row >> p.log2g) * p.ns + (col >> p.log2g));
             if (code == BSA_CUDA_SUB_FULL)
                 continue;
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-                int cl = col + 2 * t + e;
-                /* query / key positions in layout order; a gathered key tile
-                 * (kgrp) only matters to the predicates: block-relative
-                 * offsets are the same either way (tiles hold whole blocks) */
-                int q = transposed ? col_tile0 + cl : row_tile0 + row;
-                int kn = transposed ? row_tile0 + row : col_tile0 + cl;
-                bool keep;
-                if (code == BSA_CUDA_SUB_ABSENT) {
-                    keep = false;
-                } else if (code == BSA_CUDA_SUB_PRED) {
-                    int k = kgrp ? tile_row(kgrp, p.log2g, 0,
-                                            kn - (transposed ? row_tile0 : col_tile0), p.seq_k)
-                                 : kn;
-                    keep = bsa_pred_keep(&p.pred, q, k) != 0;
-                } else {
-                    keep = keep_code(p, code, q, kn);
-                }
-                if (!keep)
-                    s[4 * j + 2 * r + e] = -CUDART_INF_F;
+            /* the thread's two elements: queries q, q + dq and keys k, k + dk
+             * (layout order) */
+            const int q = transposed ? col_tile0 + cl : row_tile0 + row;
+            const int dq = transposed ? 1 : 0;
+            bool keep0 = false, keep1 = false;
+            if (code == BSA_CUDA_SUB_PRED) {
+                const int k = transposed ? krow
+                              : kgrp     ? tile_row(kgrp, p.log2g, 0, cl, p.seq_k)
+                                         : col_tile0 + cl;
+                const int dk = transposed ? 0 : 1;
+                keep0 = pred_keep(p.pred, q, k);
+                keep1 = pred_keep(p.pred, q + dq, k + dk);
+            } else if (code != BSA_CUDA_SUB_ABSENT) { /* stored bits */
+                const int kn = transposed ? row_tile0 + row : col_tile0 + cl, c = kn & bm;
+                const uint64_t *w =
+                    p.bits + ((int64_t)code * p.block + (q & bm)) * p.words + (c >> 6);
+                const uint64_t w0 = __ldg(w);
+                keep0 = (w0 >> (c & 63)) & 1u;
+                /* transposed: the next query's row; else the next key's bit */
+                keep1 = transposed ? (__ldg(w + p.words) >> (c & 63)) & 1u
+                                   : (w0 >> ((c + 1) & 63)) & 1u;
             }
+            if (!keep0)
+                s[4 * j + 2 * r] = -CUDART_INF_F;
+            if (!keep1)
+                s[4 * j + 2 * r + 1] = -CUDART_INF_F;
         }
     }
 }
@@ -238,8 +248,8 @@ __device__ __forceinline__ void apply_key_cut(float *s, const bsa_cuda_params &p
  * QREG), each B fragment read once for all MT products. */
 template <int MT, int DP, bool QREG, typename T>
 __device__ __forceinline__ void gemm_abt_mt(float (*s)[elems<kTile>()],
-                                            const afrag<QREG ? DP : 16> *qf,
-                                            const T *sa, const T *sb, int lane)
+                                            const afrag<QREG ? DP : 16> *qf, const T *sa,
+                                            const T *sb, int lane)
 {
     constexpr int sr = tc_cfg<DP>::srow;
 #pragma unroll

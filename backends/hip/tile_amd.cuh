@@ -305,7 +305,7 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
             int k = kgrp ? tile_row(kgrp, p.log2g, 0, kn - (transposed ? row_tile0 : col_tile0),
                                     p.seq_k)
                          : kn;
-            keep = bsa_pred_keep(&p.pred, q, k) != 0;
+            keep = pred_keep(p.pred, q, k);
         } else {
             keep = keep_code(p, code, q, kn);
         }

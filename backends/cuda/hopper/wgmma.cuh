@@ -90,6 +90,15 @@ template <int DP, int NT> struct sw_loader {
                 cp_async16(sm + soff + j * RS * 64, ok ? base + (int64_t)rr * st : base,
                            ok ? 16 : 0);
             }
+        } else if (!grp) {
+            perm_walk pw(row0 + r0, perm, seq);
+#pragma unroll
+            for (int j = 0; j < J; ++j) {
+                const bool ok = col_ok && row0 + r0 + j * RS < seq;
+                cp_async16(sm + soff + j * RS * 64, ok ? base + (int64_t)pw.pos() * st : base,
+                           ok ? 16 : 0);
+                pw.advance(RS);
+            }
         } else {
 #pragma unroll
             for (int j = 0; j < J; ++j) {
