@@ -181,9 +181,9 @@ __device__ __forceinline__ int perm_row(int r, int stride, int n)
 }
 
 /* perm_row over the rows r, r + step, r + 2 step, ... of a tile: one
- * division for the first, a carry per step after it (two divisions by a
- * run-time value per row were a tenth of the strided forward's
- * instructions; bench/NOTES.md, v30). */
+ * division for the first, a carry per step after it, instead of two
+ * divisions by a run-time value per row (measured with v30's mask change,
+ * bench/NOTES.md). */
 struct perm_walk {
     int a, b, bt, stride; /* row = b bt + a; natural position a stride + b */
     __device__ __forceinline__ perm_walk(int r, int stride_, int n)

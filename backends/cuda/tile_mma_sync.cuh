@@ -174,8 +174,8 @@ store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int r
  * are >= 8 wide), so the code is read once per (row, group) and FULL
  * sub-blocks cost nothing more; the rest is worked out once per group too
  * (a gathered tile's key block, a stored bits word), and the predicates in
- * 32-bit arithmetic: a mixed pair's mask cost as much as its products
- * (bench/NOTES.md, v30). */
+ * 32-bit arithmetic (with perm_walk: strided forward -24%, fixed
+ * fwd+bwd -6% on an H200; bench/NOTES.md, v30). */
 template <bool transposed>
 __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, const int32_t *sub,
                                            int row_tile0, int col_tile0, int warp, int lane,
