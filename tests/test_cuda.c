@@ -177,10 +177,10 @@ static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_
         assert_string_equal(impl, "cuda-reference");
     else if (path == 2)
         assert_string_equal(impl, "cuda-wmma-sm70");
-    else if (path == 3)
-        assert_string_equal(impl, "cuda-mma-sm80");
+    else if (path == 3) /* (-chunk on chunk-local layouts) */
+        assert_true(!strncmp(impl, "cuda-mma-sm80", 13));
     else if (p->dtype != BSA_DTYPE_F32 && form != AC_PADDED)
-        assert_true(!strcmp(impl, "cuda-mma-sm80") || !strcmp(impl, "cuda-wgmma-sm90a"));
+        assert_true(!strncmp(impl, "cuda-mma-sm80", 13) || !strcmp(impl, "cuda-wgmma-sm90a"));
     dev_problem dp;
     dev_init(&dp, p, plan);
     expect_ok(gpu_forward(plan, p, &dp, 0), label);
@@ -440,6 +440,55 @@ static void test_gathered_key_tiles(void **state)
     bsa_context_destroy(ctx);
 }
 
+/* Chunk-local layouts (every key block of a query block in its 128-row
+ * chunk) on the chunk kernels: random block-diagonal layouts of chunks of
+ * 32, 64 and 128 rows with random blocks and callback bits inside, a dead
+ * query row, a layout row without blocks, cross attention with fewer or
+ * more keys than queries; the plan must name the chunk kernels. */
+static void test_chunk_local(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    const int blocks_[4] = {16, 32, 64, 32};
+    const int chunk_rows[4] = {32, 128, 128, 64};
+    for (int i = 0; i < 4; i++) {
+        const int block = blocks_[i], per = chunk_rows[i] / block; /* blocks per chunk */
+        const int qb = 320 / block + (i == 3 ? 1 : 0);
+        const int kb = i == 1 ? qb - per : i == 3 ? qb + 2 : qb;
+        const int lheads = i % 2 ? 2 : 1;
+        uint8_t *blk = tu_xmalloc((size_t)(lheads * qb * kb));
+        for (int h = 0; h < lheads; h++)
+            for (int r = 0; r < qb; r++)
+                for (int c = 0; c < kb; c++)
+                    blk[((size_t)h * qb + r) * kb + c] =
+                        r / per == c / per && (r == c || tu_uniform(0.0, 1.0) < 0.6) && r != 2;
+        cb_state cs = {tu_next(), 0.7, 3 * block + 1};
+        bsa_layout_desc ld = {block, lheads, qb, kb, BSA_PRED_NONE, 0, 0};
+        bsa_layout_t lay = NULL;
+        char label[96];
+        snprintf(label, sizeof label, "chunk-local B=%d chunk=%d Qb=%d Kb=%d", block, chunk_rows[i],
+                 qb, kb);
+        expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs), label);
+        const bsa_dtype dt = dtypes[1 + i % 2];
+        const int dim = i == 2 ? 128 : i == 0 ? 32 : 64;
+        ac_problem p;
+        bsa_attn_desc d;
+        expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f, &d), label);
+        bsa_plan_t plan = NULL;
+        expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
+        const char *impl = NULL;
+        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+        assert_string_equal(impl, "cuda-mma-sm80-chunk");
+        bsa_plan_destroy(plan);
+        ac_problem_free(&p);
+        run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
+        bsa_layout_destroy(lay);
+        free(blk);
+    }
+    bsa_context_destroy(ctx);
+}
+
 /* ------------------------------------------------- larger, device-only */
 
 /* The mma path against the reference path at a size the oracle would take
@@ -571,66 +620,70 @@ static void test_graph_and_determinism(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    bsa_preset ps = {BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0};
-    bsa_layout_t lay = NULL;
-    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "fixed preset");
-    for (int di = 1; di < 3; di++) {
-        ac_problem p;
-        bsa_attn_desc d;
-        expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d), "init");
-        bsa_plan_t plan = NULL;
-        expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
-        dev_problem dp;
-        dev_init(&dp, &p, plan);
-        cudaStream_t s;
-        CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-        expect_ok(gpu_forward(plan, &p, &dp, s), "forward");
-        expect_ok(gpu_backward(plan, &p, &dp, s), "backward");
-        size_t ob = tensor_bytes(&p.o), gb = tensor_bytes(&p.dq);
-        void *ref_o = tu_xmalloc(ob), *ref_dq = tu_xmalloc(gb), *ref_dk = tu_xmalloc(gb);
-        memcpy(ref_o, p.o.data, ob);
-        memcpy(ref_dq, p.dq.data, gb);
-        memcpy(ref_dk, p.dk.data, gb);
-        /* determinism: a second direct backward */
-        expect_ok(gpu_backward(plan, &p, &dp, s), "backward again");
-        assert_memory_equal(ref_dq, p.dq.data, gb);
-        assert_memory_equal(ref_dk, p.dk.data, gb);
+    /* fixed: the tile kernels; strided (T / L = 32): the chunk kernels */
+    const bsa_preset presets[2] = {{BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0},
+                                   {BSA_PATTERN_STRIDED, 1024, 32, 4, 32, 0, 1, 0}};
+    for (int pi = 0; pi < 2; pi++) {
+        bsa_layout_t lay = NULL;
+        expect_ok(bsa_layout_create_preset(ctx, &lay, &presets[pi]), "preset");
+        for (int di = 1; di < 3; di++) {
+            ac_problem p;
+            bsa_attn_desc d;
+            expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d), "init");
+            bsa_plan_t plan = NULL;
+            expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+            dev_problem dp;
+            dev_init(&dp, &p, plan);
+            cudaStream_t s;
+            CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+            expect_ok(gpu_forward(plan, &p, &dp, s), "forward");
+            expect_ok(gpu_backward(plan, &p, &dp, s), "backward");
+            size_t ob = tensor_bytes(&p.o), gb = tensor_bytes(&p.dq);
+            void *ref_o = tu_xmalloc(ob), *ref_dq = tu_xmalloc(gb), *ref_dk = tu_xmalloc(gb);
+            memcpy(ref_o, p.o.data, ob);
+            memcpy(ref_dq, p.dq.data, gb);
+            memcpy(ref_dk, p.dk.data, gb);
+            /* determinism: a second direct backward */
+            expect_ok(gpu_backward(plan, &p, &dp, s), "backward again");
+            assert_memory_equal(ref_dq, p.dq.data, gb);
+            assert_memory_equal(ref_dk, p.dk.data, gb);
 
-        /* graph capture */
-        dev_poison(dp.o, &p.o);
-        dev_poison(dp.dq, &p.dq);
-        dev_poison(dp.dk, &p.dk);
-        cudaGraph_t graph;
-        cudaGraphExec_t exec;
-        CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-        bsa_fwd_args fa = {dp.q, dp.k, dp.v, dp.o, dp.lse};
-        bsa_status st1 = bsa_forward(plan, &fa, dp.ws, dp.ws_bytes, s);
-        bsa_bwd_args ba = {dp.q, dp.k, dp.v, dp.o, dp.lse, dp.dout, dp.dq, dp.dk, dp.dv};
-        bsa_status st2 = bsa_backward(plan, &ba, dp.ws, dp.ws_bytes, s);
-        CU(cudaStreamEndCapture(s, &graph));
-        expect_ok(st1, "captured forward");
-        expect_ok(st2, "captured backward");
-        CU(cudaGraphInstantiate(&exec, graph, 0));
-        for (int rep = 0; rep < 2; rep++)
-            CU(cudaGraphLaunch(exec, s));
-        CU(cudaStreamSynchronize(s));
-        dev_download(&p.o, dp.o);
-        dev_download(&p.dq, dp.dq);
-        dev_download(&p.dk, dp.dk);
-        assert_memory_equal(ref_o, p.o.data, ob);
-        assert_memory_equal(ref_dq, p.dq.data, gb);
-        assert_memory_equal(ref_dk, p.dk.data, gb);
-        CU(cudaGraphExecDestroy(exec));
-        CU(cudaGraphDestroy(graph));
-        CU(cudaStreamDestroy(s));
-        free(ref_o);
-        free(ref_dq);
-        free(ref_dk);
-        dev_free(&dp);
-        bsa_plan_destroy(plan);
-        ac_problem_free(&p);
+            /* graph capture */
+            dev_poison(dp.o, &p.o);
+            dev_poison(dp.dq, &p.dq);
+            dev_poison(dp.dk, &p.dk);
+            cudaGraph_t graph;
+            cudaGraphExec_t exec;
+            CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+            bsa_fwd_args fa = {dp.q, dp.k, dp.v, dp.o, dp.lse};
+            bsa_status st1 = bsa_forward(plan, &fa, dp.ws, dp.ws_bytes, s);
+            bsa_bwd_args ba = {dp.q, dp.k, dp.v, dp.o, dp.lse, dp.dout, dp.dq, dp.dk, dp.dv};
+            bsa_status st2 = bsa_backward(plan, &ba, dp.ws, dp.ws_bytes, s);
+            CU(cudaStreamEndCapture(s, &graph));
+            expect_ok(st1, "captured forward");
+            expect_ok(st2, "captured backward");
+            CU(cudaGraphInstantiate(&exec, graph, 0));
+            for (int rep = 0; rep < 2; rep++)
+                CU(cudaGraphLaunch(exec, s));
+            CU(cudaStreamSynchronize(s));
+            dev_download(&p.o, dp.o);
+            dev_download(&p.dq, dp.dq);
+            dev_download(&p.dk, dp.dk);
+            assert_memory_equal(ref_o, p.o.data, ob);
+            assert_memory_equal(ref_dq, p.dq.data, gb);
+            assert_memory_equal(ref_dk, p.dk.data, gb);
+            CU(cudaGraphExecDestroy(exec));
+            CU(cudaGraphDestroy(graph));
+            CU(cudaStreamDestroy(s));
+            free(ref_o);
+            free(ref_dq);
+            free(ref_dk);
+            dev_free(&dp);
+            bsa_plan_destroy(plan);
+            ac_problem_free(&p);
+        }
+        bsa_layout_destroy(lay);
     }
-    bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
 }
 
@@ -728,10 +781,9 @@ int main(int argc, char **argv)
     const char *quick = getenv("BSA_CUDA_TEST_QUICK");
     if (quick && *quick == '1') {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_random_callbacks),
-            cmocka_unit_test(test_cross_attention),
-            cmocka_unit_test(test_padded),
-            cmocka_unit_test(test_gathered_key_tiles),
+            cmocka_unit_test(test_random_callbacks), cmocka_unit_test(test_cross_attention),
+            cmocka_unit_test(test_padded),           cmocka_unit_test(test_gathered_key_tiles),
+            cmocka_unit_test(test_chunk_local),
         };
         return cmocka_run_group_tests(tests, NULL, print_summary);
     }
@@ -743,6 +795,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_cross_attention),
         cmocka_unit_test(test_random_callbacks),
         cmocka_unit_test(test_gathered_key_tiles),
+        cmocka_unit_test(test_chunk_local),
         cmocka_unit_test(test_large_vs_reference),
         cmocka_unit_test(test_graph_and_determinism),
     };

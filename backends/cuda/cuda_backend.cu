@@ -38,6 +38,9 @@ struct cuda_plan {
     int fwd_kernel;
     int dq_kernel;   /* BSA_K_DQ or BSA_K_DQ_WGMMA2 (Hopper, 128 rows) */
     int dkdv_kernel; /* BSA_K_DKDV or BSA_K_DKDV_WGMMA2 (Hopper, 128 keys) */
+    /* chunk-local layout: BSA_K_FWD_CHUNK / BSA_K_BWD_CHUNK take the calls
+     * without key lengths or packed sequences (the kernels above the rest) */
+    bool chunk;
     size_t delta_off;
 };
 
@@ -296,6 +299,25 @@ bsa_status plan_init(bsa_plan_t plan)
         wgmma_ok && (((dpad == 128 || !dl->kgrp) && dl->col_pair_eff >= 0.9) || want_wgmma)
             ? BSA_K_DKDV_WGMMA2
             : BSA_K_DKDV;
+    /* Chunk-local layouts (each 128-row chunk a problem of its own: the
+     * strided pattern in permuted order, block-diagonal layouts) on the
+     * chunk kernels: one thread block reads a chunk once and the backward
+     * is one kernel (bench/NOTES.md, v31).  Not with kv groups, nor when
+     * wgmma is forced (that path tests the Hopper kernels on every layout);
+     * BSA_CUDA_CHUNK=0 keeps the tile kernels. */
+    const char *cenv = getenv("BSA_CUDA_CHUNK");
+    int smem_max = 0;
+    cudaDeviceGetAttribute(&smem_max, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    cp->chunk = cp->p == PATH_MMA && dl->chunk_local && !want_wgmma && dpad <= 128 &&
+                s.kv_heads == s.heads && !(cenv && !strcmp(cenv, "0")) &&
+                bsa_cuda_chunk_smem(BSA_K_BWD_CHUNK, dpad) <= (size_t)smem_max;
+    if (cp->chunk) {
+        cudaError_t e = bsa_cuda_chunk_setup(s.dtype, dpad);
+        if (e != cudaSuccess) {
+            free(cp);
+            return cuda_status(e, "plan_init: chunk kernel attributes");
+        }
+    }
     if (cp->p == PATH_MMA) {
         cudaError_t e = cudaSuccess;
         if (cp->fwd_kernel != BSA_K_FWD)
@@ -320,7 +342,8 @@ bsa_status plan_init(bsa_plan_t plan)
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
     const bool any_wgmma = wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
-    plan->impl_name = any_wgmma             ? "cuda-wgmma-sm90a"
+    plan->impl_name = cp->chunk             ? "cuda-mma-sm80-chunk"
+                      : any_wgmma           ? "cuda-wgmma-sm90a"
                       : cp->p == PATH_MMA   ? "cuda-mma-sm80"
                       : cp->p == PATH_VOLTA ? "cuda-wmma-sm70"
                                             : "cuda-reference";
@@ -365,6 +388,8 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     bool fast = cp->p != PATH_REF && aligned16(a->q) && aligned16(a->k) && aligned16(a->v) &&
                 aligned16(a->o);
     cudaError_t e = !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
+                    : cp->chunk && !bsa_cuda_has_features(p)
+                        ? bsa_cuda_chunk_launch(BSA_K_FWD_CHUNK, plan->shape.dtype, cp->dpad, p, s)
                     : cp->fwd_kernel >= BSA_K_FWD_WGMMA2
                         ? bsa_cuda_wgmma_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
                     : cp->p == PATH_MMA
@@ -406,6 +431,10 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     const void *ptrs[] = {a->q, a->k, a->v, a->dout, a->dq, a->dk, a->dv};
     for (const void *x : ptrs)
         fast = fast && aligned16(x);
+    if (fast && cp->chunk && !bsa_cuda_has_features(p)) {
+        e = bsa_cuda_chunk_launch(BSA_K_BWD_CHUNK, plan->shape.dtype, cp->dpad, p, s);
+        return e != cudaSuccess ? cuda_status(e, "backward: chunk kernel launch") : BSA_SUCCESS;
+    }
     const bool ref_dkdv = dkdv_needs_reference(plan);
     for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
         e = !fast || (k == BSA_K_DKDV && ref_dkdv) ? bsa_cuda_ref_launch(k, p, s)

@@ -39,6 +39,9 @@ typedef struct bsa_cuda_layout {
      * much of the merged key list the 128-row forward and dQ walk is really
      * used; col_pair_eff: the same of key tiles' query lists (dK/dV) */
     double pair_eff, col_pair_eff;
+    /* every key tile of query tile qt is 2 (qt / 2) or 2 (qt / 2) + 1: each
+     * 128-row chunk is a problem of its own (chunk_kernels.cuh) */
+    int chunk_local;
     /* device arrays (one allocation, carved) */
     void *dev_mem;
     int32_t *row_tptr; /* [lheads * (n_qt + 1)] */
@@ -110,6 +113,12 @@ bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
 bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan);
 void bsa_cuda_set_segments(bsa_cuda_params &p, const int32_t *klen, const int32_t *cu_q,
                            const int32_t *cu_k, int num_seqs);
+/* Whether a call uses a feature beyond the seed (key lengths, packed
+ * sequences, kv groups): the kernels compiled with their code take it. */
+static inline bool bsa_cuda_has_features(const bsa_cuda_params &p)
+{
+    return p.klen || p.cu_q || p.group > 1;
+}
 /* Launchers (return cudaGetLastError() of the launch). */
 /* FWD: 64-row forward on natural key tiles; FWD_GATHER: on gathered ones;
  * FWD_WGMMA2 / FWD_WGMMA1: the Hopper forward on 128- / 64-row tiles;
@@ -123,7 +132,9 @@ enum bsa_cuda_kernel {
     BSA_K_FWD_WGMMA2 = 5,
     BSA_K_FWD_WGMMA1 = 6,
     BSA_K_DQ_WGMMA2 = 7,
-    BSA_K_DKDV_WGMMA2 = 8
+    BSA_K_DKDV_WGMMA2 = 8,
+    BSA_K_FWD_CHUNK = 9, /* chunk-local layouts: forward, and */
+    BSA_K_BWD_CHUNK = 10 /* dQ, dK, dV in one kernel (chunk_kernels.cuh) */
 };
 /* Tensor-core path: dtype F16/BF16, padded head dim 32/64/128/256 (FWD2, the
  * 128-row forward: 32/64/128; on AMD see gen_instances.py); wave: the
@@ -141,6 +152,13 @@ bool bsa_cuda_wgmma_built();
 size_t bsa_cuda_wgmma_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad);
 cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                                  cudaStream_t s);
+/* Chunk-local layouts (bsa_cuda_layout.chunk_local): f16/bf16, padded
+ * head dim 32/64/128, calls without key lengths, packed sequences or kv
+ * groups; the backward kernel needs the delta pre-pass before it. */
+size_t bsa_cuda_chunk_smem(int kernel, int dpad);
+cudaError_t bsa_cuda_chunk_setup(bsa_dtype dt, int dpad);
+cudaError_t bsa_cuda_chunk_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
                                   cudaStream_t s);
 #endif
 /* Volta path (wmma, sm_70+): f16, padded head dim 32/64/128. */

@@ -188,6 +188,13 @@ __device__ __forceinline__ void finish_rows(float *l, float *inv)
     }
 }
 
+/* The lse (natural log) of a row from its base-2 max m and sum l; -inf for
+ * a row that saw no key. */
+__device__ __forceinline__ float lse_value(float m, float l)
+{
+    return l > 0.f ? (m + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
+}
+
 /* Writes the lse (natural log) of a warp's owner rows; rows0: the layout
  * row of the warp's first row; valid: the tile is a real one. */
 __device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_view &sv, int h,
@@ -200,7 +207,7 @@ __device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_vi
     for (int r = 0; r < kRows; ++r) {
         int rr = rows0 + row(lane, r);
         if (valid && rr < sv.len_q) {
-            float v_lse = l[r] > 0.f ? (m[r] + log2f(l[r])) * 0.69314718055994531f : -CUDART_INF_F;
+            const float v_lse = lse_value(m[r], l[r]);
             p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] = v_lse;
         }
     }

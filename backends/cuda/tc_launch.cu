@@ -66,7 +66,7 @@ cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cud
                                cudaStream_t s, int wave)
 {
     /* the instance without the features' code when the call uses none */
-    const bool feat = p.klen || p.cu_q || p.group > 1;
+    const bool feat = bsa_cuda_has_features(p);
     const void *fn = tc_kernel(kernel, dt, dpad, feat);
     if (!fn)
         return cudaErrorInvalidDeviceFunction;

@@ -12,7 +12,10 @@
  *              shared memory; gemm_abt_reg with A's fragments in registers);
  *   gemm_pb:   acc[16 x DP] += P[16 x 64] B[64 x DP] with P the previous
  *              product's result (registers) and B rows in shared memory;
- *   store_rows, apply_mask, apply_key_cut: the result's stores and masks.
+ *   store_rows, apply_mask, apply_key_cut: the result's stores and masks
+ *   (store_rows_at, store_rows_direct: stores to rows at given positions,
+ *   staged or straight from registers; NVIDIA only so far, for the chunk
+ *   kernels of chunk_kernels.cuh).
  *
  * Here: lane = 4 g + t holds rows g and g + 8, columns 8 j + 2 t + {0, 1}
  * (the m16n8 accumulator layout), and a result feeds the next product's A
@@ -138,6 +141,24 @@ __device__ __forceinline__ void gemm_pb(float *acc, const float *pf, const T *sb
     }
 }
 
+/* Writes a warp's 16 x DP accumulator (times mul) into its own 16 rows of
+ * a shared tile (w: the first), for a copy to global memory after. */
+template <int DP, typename T>
+__device__ __forceinline__ void stage_rows(const float *acc, const float *mul, T *w, int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+    using tr = dtype_traits<T>;
+    int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int j = 0; j < DP / 8; ++j) {
+        *reinterpret_cast<uint32_t *>(w + g * sr + j * 8 + 2 * t) =
+            tr::pack(acc[4 * j + 0] * mul[0], acc[4 * j + 1] * mul[0]);
+        *reinterpret_cast<uint32_t *>(w + (g + 8) * sr + j * 8 + 2 * t) =
+            tr::pack(acc[4 * j + 2] * mul[1], acc[4 * j + 3] * mul[1]);
+    }
+    __syncwarp();
+}
+
 /* Writes a warp's 16 x DP accumulator (times mul) through its own 16 rows
  * of a shared tile, then to global rows [row0 + 16 warp, +16) with 16-byte
  * stores.  The shared rows must be private to the warp by now. */
@@ -147,17 +168,8 @@ store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int r
            int dim, int perm, int warp, int lane, const int32_t *grp = nullptr, int log2b = 0)
 {
     constexpr int sr = tc_cfg<DP>::srow;
-    using tr = dtype_traits<T>;
-    int g = lane >> 2, t = lane & 3;
     T *w = sm + warp * 16 * sr;
-#pragma unroll
-    for (int j = 0; j < DP / 8; ++j) {
-        *reinterpret_cast<uint32_t *>(w + g * sr + j * 8 + 2 * t) =
-            tr::pack(acc[4 * j + 0] * mul[0], acc[4 * j + 1] * mul[0]);
-        *reinterpret_cast<uint32_t *>(w + (g + 8) * sr + j * 8 + 2 * t) =
-            tr::pack(acc[4 * j + 2] * mul[1], acc[4 * j + 3] * mul[1]);
-    }
-    __syncwarp();
+    stage_rows<DP>(acc, mul, w, lane);
     constexpr int ch = DP / 8;
     for (int c = lane; c < 16 * ch; c += kWarp) {
         int r = c / ch, cc = c - r * ch;
@@ -165,6 +177,50 @@ store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int r
         if (rr < seq && cc * 8 < dim)
             *reinterpret_cast<uint4 *>(base + (int64_t)perm_row(rr, perm, seq) * st + cc * 8) =
                 *reinterpret_cast<const uint4 *>(w + r * sr + cc * 8);
+    }
+}
+
+/* store_rows with the warp's rows at time positions pos[0..16) (< 0: not
+ * stored), worked out once per thread block (chunk_kernels.cuh). */
+template <int DP, typename T>
+__device__ __forceinline__ void store_rows_at(const float *acc, const float *mul, T *sm, T *base,
+                                              int64_t st, const int *pos, int dim, int warp,
+                                              int lane)
+{
+    constexpr int sr = tc_cfg<DP>::srow;
+    T *w = sm + warp * 16 * sr;
+    stage_rows<DP>(acc, mul, w, lane);
+    constexpr int ch = DP / 8;
+    for (int c = lane; c < 16 * ch; c += kWarp) {
+        int r = c / ch, cc = c - r * ch;
+        int ps = pos[r];
+        if (ps >= 0 && cc * 8 < dim)
+            *reinterpret_cast<uint4 *>(base + (int64_t)ps * st + cc * 8) =
+                *reinterpret_cast<const uint4 *>(w + r * sr + cc * 8);
+    }
+}
+
+/* Writes a warp's 16 x DP accumulator (times mul) straight to global rows
+ * at time positions pos[0..16) (< 0: not stored) with 4-byte stores, for a
+ * kernel whose shared rows are all still in use (chunk_kernels.cuh); the
+ * lanes of a row fill its sectors together, so the L2 merges them. */
+template <int DP, typename T>
+__device__ __forceinline__ void store_rows_direct(const float *acc, float mul, T *base, int64_t st,
+                                                  const int *pos, int dim, int lane)
+{
+    using tr = dtype_traits<T>;
+    const int g = lane >> 2, t = lane & 3;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int ps = pos[g + 8 * r];
+        if (ps < 0)
+            continue;
+        T *dst = base + (int64_t)ps * st + 2 * t;
+#pragma unroll
+        for (int j = 0; j < DP / 8; ++j)
+            if (j * 8 < dim)
+                *reinterpret_cast<uint32_t *>(dst + j * 8) =
+                    tr::pack(acc[4 * j + 2 * r] * mul, acc[4 * j + 2 * r + 1] * mul);
     }
 }
 

@@ -65,6 +65,20 @@ double pair_efficiency(const std::vector<int32_t> &ptr, const std::vector<int2> 
     return walked > 0 ? used / walked : 1.0;
 }
 
+/* Whether every key tile of query tile qt is 2 (qt / 2) or 2 (qt / 2) + 1,
+ * in every head's lists: each 128-row chunk is then a problem of its own. */
+bool chunk_local(const std::vector<int32_t> &ptr, const std::vector<int2> &ent, int heads, int n)
+{
+    for (int h = 0; h < heads; ++h) {
+        const int32_t *tp = ptr.data() + (size_t)h * (n + 1);
+        for (int t = 0; t < n; ++t)
+            for (int32_t j = tp[t]; j < tp[t + 1]; ++j)
+                if (ent[j].x / 2 != t / 2)
+                    return false;
+    }
+    return true;
+}
+
 } // namespace
 
 extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
@@ -155,8 +169,12 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
             }
         };
         build(kt_nat, slot_nat, row_tptr, row_tent, sub);
+        const bool chunks = chunk_local(row_tptr, row_tent, H, n_qt);
+        /* a chunk-local layout is best left in natural tiles: the chunk
+         * kernels read each chunk once, which no gathering beats */
         const char *genv = getenv("BSA_CUDA_GATHER");
-        bool try_gather = G > 1 && !(genv && !strcmp(genv, "0"));
+        bool forced = genv && !strcmp(genv, "1");
+        bool try_gather = G > 1 && !(genv && !strcmp(genv, "0")) && (!chunks || forced);
         if (try_gather) {
             kt_gat.assign((size_t)H * l->k_blocks, 0);
             slot_gat.assign((size_t)H * l->k_blocks, 0);
@@ -179,7 +197,6 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
             std::vector<int32_t> rtp2, sub2;
             std::vector<int2> rte2;
             build(kt_gat, slot_gat, rtp2, rte2, sub2);
-            bool forced = genv && !strcmp(genv, "1");
             if (forced || rte2.size() * 10 <= row_tent.size() * 8) {
                 row_tptr.swap(rtp2);
                 row_tent.swap(rte2);
@@ -209,6 +226,7 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
                 }
         }
         dl->pair_eff = pair_efficiency(row_tptr, row_tent, H, n_qt);
+        dl->chunk_local = chunks && grp.empty();
         dl->col_pair_eff = pair_efficiency(col_tptr, col_tent, H, n_kt);
         std::vector<int32_t> q_order = heavy_first(row_tptr, H, n_qt);
         std::vector<int32_t> k_order = heavy_first(col_tptr, H, n_kt);

@@ -158,7 +158,7 @@ cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
 cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
                                   cudaStream_t s)
 {
-    const bool feat = p.klen || p.cu_q || p.group > 1;
+    const bool feat = bsa_cuda_has_features(p);
     const void *fn = hopper::kernel_of(kernel, dt, dpad, feat, p.kgrp != nullptr);
     if (!fn)
         return cudaErrorInvalidDeviceFunction;
