@@ -10,6 +10,7 @@
 
 #include "vendor_device.cuh"
 
+#include <limits.h>
 #include <stdint.h>
 
 namespace bsa_cuda
@@ -361,6 +362,42 @@ __device__ __forceinline__ bool pred_keep(const bsa_pred &pr, int q, int k)
         keep = keep && (k < pr.prefix || d >= 0);
     return keep;
 }
+
+/* The predicates as an interval: with one coordinate y of the elements
+ * fixed (a query when y_query, else a key), the other, x, passes every set
+ * predicate iff lo <= x <= hi.  Causal: k <= q; window w: q - w < k < q + w;
+ * prefix P: k < P or k <= q, that is k <= max(P - 1, q) for a fixed query,
+ * and q >= k for a fixed key k >= P.  Worked out once per row of a masked
+ * fragment, it leaves two compares per element (bench/NOTES.md, v31). */
+struct pred_range {
+    int lo, hi;
+    __device__ __forceinline__ pred_range(const bsa_pred &pr, int y, bool y_query)
+    {
+        long long l = INT_MIN, h = INT_MAX;
+        if (pr.flags & BSA_PRED_BIT_CAUSAL) {
+            if (y_query)
+                h = y;
+            else
+                l = y;
+        }
+        if (pr.flags & BSA_PRED_BIT_WINDOW) {
+            l = max(l, (long long)y - pr.window + 1);
+            h = min(h, (long long)y + pr.window - 1);
+        }
+        if (pr.flags & BSA_PRED_BIT_PREFIX) {
+            if (y_query)
+                h = min(h, (long long)max(pr.prefix - 1, y));
+            else if (y >= pr.prefix)
+                l = max(l, (long long)y);
+        }
+        lo = (int)l;
+        hi = (int)h;
+    }
+    __device__ __forceinline__ bool keeps(int x) const
+    {
+        return x >= lo && x <= hi;
+    }
+};
 
 /* Keep test of element (q, k) (absolute, layout order) of a sub-block of a
  * mixed tile pair whose code is not FULL. */

@@ -229,9 +229,9 @@ __device__ __forceinline__ void store_rows_direct(const float *acc, float mul, T
  * thread's two elements of an 8-column group share one sub-block (sub-blocks
  * are >= 8 wide), so the code is read once per (row, group) and FULL
  * sub-blocks cost nothing more; the rest is worked out once per group too
- * (a gathered tile's key block, a stored bits word), and the predicates in
- * 32-bit arithmetic (with perm_walk: strided forward -24%, fixed
- * fwd+bwd -6% on an H200; bench/NOTES.md, v30). */
+ * (a gathered tile's key block, a stored bits word; with perm_walk:
+ * strided forward -24%, fixed fwd+bwd -6% on an H200; bench/NOTES.md, v30),
+ * and the predicates once per row as an interval (pred_range, v31). */
 template <bool transposed>
 __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, const int32_t *sub,
                                            int row_tile0, int col_tile0, int warp, int lane,
@@ -244,25 +244,34 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
         /* a gathered key tile's row: its key block is the row's (transposed) */
         const int krow =
             transposed && kgrp ? tile_row(kgrp, p.log2g, 0, row, p.seq_k) : row_tile0 + row;
+        /* the row's sub-block codes: one per sub-block column */
+        const int32_t *codes = transposed ? sub + (row >> p.log2g) : sub + (row >> p.log2g) * p.ns;
+        const int cstep = transposed ? p.ns : 1;
+        /* the predicates over the row's columns (keys; transposed: queries) */
+        const pred_range pr(p.pred, transposed ? krow : row_tile0 + row, !transposed);
+        /* the row's codes read together: one load latency instead of a
+         * dependent one per group */
+        int code_of[kTile / 8];
+#pragma unroll
+        for (int j = 0; j < kTile / 8; ++j)
+            code_of[j] = __ldg(codes + ((j * 8) >> p.log2g) * cstep);
 #pragma unroll
         for (int j = 0; j < kTile / 8; ++j) {
             const int col = j * 8, cl = col + 2 * t;
-            const int code = transposed ? __ldg(sub + (col >> p.log2g) * p.ns + (row >> p.log2g))
-                                        : __ldg(sub + (row >> p.log2g) * p.ns + (col >> p.log2g));
+            const int code = code_of[j];
             if (code == BSA_CUDA_SUB_FULL)
                 continue;
-            /* the thread's two elements: queries q, q + dq and keys k, k + dk
-             * (layout order) */
+            /* the thread's two elements: queries q, q + 1 and one key
+             * (transposed), or one query and keys k, k + 1 (layout order) */
             const int q = transposed ? col_tile0 + cl : row_tile0 + row;
-            const int dq = transposed ? 1 : 0;
             bool keep0 = false, keep1 = false;
             if (code == BSA_CUDA_SUB_PRED) {
-                const int k = transposed ? krow
+                /* the two columns, x and x + 1 */
+                const int x = transposed ? q
                               : kgrp     ? tile_row(kgrp, p.log2g, 0, cl, p.seq_k)
                                          : col_tile0 + cl;
-                const int dk = transposed ? 0 : 1;
-                keep0 = pred_keep(p.pred, q, k);
-                keep1 = pred_keep(p.pred, q + dq, k + dk);
+                keep0 = pr.keeps(x);
+                keep1 = pr.keeps(x + 1);
             } else if (code != BSA_CUDA_SUB_ABSENT) { /* stored bits */
                 const int kn = transposed ? row_tile0 + row : col_tile0 + cl, c = kn & bm;
                 const uint64_t *w =
