@@ -146,9 +146,7 @@ __global__ void __launch_bounds__(kThreads) fwd_chunk_kernel(const bsa_cuda_para
         float acc[elems<DP>()];
         zero<elems<DP>()>(acc);
         float m[kRows], l[kRows];
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-            m[r] = -CUDART_INF_F, l[r] = 0.f;
+        start_rows(m, l);
         for (int i = beg; i < end; ++i) {
             const int2 e = p.row_tent[i];
             const int ks = e.x & 1; /* the key tile's place in the chunk */

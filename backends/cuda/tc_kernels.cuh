@@ -120,6 +120,15 @@ template <int E> __device__ __forceinline__ void zero(float *x)
         x[e] = 0.f;
 }
 
+/* A warp's online-softmax state before its first key tile: row maxima
+ * -inf, sums 0. */
+__device__ __forceinline__ void start_rows(float *m, float *l)
+{
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        m[r] = -CUDART_INF_F, l[r] = 0.f;
+}
+
 /* Multiplies each owner row of a 16 x N result by f[its slot]. */
 template <int N> __device__ __forceinline__ void scale_rows(float *acc, const float *f)
 {
@@ -264,9 +273,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
     float acc[elems<DP>()];
     zero<elems<DP>()>(acc);
     float m[kRows], l[kRows];
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        m[r] = -CUDART_INF_F, l[r] = 0.f;
+    start_rows(m, l);
 
     for (int it = 0; it < n; ++it) {
         const int2 e = p.row_tent[beg + it];
@@ -457,9 +464,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         zero<elems<DP>()>(acc[mt]);
-#pragma unroll
-        for (int r = 0; r < kRows; ++r)
-            m[mt][r] = -CUDART_INF_F, l[mt][r] = 0.f;
+        start_rows(m[mt], l[mt]);
     }
 
     bool have = n_iter_max > 0;
