@@ -538,7 +538,12 @@ static void test_large_vs_reference(void **state)
         {BSA_PATTERN_STRIDED, 2048, 32, 64, 0, 64, BSA_DTYPE_BF16},
         {BSA_PATTERN_FIXED, 2048, 32, 128, 2, 64, BSA_DTYPE_F16},
         {BSA_PATTERN_LOCAL, 2048, 64, 256, 0, 128, BSA_DTYPE_BF16},
+        {BSA_PATTERN_LOCAL, 2048, 64, 256, 0, 64, BSA_DTYPE_F16},
+        {BSA_PATTERN_ALL, 2048, 64, 0, 0, 64, BSA_DTYPE_BF16},
     };
+    struct cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, 0));
+    const int sm90 = prop.major == 9 && prop.minor == 0;
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         bsa_preset ps = {
             cases[c].pat, cases[c].seq, cases[c].block, 4, cases[c].ctx_, cases[c].nv, 1, 0};
@@ -565,6 +570,14 @@ static void test_large_vs_reference(void **state)
             bsa_plan_t plan = NULL;
             expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "large plan");
             unsetenv("BSA_CUDA_PATH");
+            if (path == 0 && sm90 && cases[c].pat != BSA_PATTERN_STRIDED &&
+                cases[c].pat != BSA_PATTERN_FIXED) {
+                /* dense and local windows take the Hopper forward (the
+                 * warp-specialised one: natural tiles, plain call) */
+                const char *impl = NULL;
+                expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+                assert_string_equal(impl, "cuda-wgmma-sm90a");
+            }
             size_t wsb = 0;
             void *ws = NULL;
             expect_ok(bsa_plan_workspace_size(plan, &wsb), "ws");

@@ -41,6 +41,9 @@ struct cuda_plan {
     /* chunk-local layout: BSA_K_FWD_CHUNK / BSA_K_BWD_CHUNK take the calls
      * without key lengths or packed sequences (the kernels above the rest) */
     bool chunk;
+    /* fwd_kernel BSA_K_FWD_WGMMA2 on its warp-specialised kernel alone:
+     * calls it does not apply to take BSA_K_FWD */
+    bool ws_only;
     size_t delta_off;
 };
 
@@ -276,9 +279,20 @@ bsa_status plan_init(bsa_plan_t plan)
     const bool pairs = dl->pair_eff >= 0.9;
     /* the 64-row wgmma kernel (sparse rows) lost to the mma.sync one on
      * an H200 (bench/NOTES.md, v14): it runs only when forced */
-    const bool wgmma = cp->p == PATH_MMA && !no_wgmma && !why_wgmma && (pairs || want_wgmma);
-    bool rows128 = pairs && (wgmma || (dpad == 128 && !dl->kgrp));
-    if (fenv && !strcmp(fenv, "64"))
+    const bool f64 = fenv && !strcmp(fenv, "64");
+    /* Tile pairs whose rows agree less (local windows: 0.8 of the merged
+     * walk used) lose on the cp.async wgmma forward but win on the
+     * warp-specialised one (H200, bench/NOTES.md v32: local 0.549 ms on the
+     * 64-row mma.sync kernel, 0.616 on cp.async wgmma, 0.451 warp-
+     * specialised): they take it where it applies to the call, the 64-row
+     * kernel elsewhere. */
+    const bool ws_pairs = !pairs && !want_wgmma && !f64 && dl->pair_eff >= 0.75 && !dl->kgrp &&
+                          (dpad == 64 || dpad == 128);
+    const bool wgmma =
+        cp->p == PATH_MMA && !no_wgmma && !why_wgmma && (pairs || want_wgmma || ws_pairs);
+    cp->ws_only = wgmma && ws_pairs;
+    bool rows128 = (pairs || cp->ws_only) && (wgmma || (dpad == 128 && !dl->kgrp));
+    if (f64)
         rows128 = false;
     else if (fenv && !strcmp(fenv, "128"))
         rows128 = dpad <= 128 && (wgmma || !dl->kgrp);
@@ -371,6 +385,17 @@ bool aligned16(const void *a)
     return ((uintptr_t)a & 15u) == 0;
 }
 
+cudaError_t wgmma_forward(const cuda_plan *cp, bsa_dtype dt, const bsa_cuda_params &p,
+                          cudaStream_t s)
+{
+    if (!cp->ws_only)
+        return bsa_cuda_wgmma_launch(cp->fwd_kernel, dt, cp->dpad, p, s);
+    cudaError_t e = cudaSuccess;
+    return bsa_cuda_ws_launch(dt, cp->dpad, p, s, &e)
+               ? e
+               : bsa_cuda_tc_launch(BSA_K_FWD, dt, cp->dpad, p, s);
+}
+
 bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_bytes, void *stream)
 {
     const cuda_plan *cp = static_cast<const cuda_plan *>(plan->backend_data);
@@ -387,14 +412,13 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     bool fast = cp->p != PATH_REF && aligned16(a->q) && aligned16(a->k) && aligned16(a->v) &&
                 aligned16(a->o);
-    cudaError_t e = !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
-                    : cp->chunk && !bsa_cuda_has_features(p)
-                        ? bsa_cuda_chunk_launch(BSA_K_FWD_CHUNK, plan->shape.dtype, cp->dpad, p, s)
-                    : cp->fwd_kernel >= BSA_K_FWD_WGMMA2
-                        ? bsa_cuda_wgmma_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
-                    : cp->p == PATH_MMA
-                        ? bsa_cuda_tc_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
-                        : bsa_cuda_volta_launch(BSA_K_FWD, cp->dpad, p, s);
+    cudaError_t e =
+        !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
+        : cp->chunk && !bsa_cuda_has_features(p)
+            ? bsa_cuda_chunk_launch(BSA_K_FWD_CHUNK, plan->shape.dtype, cp->dpad, p, s)
+        : cp->fwd_kernel >= BSA_K_FWD_WGMMA2 ? wgmma_forward(cp, plan->shape.dtype, p, s)
+        : cp->p == PATH_MMA ? bsa_cuda_tc_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
+                            : bsa_cuda_volta_launch(BSA_K_FWD, cp->dpad, p, s);
     if (e != cudaSuccess)
         return cuda_status(e, "forward kernel launch");
     return BSA_SUCCESS;

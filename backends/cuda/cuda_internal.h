@@ -153,6 +153,12 @@ size_t bsa_cuda_wgmma_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad);
 cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
                                   cudaStream_t s);
+/* The warp-specialised forward alone (hopper/fwd_ws_wgmma.cuh, set up by
+ * bsa_cuda_wgmma_setup(BSA_K_FWD_WGMMA2)): false, with nothing launched,
+ * where it does not apply to the call (key lengths, packed sequences, the
+ * strided permutation, tensors TMA cannot address); else *e. */
+bool bsa_cuda_ws_launch(bsa_dtype dt, int dpad, const bsa_cuda_params &p, cudaStream_t s,
+                        cudaError_t *e);
 /* Chunk-local layouts (bsa_cuda_layout.chunk_local): f16/bf16, padded
  * head dim 32/64/128, calls without key lengths, packed sequences or kv
  * groups; the backward kernel needs the delta pre-pass before it. */

@@ -4,7 +4,7 @@
  * with the K/V tiles brought in by a producer warpgroup through TMA loads,
  * at head dim 128, for problems without key lengths or packed sequences
  * (grouped-query heads are fine) on natural key tiles without the strided
- * permutation (wgmma_launch.cu picks it).
+ * permutation (wgmma_launch.cu picks it); head dims 64 and 128.
  *
  * In fwd_wgmma_kernel every thread issues its share of each tile's cp.async
  * loads and a block barrier a tile makes them visible, so both warpgroups
@@ -31,10 +31,31 @@ namespace hopper
 /* K/V stages: the tile computed, the previous one (its P V product runs
  * during this tile's softmax) and two the producer fills ahead */
 constexpr int kWsStages = 4;
-/* two consumer warpgroups and a producer one: registers are shared per
- * scheduler, so a lone producer warp would cap every thread at 168; a
- * producer warpgroup hands its registers to the consumers (setmaxnreg) */
+/* Two consumer warpgroups and a producer warpgroup, which hands its
+ * registers to the consumers (setmaxnreg; a lone producer warp would cap
+ * every thread at 168 at head dim 128, and at 64 its ninth warp puts five
+ * warps on a scheduler: 96 registers).  Head dim 128: one block per SM,
+ * consumers at 240 registers.  Head dim 64: two blocks (one lost to the
+ * two-block cp.async kernel: bench/NOTES.md, v29), consumers at 104. */
 constexpr int kWsThreads = 3 * kWarpgroup;
+template <int DP> constexpr int ws_min_blocks()
+{
+    return DP <= 64 ? 2 : 1;
+}
+template <int DP> constexpr int ws_consumer_regs()
+{
+    return DP <= 64 ? 104 : 240;
+}
+/* The P V product of a key tile issued behind the next tile's S product,
+ * running during its softmax (FlashAttention-3's intra-warpgroup overlap),
+ * at head dim 128.  At 64 the 104 registers do not hold a second tile's
+ * fragments (ptxas serialises every wgmma: C7512): each tile's products
+ * run in turn, and the SM's three other consumer warpgroups keep the
+ * tensor cores busy meanwhile. */
+template <int DP> constexpr bool ws_overlap()
+{
+    return DP > 64;
+}
 
 template <int DP> constexpr size_t ws_smem_bytes()
 {
@@ -44,7 +65,7 @@ template <int DP> constexpr size_t ws_smem_bytes()
 }
 
 template <typename T, int DP>
-__global__ void __launch_bounds__(kWsThreads, 1)
+__global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     fwd_ws_wgmma_kernel(const bsa_cuda_params p, const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv)
 {
@@ -107,7 +128,7 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         return;
     }
 
-    setmaxnreg_inc<240>();
+    setmaxnreg_inc<ws_consumer_regs<DP>()>();
     const int wg = warp / 4, vw = warp & 3; /* warpgroup; warp within it: its 16 rows */
     const int qt = wg ? job.qb : job.qa;
     {
@@ -129,8 +150,10 @@ __global__ void __launch_bounds__(kWsThreads, 1)
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         m[r] = -CUDART_INF_F, l[r] = 0.f;
-    /* P of the previous key tile, waiting for its P V product (as in
-     * fwd_wgmma_kernel: issued and awaited on every iteration) */
+    constexpr bool OV = ws_overlap<DP>();
+    /* P of the previous key tile, waiting for its P V product (OV; as in
+     * fwd_wgmma_kernel: issued and awaited on every iteration), else of
+     * this tile */
     uint32_t pa[kTile / 16][4];
     zero_frags<kTile / 4>(&pa[0][0]);
     int pend_stage = 0;
@@ -159,9 +182,10 @@ __global__ void __launch_bounds__(kWsThreads, 1)
         for (int kk = 0; kk < DP / 16; ++kk)
             wgmma_ss_n64<T>(s, dkm.kmajor(off_q, kk), dkm.kmajor(off_k + stage * TB, kk), kk);
         wgmma_commit();
-        issue_pv(pend_stage);
+        if constexpr (OV)
+            issue_pv(pend_stage);
         const walk_step nx = take_step(walk);
-        wgmma_wait<1>(); /* S is done, P V may still run */
+        wgmma_wait<OV ? 1 : 0>(); /* S is done, P V may still run */
         pin<elems<kTile>()>(s);
         const bool comp = y != kNone;
         float alpha[kRows];
@@ -171,12 +195,14 @@ __global__ void __launch_bounds__(kWsThreads, 1)
                                   vw, lane, nullptr);
             softmax_step(s, m, l, alpha, p.scale_log2);
         }
-        wgmma_wait<0>();
-        pin<elems<DP>()>(acc);
-        pin<kTile / 4>(&pa[0][0]);
-        /* the previous tile's stage has been read by its last product */
-        if (it > 0)
-            mbar_arrive(empty + pend_stage);
+        if constexpr (OV) {
+            wgmma_wait<0>();
+            pin<elems<DP>()>(acc);
+            pin<kTile / 4>(&pa[0][0]);
+            /* the previous tile's stage has been read by its last product */
+            if (it > 0)
+                mbar_arrive(empty + pend_stage);
+        }
         using tr = dtype_traits<T>;
 #pragma unroll
         for (int kk = 0; kk < kTile / 16; ++kk)
@@ -185,14 +211,22 @@ __global__ void __launch_bounds__(kWsThreads, 1)
                 pa[kk][i] = comp ? tr::pack(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]) : 0u;
         if (comp)
             scale_rows<DP>(acc, alpha);
+        if constexpr (!OV) {
+            issue_pv(stage);
+            wgmma_wait<0>();
+            pin<elems<DP>()>(acc);
+            mbar_arrive(empty + stage);
+        }
         pend_stage = stage;
         cur = nx;
     }
-    if (!any) /* the zero tile the last product reads */
+    if (!any) /* the zero tile (OV: the last product reads it) has landed */
         mbar_wait(full, 0);
-    issue_pv(pend_stage);
-    wgmma_wait<0>();
-    pin<elems<DP>()>(acc);
+    if constexpr (OV) {
+        issue_pv(pend_stage);
+        wgmma_wait<0>();
+        pin<elems<DP>()>(acc);
+    }
     /* every consumer is done with the K/V stages, which take the output;
      * every load has landed (each was awaited) */
     named_sync(3, NC);

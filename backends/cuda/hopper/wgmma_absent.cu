@@ -23,3 +23,8 @@ cudaError_t bsa_cuda_wgmma_launch(int, bsa_dtype, int, const bsa_cuda_params &, 
 {
     return cudaErrorInvalidDeviceFunction;
 }
+
+bool bsa_cuda_ws_launch(bsa_dtype, int, const bsa_cuda_params &, cudaStream_t, cudaError_t *)
+{
+    return false;
+}

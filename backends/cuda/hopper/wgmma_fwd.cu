@@ -26,11 +26,11 @@ const void *fwd_kernel_of(int nwg, bsa_dtype dt, int dpad, bool feat, bool gathe
     });
 }
 
-const void *fwd_ws_kernel_of(bsa_dtype dt)
+const void *fwd_ws_kernel_of(bsa_dtype dt, int dpad)
 {
-    return dt == BSA_DTYPE_F16    ? (const void *)&fwd_ws_wgmma_kernel<__half, 128>
-           : dt == BSA_DTYPE_BF16 ? (const void *)&fwd_ws_wgmma_kernel<__nv_bfloat16, 128>
-                                  : nullptr;
+    return by_shape(dt, dpad, [](auto t, auto d) -> const void * {
+        return (const void *)&fwd_ws_wgmma_kernel<typename decltype(t)::type, decltype(d)::value>;
+    });
 }
 
 } // namespace hopper

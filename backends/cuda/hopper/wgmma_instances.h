@@ -24,10 +24,10 @@ namespace hopper
 const void *fwd_kernel_of(int nwg, bsa_dtype dt, int dpad, bool feat, bool gather);
 const void *dq_kernel_of(bsa_dtype dt, int dpad, bool feat, bool gather);
 const void *dkdv_kernel_of(bsa_dtype dt, int dpad, bool feat, bool gather);
-/* the warp-specialised forward (head dim 128, no key lengths or packed
- * sequences, natural key tiles; its parameters add the K and V tensor
- * maps) */
-const void *fwd_ws_kernel_of(bsa_dtype dt);
+/* the warp-specialised forward (head dims 64 and 128, no key lengths or
+ * packed sequences, natural key tiles; its parameters add the K and V
+ * tensor maps) */
+const void *fwd_ws_kernel_of(bsa_dtype dt, int dpad);
 
 template <typename T> struct type_tag {
     using type = T;

@@ -94,26 +94,28 @@ static bool kv_tensor_map(CUtensorMap *map, const void *base, const int64_t *st,
 }
 
 /* The warp-specialised forward where it applies: the two-warpgroup forward
- * at head dim 128 of a problem without key lengths or packed sequences, on
- * natural key tiles without the strided permutation, whose K and V TMA can
- * address.  (At head dim 64 it lost to the cp.async kernel on an H200,
- * 4.21 against 3.95 ms: one block per SM against two; bench/NOTES.md, v29.)
- * BSA_CUDA_WS=0 keeps the cp.async kernel, for comparisons.  Returns false
- * where it does not apply, else launches and sets *e. */
+ * of a problem without key lengths or packed sequences, on natural key
+ * tiles without the strided permutation, whose K and V TMA can address.
+ * (At head dim 64 it first lost to the cp.async kernel on an H200, 4.21
+ * against 3.95 ms, at one block per SM against two; it now runs two blocks
+ * there: bench/NOTES.md, v32.)  BSA_CUDA_WS=0 keeps the cp.async kernel,
+ * for comparisons.  Returns false where it does not apply, else launches
+ * and sets *e. */
 static bool launch_ws(const bsa_cuda_params &p, bsa_dtype dt, int dpad, dim3 grid, cudaStream_t s,
                       cudaError_t *e)
 {
     const char *env = getenv("BSA_CUDA_WS");
-    if ((env && !strcmp(env, "0")) || dpad != 128 || p.klen || p.cu_q || p.kgrp || p.stride_perm ||
-        p.time_k != p.seq_k)
+    if ((env && !strcmp(env, "0")) || (dpad != 64 && dpad != 128) || p.klen || p.cu_q || p.kgrp ||
+        p.stride_perm || p.time_k != p.seq_k)
         return false;
     CUtensorMap tk, tv;
     if (!kv_tensor_map(&tk, p.k, p.k_s, p.dim, p, dt) ||
         !kv_tensor_map(&tv, p.v, p.v_s, p.dim_v, p, dt))
         return false;
     void *args[] = {const_cast<bsa_cuda_params *>(&p), &tk, &tv};
-    *e = cudaLaunchKernel(fwd_ws_kernel_of(dt), grid, dim3(kWsThreads), args, ws_smem_bytes<128>(),
-                          s);
+    const bool d64 = dpad == 64;
+    *e = cudaLaunchKernel(fwd_ws_kernel_of(dt, dpad), grid, dim3(kWsThreads), args,
+                          d64 ? ws_smem_bytes<64>() : ws_smem_bytes<128>(), s);
     if (*e == cudaSuccess)
         *e = cudaGetLastError();
     return true;
@@ -148,11 +150,18 @@ cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
             if (e != cudaSuccess)
                 return e;
         }
-    if (kernel == BSA_K_FWD_WGMMA2 && dpad == 128)
-        return cudaFuncSetAttribute(hopper::fwd_ws_kernel_of(dt),
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    (int)hopper::ws_smem_bytes<128>());
+    if (kernel == BSA_K_FWD_WGMMA2)
+        return cudaFuncSetAttribute(
+            hopper::fwd_ws_kernel_of(dt, dpad), cudaFuncAttributeMaxDynamicSharedMemorySize,
+            (int)(dpad == 64 ? hopper::ws_smem_bytes<64>() : hopper::ws_smem_bytes<128>()));
     return cudaSuccess;
+}
+
+bool bsa_cuda_ws_launch(bsa_dtype dt, int dpad, const bsa_cuda_params &p, cudaStream_t s,
+                        cudaError_t *e)
+{
+    return hopper::launch_ws(p, dt, dpad,
+                             bsa_cuda_grid((p.n_qt + 1) / 2, (int64_t)p.n_seg * p.heads), s, e);
 }
 
 cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
