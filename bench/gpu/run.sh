@@ -17,10 +17,22 @@ set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-bench/gpu/out}
 mkdir -p "$OUT"
+: >"$OUT/logs.txt"
 STAGES=${STAGES:-build,test,bench,peers,sanitize}
 ARCHS=${BSA_CUDA_ARCHITECTURES:-90}
 BUILD=${BUILD:-build-gpu}
 has() { [[ ",$STAGES," == *",$1,"* ]]; }
+# At most 8 files come back from the device machine: the logs are folded
+# into one on every exit, also when a time limit stops the script (a run
+# stopped in its peer stage once lost every test log).
+fold_logs() {
+    for f in device.txt build.log build_base.log test_cuda.log test_cuda_features.log test_cuda_reliability.log ctest.log sanitize_memcheck.log sanitize_racecheck.log sanitize_initcheck.log \
+        bsa_bench.err peers.err; do
+        [ -f "$OUT/$f" ] && { echo "######## $f"; cat "$OUT/$f"; rm -f "$OUT/$f"; }
+    done >>"$OUT/logs.txt"
+}
+trap fold_logs EXIT
+trap 'exit 143' TERM INT
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
 
@@ -109,8 +121,3 @@ if [ -s "$OUT/bsa_bench.jsonl" ]; then
     python3 bench/gpu/summarize.py "$OUT/bsa_bench.jsonl" "$OUT/peers.jsonl" "$OUT/summary.md" \
         "$OUT/bsa_bench_base.jsonl"
 fi
-# at most 8 files come back from the device machine: fold the logs into one
-for f in device.txt build.log build_base.log test_cuda.log test_cuda_features.log test_cuda_reliability.log ctest.log sanitize_memcheck.log sanitize_racecheck.log sanitize_initcheck.log \
-    bsa_bench.err peers.err; do
-    [ -f "$OUT/$f" ] && { echo "######## $f"; cat "$OUT/$f"; rm -f "$OUT/$f"; }
-done >"$OUT/logs.txt"
