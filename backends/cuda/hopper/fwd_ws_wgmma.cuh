@@ -2,9 +2,9 @@
  * The warp-specialised Hopper forward (sm_90a): fwd_wgmma_kernel's two
  * warpgroups of 64 query rows (the merged key lists of two query tiles),
  * with the K/V tiles brought in by a producer warpgroup through TMA loads,
- * at head dim 128, for problems without key lengths or packed sequences
- * (grouped-query heads are fine) on natural key tiles without the strided
- * permutation (wgmma_launch.cu picks it); head dims 64 and 128.
+ * at head dims 64 and 128, for problems without key lengths or packed
+ * sequences (grouped-query heads are fine) on natural key tiles without the
+ * strided permutation (wgmma_launch.cu picks it).
  *
  * In fwd_wgmma_kernel every thread issues its share of each tile's cp.async
  * loads and a block barrier a tile makes them visible, so both warpgroups
@@ -28,8 +28,9 @@ namespace bsa_cuda
 namespace hopper
 {
 
-/* K/V stages: the tile computed, the previous one (its P V product runs
- * during this tile's softmax) and two the producer fills ahead */
+/* K/V stages: the tile computed, the previous one (at head dim 128 its
+ * P V product runs during this tile's softmax) and two the producer fills
+ * ahead */
 constexpr int kWsStages = 4;
 /* Two consumer warpgroups and a producer warpgroup, which hands its
  * registers to the consumers (setmaxnreg; a lone producer warp would cap
