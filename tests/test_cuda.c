@@ -180,7 +180,7 @@ static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_
     else if (path == 3) /* (-chunk on chunk-local layouts) */
         assert_true(!strncmp(impl, "cuda-mma-sm80", 13));
     else if (p->dtype != BSA_DTYPE_F32 && form != AC_PADDED)
-        assert_true(!strncmp(impl, "cuda-mma-sm80", 13) || !strcmp(impl, "cuda-wgmma-sm90a"));
+        assert_true(!strncmp(impl, "cuda-mma-sm80", 13) || !strncmp(impl, "cuda-wgmma-sm90a", 16));
     dev_problem dp;
     dev_init(&dp, p, plan);
     expect_ok(gpu_forward(plan, p, &dp, 0), label);
@@ -444,12 +444,17 @@ static void test_gathered_key_tiles(void **state)
  * chunk) on the chunk kernels: random block-diagonal layouts of chunks of
  * 32, 64 and 128 rows with random blocks and callback bits inside, a dead
  * query row, a layout row without blocks, cross attention with fewer or
- * more keys than queries; the plan must name the chunk kernels. */
+ * more keys than queries; the plan must name the chunk kernels (their
+ * wgmma forward at head dims 64 and 128 on sm_90; the mma.sync one is
+ * run_case's path 3). */
 static void test_chunk_local(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
+    struct cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, 0));
+    const int sm90 = prop.major == 9 && prop.minor == 0;
     const int blocks_[4] = {16, 32, 64, 32};
     const int chunk_rows[4] = {32, 128, 128, 64};
     for (int i = 0; i < 4; i++) {
@@ -479,7 +484,8 @@ static void test_chunk_local(void **state)
         expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
         const char *impl = NULL;
         expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-        assert_string_equal(impl, "cuda-mma-sm80-chunk");
+        assert_string_equal(impl,
+                            sm90 && dim >= 64 ? "cuda-wgmma-sm90a-chunk" : "cuda-mma-sm80-chunk");
         bsa_plan_destroy(plan);
         ac_problem_free(&p);
         run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
@@ -536,6 +542,9 @@ static void test_large_vs_reference(void **state)
     } cases[] = {
         {BSA_PATTERN_ALL, 2048, 64, 0, 0, 128, BSA_DTYPE_F16},
         {BSA_PATTERN_STRIDED, 2048, 32, 64, 0, 64, BSA_DTYPE_BF16},
+        /* T / L = 128: each 128-row chunk one residue class (the chunk
+         * forward's evenly spaced rows, as in the bench) */
+        {BSA_PATTERN_STRIDED, 4096, 32, 32, 0, 64, BSA_DTYPE_F16},
         {BSA_PATTERN_FIXED, 2048, 32, 128, 2, 64, BSA_DTYPE_F16},
         {BSA_PATTERN_LOCAL, 2048, 64, 256, 0, 128, BSA_DTYPE_BF16},
         {BSA_PATTERN_LOCAL, 2048, 64, 256, 0, 64, BSA_DTYPE_F16},
@@ -577,6 +586,11 @@ static void test_large_vs_reference(void **state)
                 const char *impl = NULL;
                 expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
                 assert_string_equal(impl, "cuda-wgmma-sm90a");
+            }
+            if (path == 0 && sm90 && cases[c].pat == BSA_PATTERN_STRIDED) {
+                const char *impl = NULL; /* chunk-local: T / L <= 128 */
+                expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+                assert_string_equal(impl, "cuda-wgmma-sm90a-chunk");
             }
             size_t wsb = 0;
             void *ws = NULL;

@@ -41,6 +41,8 @@ struct cuda_plan {
     /* chunk-local layout: BSA_K_FWD_CHUNK / BSA_K_BWD_CHUNK take the calls
      * without key lengths or packed sequences (the kernels above the rest) */
     bool chunk;
+    /* its forward on wgmma (hopper/fwd_chunk_wgmma.cuh) */
+    bool chunk_wgmma;
     /* fwd_kernel BSA_K_FWD_WGMMA2 on its warp-specialised kernel alone:
      * calls it does not apply to take BSA_K_FWD */
     bool ws_only;
@@ -325,8 +327,14 @@ bsa_status plan_init(bsa_plan_t plan)
     cp->chunk = cp->p == PATH_MMA && dl->chunk_local && !want_wgmma && dpad <= 128 &&
                 s.kv_heads == s.heads && !(cenv && !strcmp(cenv, "0")) &&
                 bsa_cuda_chunk_smem(BSA_K_BWD_CHUNK, dpad) <= (size_t)smem_max;
+    /* On Hopper the chunk forward runs on wgmma (head dims 64 and 128):
+     * one warpgroup's m64n64k16 replaces 32 mma.sync and their fragment
+     * loads (bench/NOTES.md, v33); BSA_CUDA_PATH=mma keeps mma.sync. */
+    cp->chunk_wgmma = cp->chunk && wgmma_ok && (dpad == 64 || dpad == 128);
     if (cp->chunk) {
         cudaError_t e = bsa_cuda_chunk_setup(s.dtype, dpad);
+        if (e == cudaSuccess && cp->chunk_wgmma)
+            e = bsa_cuda_wgmma_chunk_setup(s.dtype, dpad);
         if (e != cudaSuccess) {
             free(cp);
             return cuda_status(e, "plan_init: chunk kernel attributes");
@@ -356,7 +364,8 @@ bsa_status plan_init(bsa_plan_t plan)
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
     const bool any_wgmma = wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
-    plan->impl_name = cp->chunk             ? "cuda-mma-sm80-chunk"
+    plan->impl_name = cp->chunk_wgmma       ? "cuda-wgmma-sm90a-chunk"
+                      : cp->chunk           ? "cuda-mma-sm80-chunk"
                       : any_wgmma           ? "cuda-wgmma-sm90a"
                       : cp->p == PATH_MMA   ? "cuda-mma-sm80"
                       : cp->p == PATH_VOLTA ? "cuda-wmma-sm70"
@@ -415,7 +424,9 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
     cudaError_t e =
         !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
         : cp->chunk && !bsa_cuda_has_features(p)
-            ? bsa_cuda_chunk_launch(BSA_K_FWD_CHUNK, plan->shape.dtype, cp->dpad, p, s)
+            ? (cp->chunk_wgmma
+                   ? bsa_cuda_wgmma_chunk_launch(plan->shape.dtype, cp->dpad, p, s)
+                   : bsa_cuda_chunk_launch(BSA_K_FWD_CHUNK, plan->shape.dtype, cp->dpad, p, s))
         : cp->fwd_kernel >= BSA_K_FWD_WGMMA2 ? wgmma_forward(cp, plan->shape.dtype, p, s)
         : cp->p == PATH_MMA ? bsa_cuda_tc_launch(cp->fwd_kernel, plan->shape.dtype, cp->dpad, p, s)
                             : bsa_cuda_volta_launch(BSA_K_FWD, cp->dpad, p, s);

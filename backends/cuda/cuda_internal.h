@@ -51,6 +51,9 @@ typedef struct bsa_cuda_layout {
     int32_t *q_order;  /* [lheads * n_qt] query tiles, heaviest first */
     int32_t *k_order;  /* [lheads * n_kt] key tiles, heaviest first */
     int32_t *sub;      /* [n_mixed * ns * ns] BSA_CUDA_SUB_* or bits index */
+    /* [n_mixed] 1: the pair's mask is the layout's predicate over the
+     * whole tile (natural key tiles; tiles.cu, whole_tile_pred) */
+    int32_t *sub_pred;
     int32_t *mask_idx; /* [nnz] the layout's */
     uint64_t *bits;    /* [n_partial * block * words] */
     int32_t *row_ptr;  /* the layout's CSR, for the reference kernels */
@@ -89,7 +92,7 @@ typedef struct bsa_cuda_params {
     bsa_pred pred;
     /* tile tables */
     int n_qt, n_kt, ns, log2g;
-    const int32_t *row_tptr, *col_tptr, *q_order, *k_order, *sub;
+    const int32_t *row_tptr, *col_tptr, *q_order, *k_order, *sub, *sub_pred;
     const int2 *row_tent, *col_tent;
     /* layout tables */
     const int32_t *mask_idx, *row_ptr, *col_idx, *col_ptr, *t_block, *t_row;
@@ -159,6 +162,12 @@ cudaError_t bsa_cuda_wgmma_launch(int kernel, bsa_dtype dt, int dpad, const bsa_
  * strided permutation, tensors TMA cannot address); else *e. */
 bool bsa_cuda_ws_launch(bsa_dtype dt, int dpad, const bsa_cuda_params &p, cudaStream_t s,
                         cudaError_t *e);
+/* The Hopper forward of chunk-local layouts (hopper/fwd_chunk_wgmma.cuh):
+ * f16/bf16, padded head dim 64/128, the calls the chunk kernels take. */
+size_t bsa_cuda_wgmma_chunk_smem(int dpad);
+cudaError_t bsa_cuda_wgmma_chunk_setup(bsa_dtype dt, int dpad);
+cudaError_t bsa_cuda_wgmma_chunk_launch(bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                                        cudaStream_t s);
 /* Chunk-local layouts (bsa_cuda_layout.chunk_local): f16/bf16, padded
  * head dim 32/64/128, calls without key lengths, packed sequences or kv
  * groups; the backward kernel needs the delta pre-pass before it. */

@@ -290,6 +290,27 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
     }
 }
 
+/* apply_mask for a pair whose mask is the layout's predicate over the whole
+ * tile (bsa_cuda_params::sub_pred): per row one column interval, clamped
+ * to the tile and taken relative to the thread's first column, so that
+ * each element costs two compares with constants and no code is read. */
+__device__ __forceinline__ void apply_pred_tile(float *s, const bsa_pred &pd, int row_tile0,
+                                                int col_tile0, int warp, int lane)
+{
+    const int g = lane >> 2, t = lane & 3, c0 = col_tile0 + 2 * t;
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const pred_range pr(pd, row_tile0 + warp * 16 + g + r * 8, true);
+        const int lo = max(pr.lo, c0) - c0, hi = min(pr.hi, c0 + kTile) - c0;
+#pragma unroll
+        for (int j = 0; j < kTile / 8; ++j)
+#pragma unroll
+            for (int e = 0; e < 2; ++e)
+                if (j * 8 + e < lo || j * 8 + e > hi)
+                    s[4 * j + 2 * r + e] = -CUDART_INF_F;
+    }
+}
+
 /* Sets the scores of keys cut off by the segment's key limit to -inf
  * (key_cut; transposed as in apply_mask). */
 template <bool transposed>

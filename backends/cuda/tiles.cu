@@ -79,6 +79,51 @@ bool chunk_local(const std::vector<int32_t> &ptr, const std::vector<int2> &ent, 
     return true;
 }
 
+/* Per mixed pair of natural tiles: 1 when its mask is the layout's
+ * predicate over the whole 64 x 64 tile, that is when it has no stored
+ * bits and each FULL (ABSENT) sub-block is one the predicate keeps
+ * (drops) whole.  Such a tile's mask is one column interval per row,
+ * worked out once per row instead of per sub-block code (the strided
+ * pattern's and causal layouts' diagonal tiles; hopper/fwd_chunk_wgmma.cuh). */
+std::vector<int32_t> whole_tile_pred(const struct bsa_layout *l, const std::vector<int32_t> &ptr,
+                                     const std::vector<int2> &ent, const std::vector<int32_t> &sub,
+                                     int n, int ns, int g)
+{
+    const int ns2 = ns * ns, T = BSA_CUDA_TILE;
+    std::vector<int32_t> exact(sub.size() / ns2, 0);
+    if (!l->pred.flags)
+        return exact;
+    for (int h = 0; h < l->heads; ++h) {
+        const int32_t *tp = ptr.data() + (size_t)h * (n + 1);
+        for (int qt = 0; qt < n; ++qt)
+            for (int32_t j = tp[qt]; j < tp[qt + 1]; ++j) {
+                const int y = ent[j].y, kt = ent[j].x;
+                if (y < 0)
+                    continue;
+                bool ok = true;
+                for (int b = 0; b < ns2 && ok; ++b) {
+                    const int32_t code = sub[(size_t)y * ns2 + b];
+                    if (code == BSA_CUDA_SUB_PRED)
+                        continue;
+                    if (code >= 0) {
+                        ok = false;
+                        break;
+                    }
+                    /* every element, past the sequence's ends too: the
+                     * interval is applied to all of them */
+                    const bool keep = code == BSA_CUDA_SUB_FULL;
+                    const int64_t q0 = (int64_t)qt * T + (b / ns) * g;
+                    const int64_t k0 = (int64_t)kt * T + (b % ns) * g;
+                    for (int r = 0; r < g && ok; ++r)
+                        for (int c = 0; c < g && ok; ++c)
+                            ok = (bsa_pred_keep(&l->pred, q0 + r, k0 + c) != 0) == keep;
+                }
+                exact[y] = ok;
+            }
+    }
+    return exact;
+}
+
 } // namespace
 
 extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
@@ -228,6 +273,9 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         dl->pair_eff = pair_efficiency(row_tptr, row_tent, H, n_qt);
         dl->chunk_local = chunks && grp.empty();
         dl->col_pair_eff = pair_efficiency(col_tptr, col_tent, H, n_kt);
+        const std::vector<int32_t> sub_pred =
+            grp.empty() ? whole_tile_pred(l, row_tptr, row_tent, sub, n_qt, ns, g)
+                        : std::vector<int32_t>(sub.size() / ns2, 0);
         std::vector<int32_t> q_order = heavy_first(row_tptr, H, n_qt);
         std::vector<int32_t> k_order = heavy_first(col_tptr, H, n_kt);
 
@@ -238,6 +286,7 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         size_t o_ctp = c.add<int32_t>(col_tptr.size()), o_cte = c.add<int2>(col_tent.size());
         size_t o_qo = c.add<int32_t>(q_order.size()), o_ko = c.add<int32_t>(k_order.size());
         size_t o_sub = c.add<int32_t>(sub.size()), o_mi = c.add<int32_t>(nnz);
+        size_t o_sp = c.add<int32_t>(sub_pred.size());
         size_t o_bits = c.add<uint64_t>(nbits);
         size_t o_rp = c.add<int32_t>((size_t)H * (l->q_blocks + 1));
         size_t o_ci = c.add<int32_t>(nnz);
@@ -264,6 +313,7 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
             {o_qo, q_order.data(), q_order.size() * 4},
             {o_ko, k_order.data(), k_order.size() * 4},
             {o_sub, sub.data(), sub.size() * 4},
+            {o_sp, sub_pred.data(), sub_pred.size() * 4},
             {o_mi, l->mask_idx, (size_t)nnz * 4},
             {o_bits, l->bits, (size_t)nbits * 8},
             {o_rp, l->row_ptr, (size_t)H * (l->q_blocks + 1) * 4},
@@ -297,6 +347,7 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         dl->q_order = reinterpret_cast<int32_t *>(base + o_qo);
         dl->k_order = reinterpret_cast<int32_t *>(base + o_ko);
         dl->sub = reinterpret_cast<int32_t *>(base + o_sub);
+        dl->sub_pred = reinterpret_cast<int32_t *>(base + o_sp);
         dl->mask_idx = reinterpret_cast<int32_t *>(base + o_mi);
         dl->bits = reinterpret_cast<uint64_t *>(base + o_bits);
         dl->row_ptr = reinterpret_cast<int32_t *>(base + o_rp);

@@ -28,3 +28,18 @@ bool bsa_cuda_ws_launch(bsa_dtype, int, const bsa_cuda_params &, cudaStream_t, c
 {
     return false;
 }
+
+size_t bsa_cuda_wgmma_chunk_smem(int)
+{
+    return 0;
+}
+
+cudaError_t bsa_cuda_wgmma_chunk_setup(bsa_dtype, int)
+{
+    return cudaErrorInvalidDeviceFunction;
+}
+
+cudaError_t bsa_cuda_wgmma_chunk_launch(bsa_dtype, int, const bsa_cuda_params &, cudaStream_t)
+{
+    return cudaErrorInvalidDeviceFunction;
+}
