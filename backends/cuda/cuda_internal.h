@@ -54,6 +54,7 @@ typedef struct bsa_cuda_layout {
     /* [n_mixed] 1: the pair's mask is the layout's predicate over the
      * whole tile (natural key tiles; tiles.cu, whole_tile_pred) */
     int32_t *sub_pred;
+    int pred_tiles;    /* every mixed pair is one (natural key tiles) */
     int32_t *mask_idx; /* [nnz] the layout's */
     uint64_t *bits;    /* [n_partial * block * words] */
     int32_t *row_ptr;  /* the layout's CSR, for the reference kernels */
@@ -93,6 +94,7 @@ typedef struct bsa_cuda_params {
     /* tile tables */
     int n_qt, n_kt, ns, log2g;
     const int32_t *row_tptr, *col_tptr, *q_order, *k_order, *sub, *sub_pred;
+    int pred_tiles; /* bsa_cuda_layout::pred_tiles */
     const int2 *row_tent, *col_tent;
     /* layout tables */
     const int32_t *mask_idx, *row_ptr, *col_idx, *col_ptr, *t_block, *t_row;

@@ -48,6 +48,7 @@ bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan)
     p.k_order = dl->k_order;
     p.sub = dl->sub;
     p.sub_pred = dl->sub_pred;
+    p.pred_tiles = dl->pred_tiles;
     p.row_tent = dl->row_tent;
     p.col_tent = dl->col_tent;
     p.mask_idx = dl->mask_idx;

@@ -291,17 +291,29 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
 }
 
 /* apply_mask for a pair whose mask is the layout's predicate over the whole
- * tile (bsa_cuda_params::sub_pred): per row one column interval, clamped
- * to the tile and taken relative to the thread's first column, so that
- * each element costs two compares with constants and no code is read. */
+ * tile (bsa_cuda_params::sub_pred): per row one column interval, worked
+ * out in 32 bits already clamped to the tile and relative to the thread's
+ * first column, so that each element costs two compares with constants and
+ * no code is read. */
 __device__ __forceinline__ void apply_pred_tile(float *s, const bsa_pred &pd, int row_tile0,
                                                 int col_tile0, int warp, int lane)
 {
     const int g = lane >> 2, t = lane & 3, c0 = col_tile0 + 2 * t;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const pred_range pr(pd, row_tile0 + warp * 16 + g + r * 8, true);
-        const int lo = max(pr.lo, c0) - c0, hi = min(pr.hi, c0 + kTile) - c0;
+        const int y = row_tile0 + warp * 16 + g + r * 8; /* the query */
+        int lo = c0, hi = c0 + kTile;
+        if (pd.flags & BSA_PRED_BIT_CAUSAL)
+            hi = min(hi, y);
+        if (pd.flags & BSA_PRED_BIT_WINDOW) {
+            lo = max(lo, y - (pd.window - 1));
+            if (hi - y > pd.window - 1) /* (y + window - 1 may not fit) */
+                hi = y + pd.window - 1;
+        }
+        if (pd.flags & BSA_PRED_BIT_PREFIX)
+            hi = min(hi, max(pd.prefix - 1, y));
+        lo -= c0;
+        hi -= c0;
 #pragma unroll
         for (int j = 0; j < kTile / 8; ++j)
 #pragma unroll

@@ -348,6 +348,8 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         dl->k_order = reinterpret_cast<int32_t *>(base + o_ko);
         dl->sub = reinterpret_cast<int32_t *>(base + o_sub);
         dl->sub_pred = reinterpret_cast<int32_t *>(base + o_sp);
+        dl->pred_tiles = grp.empty() && std::all_of(sub_pred.begin(), sub_pred.end(),
+                                                    [](int32_t x) { return x != 0; });
         dl->mask_idx = reinterpret_cast<int32_t *>(base + o_mi);
         dl->bits = reinterpret_cast<uint64_t *>(base + o_bits);
         dl->row_ptr = reinterpret_cast<int32_t *>(base + o_rp);

@@ -16,6 +16,12 @@
  * the products that read the stage have completed.  The warpgroups no
  * longer meet per tile and carry no load code (H200: all-d128 forward 3.32
  * -> 2.46 ms; bench/NOTES.md, v29).
+ *
+ * PRED: every mixed pair of the layout is its predicate over the whole
+ * tile (tiles.cu, whole_tile_pred: causal and windowed layouts at blocks
+ * of 64 and more), so masks are one interval a row (apply_pred_tile) and
+ * the kernel carries none of apply_mask's code reads, which at head dim 64
+ * also cost registers (local windows: forward -17%; v33).
  */
 #ifndef BSA_CUDA_HOPPER_FWD_WS_WGMMA_CUH
 #define BSA_CUDA_HOPPER_FWD_WS_WGMMA_CUH
@@ -65,7 +71,7 @@ template <int DP> constexpr size_t ws_smem_bytes()
     return (size_t)(2 + 2 * kWsStages) * kTile * DP * 2 + 2 * kWsStages * sizeof(uint64_t) + 1024;
 }
 
-template <typename T, int DP>
+template <typename T, int DP, bool PRED>
 __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     fwd_ws_wgmma_kernel(const bsa_cuda_params p, const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv)
@@ -176,6 +182,13 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     for (int it = 0; cur.ok; ++it) {
         const int kt = cur.kt, y = wg ? cur.yb : cur.ya, stage = it % ST;
         mbar_wait(full + stage, (it / ST) & 1);
+        if constexpr (!OV && PRED) {
+            if ((wg ? cur.yb : cur.ya) == kNone) {
+                mbar_arrive(empty + stage);
+                cur = take_step(walk);
+                continue;
+            }
+        }
         /* S = Q K^T (discarded when this warpgroup's list lacks the tile) */
         pin<elems<kTile>()>(s);
         wgmma_fence();
@@ -191,9 +204,13 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
         const bool comp = y != kNone;
         float alpha[kRows];
         if (comp) {
-            if (y >= 0)
-                apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile, kt * kTile,
-                                  vw, lane, nullptr);
+            if (y >= 0) {
+                if constexpr (PRED)
+                    apply_pred_tile(s, p.pred, qt * kTile, kt * kTile, vw, lane);
+                else
+                    apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile,
+                                      kt * kTile, vw, lane, nullptr);
+            }
             softmax_step(s, m, l, alpha, p.scale_log2);
         }
         if constexpr (OV) {

@@ -26,10 +26,13 @@ const void *fwd_kernel_of(int nwg, bsa_dtype dt, int dpad, bool feat, bool gathe
     });
 }
 
-const void *fwd_ws_kernel_of(bsa_dtype dt, int dpad)
+const void *fwd_ws_kernel_of(bsa_dtype dt, int dpad, bool pred)
 {
-    return by_shape(dt, dpad, [](auto t, auto d) -> const void * {
-        return (const void *)&fwd_ws_wgmma_kernel<typename decltype(t)::type, decltype(d)::value>;
+    return by_shape(dt, dpad, [pred](auto t, auto d) -> const void * {
+        using T = typename decltype(t)::type;
+        constexpr int DP = decltype(d)::value;
+        return pred ? (const void *)&fwd_ws_wgmma_kernel<T, DP, true>
+                    : (const void *)&fwd_ws_wgmma_kernel<T, DP, false>;
     });
 }
 

@@ -26,8 +26,9 @@ const void *dq_kernel_of(bsa_dtype dt, int dpad, bool feat, bool gather);
 const void *dkdv_kernel_of(bsa_dtype dt, int dpad, bool feat, bool gather);
 /* the warp-specialised forward (head dims 64 and 128, no key lengths or
  * packed sequences, natural key tiles; its parameters add the K and V
- * tensor maps) */
-const void *fwd_ws_kernel_of(bsa_dtype dt, int dpad);
+ * tensor maps); pred: for layouts whose mixed pairs are all predicate
+ * tiles (bsa_cuda_params::pred_tiles) */
+const void *fwd_ws_kernel_of(bsa_dtype dt, int dpad, bool pred);
 
 template <typename T> struct type_tag {
     using type = T;

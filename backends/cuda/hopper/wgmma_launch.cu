@@ -114,8 +114,8 @@ static bool launch_ws(const bsa_cuda_params &p, bsa_dtype dt, int dpad, dim3 gri
         return false;
     void *args[] = {const_cast<bsa_cuda_params *>(&p), &tk, &tv};
     const bool d64 = dpad == 64;
-    *e = cudaLaunchKernel(fwd_ws_kernel_of(dt, dpad), grid, dim3(kWsThreads), args,
-                          d64 ? ws_smem_bytes<64>() : ws_smem_bytes<128>(), s);
+    *e = cudaLaunchKernel(fwd_ws_kernel_of(dt, dpad, p.pred_tiles != 0), grid, dim3(kWsThreads),
+                          args, d64 ? ws_smem_bytes<64>() : ws_smem_bytes<128>(), s);
     if (*e == cudaSuccess)
         *e = cudaGetLastError();
     return true;
@@ -151,9 +151,14 @@ cudaError_t bsa_cuda_wgmma_setup(int kernel, bsa_dtype dt, int dpad)
                 return e;
         }
     if (kernel == BSA_K_FWD_WGMMA2)
-        return cudaFuncSetAttribute(
-            hopper::fwd_ws_kernel_of(dt, dpad), cudaFuncAttributeMaxDynamicSharedMemorySize,
-            (int)(dpad == 64 ? hopper::ws_smem_bytes<64>() : hopper::ws_smem_bytes<128>()));
+        for (bool pred : {false, true}) {
+            cudaError_t e = cudaFuncSetAttribute(
+                hopper::fwd_ws_kernel_of(dt, dpad, pred),
+                cudaFuncAttributeMaxDynamicSharedMemorySize,
+                (int)(dpad == 64 ? hopper::ws_smem_bytes<64>() : hopper::ws_smem_bytes<128>()));
+            if (e != cudaSuccess)
+                return e;
+        }
     return cudaSuccess;
 }
 
