@@ -45,6 +45,35 @@ __device__ __forceinline__ bool chunk_job_of(const bsa_cuda_params &p, chunk_job
     return j.row0 < j.sv.len_q || j.row0 < j.sv.len_k;
 }
 
+/* The chunk's (segment, head) slices of q, k, v and the output. */
+template <typename T> struct chunk_tensors {
+    const T *q, *k, *v;
+    T *o;
+};
+template <typename T>
+__device__ __forceinline__ chunk_tensors<T> chunk_tensors_of(const bsa_cuda_params &p,
+                                                             const chunk_job &j)
+{
+    return {seg_base<const T>(p.q, p.q_s, j.sv, j.h, false),
+            seg_base<const T>(p.k, p.k_s, j.sv, j.h, true),
+            seg_base<const T>(p.v, p.v_s, j.sv, j.h, true),
+            seg_base<T>(p.o_out, p.o_s, j.sv, j.h, false)};
+}
+
+/* The log-sum-exp of a warp's 16 query rows at time positions pos[0..16)
+ * (< 0: not stored), from the row leaders. */
+__device__ __forceinline__ void store_chunk_lse(const bsa_cuda_params &p, const chunk_job &j,
+                                                const int *pos, const float *m, const float *l,
+                                                int lane)
+{
+    if (p.lse && row_leader(lane))
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+            if (pos[row(lane, r)] >= 0)
+                p.lse[j.sv.lse0 + (int64_t)j.h * p.time_q + pos[row(lane, r)]] =
+                    lse_value(m[r], l[r]);
+}
+
 /* Entries [beg, end) of tile qt's list in ptr / ent (none past n_tiles). */
 __device__ __forceinline__ void list_of(const int32_t *tptr, int lh, int n_tiles, int t, int &beg,
                                         int &end)
@@ -123,16 +152,12 @@ __global__ void __launch_bounds__(kThreads) fwd_chunk_kernel(const bsa_cuda_para
     chunk_job job;
     if (!chunk_job_of(p, job))
         return;
-    const seg_view &sv = job.sv;
-    const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
-    T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
+    const chunk_tensors<T> x = chunk_tensors_of<T>(p, job);
 
     chunk_positions(p, job, sP);
-    load_chunk<DP>(sQ, q, p.q_s[2], sP, p.dim);
-    load_chunk<DP>(sK, k, p.k_s[2], sP + 2 * kTile, p.dim);
-    load_chunk<DP>(sV, v, p.v_s[2], sP + 2 * kTile, p.dim_v);
+    load_chunk<DP>(sQ, x.q, p.q_s[2], sP, p.dim);
+    load_chunk<DP>(sK, x.k, p.k_s[2], sP + 2 * kTile, p.dim);
+    load_chunk<DP>(sV, x.v, p.v_s[2], sP + 2 * kTile, p.dim_v);
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
@@ -167,13 +192,8 @@ __global__ void __launch_bounds__(kThreads) fwd_chunk_kernel(const bsa_cuda_para
          * once all of its lanes are past their reads of them */
         __syncwarp();
         const int *pw = sP + t * kTile + warp * 16; /* the warp's rows' positions */
-        store_rows_at<DP>(acc, inv, sQ + t * te, o, p.o_s[2], pw, p.dim_v, warp, lane);
-        if (p.lse && row_leader(lane))
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-                if (pw[row(lane, r)] >= 0)
-                    p.lse[sv.lse0 + (int64_t)job.h * p.time_q + pw[row(lane, r)]] =
-                        lse_value(m[r], l[r]);
+        store_rows_at<DP>(acc, inv, sQ + t * te, x.o, p.o_s[2], pw, p.dim_v, warp, lane);
+        store_chunk_lse(p, job, pw, m, l, lane);
     }
 }
 

@@ -199,18 +199,14 @@ __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
     chunk_job job;
     if (!chunk_job_of(p, job))
         return;
-    const seg_view &sv = job.sv;
-    const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
-    T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
+    const chunk_tensors<T> x = chunk_tensors_of<T>(p, job);
 
     const chunk_rows cr = chunk_rows_of<DP>(p, job, sP);
     const chunk_sw_loader<DP> ld(threadIdx.x);
-    ld.load(sQ, q, p.q_s[2], sP, p.dim, cr, cr.q0);
-    ld.load(sK, k, p.k_s[2], sP + 2 * kTile, p.dim, cr, cr.k0);
+    ld.load(sQ, x.q, p.q_s[2], sP, p.dim, cr, cr.q0);
+    ld.load(sK, x.k, p.k_s[2], sP + 2 * kTile, p.dim, cr, cr.k0);
     cp_async_commit();
-    ld.load(sV, v, p.v_s[2], sP + 2 * kTile, p.dim_v, cr, cr.k0);
+    ld.load(sV, x.v, p.v_s[2], sP + 2 * kTile, p.dim_v, cr, cr.k0);
     cp_async_commit();
     cp_async_wait<1>(); /* Q and K */
     fence_proxy_async();
@@ -280,13 +276,8 @@ __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
          * stage the output */
         __syncthreads();
         const int *pw = sP + t * kTile + warp * 16; /* the warp's rows' positions */
-        store_rows_sw<DP>(acc, inv, sQ + t * TE, o, p.o_s[2], pw, p.dim_v, cr, warp, lane);
-        if (p.lse && row_leader(lane))
-#pragma unroll
-            for (int r = 0; r < kRows; ++r)
-                if (pw[row(lane, r)] >= 0)
-                    p.lse[sv.lse0 + (int64_t)job.h * p.time_q + pw[row(lane, r)]] =
-                        lse_value(m[r], l[r]);
+        store_rows_sw<DP>(acc, inv, sQ + t * TE, x.o, p.o_s[2], pw, p.dim_v, cr, warp, lane);
+        store_chunk_lse(p, job, pw, m, l, lane);
     }
     cp_async_wait<0>(); /* (V, when no list had an entry) */
 #endif
