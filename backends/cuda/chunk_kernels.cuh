@@ -242,7 +242,7 @@ __global__ void __launch_bounds__(kThreads) bwd_chunk_kernel(const bsa_cuda_para
         float lv = -CUDART_INF_F, dl = 0.f;
         if (sP[i] >= 0) {
             const int64_t idx = sv.lse0 + (int64_t)h * p.time_q + sP[i];
-            lv = lse_offset(p.lse_in[idx]);
+            lv = p.loff[idx];
             dl = p.delta[idx];
         }
         sL[i] = lv;

@@ -18,7 +18,8 @@
  * Forward and backward allocate nothing, copy nothing and never
  * synchronise: they only launch kernels on the caller's stream, so they can
  * be captured in a CUDA graph.  The backward's one scratch buffer (delta =
- * rowsum(dO * O), fp32 per query row) is the caller's workspace.
+ * rowsum(dO * O) and the lse's exponent offset, fp32 each per query row:
+ * bsa_cuda_set_workspace) is the caller's workspace.
  */
 #include "cuda_internal.h"
 
@@ -46,7 +47,6 @@ struct cuda_plan {
     /* fwd_kernel BSA_K_FWD_WGMMA2 on its warp-specialised kernel alone:
      * calls it does not apply to take BSA_K_FWD */
     bool ws_only;
-    size_t delta_off;
 };
 
 /* Makes ctx's device current for the scope of a call, restoring the
@@ -362,7 +362,7 @@ bsa_status plan_init(bsa_plan_t plan)
         }
     }
     int64_t rows = s.batch * s.heads * s.seq_q;
-    plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
+    plan->workspace_bytes = bsa_cuda_workspace_bytes(rows);
     const bool any_wgmma = wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
     plan->impl_name = cp->chunk_wgmma       ? "cuda-wgmma-sm90a-chunk"
                       : cp->chunk           ? "cuda-mma-sm80-chunk"
@@ -456,7 +456,8 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     p.dq = a->dq;
     p.dk = a->dk;
     p.dv = a->dv;
-    p.delta = static_cast<float *>(ws);
+    bsa_cuda_set_workspace(p, ws,
+                           (int64_t)plan->shape.batch * plan->shape.heads * plan->shape.seq_q);
     bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     cudaError_t e = bsa_cuda_delta_launch(p, s);

@@ -72,9 +72,10 @@ typedef struct bsa_cuda_layout {
 typedef struct bsa_cuda_params {
     const void *q, *k, *v, *o, *dout;
     void *o_out, *dq, *dk, *dv;
-    float *lse;                             /* forward output (may be NULL) */
-    const float *lse_in;                    /* backward input */
-    float *delta;                           /* backward workspace [batch * heads * seq_q] */
+    float *lse;          /* forward output (may be NULL) */
+    const float *lse_in; /* backward input */
+    float *delta;        /* backward workspace [batch * heads * seq_q] */
+    float *loff;         /* and the rows' lse_offset(lse_in) (bsa_cuda_set_workspace) */
     int64_t q_s[3], k_s[3], v_s[3], o_s[3]; /* batch, head, time strides (elements) */
     int dtype;                              /* bsa_dtype */
     /* seq_q / seq_k: the layout's; time_q / time_k: the tensors' (packed
@@ -123,6 +124,24 @@ void bsa_cuda_set_segments(bsa_cuda_params &p, const int32_t *klen, const int32_
 static inline bool bsa_cuda_has_features(const bsa_cuda_params &p)
 {
     return p.klen || p.cu_q || p.group > 1;
+}
+/* The backward's workspace for rows = batch * heads * seq_q query rows:
+ * delta = rowsum(dO * O) and the exponent offsets -lse log2(e) (-inf for a
+ * row without keys), fp32 a row each, both written by the delta pre-pass
+ * so that the backward kernels copy them into shared memory asynchronously
+ * (they loaded and converted the lse, waiting on it, every step). */
+static inline size_t bsa_cuda_ws_part_bytes(int64_t rows)
+{
+    return (size_t)((rows * 4 + 255) & ~(int64_t)255);
+}
+static inline size_t bsa_cuda_workspace_bytes(int64_t rows)
+{
+    return 2 * bsa_cuda_ws_part_bytes(rows);
+}
+static inline void bsa_cuda_set_workspace(bsa_cuda_params &p, void *ws, int64_t rows)
+{
+    p.delta = static_cast<float *>(ws);
+    p.loff = reinterpret_cast<float *>(static_cast<char *>(ws) + bsa_cuda_ws_part_bytes(rows));
 }
 /* Launchers (return cudaGetLastError() of the launch). */
 /* FWD: 64-row forward on natural key tiles; FWD_GATHER: on gathered ones;

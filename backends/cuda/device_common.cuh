@@ -110,6 +110,15 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_b
                  "r"(src_bytes));
 #endif
 }
+/* 4-byte asynchronous copy (a row's lse offset or delta), zero-filled
+ * likewise. */
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+                 "r"(src_bytes));
+#endif
+}
 __device__ __forceinline__ void cp_async_commit()
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -132,6 +141,10 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, int src_b
         v = *static_cast<const uint4 *>(src);
     *static_cast<uint4 *>(dst) = v;
 }
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes)
+{
+    *static_cast<float *>(dst) = src_bytes ? *static_cast<const float *>(src) : 0.f;
+}
 __device__ __forceinline__ void cp_async_commit()
 {
 }
@@ -152,6 +165,43 @@ __device__ __forceinline__ float fast_exp2(float x)
 #else
     return exp2f(x);
 #endif
+}
+
+/* log2(x) on the special-function unit (relative error ~2^-22) for the
+ * log-sum-exp's row sums, which are >= 1 (the row max contributes 2^0):
+ * log2f adds subnormal and range handling, ~20 instructions a row in the
+ * forward's epilogue. */
+__device__ __forceinline__ float fast_log2(float x)
+{
+#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
+    float y;
+    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return log2f(x);
+#endif
+}
+
+/* 1 / x on the special-function unit (within 1 ulp) for the forward's row
+ * sums (>= 1): the IEEE division adds a Newton step and a slow-path call. */
+__device__ __forceinline__ float fast_rcp(float x)
+{
+#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
+    float y;
+    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return 1.f / x;
+#endif
+}
+
+/* The backward's exponent offset of a query row, -lse log2(e), from its
+ * natural-log lse; -inf for a row that saw no key (lse -inf), so that
+ * prob() gives 0 for all of its entries without a test per entry. */
+__device__ __forceinline__ float lse_offset(float lse)
+{
+    constexpr float log2e = 1.4426950408889634f;
+    return lse == -CUDART_INF_F ? -CUDART_INF_F : -lse * log2e;
 }
 
 /* (segment, head) index of this thread block: grids put it in y and, past

@@ -216,7 +216,8 @@ template <typename T> __global__ void ref_dkdv(const bsa_cuda_params p)
         st(dv + d, adv[d]);
 }
 
-/* delta = sum_d dO * O in fp32 per row (natural order).  VEC: 8 lanes a
+/* delta = sum_d dO * O in fp32 per row (natural order), and the row's
+ * lse_offset for the tensor-core backward kernels.  VEC: 8 lanes a
  * row, each multiplying 16-byte chunks (rows and dim_v 16-byte aligned,
  * checked at the launch): a row's 2 x 128 bytes at head dim 64 come in one
  * coalesced load per tensor, where element loads took a warp a row and ran
@@ -254,8 +255,10 @@ template <typename T, bool VEC> __global__ void delta_kernel(const bsa_cuda_para
 #pragma unroll
     for (int w = LPR / 2; w > 0; w /= 2)
         s += __shfl_xor_sync(0xffffffffu, s, w);
-    if (live && sub == 0)
+    if (live && sub == 0) {
         p.delta[row] = s;
+        p.loff[row] = lse_offset(p.lse_in[row]);
+    }
 }
 
 } // namespace bsa_cuda

@@ -526,15 +526,6 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
     }
 }
 
-/* The backward's exponent offset of a query row, -lse log2(e), from its
- * natural-log lse; -inf for a row that saw no key (lse -inf), so that
- * prob() gives 0 for all of its entries without a test per entry. */
-__device__ __forceinline__ float lse_offset(float lse)
-{
-    constexpr float log2e = 1.4426950408889634f;
-    return lse == -CUDART_INF_F ? -CUDART_INF_F : -lse * log2e;
-}
-
 /* P = exp2(s * scale_log2 + off) with off = lse_offset(lse): masked
  * scores (-inf) and rows without keys (off -inf) give exp2(-inf) = 0. */
 __device__ __forceinline__ float prob(float s, float scale_log2, float off)
@@ -584,7 +575,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         dl[r] = 0.f;
         if (rr < sv.len_q) {
             int64_t idx = sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
-            loff[r] = lse_offset(p.lse_in[idx]);
+            loff[r] = p.loff[idx];
             dl[r] = p.delta[idx];
         }
     }
@@ -704,17 +695,18 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
                       qt * kTile, sv.len_q, p.dim, p.stride_perm);
         load_tile<DP>(sO + stage * te, seg_base<const T>(p.dout, p.o_s, sv, h, false), p.o_s[2],
                       qt * kTile, sv.len_q, p.dim_v, p.stride_perm);
-        if (threadIdx.x < kTile) {
-            int rr = qt * kTile + threadIdx.x;
-            float lv = -CUDART_INF_F, dv_ = 0.f;
-            if (rr < sv.len_q) {
-                int64_t idx =
-                    sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
-                lv = lse_offset(p.lse_in[idx]);
-                dv_ = p.delta[idx];
-            }
-            sL[stage * kTile + threadIdx.x] = lv;
-            sD[stage * kTile + threadIdx.x] = dv_;
+        /* the rows' lse offsets and deltas (the delta pre-pass), copied
+         * like the tiles: a plain load here held the step up on its
+         * latency (bench/NOTES.md, v34).  Rows past the segment are zeros,
+         * as their Q and dO rows, which make P^T dO and dS^T = P^T (V 0 -
+         * 0) zero whatever P is. */
+        if (threadIdx.x < 2 * kTile) {
+            const int r = threadIdx.x % kTile, rr = qt * kTile + r;
+            const bool ok = rr < sv.len_q;
+            const int64_t idx =
+                sv.lse0 + (int64_t)h * p.time_q + (ok ? perm_row(rr, p.stride_perm, p.seq_q) : 0);
+            cp_async4(threadIdx.x < kTile ? sL + stage * kTile + r : sD + stage * kTile + r,
+                      (threadIdx.x < kTile ? p.loff : p.delta) + idx, ok ? 4 : 0);
         }
     };
 

@@ -173,7 +173,7 @@ bsa_status plan_init(bsa_plan_t plan)
         }
     }
     int64_t rows = s.batch * s.heads * s.seq_q;
-    plan->workspace_bytes = (size_t)((rows * 4 + 255) & ~(int64_t)255);
+    plan->workspace_bytes = bsa_cuda_workspace_bytes(rows);
     plan->impl_name = bsa_hip_impl_name(hp->tile, bsa_hip_arch_mfma(prop.gcnArchName));
     plan->backend_data = hp;
     return BSA_SUCCESS;
@@ -227,7 +227,8 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     p.dq = a->dq;
     p.dk = a->dk;
     p.dv = a->dv;
-    p.delta = static_cast<float *>(ws);
+    bsa_cuda_set_workspace(p, ws,
+                           (int64_t)plan->shape.batch * plan->shape.heads * plan->shape.seq_q);
     bsa_cuda_set_segments(p, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k, a->num_seqs);
     hipStream_t s = static_cast<hipStream_t>(stream);
     hipError_t e = bsa_cuda_delta_launch(p, s);

@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
     T *sV = sK + 2 * TE;
     T *sQ = sV + 2 * TE; /* ST stages */
     T *sO = sQ + ST * TE;
-    float *sL = reinterpret_cast<float *>(sO + ST * TE); /* [ST][lse, delta][64] */
+    float *sL = reinterpret_cast<float *>(sO + ST * TE); /* [ST][lse_offset, delta][64] */
 
     const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
     const int wg = warp / 4, vw = warp & 3;
@@ -157,7 +157,7 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
             const bool ok = rr < sv.len_q;
             const int64_t idx =
                 sv.lse0 + (int64_t)h * p.time_q + (ok ? perm_row(rr, p.stride_perm, p.seq_q) : 0);
-            cp_async4(sL + stage * 2 * kTile + tid, (tid < kTile ? p.lse_in : p.delta) + idx,
+            cp_async4(sL + stage * 2 * kTile + tid, (tid < kTile ? p.loff : p.delta) + idx,
                       ok ? 4 : 0);
         }
     };
@@ -252,11 +252,10 @@ __global__ void __launch_bounds__(2 * kWarpgroup, 1) dkdv_wgmma_kernel(const bsa
         if (comp) {
 #pragma unroll
             for (int j = 0; j < kTile / 8; ++j) {
-                const float2 l2 = lds2(ls + 8 * j + c2);
-                const float o0 = lse_offset(l2.x), o1 = lse_offset(l2.y);
+                const float2 o2 = lds2(ls + 8 * j + c2); /* lse_offset (the delta pre-pass) */
 #pragma unroll
                 for (int i = 0; i < 4; ++i)
-                    s[4 * j + i] = prob(s[4 * j + i], scale_log2, i & 1 ? o1 : o0);
+                    s[4 * j + i] = prob(s[4 * j + i], scale_log2, i & 1 ? o2.y : o2.x);
             }
         } else {
             zero<elems<kTile>()>(s);

@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, 1) dq_wgmma_kernel(const bsa_
         dl[r] = 0.f;
         if (qt < p.n_qt && rr < sv.len_q) {
             int64_t idx = sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
-            loff[r] = lse_offset(p.lse_in[idx]);
+            loff[r] = p.loff[idx];
             dl[r] = p.delta[idx];
         }
     }

@@ -111,13 +111,6 @@ template <int DP, int NT> struct sw_loader {
     }
 };
 
-/* A 4-byte asynchronous copy (src_bytes 0: zero-fill). */
-__device__ __forceinline__ void cp_async4(void *dst, const void *src, int src_bytes)
-{
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-                 "r"(src_bytes));
-}
-
 /* Matrix descriptor: start address, leading and stride byte offsets (all
  * in 16-byte units), 128-byte swizzle (layout type 1 in bits 62-63). */
 __device__ __forceinline__ uint64_t sw128_desc(uint32_t saddr, uint32_t lbo, uint32_t sbo)
