@@ -346,6 +346,42 @@ static void test_cross_attention(void **state)
     bsa_context_destroy(ctx);
 }
 
+/* Dense block layouts cut by every predicate combination at blocks 64 and
+ * 128, whose mixed tile pairs are all predicate tiles: the kernels' interval
+ * masks (forward, dQ and the transposed dK/dV form) against the oracle,
+ * windows and prefixes not multiples of the block. */
+static void test_predicate_tiles(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    const struct {
+        unsigned preds;
+        int window, prefix;
+    } cuts[4] = {{BSA_PRED_CAUSAL | BSA_PRED_WINDOW, 150, 0},
+                 {BSA_PRED_WINDOW, 97, 0},
+                 {BSA_PRED_PREFIX, 0, 77},
+                 {BSA_PRED_CAUSAL | BSA_PRED_PREFIX, 0, 141}};
+    int n = 0;
+    for (int bi = 0; bi < 2; bi++)
+        for (int c = 0; c < 4; c++, n++) {
+            const int block = bi ? 128 : 64, nb = (bi ? 640 : 448) / block;
+            uint8_t *blocks = tu_xmalloc((size_t)nb * nb);
+            memset(blocks, 1, (size_t)nb * nb);
+            bsa_layout_desc ld = {block, 1, nb, nb, cuts[c].preds, cuts[c].window, cuts[c].prefix};
+            bsa_layout_t lay = NULL;
+            char label[96];
+            snprintf(label, sizeof label, "dense B=%d preds=%u window=%d prefix=%d", block,
+                     cuts[c].preds, cuts[c].window, cuts[c].prefix);
+            expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
+            run_case(ctx, lay, label, dtypes[1 + n % 2], 1 + n % 2, 2, n % 3 ? 64 : 128,
+                     (ac_form)(n % 2), 0.0f);
+            bsa_layout_destroy(lay);
+            free(blocks);
+        }
+    bsa_context_destroy(ctx);
+}
+
 typedef struct cb_state {
     uint64_t salt;
     double density;
@@ -810,7 +846,7 @@ int main(int argc, char **argv)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_random_callbacks), cmocka_unit_test(test_cross_attention),
             cmocka_unit_test(test_padded),           cmocka_unit_test(test_gathered_key_tiles),
-            cmocka_unit_test(test_chunk_local),
+            cmocka_unit_test(test_chunk_local),      cmocka_unit_test(test_predicate_tiles),
         };
         return cmocka_run_group_tests(tests, NULL, print_summary);
     }
@@ -820,6 +856,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_head_dims),
         cmocka_unit_test(test_padded),
         cmocka_unit_test(test_cross_attention),
+        cmocka_unit_test(test_predicate_tiles),
         cmocka_unit_test(test_random_callbacks),
         cmocka_unit_test(test_gathered_key_tiles),
         cmocka_unit_test(test_chunk_local),

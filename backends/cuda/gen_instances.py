@@ -24,6 +24,10 @@ MAX_DPAD = {"BSA_K_FWD2": 128}
 # reference kernels there
 HIP_MAX_DPAD = {"BSA_K_FWD": 128, "BSA_K_FWD_GATHER": 128, "BSA_K_FWD2": 64, "BSA_K_DQ": 64,
                 "BSA_K_DKDV": 64}
+# kernels with a third instance for calls without the features whose
+# layout's mixed tile pairs are all predicate tiles (template flag PRED:
+# interval masks, no sub-block codes), up to this head dim (the fast path's)
+PRED_MAX_DPAD = {"BSA_K_DQ": 128, "BSA_K_DKDV": 128}
 
 here = os.path.dirname(os.path.abspath(__file__))
 out = os.path.join(here, "generated")
@@ -37,9 +41,10 @@ for dt, ctype in DTYPES.items():
             "namespace bsa_cuda {",
             "",
             "/* kernel function of (kernel, padded head dim, features beyond the seed",
-            " * in the call), NULL if not instantiated */",
-            f"const void *tc_kernel_{dt}_{ps}(int kernel, int dpad, bool feat)",
+            " * in the call, predicate-tile layout), NULL if not instantiated */",
+            f"const void *tc_kernel_{dt}_{ps}(int kernel, int dpad, bool feat, bool pred)",
             "{",
+            "    (void)pred; /* (only some kernels have a PRED instance) */",
         ]
         for k in kernels:
             for d in DPADS:
@@ -50,8 +55,14 @@ for dt, ctype in DTYPES.items():
                     lines.append("#if !defined(BSA_VENDOR_HIP)")
                 lines.append(f"    if (kernel == {k} && dpad == {d})")
                 fn, extra = KERNEL_FN[k]
-                lines.append(f"        return feat ? (const void *)&{fn}<{ctype}, {d}{extra}, true>")
-                lines.append(f"                    : (const void *)&{fn}<{ctype}, {d}{extra}, false>;")
+                inst = f"(const void *)&{fn}<{ctype}, {d}{extra}"
+                if d <= PRED_MAX_DPAD.get(k, 0):
+                    lines.append(f"        return feat   ? {inst}, true, false>")
+                    lines.append(f"               : pred ? {inst}, false, true>")
+                    lines.append(f"                      : {inst}, false, false>;")
+                else:
+                    lines.append(f"        return feat ? {inst}, true>")
+                    lines.append(f"                    : {inst}, false>;")
                 if cuda_only:
                     lines.append("#endif")
         lines += ["    return nullptr;", "}", "", "} // namespace bsa_cuda", ""]

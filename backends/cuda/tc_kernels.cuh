@@ -533,7 +533,10 @@ __device__ __forceinline__ float prob(float s, float scale_log2, float off)
     return fast_exp2(fmaf(s, scale_log2, off));
 }
 
-template <typename T, int DP, bool FEAT>
+/* PRED (without FEAT): every mixed pair of the layout is a predicate tile
+ * (bsa_cuda_params::pred_tiles), masked as one interval a row with no
+ * sub-block code read (apply_pred_tile). */
+template <typename T, int DP, bool FEAT, bool PRED = false>
 __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
@@ -604,9 +607,13 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
         gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
-        if (e.y >= 0)
-            apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
-                              lane, key_group(p, lh, e.x));
+        if (e.y >= 0) {
+            if constexpr (PRED)
+                apply_pred_tile(s, p.pred, row0, e.x * kTile, warp, lane);
+            else
+                apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
+                                  lane, key_group(p, lh, e.x));
+        }
         if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
             apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
         gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
@@ -641,7 +648,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
  * gradients are summed in a fixed order without atomics.  The host never
  * sends gathered key tiles of per-head layouts here with group > 1: their
  * key tiles would differ between the heads of a group. */
-template <typename T, int DP, bool FEAT>
+template <typename T, int DP, bool FEAT, bool PRED = false> /* PRED: as dq_kernel's */
 __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
@@ -746,9 +753,13 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
         gemm_abt<DP>(s, sK + warp * 16 * sr, qs, lane);
-        if (e.y >= 0)
-            apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
-                             lane, kgrp);
+        if (e.y >= 0) {
+            if constexpr (PRED)
+                apply_pred_tile<true>(s, p.pred, row0, e.x * kTile, warp, lane);
+            else
+                apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
+                                 lane, kgrp);
+        }
         if (cut)
             apply_key_cut<true>(s, p, sv, kgrp, kt, warp, lane);
 #pragma unroll

@@ -8,22 +8,25 @@
 
 namespace bsa_cuda
 {
-const void *tc_kernel_f16_fwd(int kernel, int dpad, bool feat);
-const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat);
-const void *tc_kernel_bf16_fwd(int kernel, int dpad, bool feat);
-const void *tc_kernel_bf16_bwd(int kernel, int dpad, bool feat);
+const void *tc_kernel_f16_fwd(int kernel, int dpad, bool feat, bool pred);
+const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat, bool pred);
+const void *tc_kernel_bf16_fwd(int kernel, int dpad, bool feat, bool pred);
+const void *tc_kernel_bf16_bwd(int kernel, int dpad, bool feat, bool pred);
 } // namespace bsa_cuda
 
 using namespace bsa_cuda;
 
-static const void *tc_kernel(int kernel, bsa_dtype dt, int dpad, bool feat)
+/* pred: the layout's mixed tile pairs are all predicate tiles (taken by
+ * the backward's kernels without the features' code) */
+static const void *tc_kernel(int kernel, bsa_dtype dt, int dpad, bool feat, bool pred)
 {
+    const bool fwd = kernel != BSA_K_DQ && kernel != BSA_K_DKDV;
     if (dt == BSA_DTYPE_F16)
-        return kernel != BSA_K_DQ && kernel != BSA_K_DKDV ? tc_kernel_f16_fwd(kernel, dpad, feat)
-                                                          : tc_kernel_f16_bwd(kernel, dpad, feat);
+        return fwd ? tc_kernel_f16_fwd(kernel, dpad, feat, pred)
+                   : tc_kernel_f16_bwd(kernel, dpad, feat, pred);
     if (dt == BSA_DTYPE_BF16)
-        return kernel != BSA_K_DQ && kernel != BSA_K_DKDV ? tc_kernel_bf16_fwd(kernel, dpad, feat)
-                                                          : tc_kernel_bf16_bwd(kernel, dpad, feat);
+        return fwd ? tc_kernel_bf16_fwd(kernel, dpad, feat, pred)
+                   : tc_kernel_bf16_bwd(kernel, dpad, feat, pred);
     return nullptr;
 }
 
@@ -50,8 +53,8 @@ size_t bsa_cuda_tc_smem(int kernel, int dpad)
 
 cudaError_t bsa_cuda_tc_setup(int kernel, bsa_dtype dt, int dpad)
 {
-    for (bool feat : {false, true}) {
-        const void *fn = tc_kernel(kernel, dt, dpad, feat);
+    for (int v = 0; v < 3; ++v) { /* plain, features, predicate tiles */
+        const void *fn = tc_kernel(kernel, dt, dpad, v == 1, v == 2);
         if (!fn)
             return cudaErrorInvalidDeviceFunction;
         cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -67,7 +70,7 @@ cudaError_t bsa_cuda_tc_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cud
 {
     /* the instance without the features' code when the call uses none */
     const bool feat = bsa_cuda_has_features(p);
-    const void *fn = tc_kernel(kernel, dt, dpad, feat);
+    const void *fn = tc_kernel(kernel, dt, dpad, feat, p.pred_tiles != 0);
     if (!fn)
         return cudaErrorInvalidDeviceFunction;
     dim3 grid = bsa_cuda_grid(kernel == BSA_K_DKDV   ? p.n_kt

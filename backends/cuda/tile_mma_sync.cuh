@@ -294,32 +294,49 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
  * tile (bsa_cuda_params::sub_pred): per row one column interval, worked
  * out in 32 bits already clamped to the tile and relative to the thread's
  * first column, so that each element costs two compares with constants and
- * no code is read. */
+ * no code is read.  transposed: rows are keys and columns queries (the
+ * dK/dV kernel; pred_range's fixed-key form). */
+template <bool transposed = false>
 __device__ __forceinline__ void apply_pred_tile(float *s, const bsa_pred &pd, int row_tile0,
                                                 int col_tile0, int warp, int lane)
 {
     const int g = lane >> 2, t = lane & 3, c0 = col_tile0 + 2 * t;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-        const int y = row_tile0 + warp * 16 + g + r * 8; /* the query */
+        const int y = row_tile0 + warp * 16 + g + r * 8; /* the query (transposed: key) */
         int lo = c0, hi = c0 + kTile;
-        if (pd.flags & BSA_PRED_BIT_CAUSAL)
-            hi = min(hi, y);
+        if (pd.flags & BSA_PRED_BIT_CAUSAL) {
+            if (transposed)
+                lo = max(lo, y);
+            else
+                hi = min(hi, y);
+        }
         if (pd.flags & BSA_PRED_BIT_WINDOW) {
             lo = max(lo, y - (pd.window - 1));
             if (hi - y > pd.window - 1) /* (y + window - 1 may not fit) */
                 hi = y + pd.window - 1;
         }
-        if (pd.flags & BSA_PRED_BIT_PREFIX)
-            hi = min(hi, max(pd.prefix - 1, y));
-        lo -= c0;
-        hi -= c0;
+        if (pd.flags & BSA_PRED_BIT_PREFIX) {
+            if (!transposed)
+                hi = min(hi, max(pd.prefix - 1, y));
+            else if (y >= pd.prefix)
+                lo = max(lo, y);
+        }
+        /* the kept columns [lo, hi] relative to the thread's first one as
+         * a 64-bit mask: an element is then one bit test (a LOP3 into a
+         * predicate) and a select, instead of two compares and a select */
+        lo = max(lo - c0, 0);
+        hi = min(hi - c0, 63);
+        const uint64_t keep = lo > hi ? 0ull : (~0ull >> (63 - hi)) & (~0ull << lo);
+        const uint32_t k0 = (uint32_t)keep, k1 = (uint32_t)(keep >> 32);
 #pragma unroll
         for (int j = 0; j < kTile / 8; ++j)
 #pragma unroll
-            for (int e = 0; e < 2; ++e)
-                if (j * 8 + e < lo || j * 8 + e > hi)
+            for (int e = 0; e < 2; ++e) {
+                const int c = j * 8 + e;
+                if (!((c < 32 ? k0 >> c : k1 >> (c - 32)) & 1u))
                     s[4 * j + 2 * r + e] = -CUDART_INF_F;
+            }
     }
 }
 

@@ -314,6 +314,19 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
     }
 }
 
+/* apply_mask for a pair whose mask is the layout's predicate over the whole
+ * tile: the owner row's interval (pred_range) and no sub-block code. */
+template <bool transposed = false>
+__device__ __forceinline__ void apply_pred_tile(float *s, const bsa_pred &pd, int row_tile0,
+                                                int col_tile0, int warp, int lane)
+{
+    const pred_range pr(pd, row_tile0 + warp * 16 + (lane & 15), !transposed);
+#pragma unroll
+    for (int e = 0; e < elems<kTile>(); ++e)
+        if (!pr.keeps(col_tile0 + col(lane, e)))
+            s[e] = -CUDART_INF_F;
+}
+
 template <bool transposed>
 __device__ __forceinline__ void apply_key_cut(float *s, const bsa_cuda_params &p, const seg_view &v,
                                               const int32_t *kgrp, int kt, int warp, int lane)

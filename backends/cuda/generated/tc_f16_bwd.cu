@@ -4,19 +4,23 @@
 namespace bsa_cuda {
 
 /* kernel function of (kernel, padded head dim, features beyond the seed
- * in the call), NULL if not instantiated */
-const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat)
+ * in the call, predicate-tile layout), NULL if not instantiated */
+const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat, bool pred)
 {
+    (void)pred; /* (only some kernels have a PRED instance) */
     if (kernel == BSA_K_DQ && dpad == 32)
-        return feat ? (const void *)&dq_kernel<__half, 32, true>
-                    : (const void *)&dq_kernel<__half, 32, false>;
+        return feat   ? (const void *)&dq_kernel<__half, 32, true, false>
+               : pred ? (const void *)&dq_kernel<__half, 32, false, true>
+                      : (const void *)&dq_kernel<__half, 32, false, false>;
     if (kernel == BSA_K_DQ && dpad == 64)
-        return feat ? (const void *)&dq_kernel<__half, 64, true>
-                    : (const void *)&dq_kernel<__half, 64, false>;
+        return feat   ? (const void *)&dq_kernel<__half, 64, true, false>
+               : pred ? (const void *)&dq_kernel<__half, 64, false, true>
+                      : (const void *)&dq_kernel<__half, 64, false, false>;
 #if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DQ && dpad == 128)
-        return feat ? (const void *)&dq_kernel<__half, 128, true>
-                    : (const void *)&dq_kernel<__half, 128, false>;
+        return feat   ? (const void *)&dq_kernel<__half, 128, true, false>
+               : pred ? (const void *)&dq_kernel<__half, 128, false, true>
+                      : (const void *)&dq_kernel<__half, 128, false, false>;
 #endif
 #if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DQ && dpad == 256)
@@ -24,15 +28,18 @@ const void *tc_kernel_f16_bwd(int kernel, int dpad, bool feat)
                     : (const void *)&dq_kernel<__half, 256, false>;
 #endif
     if (kernel == BSA_K_DKDV && dpad == 32)
-        return feat ? (const void *)&dkdv_kernel<__half, 32, true>
-                    : (const void *)&dkdv_kernel<__half, 32, false>;
+        return feat   ? (const void *)&dkdv_kernel<__half, 32, true, false>
+               : pred ? (const void *)&dkdv_kernel<__half, 32, false, true>
+                      : (const void *)&dkdv_kernel<__half, 32, false, false>;
     if (kernel == BSA_K_DKDV && dpad == 64)
-        return feat ? (const void *)&dkdv_kernel<__half, 64, true>
-                    : (const void *)&dkdv_kernel<__half, 64, false>;
+        return feat   ? (const void *)&dkdv_kernel<__half, 64, true, false>
+               : pred ? (const void *)&dkdv_kernel<__half, 64, false, true>
+                      : (const void *)&dkdv_kernel<__half, 64, false, false>;
 #if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DKDV && dpad == 128)
-        return feat ? (const void *)&dkdv_kernel<__half, 128, true>
-                    : (const void *)&dkdv_kernel<__half, 128, false>;
+        return feat   ? (const void *)&dkdv_kernel<__half, 128, true, false>
+               : pred ? (const void *)&dkdv_kernel<__half, 128, false, true>
+                      : (const void *)&dkdv_kernel<__half, 128, false, false>;
 #endif
 #if !defined(BSA_VENDOR_HIP)
     if (kernel == BSA_K_DKDV && dpad == 256)

@@ -4,9 +4,10 @@
 namespace bsa_cuda {
 
 /* kernel function of (kernel, padded head dim, features beyond the seed
- * in the call), NULL if not instantiated */
-const void *tc_kernel_f16_fwd(int kernel, int dpad, bool feat)
+ * in the call, predicate-tile layout), NULL if not instantiated */
+const void *tc_kernel_f16_fwd(int kernel, int dpad, bool feat, bool pred)
 {
+    (void)pred; /* (only some kernels have a PRED instance) */
     if (kernel == BSA_K_FWD && dpad == 32)
         return feat ? (const void *)&fwd_kernel<__half, 32, false, true>
                     : (const void *)&fwd_kernel<__half, 32, false, false>;
