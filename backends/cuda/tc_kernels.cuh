@@ -193,7 +193,7 @@ __device__ __forceinline__ void finish_rows(float *l, float *inv)
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
         l[r] = row_sum(l[r]);
-        inv[r] = l[r] > 0.f ? 1.f / l[r] : 0.f;
+        inv[r] = l[r] > 0.f ? fast_rcp(l[r]) : 0.f;
     }
 }
 
@@ -201,7 +201,7 @@ __device__ __forceinline__ void finish_rows(float *l, float *inv)
  * a row that saw no key. */
 __device__ __forceinline__ float lse_value(float m, float l)
 {
-    return l > 0.f ? (m + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
+    return l > 0.f ? (m + fast_log2(l)) * 0.69314718055994531f : -CUDART_INF_F;
 }
 
 /* Writes the lse (natural log) of a warp's owner rows; rows0: the layout

@@ -134,26 +134,17 @@ template <int DP> struct chunk_sw_loader {
     }
 };
 
-/* Writes a warp's 16 x DP accumulator (times mul) into its own 16 rows of
- * a swizzled 64-row tile (the 8 rows of a lane quad's group land in 8
- * different 16-byte chunks of the 32 banks: no conflicts), then to global
- * rows at time positions pos[0..16) (< 0: not stored) with 16-byte stores;
- * fast rows: pos[0] + i d. */
+/* Writes a warp's 16 x DP accumulator (times mul) through its own 16 rows
+ * of a swizzled 64-row tile (stage_rows_sw) to global rows at time
+ * positions pos[0..16) (< 0: not stored) with 16-byte stores; fast rows:
+ * pos[0] + i d. */
 template <int DP, typename T>
 __device__ __forceinline__ void store_rows_sw(const float *acc, const float *mul, T *tile, T *base,
                                               int64_t st, const int *pos, int dim,
                                               const chunk_rows &cr, int warp, int lane)
 {
-    using tr = dtype_traits<T>;
-    const int g = lane >> 2, t = lane & 3, r0 = warp * 16;
-#pragma unroll
-    for (int j = 0; j < DP / 8; ++j) {
-        *reinterpret_cast<uint32_t *>(tile + sw_offset(r0 + g, j) + 2 * t) =
-            tr::pack(acc[4 * j + 0] * mul[0], acc[4 * j + 1] * mul[0]);
-        *reinterpret_cast<uint32_t *>(tile + sw_offset(r0 + g + 8, j) + 2 * t) =
-            tr::pack(acc[4 * j + 2] * mul[1], acc[4 * j + 3] * mul[1]);
-    }
-    __syncwarp();
+    const int r0 = warp * 16;
+    stage_rows_sw<DP>(acc, mul, tile, warp, lane);
     constexpr int ch = DP / 8, RL = kWarp / ch; /* a lane's rows are RL apart */
     if (cr.fast) {
         const int rl = lane / ch, cc = lane % ch;

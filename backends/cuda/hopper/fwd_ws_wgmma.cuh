@@ -9,13 +9,14 @@
  * In fwd_wgmma_kernel every thread issues its share of each tile's cp.async
  * loads and a block barrier a tile makes them visible, so both warpgroups
  * run in lockstep: their softmaxes coincide and so do their products.
- * Here one thread of a third warpgroup walks the same merged list and
- * issues each tile's K and V boxes (TMA, zero-filled past the keys) into a
- * free stage, announced on that stage's `full` barrier; each consumer
- * thread waits on `full`, and arrives on the stage's `empty` barrier once
- * the products that read the stage have completed.  The warpgroups no
- * longer meet per tile and carry no load code (H200: all-d128 forward 3.32
- * -> 2.46 ms; bench/NOTES.md, v29).
+ * Here one thread of a third warpgroup brings both Q tiles, walks the same
+ * merged list and issues each tile's K and V boxes (TMA, zero-filled past
+ * the keys) into a free stage, announced on that stage's `full` barrier;
+ * each consumer thread waits on `full`, and arrives on the stage's `empty`
+ * barrier once the products that read the stage have completed.  The
+ * warpgroups no longer meet per tile and carry no load code (H200:
+ * all-d128 forward 3.32 -> 2.46 ms; bench/NOTES.md, v29); their output
+ * leaves by TMA stores too (v34).
  *
  * PRED: every mixed pair of the layout is its predicate over the whole
  * tile (tiles.cu, whole_tile_pred: causal and windowed layouts at blocks
@@ -64,17 +65,27 @@ template <int DP> constexpr bool ws_overlap()
     return DP > 64;
 }
 
+/* The output leaves as TMA stores of each warp's 16 rows (its share of
+ * the warpgroup's accumulator), staged in its rows of the warpgroup's Q
+ * tile: no barrier with another warp, and the copy loop's address work
+ * (~100 instructions a warp) and row checks (the box is clipped at the
+ * tensor's end) are the TMA unit's. */
+constexpr int kWsStoreRows = 16;
+
 template <int DP> constexpr size_t ws_smem_bytes()
 {
-    /* Q (two tiles), the K and V stages, the full and empty barriers,
-     * + slack to align to 1024 bytes */
-    return (size_t)(2 + 2 * kWsStages) * kTile * DP * 2 + 2 * kWsStages * sizeof(uint64_t) + 1024;
+    /* Q (two tiles), the K and V stages, the full and empty barriers and
+     * the Q tiles' two, + slack to align to 1024 bytes */
+    return (size_t)(2 + 2 * kWsStages) * kTile * DP * 2 + (2 * kWsStages + 2) * sizeof(uint64_t) +
+           1024;
 }
 
 template <typename T, int DP, bool PRED>
 __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
-    fwd_ws_wgmma_kernel(const bsa_cuda_params p, const __grid_constant__ CUtensorMap tk,
-                        const __grid_constant__ CUtensorMap tv)
+    fwd_ws_wgmma_kernel(const bsa_cuda_params p, const __grid_constant__ CUtensorMap tq,
+                        const __grid_constant__ CUtensorMap tk,
+                        const __grid_constant__ CUtensorMap tv,
+                        const __grid_constant__ CUtensorMap to)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int NWG = 2, TE = kTile * DP, ST = kWsStages, NC = NWG * kWarpgroup;
@@ -83,6 +94,7 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     T *sK = sQ + NWG * TE; /* ST stages */
     T *sV = sK + ST * TE;
     uint64_t *full = reinterpret_cast<uint64_t *>(sV + ST * TE), *empty = full + ST;
+    uint64_t *qfull = empty + ST; /* per warpgroup: its Q tile has landed */
 
     const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
     const int bh = grid_bh(), sg = bh / p.heads;
@@ -100,6 +112,8 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
             mbar_init(full + s, 1);
             mbar_init(empty + s, NC);
         }
+        mbar_init(qfull, 1);
+        mbar_init(qfull + 1, 1);
         mbar_init_fence();
     }
     __syncthreads(); /* the last block-wide barrier: the producer leaves below */
@@ -111,6 +125,16 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
          * with a zero tile (past the keys), which the last P V product
          * reads with P = 0 */
         if (warp == 2 * 4 && lane == 0) {
+            /* each warpgroup's Q tile first (zeros past the sequence):
+             * the consumers carry no load code at all */
+#pragma unroll
+            for (int w = 0; w < NWG; ++w) {
+                mbar_arrive_tx(qfull + w, TE * (unsigned)sizeof(T));
+#pragma unroll
+                for (int cb = 0; cb < DP / 64; ++cb)
+                    tma_load_4d(sQ + w * TE + cb * kTile * 64, &tq, qfull + w, cb * 64,
+                                (w ? job.qb : job.qa) * kTile, job.h, sg);
+            }
             const int kt_zero = (sv.len_k + kTile - 1) / kTile;
             for (int it = 0;; ++it) {
                 const walk_step t = take_step(walk);
@@ -138,17 +162,11 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     setmaxnreg_inc<ws_consumer_regs<DP>()>();
     const int wg = warp / 4, vw = warp & 3; /* warpgroup; warp within it: its 16 rows */
     const int qt = wg ? job.qb : job.qa;
-    {
-        /* each warpgroup its own Q tile (zeros past the sequence) */
-        const sw_loader<DP, kWarpgroup> ldq(tid - wg * kWarpgroup);
-        ldq.load(sQ + wg * TE, seg_base<const T>(p.q, p.q_s, sv, job.h, false), p.q_s[2],
-                 qt * kTile, sv.len_q, p.dim, 0);
-        cp_async_commit();
-        cp_async_wait<0>();
-        fence_proxy_async();
-        named_sync(1 + wg, kWarpgroup);
-    }
-    T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
+    mbar_wait(qfull + wg, 0);
+    /* (not needed for the data: without this barrier ptxas hoists the
+     * loop's parameter loads above the wait, and at head dim 64 spills
+     * 4-220 bytes) */
+    named_sync(1 + wg, kWarpgroup);
 
     float acc[elems<DP>()], s[elems<kTile>()];
     zero<elems<DP>()>(acc);
@@ -245,15 +263,24 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
         wgmma_wait<0>();
         pin<elems<DP>()>(acc);
     }
-    /* every consumer is done with the K/V stages, which take the output;
-     * every load has landed (each was awaited) */
-    named_sync(3, NC);
-
+    /* every load has landed (each was awaited); the warpgroup's last
+     * product that read its Q tile is done, so each warp stages its output
+     * rows in its own rows of that tile, meeting no other warp (the K/V
+     * stages with a barrier of both warpgroups, before: the first to
+     * finish waited for the other) */
     float inv[kRows];
     finish_rows(l, inv);
-    if (qt < p.n_qt)
-        store_rows<DP>(acc, inv, wg ? sV : sK, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
-                       p.stride_perm, vw, lane);
+    T *stage = sQ + wg * TE;
+    stage_rows_sw<DP>(acc, inv, stage, vw, lane);
+    fence_proxy_async(); /* the rows, written by every lane, go to the TMA unit */
+    __syncwarp();
+    if (lane == 0 && qt < p.n_qt) {
+#pragma unroll
+        for (int cb = 0; cb < DP / 64; ++cb)
+            tma_store_4d(&to, stage + cb * kTile * 64 + vw * kWsStoreRows * 64, cb * 64,
+                         qt * kTile + vw * kWsStoreRows, job.h, sg);
+        tma_store_drain();
+    }
     store_lse(p, sv, job.h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
 #endif
 }

@@ -65,6 +65,27 @@ __device__ __forceinline__ void tma_load_4d(void *dst, const CUtensorMap *map, u
                  : "memory");
 }
 
+/* A shared-memory box to a 4-dimensional tensor at coordinates (c0
+ * innermost .. c3), rows and columns past the tensor's edges not written;
+ * the shared writes before it must be fenced for the async proxy
+ * (fence_proxy_async).  Completes with the issuing thread's bulk group. */
+__device__ __forceinline__ void tma_store_4d(const CUtensorMap *map, const void *src, int c0,
+                                             int c1, int c2, int c3)
+{
+    asm volatile("cp.async.bulk.tensor.4d.global.shared::cta.bulk_group"
+                 " [%0, {%2, %3, %4, %5}], [%1];\n" ::"l"(reinterpret_cast<uint64_t>(map)),
+                 "r"(smem_u32(src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+                 : "memory");
+}
+/* Closes the issuing thread's bulk group and waits until its shared
+ * sources have been read (the block may then end or reuse them). */
+__device__ __forceinline__ void tma_store_drain()
+{
+    asm volatile("cp.async.bulk.commit_group;\n"
+                 "cp.async.bulk.wait_group.read 0;\n" ::
+                     : "memory");
+}
+
 /* Moves a warpgroup's registers per thread to N (all its warps execute it):
  * producer warps give theirs to the consumers of the same block. */
 template <int N> __device__ __forceinline__ void setmaxnreg_dec()

@@ -42,6 +42,26 @@ __device__ __forceinline__ int sw_offset(int r, int c)
     return ((c >> 3) * kTile + r) * 64 + (((c & 7) ^ (r & 7)) << 3);
 }
 
+/* Writes a warp's 16 x DP accumulator (times mul) into its own 16 rows of
+ * a swizzled 64-row tile (the 8 rows of a lane quad's group land in 8
+ * different 16-byte chunks of the 32 banks: no conflicts), for a copy to
+ * global memory after. */
+template <int DP, typename T>
+__device__ __forceinline__ void stage_rows_sw(const float *acc, const float *mul, T *tile, int warp,
+                                              int lane)
+{
+    using tr = dtype_traits<T>;
+    const int g = lane >> 2, t = lane & 3, r0 = warp * 16;
+#pragma unroll
+    for (int j = 0; j < DP / 8; ++j) {
+        *reinterpret_cast<uint32_t *>(tile + sw_offset(r0 + g, j) + 2 * t) =
+            tr::pack(acc[4 * j + 0] * mul[0], acc[4 * j + 1] * mul[0]);
+        *reinterpret_cast<uint32_t *>(tile + sw_offset(r0 + g + 8, j) + 2 * t) =
+            tr::pack(acc[4 * j + 2] * mul[1], acc[4 * j + 3] * mul[1]);
+    }
+    __syncwarp();
+}
+
 /* Asynchronous loads of 64-row tiles into swizzled shared tiles by NT
  * threads.  A thread always copies the same 16-byte column chunk c of the
  * rows r0, r0 + RS, ...: its shared offsets are fixed (RS is a multiple of

@@ -66,12 +66,14 @@ static PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder()
     return fn;
 }
 
-/* The tensor map of K or V (dim columns): [batch][keys][kv heads][dim] with
- * the call's strides, read in 64 x 64 boxes in wgmma's 128-byte swizzle,
- * zeros past every edge.  False where TMA cannot address the tensor (rows
- * or strides not 16-byte aligned). */
-static bool kv_tensor_map(CUtensorMap *map, const void *base, const int64_t *st, int dim,
-                          const bsa_cuda_params &p, bsa_dtype dt)
+/* The tensor map of K, V or O (dim columns): [batch][rows][heads][dim]
+ * with the call's strides, in boxes of 64 columns x box_rows rows in
+ * wgmma's 128-byte swizzle, zeros read (nothing written) past every edge.
+ * False where TMA cannot address the tensor (rows or strides not 16-byte
+ * aligned). */
+static bool tile_tensor_map(CUtensorMap *map, const void *base, const int64_t *st, int dim,
+                            int rows, int heads, int box_rows, const bsa_cuda_params &p,
+                            bsa_dtype dt)
 {
     const PFN_cuTensorMapEncodeTiled_v12000 enc = tensor_map_encoder();
     if (!enc || (uintptr_t)base % 16 != 0)
@@ -79,11 +81,11 @@ static bool kv_tensor_map(CUtensorMap *map, const void *base, const int64_t *st,
     for (int i = 0; i < 3; ++i)
         if (st[i] <= 0 || st[i] % 8 != 0)
             return false;
-    const cuuint64_t gdim[4] = {(cuuint64_t)dim, (cuuint64_t)p.seq_k, (cuuint64_t)p.kv_heads,
+    const cuuint64_t gdim[4] = {(cuuint64_t)dim, (cuuint64_t)rows, (cuuint64_t)heads,
                                 (cuuint64_t)p.batch};
     const cuuint64_t gstride[3] = {(cuuint64_t)st[2] * 2, (cuuint64_t)st[1] * 2,
                                    (cuuint64_t)st[0] * 2};
-    const cuuint32_t box[4] = {64, (cuuint32_t)kTile, 1, 1}, estride[4] = {1, 1, 1, 1};
+    const cuuint32_t box[4] = {64, (cuuint32_t)box_rows, 1, 1}, estride[4] = {1, 1, 1, 1};
     return enc(map,
                dt == BSA_DTYPE_F16 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
                                    : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
@@ -106,13 +108,15 @@ static bool launch_ws(const bsa_cuda_params &p, bsa_dtype dt, int dpad, dim3 gri
 {
     const char *env = getenv("BSA_CUDA_WS");
     if ((env && !strcmp(env, "0")) || (dpad != 64 && dpad != 128) || p.klen || p.cu_q || p.kgrp ||
-        p.stride_perm || p.time_k != p.seq_k)
+        p.stride_perm || p.time_k != p.seq_k || p.time_q != p.seq_q)
         return false;
-    CUtensorMap tk, tv;
-    if (!kv_tensor_map(&tk, p.k, p.k_s, p.dim, p, dt) ||
-        !kv_tensor_map(&tv, p.v, p.v_s, p.dim_v, p, dt))
+    CUtensorMap tq, tk, tv, to;
+    if (!tile_tensor_map(&tq, p.q, p.q_s, p.dim, p.seq_q, p.heads, kTile, p, dt) ||
+        !tile_tensor_map(&tk, p.k, p.k_s, p.dim, p.seq_k, p.kv_heads, kTile, p, dt) ||
+        !tile_tensor_map(&tv, p.v, p.v_s, p.dim_v, p.seq_k, p.kv_heads, kTile, p, dt) ||
+        !tile_tensor_map(&to, p.o_out, p.o_s, p.dim_v, p.seq_q, p.heads, kWsStoreRows, p, dt))
         return false;
-    void *args[] = {const_cast<bsa_cuda_params *>(&p), &tk, &tv};
+    void *args[] = {const_cast<bsa_cuda_params *>(&p), &tq, &tk, &tv, &to};
     const bool d64 = dpad == 64;
     *e = cudaLaunchKernel(fwd_ws_kernel_of(dt, dpad, p.pred_tiles != 0), grid, dim3(kWsThreads),
                           args, d64 ? ws_smem_bytes<64>() : ws_smem_bytes<128>(), s);
