@@ -153,46 +153,46 @@ template <int N> __device__ __forceinline__ void cp_async_wait()
 }
 #endif
 
-/* 2^x on the special-function unit (relative error ~2^-22, +0 for -inf,
- * subnormal results flushed): exp2f adds range handling around it that the
- * softmax's probabilities, all in [0, 1], do not need. */
+/* The special-function unit's approximations (NVIDIA; elsewhere the
+ * library calls). */
+enum class sfu_op { ex2, lg2, rcp };
+template <sfu_op OP> __device__ __forceinline__ float sfu(float x)
+{
+#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
+    float y;
+    if constexpr (OP == sfu_op::ex2)
+        asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    else if constexpr (OP == sfu_op::lg2)
+        asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    else
+        asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+    return y;
+#else
+    return OP == sfu_op::ex2 ? exp2f(x) : OP == sfu_op::lg2 ? log2f(x) : 1.f / x;
+#endif
+}
+
+/* 2^x (relative error ~2^-22, +0 for -inf, subnormal results flushed):
+ * exp2f adds range handling around it that the softmax's probabilities,
+ * all in [0, 1], do not need. */
 __device__ __forceinline__ float fast_exp2(float x)
 {
-#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#else
-    return exp2f(x);
-#endif
+    return sfu<sfu_op::ex2>(x);
 }
 
-/* log2(x) on the special-function unit (relative error ~2^-22) for the
- * log-sum-exp's row sums, which are >= 1 (the row max contributes 2^0):
- * log2f adds subnormal and range handling, ~20 instructions a row in the
- * forward's epilogue. */
+/* log2(x) (relative error ~2^-22) for the log-sum-exp's row sums, which
+ * are >= 1 (the row max contributes 2^0): log2f adds subnormal and range
+ * handling, ~20 instructions a row in the forward's epilogue. */
 __device__ __forceinline__ float fast_log2(float x)
 {
-#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
-    float y;
-    asm("lg2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#else
-    return log2f(x);
-#endif
+    return sfu<sfu_op::lg2>(x);
 }
 
-/* 1 / x on the special-function unit (within 1 ulp) for the forward's row
- * sums (>= 1): the IEEE division adds a Newton step and a slow-path call. */
+/* 1 / x (within 1 ulp) for the forward's row sums (>= 1): the IEEE
+ * division adds a Newton step and a slow-path call. */
 __device__ __forceinline__ float fast_rcp(float x)
 {
-#if !defined(BSA_VENDOR_HIP) && defined(__CUDA_ARCH__)
-    float y;
-    asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-    return y;
-#else
-    return 1.f / x;
-#endif
+    return sfu<sfu_op::rcp>(x);
 }
 
 /* The backward's exponent offset of a query row, -lse log2(e), from its
