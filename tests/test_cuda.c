@@ -531,6 +531,80 @@ static void test_chunk_local(void **state)
     bsa_context_destroy(ctx);
 }
 
+/* Block-row kernels (layouts of 32-wide blocks whose 64 x 64 tiles would
+ * compute mostly absent blocks): random sparse layouts chosen by the plan
+ * itself, with callback bits (partial and empty blocks, a dead query row),
+ * with predicates (causal, window, prefix: PRED blocks), a query block and
+ * a key block without any block, odd block counts (a thread block's second
+ * lane empty) and cross attention; and the path forced (BSA_CUDA_BROW=1)
+ * on the strided preset (rows addressed through the permutation).  The
+ * plan must name the block-row kernels at head dims 32 and 64. */
+static void test_block_rows(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    const struct {
+        int qb, kb, lheads, callback;
+        unsigned preds;
+        int window, prefix;
+    } cases[5] = {
+        {17, 17, 1, 1, BSA_PRED_NONE, 0, 0},
+        {20, 13, 2, 1, BSA_PRED_NONE, 0, 0},
+        {19, 19, 2, 0, BSA_PRED_CAUSAL, 0, 0},
+        {16, 23, 1, 0, BSA_PRED_WINDOW, 200, 0},
+        {21, 21, 1, 0, BSA_PRED_CAUSAL | BSA_PRED_PREFIX, 0, 70},
+    };
+    for (int i = 0; i < 5; i++) {
+        const int qb = cases[i].qb, kb = cases[i].kb, lh = cases[i].lheads;
+        uint8_t *blk = tu_xmalloc((size_t)(lh * qb * kb));
+        random_blocks(blk, lh * qb * kb, 0.2);
+        for (int c = 0; c < kb; c++)
+            blk[3 * kb + c] = 0; /* query block 3 of head 0: no block */
+        for (int r = 0; r < qb; r++)
+            blk[(size_t)r * kb + 5] = 0; /* key block 5 of head 0: no block */
+        bsa_layout_desc ld = {32, lh, qb, kb, cases[i].preds, cases[i].window, cases[i].prefix};
+        bsa_layout_t lay = NULL;
+        char label[120];
+        snprintf(label, sizeof label, "block-row Qb=%d Kb=%d lheads=%d %s preds=%u", qb, kb, lh,
+                 cases[i].callback ? "callback" : "dense", cases[i].preds);
+        if (cases[i].callback) {
+            cb_state cs = {tu_next(), 0.7, 40 + i};
+            expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs), label);
+        } else {
+            expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blk), label);
+        }
+        const bsa_dtype dt = dtypes[1 + i % 2];
+        const int dim = i % 3 ? 64 : 32;
+        ac_problem p;
+        bsa_attn_desc d;
+        expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f, &d), label);
+        bsa_plan_t plan = NULL;
+        expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
+        const char *impl = NULL;
+        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+        assert_string_equal(impl, "cuda-mma-sm80-blockrow");
+        bsa_plan_destroy(plan);
+        ac_problem_free(&p);
+        run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
+        bsa_layout_destroy(lay);
+        free(blk);
+    }
+    setenv("BSA_CUDA_BROW", "1", 1); /* read when a layout is created */
+    for (int bidir = 0; bidir < 2; bidir++) {
+        bsa_preset ps = make_preset(BSA_PATTERN_STRIDED, 32, 2, bidir);
+        bsa_layout_t lay = NULL;
+        char label[96];
+        snprintf(label, sizeof label, "block-row forced strided B=32 seq=%d bidir=%d", ps.seq,
+                 bidir);
+        expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+        run_case(ctx, lay, label, dtypes[1 + bidir], 1, 2, 64, (ac_form)bidir, 0.0f);
+        bsa_layout_destroy(lay);
+    }
+    unsetenv("BSA_CUDA_BROW");
+    bsa_context_destroy(ctx);
+}
+
 /* ------------------------------------------------- larger, device-only */
 
 /* The mma path against the reference path at a size the oracle would take
@@ -683,18 +757,27 @@ static void test_graph_and_determinism(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    /* fixed: the tile kernels; strided (T / L = 32): the chunk kernels */
-    const bsa_preset presets[2] = {{BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0},
-                                   {BSA_PATTERN_STRIDED, 1024, 32, 4, 32, 0, 1, 0}};
-    for (int pi = 0; pi < 2; pi++) {
+    /* fixed: the tile kernels, then the block-row kernels (forced);
+     * strided (T / L = 32): the chunk kernels */
+    const bsa_preset presets[3] = {{BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0},
+                                   {BSA_PATTERN_STRIDED, 1024, 32, 4, 32, 0, 1, 0},
+                                   {BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0}};
+    for (int pi = 0; pi < 3; pi++) {
         bsa_layout_t lay = NULL;
+        if (pi == 2)
+            setenv("BSA_CUDA_BROW", "1", 1); /* read when a layout is created */
         expect_ok(bsa_layout_create_preset(ctx, &lay, &presets[pi]), "preset");
+        unsetenv("BSA_CUDA_BROW");
         for (int di = 1; di < 3; di++) {
             ac_problem p;
             bsa_attn_desc d;
             expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d), "init");
             bsa_plan_t plan = NULL;
             expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+            const char *impl = NULL;
+            expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+            if (pi == 2)
+                assert_string_equal(impl, "cuda-mma-sm80-blockrow");
             dev_problem dp;
             dev_init(&dp, &p, plan);
             cudaStream_t s;
@@ -847,6 +930,7 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_random_callbacks), cmocka_unit_test(test_cross_attention),
             cmocka_unit_test(test_padded),           cmocka_unit_test(test_gathered_key_tiles),
             cmocka_unit_test(test_chunk_local),      cmocka_unit_test(test_predicate_tiles),
+            cmocka_unit_test(test_block_rows),
         };
         return cmocka_run_group_tests(tests, NULL, print_summary);
     }
@@ -860,6 +944,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_random_callbacks),
         cmocka_unit_test(test_gathered_key_tiles),
         cmocka_unit_test(test_chunk_local),
+        cmocka_unit_test(test_block_rows),
         cmocka_unit_test(test_large_vs_reference),
         cmocka_unit_test(test_graph_and_determinism),
     };

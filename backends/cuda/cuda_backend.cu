@@ -47,6 +47,9 @@ struct cuda_plan {
     /* fwd_kernel BSA_K_FWD_WGMMA2 on its warp-specialised kernel alone:
      * calls it does not apply to take BSA_K_FWD */
     bool ws_only;
+    /* layout with block-row lists: the block-row kernels take the calls
+     * without key lengths or packed sequences (brow_kernels.cuh) */
+    bool brow;
 };
 
 /* Makes ctx's device current for the scope of a call, restoring the
@@ -331,6 +334,19 @@ bsa_status plan_init(bsa_plan_t plan)
      * one warpgroup's m64n64k16 replaces 32 mma.sync and their fragment
      * loads (bench/NOTES.md, v33); BSA_CUDA_PATH=mma keeps mma.sync. */
     cp->chunk_wgmma = cp->chunk && wgmma_ok && (dpad == 64 || dpad == 128);
+    /* Layouts of 32-wide blocks whose tile pairs would compute mostly
+     * absent blocks (random ones: tiles.cu, want_brow) on the block-row
+     * kernels, which compute kept blocks only: head dims up to 64, not
+     * with kv groups nor when wgmma is forced; BSA_CUDA_BROW=0 (read at
+     * layout_prepare) keeps the tile kernels. */
+    cp->brow = cp->p == PATH_MMA && dl->brow && !want_wgmma && dpad <= 64 && s.kv_heads == s.heads;
+    if (cp->brow) {
+        cudaError_t e = bsa_cuda_brow_setup(s.dtype, dpad);
+        if (e != cudaSuccess) {
+            free(cp);
+            return cuda_status(e, "plan_init: block-row kernel attributes");
+        }
+    }
     if (cp->chunk) {
         cudaError_t e = bsa_cuda_chunk_setup(s.dtype, dpad);
         if (e == cudaSuccess && cp->chunk_wgmma)
@@ -364,7 +380,8 @@ bsa_status plan_init(bsa_plan_t plan)
     int64_t rows = s.batch * s.heads * s.seq_q;
     plan->workspace_bytes = bsa_cuda_workspace_bytes(rows);
     const bool any_wgmma = wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
-    plan->impl_name = cp->chunk_wgmma       ? "cuda-wgmma-sm90a-chunk"
+    plan->impl_name = cp->brow              ? "cuda-mma-sm80-blockrow"
+                      : cp->chunk_wgmma     ? "cuda-wgmma-sm90a-chunk"
                       : cp->chunk           ? "cuda-mma-sm80-chunk"
                       : any_wgmma           ? "cuda-wgmma-sm90a"
                       : cp->p == PATH_MMA   ? "cuda-mma-sm80"
@@ -423,6 +440,8 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
                 aligned16(a->o);
     cudaError_t e =
         !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
+        : cp->brow && !bsa_cuda_has_features(p)
+            ? bsa_cuda_brow_launch(BSA_K_FWD, plan->shape.dtype, cp->dpad, p, s)
         : cp->chunk && !bsa_cuda_has_features(p)
             ? (cp->chunk_wgmma
                    ? bsa_cuda_wgmma_chunk_launch(plan->shape.dtype, cp->dpad, p, s)
@@ -467,6 +486,15 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
     const void *ptrs[] = {a->q, a->k, a->v, a->dout, a->dq, a->dk, a->dv};
     for (const void *x : ptrs)
         fast = fast && aligned16(x);
+    if (fast && cp->brow && !bsa_cuda_has_features(p)) {
+        for (int k : {BSA_K_DKDV, BSA_K_DQ}) {
+            e = bsa_cuda_brow_launch(k, plan->shape.dtype, cp->dpad, p, s);
+            if (e != cudaSuccess)
+                return cuda_status(e, k == BSA_K_DQ ? "backward: block-row dq kernel launch"
+                                                    : "backward: block-row dk/dv kernel launch");
+        }
+        return BSA_SUCCESS;
+    }
     if (fast && cp->chunk && !bsa_cuda_has_features(p)) {
         e = bsa_cuda_chunk_launch(BSA_K_BWD_CHUNK, plan->shape.dtype, cp->dpad, p, s);
         return e != cudaSuccess ? cuda_status(e, "backward: chunk kernel launch") : BSA_SUCCESS;

@@ -66,6 +66,17 @@ typedef struct bsa_cuda_layout {
      * the end), or NULL when key tile kt is simply keys [64 kt, 64 kt + 64) */
     int32_t *kgrp;
     int kg; /* key blocks per key tile: 64 / block (1 for blocks >= 64) */
+    /* Block-row lists (blocks of 32 whose 64 x 64 tile pairs would compute
+     * mostly absent blocks, as random layouts'; brow_kernels.cuh), brow = 1
+     * when built.  Per layout head: brow_rptr [q_blocks + 1] indexes
+     * brow_rent, the query block's kept key blocks two to an entry {k0, k1
+     * (-1: none), code0, code1} (BSA_CUDA_SUB_* or bits index);
+     * brow_cptr [k_blocks + 1] and brow_cent the same of key blocks' query
+     * blocks; brow_qord / brow_kord [(blocks + 1) / 2 * 2]: the blocks two
+     * to a thread block, longest lists first (-1: none). */
+    int brow;
+    int32_t *brow_rptr, *brow_cptr, *brow_qord, *brow_kord;
+    int4 *brow_rent, *brow_cent;
 } bsa_cuda_layout;
 
 /* Everything a kernel needs, passed by value. */
@@ -102,6 +113,9 @@ typedef struct bsa_cuda_params {
     const uint64_t *bits;
     const int32_t *kgrp; /* see bsa_cuda_layout; NULL: natural key tiles */
     int kg;
+    /* block-row lists (see bsa_cuda_layout; NULL when not built) */
+    const int32_t *brow_rptr, *brow_cptr, *brow_qord, *brow_kord;
+    const int4 *brow_rent, *brow_cent;
 } bsa_cuda_params;
 
 #ifdef __cplusplus
@@ -196,6 +210,14 @@ size_t bsa_cuda_chunk_smem(int kernel, int dpad);
 cudaError_t bsa_cuda_chunk_setup(bsa_dtype dt, int dpad);
 cudaError_t bsa_cuda_chunk_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
                                   cudaStream_t s);
+/* Block-row kernels (brow_kernels.cuh; layouts with brow lists): kernel
+ * BSA_K_FWD, BSA_K_DQ or BSA_K_DKDV, f16/bf16, padded head dim 32/64,
+ * calls without key lengths, packed sequences or kv groups; dQ and dK/dV
+ * need the delta pre-pass before them. */
+size_t bsa_cuda_brow_smem(int kernel, int dpad);
+cudaError_t bsa_cuda_brow_setup(bsa_dtype dt, int dpad);
+cudaError_t bsa_cuda_brow_launch(int kernel, bsa_dtype dt, int dpad, const bsa_cuda_params &p,
+                                 cudaStream_t s);
 #endif
 /* Volta path (wmma, sm_70+): f16, padded head dim 32/64/128. */
 cudaError_t bsa_cuda_volta_launch(int kernel, int dpad, const bsa_cuda_params &p, cudaStream_t s);

@@ -60,6 +60,12 @@ bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan)
     p.bits = dl->bits;
     p.kgrp = dl->kgrp;
     p.kg = dl->kg;
+    p.brow_rptr = dl->brow_rptr;
+    p.brow_cptr = dl->brow_cptr;
+    p.brow_qord = dl->brow_qord;
+    p.brow_kord = dl->brow_kord;
+    p.brow_rent = dl->brow_rent;
+    p.brow_cent = dl->brow_cent;
     return p;
 }
 

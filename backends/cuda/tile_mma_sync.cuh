@@ -232,11 +232,15 @@ __device__ __forceinline__ void store_rows_direct(const float *acc, float mul, T
  * (a gathered tile's key block, a stored bits word; with perm_walk:
  * strided forward -24%, fixed fwd+bwd -6% on an H200; bench/NOTES.md, v30),
  * and the predicates once per row as an interval (pred_range, v31). */
-template <bool transposed>
+template <bool transposed, bool cols_gathered = false>
 __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, const int32_t *sub,
                                            int row_tile0, int col_tile0, int warp, int lane,
-                                           const int32_t *kgrp)
+                                           const int32_t *kgrp, const int32_t *cgrp = nullptr)
 {
+    /* cols_gathered (transposed only): the columns are the query blocks
+     * cgrp[0..] and the codes one per block, sub[0..] (the block-row dK/dV
+     * of brow_kernels.cuh: a 32-row key block against gathered queries) */
+    static_assert(transposed || !cols_gathered, "gathered columns are queries");
     const int g = lane >> 2, t = lane & 3, bm = p.block - 1;
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -246,7 +250,7 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
             transposed && kgrp ? tile_row(kgrp, p.log2g, 0, row, p.seq_k) : row_tile0 + row;
         /* the row's sub-block codes: one per sub-block column */
         const int32_t *codes = transposed ? sub + (row >> p.log2g) : sub + (row >> p.log2g) * p.ns;
-        const int cstep = transposed ? p.ns : 1;
+        const int cstep = transposed && !cols_gathered ? p.ns : 1;
         /* the predicates over the row's columns (keys; transposed: queries) */
         const pred_range pr(p.pred, transposed ? krow : row_tile0 + row, !transposed);
         /* the row's codes read together: one load latency instead of a
@@ -263,7 +267,9 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
                 continue;
             /* the thread's two elements: queries q, q + 1 and one key
              * (transposed), or one query and keys k, k + 1 (layout order) */
-            const int q = transposed ? col_tile0 + cl : row_tile0 + row;
+            const int q = !transposed     ? row_tile0 + row
+                          : cols_gathered ? tile_row(cgrp, p.log2g, 0, cl, p.seq_q)
+                                          : col_tile0 + cl;
             bool keep0 = false, keep1 = false;
             if (code == BSA_CUDA_SUB_PRED) {
                 /* the two columns, x and x + 1 */

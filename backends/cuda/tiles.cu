@@ -124,6 +124,80 @@ std::vector<int32_t> whole_tile_pred(const struct bsa_layout *l, const std::vect
     return exact;
 }
 
+/* The sub-block code of a layout block's mask_idx. */
+int32_t sub_code(int32_t m)
+{
+    return m == BSA_BLOCK_FULL ? BSA_CUDA_SUB_FULL : m == BSA_BLOCK_PRED ? BSA_CUDA_SUB_PRED : m;
+}
+
+/* One side of the block-row lists (bsa_cuda_layout::brow): rows (query
+ * blocks, their key blocks) or columns (key blocks, their query blocks). */
+struct brow_side {
+    std::vector<int32_t> ptr, ord;
+    std::vector<int4> ent;
+};
+
+brow_side brow_lists(const struct bsa_layout *l, bool rows)
+{
+    const int H = l->heads, nb = rows ? l->q_blocks : l->k_blocks, np = (nb + 1) / 2;
+    const int32_t *lp = rows ? l->row_ptr : l->col_ptr;
+    brow_side s;
+    s.ptr.assign((size_t)H * (nb + 1), 0);
+    s.ord.assign((size_t)H * np * 2, -1);
+    std::vector<int32_t> order(nb);
+    for (int h = 0; h < H; ++h) {
+        int32_t *pp = s.ptr.data() + (size_t)h * (nb + 1);
+        for (int b = 0; b < nb; ++b) {
+            pp[b] = (int32_t)s.ent.size();
+            const int32_t i0 = lp[(size_t)h * (nb + 1) + b], i1 = lp[(size_t)h * (nb + 1) + b + 1];
+            for (int32_t i = i0; i < i1; i += 2) {
+                /* the other side's block and the block's global index */
+                auto other = [&](int32_t j) { return rows ? l->col_idx[j] : l->t_row[j]; };
+                auto code = [&](int32_t j) {
+                    return sub_code(l->mask_idx[rows ? j : l->t_block[j]]);
+                };
+                int4 e;
+                e.x = other(i);
+                e.y = i + 1 < i1 ? other(i + 1) : -1;
+                e.z = code(i);
+                e.w = i + 1 < i1 ? code(i + 1) : BSA_CUDA_SUB_ABSENT;
+                s.ent.push_back(e);
+            }
+        }
+        pp[nb] = (int32_t)s.ent.size();
+        /* two blocks of about the same list length share a thread block
+         * (one pipeline walks both), the longest first */
+        for (int b = 0; b < nb; ++b)
+            order[b] = b;
+        std::stable_sort(order.begin(), order.end(),
+                         [pp](int a, int b) { return pp[a + 1] - pp[a] > pp[b + 1] - pp[b]; });
+        for (int b = 0; b < nb; ++b)
+            s.ord[(size_t)h * np * 2 + b] = order[b];
+    }
+    return s;
+}
+
+/* Whether the block-row kernels pay: blocks of 32, and the tile pairs'
+ * area at least 1.5 times the block rows' (32 x 64 tiles of two kept
+ * blocks each).  BSA_CUDA_BROW=0|1 forces it off or on (blocks of 32). */
+bool want_brow(const struct bsa_layout *l, int64_t tile_pairs, bool chunks)
+{
+    const char *env = getenv("BSA_CUDA_BROW");
+    if (l->block != 32 || (env && !strcmp(env, "0")))
+        return false;
+    if (env && !strcmp(env, "1"))
+        return true;
+    if (chunks)
+        return false;
+    int64_t halves = 0; /* 32 x 64 tiles */
+    for (int64_t r = 0; r < (int64_t)l->heads * l->q_blocks; ++r) {
+        const int h = (int)(r / l->q_blocks), qb = (int)(r % l->q_blocks);
+        const int32_t *rp = l->row_ptr + (size_t)h * (l->q_blocks + 1);
+        halves += (rp[qb + 1] - rp[qb] + 1) / 2;
+    }
+    return halves * 3 <= tile_pairs * 4; /* 2048 halves * 1.5 <= 4096 pairs */
+}
+
 } // namespace
 
 extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_layout *dl)
@@ -279,6 +353,11 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         std::vector<int32_t> q_order = heavy_first(row_tptr, H, n_qt);
         std::vector<int32_t> k_order = heavy_first(col_tptr, H, n_kt);
 
+        brow_side brow_r, brow_c;
+        if (want_brow(l, (int64_t)row_tent.size(), chunks)) {
+            brow_r = brow_lists(l, true);
+            brow_c = brow_lists(l, false);
+        }
         int64_t nnz = l->nnz;
         int64_t nbits = l->n_partial * l->block * l->words;
         carve c;
@@ -293,6 +372,10 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         size_t o_cp = c.add<int32_t>((size_t)H * (l->k_blocks + 1));
         size_t o_tb = c.add<int32_t>(nnz), o_tr = c.add<int32_t>(nnz);
         size_t o_grp = c.add<int32_t>(grp.size());
+        size_t o_brp = c.add<int32_t>(brow_r.ptr.size()), o_bre = c.add<int4>(brow_r.ent.size());
+        size_t o_bro = c.add<int32_t>(brow_r.ord.size());
+        size_t o_bcp = c.add<int32_t>(brow_c.ptr.size()), o_bce = c.add<int4>(brow_c.ent.size());
+        size_t o_bco = c.add<int32_t>(brow_c.ord.size());
 
         void *mem = nullptr;
         cudaError_t e = cudaMalloc(&mem, c.off);
@@ -322,6 +405,12 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
             {o_tb, l->t_block, (size_t)nnz * 4},
             {o_tr, l->t_row, (size_t)nnz * 4},
             {o_grp, grp.data(), grp.size() * 4},
+            {o_brp, brow_r.ptr.data(), brow_r.ptr.size() * 4},
+            {o_bre, brow_r.ent.data(), brow_r.ent.size() * sizeof(int4)},
+            {o_bro, brow_r.ord.data(), brow_r.ord.size() * 4},
+            {o_bcp, brow_c.ptr.data(), brow_c.ptr.size() * 4},
+            {o_bce, brow_c.ent.data(), brow_c.ent.size() * sizeof(int4)},
+            {o_bco, brow_c.ord.data(), brow_c.ord.size() * 4},
         };
         for (const up &u : ups) {
             if (!u.bytes || !u.src)
@@ -359,6 +448,15 @@ extern "C" bsa_status bsa_cuda_build_tiles(const struct bsa_layout *l, bsa_cuda_
         dl->t_row = reinterpret_cast<int32_t *>(base + o_tr);
         dl->kgrp = grp.empty() ? nullptr : reinterpret_cast<int32_t *>(base + o_grp);
         dl->kg = G;
+        dl->brow = !brow_r.ptr.empty();
+        if (dl->brow) {
+            dl->brow_rptr = reinterpret_cast<int32_t *>(base + o_brp);
+            dl->brow_rent = reinterpret_cast<int4 *>(base + o_bre);
+            dl->brow_qord = reinterpret_cast<int32_t *>(base + o_bro);
+            dl->brow_cptr = reinterpret_cast<int32_t *>(base + o_bcp);
+            dl->brow_cent = reinterpret_cast<int4 *>(base + o_bce);
+            dl->brow_kord = reinterpret_cast<int32_t *>(base + o_bco);
+        }
         return BSA_SUCCESS;
     } catch (const std::bad_alloc &) {
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "layout_prepare: host memory for the tile lists");

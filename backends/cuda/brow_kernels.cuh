@@ -1,0 +1,491 @@
+/*
+ * Block-row kernels (mma.sync, NVIDIA): layouts of 32-wide blocks whose
+ * 64 x 64 tile pairs would compute mostly absent blocks.  A random layout
+ * of 10% density touches a third of the 64 x 64 tiles, so the tile
+ * kernels compute 3.4 times its kept area (bench/NOTES.md, random).
+ *
+ * Here each 32-row block of one side walks its own kept blocks of the
+ * other side, two to a 32 x 64 kernel tile gathered from the tensors
+ * (tiles.cu, brow_lists): the computed area is the kept one, but for the
+ * last half tile of a row with an odd count.  A thread block of 4 warps
+ * holds two such blocks ("lanes": warps 0-1 and 2-3, 16 rows each), picked
+ * with lists of about the same length so that one pipeline and one
+ * barrier serve both; a warp computes exactly as in tc_kernels.cuh, on its
+ * lane's 64-row half of each stage.  Calls without key lengths, packed
+ * sequences or kv groups; head dims up to 64 (the fragments of Q, and of
+ * dO in dQ, stay in registers).
+ */
+#ifndef BSA_CUDA_BROW_KERNELS_CUH
+#define BSA_CUDA_BROW_KERNELS_CUH
+
+#include "tc_kernels.cuh"
+
+namespace bsa_cuda
+{
+
+constexpr int kLaneRows = 32; /* the layout block of this path */
+constexpr int kLaneLog2 = 5;  /* its log2 */
+
+/* The work of a block-row thread block: its (batch, head), layout head,
+ * the blocks of its two lanes (rows: query blocks, else key blocks; -1:
+ * none) and each lane's entries [beg, beg + n) of the lists. */
+struct brow_job {
+    int h, lh;
+    int blk[2], beg[2], n[2];
+    seg_view sv;
+};
+
+__device__ __forceinline__ bool brow_job_of(const bsa_cuda_params &p, bool rows, brow_job &j)
+{
+    const int bh = grid_bh(), sg = bh / p.heads;
+    j.h = bh - sg * p.heads;
+    if (sg >= p.n_seg)
+        return false;
+    j.lh = p.lheads == 1 ? 0 : j.h;
+    const int nb = (rows ? p.seq_q : p.seq_k) >> kLaneLog2, np = (nb + 1) / 2;
+    const int32_t *lane_blk =
+        (rows ? p.brow_qord : p.brow_kord) + ((int64_t)j.lh * np + blockIdx.x) * 2;
+    const int32_t *ptr = (rows ? p.brow_rptr : p.brow_cptr) + (int64_t)j.lh * (nb + 1);
+#pragma unroll
+    for (int l = 0; l < 2; ++l) {
+        const int b = lane_blk[l];
+        j.blk[l] = b;
+        j.beg[l] = b >= 0 ? ptr[b] : 0;
+        j.n[l] = b >= 0 ? ptr[b + 1] - j.beg[l] : 0;
+    }
+    j.sv = seg_at<false>(p, sg);
+    return true;
+}
+
+/* x[ln] of a two-lane array with ln known at run time only, as a select
+ * (an indexed access would put the array in local memory). */
+__device__ __forceinline__ int of_lane(const int (&x)[2], int ln)
+{
+    return ln ? x[1] : x[0];
+}
+
+/* An entry's two blocks (a gathered tile's group) and its two codes. */
+__device__ __forceinline__ const int32_t *entry_blocks(const int4 *e)
+{
+    return reinterpret_cast<const int32_t *>(e);
+}
+__device__ __forceinline__ const int32_t *entry_codes(const int4 *e)
+{
+    return reinterpret_cast<const int32_t *>(e) + 2;
+}
+__device__ __forceinline__ bool entry_full(const int4 &e)
+{
+    return e.z == BSA_CUDA_SUB_FULL && e.w == BSA_CUDA_SUB_FULL;
+}
+
+/* The entry i of a lane's list, or none (-1 blocks) past its end. */
+__device__ __forceinline__ int4 entry_at(const int4 *ent, int beg, int n, int i)
+{
+    return i < n ? __ldg(ent + beg + i)
+                 : make_int4(-1, -1, BSA_CUDA_SUB_ABSENT, BSA_CUDA_SUB_ABSENT);
+}
+
+/* Asynchronously loads the 64 rows of two 32-row blocks b0, b1 (layout
+ * order; -1: none, zero-filled) of one (batch, head) slice into a padded
+ * shared tile.  A thread copies column chunk cc of fixed rows of each
+ * block, so it forms one address per block instead of one per chunk (the
+ * gathered load_tile's). */
+template <int DP, typename T>
+__device__ __forceinline__ void load_pair(T *sm, const T *base, int64_t st, int b0, int b1, int seq,
+                                          int dim, int perm)
+{
+    constexpr int sr = tc_cfg<DP>::srow, ch = DP / 8, RS = kThreads / ch, J = kLaneRows / RS;
+    static_assert(kThreads % ch == 0 && J >= 1 && kLaneRows % RS == 0, "pair loader shape");
+    const int cc = threadIdx.x % ch, r0 = threadIdx.x / ch;
+    const bool col_ok = cc * 8 < dim;
+    sm += r0 * sr + cc * 8;
+    base += cc * 8;
+    const int64_t step = opaque((int64_t)RS * st);
+#pragma unroll
+    for (int b = 0; b < 2; ++b) {
+        const int blk = b ? b1 : b0;
+        const bool ok = col_ok && blk >= 0;
+        const int row = blk * kLaneRows + r0;
+        const T *src = base + (int64_t)row * st;
+#pragma unroll
+        for (int j = 0; j < J; ++j) {
+            const T *x =
+                !perm ? src + j * step : base + (int64_t)perm_row(row + j * RS, perm, seq) * st;
+            cp_async16(sm + (b * kLaneRows + j * RS) * sr, ok ? x : base, ok ? 16 : 0);
+        }
+    }
+}
+
+/* Shared memory: the forward's K and V of two lanes (one stage: V loads
+ * under the scores' products, the next K under P V); dQ's K and V, dK/dV's
+ * Q and dO in 2 stages of two lanes' 64-row tiles; dK/dV adds its K and V
+ * rows and the rows' lse offsets and deltas. */
+template <int DP> constexpr size_t brow_smem_bytes(int kernel)
+{
+    return kernel == BSA_K_FWD  ? (size_t)4 * tc_cfg<DP>::tile_elems * 2
+           : kernel == BSA_K_DQ ? (size_t)8 * tc_cfg<DP>::tile_elems * 2
+                                : (size_t)10 * tc_cfg<DP>::tile_elems * 2 +
+                                      (size_t)2 * 2 * 2 * kTile * sizeof(float);
+}
+
+/* 4 blocks a SM (16 warps; 128 registers, a few spilled): 5% faster than
+ * 3 without spills on an H200 (bench/NOTES.md, v35). */
+template <typename T, int DP>
+__global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_params p)
+{
+    static_assert(DP <= 64, "Q fragments in registers");
+    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sK = reinterpret_cast<T *>(smem_raw); /* [lane] */
+    T *sV = sK + 2 * te;                     /* [lane]; Q's until in registers */
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int ln = warp >> 1, wl = warp & 1;
+    brow_job job;
+    if (!brow_job_of(p, true, job))
+        return;
+    const seg_view &sv = job.sv;
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
+    T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
+    const int4 *ent = p.brow_rent;
+    /* each lane's blocks of this step and the next, and whether the own
+     * lane's entries are whole blocks, in registers (int4 entries of both
+     * lanes cost 16 registers: the 128-register cap spilled) */
+    int2 cur[2], nxt[2];
+    bool cur_full, nxt_full;
+    auto fetch = [&](int i, int2(&b)[2], bool &full) {
+#pragma unroll
+        for (int l = 0; l < 2; ++l) {
+            const int4 e = entry_at(ent, job.beg[l], job.n[l], i);
+            b[l] = make_int2(e.x, e.y);
+            if (l == 1 ? ln == 1 : ln == 0)
+                full = entry_full(e);
+        }
+    };
+    fetch(0, cur, cur_full);
+    auto load = [&](T *dst, const T *src, int64_t st, int dim, const int2(&b)[2]) {
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            if (b[l].x >= 0)
+                load_pair<DP>(dst + l * te, src, st, b[l].x, b[l].y, sv.len_k, dim, p.stride_perm);
+    };
+
+    /* both lanes' query rows; K of the first step */
+    load_pair<DP>(sV, q, p.q_s[2], job.blk[0], job.blk[1], sv.len_q, p.dim, p.stride_perm);
+    cp_async_commit();
+    load(sK, k, p.k_s[2], p.dim, cur);
+    cp_async_commit();
+    afrag<DP> qf;
+    cp_async_wait<1>();
+    __syncthreads();
+    load_a<DP>(qf, sV + warp * 16 * sr, lane);
+
+    float acc[elems<DP>()];
+    zero<elems<DP>()>(acc);
+    float m[kRows], l[kRows];
+    start_rows(m, l);
+    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
+    const int n = max(job.n[0], job.n[1]);
+    const int4 *mine = ent + of_lane(job.beg, ln);
+
+    for (int it = 0; it < n; ++it) {
+        fetch(it + 1, nxt, nxt_full);
+        cp_async_wait<0>(); /* K of this step */
+        __syncthreads();    /* (and every warp is done with the last step's V) */
+        load(sV, v, p.v_s[2], p.dim_v, cur);
+        cp_async_commit();
+        float s[elems<kTile>()];
+        float alpha[kRows];
+        if (it < nl) {
+            zero<elems<kTile>()>(s);
+            gemm_abt_reg<DP>(s, qf, sK + ln * te, lane);
+            if (!cur_full)
+                apply_mask<false>(s, p, entry_codes(mine + it), row0, 0, wl, lane,
+                                  entry_blocks(mine + it));
+            softmax_step(s, m, l, alpha, p.scale_log2);
+            scale_rows<DP>(acc, alpha);
+        }
+        cp_async_wait<0>(); /* V of this step */
+        __syncthreads();    /* (and every warp is done with this step's K) */
+        load(sK, k, p.k_s[2], p.dim, nxt);
+        cp_async_commit();
+        if (it < nl)
+            gemm_pb<DP>(acc, s, sV + ln * te, lane);
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            cur[l] = nxt[l];
+        cur_full = nxt_full;
+    }
+    cp_async_wait<0>();
+    /* every thread's copies landed before any warp stages its rows (with no
+     * step at all, the loop's barriers did not see to it) */
+    __syncthreads();
+
+    if (blk < 0)
+        return;
+    float inv[kRows];
+    finish_rows(l, inv);
+    /* staged in the warp's own rows of K (no warp reads K after the last
+     * step's second barrier, and none was loaded after it) */
+    store_rows<DP>(acc, inv, sK + ln * te, o, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm, wl,
+                   lane);
+    store_lse(p, sv, job.h, row0 + wl * 16, m, l, lane);
+}
+
+template <typename T, int DP>
+__global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_params p)
+{
+    static_assert(DP <= 64, "Q and dO fragments in registers");
+    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sK = reinterpret_cast<T *>(smem_raw); /* [stage][lane] */
+    T *sV = sK + 4 * te;
+    T *sQ = sK + 2 * te, *sO = sV + 2 * te; /* stage 1's, until in registers */
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int ln = warp >> 1, wl = warp & 1;
+    brow_job job;
+    if (!brow_job_of(p, true, job))
+        return;
+    const seg_view &sv = job.sv;
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
+    const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
+    T *dq = seg_base<T>(p.dq, p.q_s, sv, job.h, false);
+    const int4 *ent = p.brow_rent;
+    /* each lane's entries of this step and the next two, in registers */
+    int4 cur[2], nxt[2], fut[2];
+#pragma unroll
+    for (int l = 0; l < 2; ++l) {
+        cur[l] = entry_at(ent, job.beg[l], job.n[l], 0);
+        nxt[l] = entry_at(ent, job.beg[l], job.n[l], 1);
+    }
+    auto load_kv = [&](int stage, const int4(&e)[2]) {
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            if (e[l].x >= 0) {
+                load_pair<DP>(sK + (2 * stage + l) * te, k, p.k_s[2], e[l].x, e[l].y, sv.len_k,
+                              p.dim, p.stride_perm);
+                load_pair<DP>(sV + (2 * stage + l) * te, v, p.v_s[2], e[l].x, e[l].y, sv.len_k,
+                              p.dim_v, p.stride_perm);
+            }
+    };
+
+    load_pair<DP>(sQ, q, p.q_s[2], job.blk[0], job.blk[1], sv.len_q, p.dim, p.stride_perm);
+    load_pair<DP>(sO, dout, p.o_s[2], job.blk[0], job.blk[1], sv.len_q, p.dim_v, p.stride_perm);
+    cp_async_commit();
+    const int n = max(job.n[0], job.n[1]);
+    load_kv(0, cur);
+    cp_async_commit();
+
+    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
+    float loff[kRows], dl[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+        const int rr = row0 + wl * 16 + row(lane, r);
+        loff[r] = -CUDART_INF_F;
+        dl[r] = 0.f;
+        if (blk >= 0) {
+            const int64_t idx =
+                sv.lse0 + (int64_t)job.h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
+            loff[r] = p.loff[idx];
+            dl[r] = p.delta[idx];
+        }
+    }
+    afrag<DP> qf, of;
+    cp_async_wait<1>();
+    __syncthreads();
+    load_a<DP>(qf, sQ + warp * 16 * sr, lane);
+    load_a<DP>(of, sO + warp * 16 * sr, lane);
+    __syncthreads(); /* stage 1 is free for the loads below */
+
+    float acc[elems<DP>()];
+    zero<elems<DP>()>(acc);
+    const int4 *mine = ent + of_lane(job.beg, ln);
+
+    for (int it = 0; it < n; ++it) {
+        if (it + 1 < n) {
+            load_kv((it + 1) & 1, nxt);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            fut[l] = entry_at(ent, job.beg[l], job.n[l], it + 2);
+        __syncthreads();
+        if (it < nl) {
+            const int4 e = ln ? cur[1] : cur[0];
+            const int st = 2 * (it & 1) + ln;
+            const T *ks = sK + st * te;
+            float s[elems<kTile>()], dp[elems<kTile>()];
+            zero<elems<kTile>()>(s);
+            zero<elems<kTile>()>(dp);
+            gemm_abt_reg<DP>(s, qf, ks, lane);
+            if (!entry_full(e))
+                apply_mask<false>(s, p, entry_codes(mine + it), row0, 0, wl, lane,
+                                  entry_blocks(mine + it));
+            gemm_abt_reg<DP>(dp, of, sV + st * te, lane);
+#pragma unroll
+            for (int x = 0; x < elems<kTile>(); ++x)
+                s[x] = prob(s[x], p.scale_log2, loff[slot(x)]) * (dp[x] - dl[slot(x)]);
+            gemm_pb<DP>(acc, s, ks, lane);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int l = 0; l < 2; ++l) {
+            cur[l] = nxt[l];
+            nxt[l] = fut[l];
+        }
+    }
+    cp_async_wait<0>();
+    /* every thread's copies landed before any warp stages its rows (with no
+     * step at all, the loop's barriers did not see to it) */
+    __syncthreads();
+
+    if (blk < 0)
+        return;
+    float mul[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        mul[r] = p.scale;
+    store_rows<DP>(acc, mul, sK + ln * te, dq, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm, wl,
+                   lane);
+}
+
+/* dK/dV: lanes of key blocks, each walking its kept query blocks two to a
+ * gathered 64-row tile of Q and dO; every key row is owned by one warp
+ * (no atomics: deterministic). */
+template <typename T, int DP>
+__global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_params p)
+{
+    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    T *sK = reinterpret_cast<T *>(smem_raw); /* both lanes' 32 key rows */
+    T *sV = sK + te;
+    T *sQ = sV + te;                                    /* [stage][lane] */
+    T *sO = sQ + 4 * te;                                /* dO, [stage][lane] */
+    float *sL = reinterpret_cast<float *>(sO + 4 * te); /* [stage][lane][64] */
+    float *sD = sL + 4 * kTile;
+
+    const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+    const int ln = warp >> 1, wl = warp & 1;
+    brow_job job;
+    if (!brow_job_of(p, false, job))
+        return;
+    const seg_view &sv = job.sv;
+    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
+    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
+    const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
+    const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
+    T *dk = seg_base<T>(p.dk, p.k_s, sv, job.h, true);
+    T *dv = seg_base<T>(p.dv, p.v_s, sv, job.h, true);
+    const int4 *ent = p.brow_cent;
+    const int64_t lse_h = sv.lse0 + (int64_t)job.h * p.time_q;
+    /* each lane's entries of this step and the next two, in registers */
+    int4 cur[2], nxt[2], fut[2];
+#pragma unroll
+    for (int l = 0; l < 2; ++l) {
+        cur[l] = entry_at(ent, job.beg[l], job.n[l], 0);
+        nxt[l] = entry_at(ent, job.beg[l], job.n[l], 1);
+    }
+    auto load_q_side = [&](int stage, const int4(&e)[2]) {
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            if (e[l].x >= 0) {
+                const int sl = 2 * stage + l;
+                load_pair<DP>(sQ + sl * te, q, p.q_s[2], e[l].x, e[l].y, sv.len_q, p.dim,
+                              p.stride_perm);
+                load_pair<DP>(sO + sl * te, dout, p.o_s[2], e[l].x, e[l].y, sv.len_q, p.dim_v,
+                              p.stride_perm);
+                /* the rows' lse offsets and deltas; rows of an absent block
+                 * are zeros, as their Q and dO rows, and masked */
+                const int r = threadIdx.x % kTile, b = r < kLaneRows ? e[l].x : e[l].y;
+                const int rr = b * kLaneRows + (r & (kLaneRows - 1));
+                const bool ok = b >= 0;
+                const int64_t idx = lse_h + (ok ? perm_row(rr, p.stride_perm, p.seq_q) : 0);
+                cp_async4(threadIdx.x < kTile ? sL + sl * kTile + r : sD + sl * kTile + r,
+                          (threadIdx.x < kTile ? p.loff : p.delta) + idx, ok ? 4 : 0);
+            }
+    };
+
+    const int n = max(job.n[0], job.n[1]);
+    load_pair<DP>(sK, k, p.k_s[2], job.blk[0], job.blk[1], sv.len_k, p.dim, p.stride_perm);
+    load_pair<DP>(sV, v, p.v_s[2], job.blk[0], job.blk[1], sv.len_k, p.dim_v, p.stride_perm);
+    load_q_side(0, cur);
+    cp_async_commit();
+
+    float adk[elems<DP>()], adv[elems<DP>()];
+    zero<elems<DP>()>(adk);
+    zero<elems<DP>()>(adv);
+    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
+    const int4 *mine = ent + of_lane(job.beg, ln);
+    const T *kw = sK + warp * 16 * sr, *vw = sV + warp * 16 * sr; /* the warp's key rows */
+
+    for (int it = 0; it < n; ++it) {
+        if (it + 1 < n) {
+            load_q_side((it + 1) & 1, nxt);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            fut[l] = entry_at(ent, job.beg[l], job.n[l], it + 2);
+        __syncthreads();
+        if (it < nl) {
+            const int4 e = ln ? cur[1] : cur[0];
+            const int sl = 2 * (it & 1) + ln;
+            const T *qs = sQ + sl * te, *os = sO + sl * te;
+            const float *ls = sL + sl * kTile, *ds = sD + sl * kTile;
+            /* S^T (keys x queries) = K Q^T */
+            float s[elems<kTile>()], dp[elems<kTile>()];
+            zero<elems<kTile>()>(s);
+            zero<elems<kTile>()>(dp);
+            gemm_abt<DP>(s, kw, qs, lane);
+            if (!entry_full(e))
+                apply_mask<true, true>(s, p, entry_codes(mine + it), row0, 0, wl, lane, nullptr,
+                                       entry_blocks(mine + it));
+#pragma unroll
+            for (int x = 0; x < elems<kTile>(); ++x) /* columns are queries here */
+                s[x] = prob(s[x], p.scale_log2, ls[col(lane, x)]);
+            gemm_pb<DP>(adv, s, os, lane);  /* dV += P^T dO */
+            gemm_abt<DP>(dp, vw, os, lane); /* dP^T = V dO^T */
+#pragma unroll
+            for (int x = 0; x < elems<kTile>(); ++x)
+                s[x] = s[x] * (dp[x] - ds[col(lane, x)]);
+            gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
+        }
+        __syncthreads();
+#pragma unroll
+        for (int l = 0; l < 2; ++l) {
+            cur[l] = nxt[l];
+            nxt[l] = fut[l];
+        }
+    }
+    cp_async_wait<0>();
+    /* every thread's copies landed before any warp stages its rows (with no
+     * step at all, the loop's barriers did not see to it) */
+    __syncthreads();
+
+    if (blk < 0)
+        return;
+    float one[kRows], sc[kRows];
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        one[r] = 1.f, sc[r] = p.scale;
+    /* staged in the warp's own K and V rows */
+    store_rows<DP>(adv, one, sV + ln * kLaneRows * sr, dv, p.v_s[2], row0, sv.len_k, p.dim_v,
+                   p.stride_perm, wl, lane);
+    store_rows<DP>(adk, sc, sK + ln * kLaneRows * sr, dk, p.k_s[2], row0, sv.len_k, p.dim,
+                   p.stride_perm, wl, lane);
+}
+
+} // namespace bsa_cuda
+
+#endif
