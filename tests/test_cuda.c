@@ -537,7 +537,7 @@ static void test_chunk_local(void **state)
  * with predicates (causal, window, prefix: PRED blocks), a query block and
  * a key block without any block, odd block counts (a thread block's second
  * lane empty) and cross attention; and the path forced (BSA_CUDA_BROW=1)
- * on the strided preset (rows addressed through the permutation).  The
+ * on the local and fixed presets (predicate blocks, dense rows).  The
  * plan must name the block-row kernels at head dims 32 and 64. */
 static void test_block_rows(void **state)
 {
@@ -591,12 +591,13 @@ static void test_block_rows(void **state)
         free(blk);
     }
     setenv("BSA_CUDA_BROW", "1", 1); /* read when a layout is created */
+    const bsa_pattern forced[2] = {BSA_PATTERN_LOCAL, BSA_PATTERN_FIXED};
     for (int bidir = 0; bidir < 2; bidir++) {
-        bsa_preset ps = make_preset(BSA_PATTERN_STRIDED, 32, 2, bidir);
+        bsa_preset ps = make_preset(forced[bidir], 32, 2, bidir);
         bsa_layout_t lay = NULL;
         char label[96];
-        snprintf(label, sizeof label, "block-row forced strided B=32 seq=%d bidir=%d", ps.seq,
-                 bidir);
+        snprintf(label, sizeof label, "block-row forced %s B=32 seq=%d bidir=%d",
+                 pattern_names[forced[bidir]], ps.seq, bidir);
         expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
         run_case(ctx, lay, label, dtypes[1 + bidir], 1, 2, 64, (ac_form)bidir, 0.0f);
         bsa_layout_destroy(lay);

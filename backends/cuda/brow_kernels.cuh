@@ -73,9 +73,35 @@ __device__ __forceinline__ const int32_t *entry_codes(const int4 *e)
 {
     return reinterpret_cast<const int32_t *>(e) + 2;
 }
-__device__ __forceinline__ bool entry_full(const int4 &e)
+/* How an entry's tile is masked: not at all (both blocks whole), its
+ * second half only (a list's odd last block: every row of a random layout
+ * with an odd count, cut in a few instructions), or by apply_mask. */
+enum entry_mask { MASK_NONE = 0, MASK_UPPER = 1, MASK_CODES = 2 };
+__device__ __forceinline__ int entry_mask_of(const int4 &e)
 {
-    return e.z == BSA_CUDA_SUB_FULL && e.w == BSA_CUDA_SUB_FULL;
+    return e.z != BSA_CUDA_SUB_FULL     ? MASK_CODES
+           : e.w == BSA_CUDA_SUB_FULL   ? MASK_NONE
+           : e.w == BSA_CUDA_SUB_ABSENT ? MASK_UPPER
+                                        : MASK_CODES;
+}
+
+/* The mask of an entry (kind: entry_mask_of) over a warp's 16 x 64 scores
+ * (transposed: rows are keys, columns the entry's queries). */
+template <bool transposed>
+__device__ __forceinline__ void mask_entry(float *s, int kind, const bsa_cuda_params &p,
+                                           const int4 *e, int row0, int wl, int lane)
+{
+    if (kind == MASK_UPPER) {
+#pragma unroll
+        for (int x = elems<kTile>() / 2; x < elems<kTile>(); ++x) /* columns 32..63 */
+            s[x] = -CUDART_INF_F;
+    } else if (kind == MASK_CODES) {
+        if constexpr (transposed)
+            apply_mask<true, true>(s, p, entry_codes(e), row0, 0, wl, lane, nullptr,
+                                   entry_blocks(e));
+        else
+            apply_mask<false>(s, p, entry_codes(e), row0, 0, wl, lane, entry_blocks(e));
+    }
 }
 
 /* The entry i of a lane's list, or none (-1 blocks) past its end. */
@@ -85,14 +111,14 @@ __device__ __forceinline__ int4 entry_at(const int4 *ent, int beg, int n, int i)
                  : make_int4(-1, -1, BSA_CUDA_SUB_ABSENT, BSA_CUDA_SUB_ABSENT);
 }
 
-/* Asynchronously loads the 64 rows of two 32-row blocks b0, b1 (layout
- * order; -1: none, zero-filled) of one (batch, head) slice into a padded
- * shared tile.  A thread copies column chunk cc of fixed rows of each
- * block, so it forms one address per block instead of one per chunk (the
- * gathered load_tile's). */
+/* Asynchronously loads the 64 rows of two 32-row blocks b0, b1 (-1: none,
+ * zero-filled) of one (batch, head) slice into a padded shared tile.  A
+ * thread copies column chunk cc of fixed rows of each block, so it forms
+ * one address per block instead of one per chunk (the gathered
+ * load_tile's).  Layout order is natural order here: the plan takes no
+ * permuted layout on this path. */
 template <int DP, typename T>
-__device__ __forceinline__ void load_pair(T *sm, const T *base, int64_t st, int b0, int b1, int seq,
-                                          int dim, int perm)
+__device__ __forceinline__ void load_pair(T *sm, const T *base, int64_t st, int b0, int b1, int dim)
 {
     constexpr int sr = tc_cfg<DP>::srow, ch = DP / 8, RS = kThreads / ch, J = kLaneRows / RS;
     static_assert(kThreads % ch == 0 && J >= 1 && kLaneRows % RS == 0, "pair loader shape");
@@ -105,14 +131,10 @@ __device__ __forceinline__ void load_pair(T *sm, const T *base, int64_t st, int 
     for (int b = 0; b < 2; ++b) {
         const int blk = b ? b1 : b0;
         const bool ok = col_ok && blk >= 0;
-        const int row = blk * kLaneRows + r0;
-        const T *src = base + (int64_t)row * st;
+        const T *src = base + (int64_t)(blk * kLaneRows + r0) * st;
 #pragma unroll
-        for (int j = 0; j < J; ++j) {
-            const T *x =
-                !perm ? src + j * step : base + (int64_t)perm_row(row + j * RS, perm, seq) * st;
-            cp_async16(sm + (b * kLaneRows + j * RS) * sr, ok ? x : base, ok ? 16 : 0);
-        }
+        for (int j = 0; j < J; ++j)
+            cp_async16(sm + (b * kLaneRows + j * RS) * sr, ok ? src + j * step : base, ok ? 16 : 0);
     }
 }
 
@@ -150,30 +172,29 @@ __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_pa
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
     T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
     const int4 *ent = p.brow_rent;
-    /* each lane's blocks of this step and the next, and whether the own
-     * lane's entries are whole blocks, in registers (int4 entries of both
+    /* each lane's blocks of this step and the next, and the own lane's
+     * sub-block codes, in registers (int4 entries of both
      * lanes cost 16 registers: the 128-register cap spilled) */
-    int2 cur[2], nxt[2];
-    bool cur_full, nxt_full;
-    auto fetch = [&](int i, int2(&b)[2], bool &full) {
+    int2 cur[2], nxt[2], cur_codes, nxt_codes;
+    auto fetch = [&](int i, int2(&b)[2], int2 &codes) {
 #pragma unroll
         for (int l = 0; l < 2; ++l) {
             const int4 e = entry_at(ent, job.beg[l], job.n[l], i);
             b[l] = make_int2(e.x, e.y);
             if (l == 1 ? ln == 1 : ln == 0)
-                full = entry_full(e);
+                codes = make_int2(e.z, e.w); /* (tested a step later: no wait here) */
         }
     };
-    fetch(0, cur, cur_full);
+    fetch(0, cur, cur_codes);
     auto load = [&](T *dst, const T *src, int64_t st, int dim, const int2(&b)[2]) {
 #pragma unroll
         for (int l = 0; l < 2; ++l)
             if (b[l].x >= 0)
-                load_pair<DP>(dst + l * te, src, st, b[l].x, b[l].y, sv.len_k, dim, p.stride_perm);
+                load_pair<DP>(dst + l * te, src, st, b[l].x, b[l].y, dim);
     };
 
     /* both lanes' query rows; K of the first step */
-    load_pair<DP>(sV, q, p.q_s[2], job.blk[0], job.blk[1], sv.len_q, p.dim, p.stride_perm);
+    load_pair<DP>(sV, q, p.q_s[2], job.blk[0], job.blk[1], p.dim);
     cp_async_commit();
     load(sK, k, p.k_s[2], p.dim, cur);
     cp_async_commit();
@@ -191,7 +212,7 @@ __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_pa
     const int4 *mine = ent + of_lane(job.beg, ln);
 
     for (int it = 0; it < n; ++it) {
-        fetch(it + 1, nxt, nxt_full);
+        fetch(it + 1, nxt, nxt_codes);
         cp_async_wait<0>(); /* K of this step */
         __syncthreads();    /* (and every warp is done with the last step's V) */
         load(sV, v, p.v_s[2], p.dim_v, cur);
@@ -201,11 +222,13 @@ __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_pa
         if (it < nl) {
             zero<elems<kTile>()>(s);
             gemm_abt_reg<DP>(s, qf, sK + ln * te, lane);
-            if (!cur_full)
-                apply_mask<false>(s, p, entry_codes(mine + it), row0, 0, wl, lane,
-                                  entry_blocks(mine + it));
+            mask_entry<false>(s, entry_mask_of(make_int4(0, 0, cur_codes.x, cur_codes.y)), p,
+                              mine + it, row0, wl, lane);
             softmax_step(s, m, l, alpha, p.scale_log2);
-            scale_rows<DP>(acc, alpha);
+            /* once a row's maximum settles its factor is 1: the warp skips
+             * the rescale when all of its rows' are */
+            if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
+                scale_rows<DP>(acc, alpha);
         }
         cp_async_wait<0>(); /* V of this step */
         __syncthreads();    /* (and every warp is done with this step's K) */
@@ -216,7 +239,7 @@ __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_pa
 #pragma unroll
         for (int l = 0; l < 2; ++l)
             cur[l] = nxt[l];
-        cur_full = nxt_full;
+        cur_codes = nxt_codes;
     }
     cp_async_wait<0>();
     /* every thread's copies landed before any warp stages its rows (with no
@@ -229,8 +252,7 @@ __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_pa
     finish_rows(l, inv);
     /* staged in the warp's own rows of K (no warp reads K after the last
      * step's second barrier, and none was loaded after it) */
-    store_rows<DP>(acc, inv, sK + ln * te, o, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm, wl,
-                   lane);
+    store_rows<DP>(acc, inv, sK + ln * te, o, p.o_s[2], row0, sv.len_q, p.dim_v, 0, wl, lane);
     store_lse(p, sv, job.h, row0 + wl * 16, m, l, lane);
 }
 
@@ -267,15 +289,13 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
 #pragma unroll
         for (int l = 0; l < 2; ++l)
             if (e[l].x >= 0) {
-                load_pair<DP>(sK + (2 * stage + l) * te, k, p.k_s[2], e[l].x, e[l].y, sv.len_k,
-                              p.dim, p.stride_perm);
-                load_pair<DP>(sV + (2 * stage + l) * te, v, p.v_s[2], e[l].x, e[l].y, sv.len_k,
-                              p.dim_v, p.stride_perm);
+                load_pair<DP>(sK + (2 * stage + l) * te, k, p.k_s[2], e[l].x, e[l].y, p.dim);
+                load_pair<DP>(sV + (2 * stage + l) * te, v, p.v_s[2], e[l].x, e[l].y, p.dim_v);
             }
     };
 
-    load_pair<DP>(sQ, q, p.q_s[2], job.blk[0], job.blk[1], sv.len_q, p.dim, p.stride_perm);
-    load_pair<DP>(sO, dout, p.o_s[2], job.blk[0], job.blk[1], sv.len_q, p.dim_v, p.stride_perm);
+    load_pair<DP>(sQ, q, p.q_s[2], job.blk[0], job.blk[1], p.dim);
+    load_pair<DP>(sO, dout, p.o_s[2], job.blk[0], job.blk[1], p.dim_v);
     cp_async_commit();
     const int n = max(job.n[0], job.n[1]);
     load_kv(0, cur);
@@ -289,8 +309,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
         loff[r] = -CUDART_INF_F;
         dl[r] = 0.f;
         if (blk >= 0) {
-            const int64_t idx =
-                sv.lse0 + (int64_t)job.h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q);
+            const int64_t idx = sv.lse0 + (int64_t)job.h * p.time_q + rr;
             loff[r] = p.loff[idx];
             dl[r] = p.delta[idx];
         }
@@ -326,9 +345,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
             zero<elems<kTile>()>(s);
             zero<elems<kTile>()>(dp);
             gemm_abt_reg<DP>(s, qf, ks, lane);
-            if (!entry_full(e))
-                apply_mask<false>(s, p, entry_codes(mine + it), row0, 0, wl, lane,
-                                  entry_blocks(mine + it));
+            mask_entry<false>(s, entry_mask_of(e), p, mine + it, row0, wl, lane);
             gemm_abt_reg<DP>(dp, of, sV + st * te, lane);
 #pragma unroll
             for (int x = 0; x < elems<kTile>(); ++x)
@@ -353,8 +370,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         mul[r] = p.scale;
-    store_rows<DP>(acc, mul, sK + ln * te, dq, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm, wl,
-                   lane);
+    store_rows<DP>(acc, mul, sK + ln * te, dq, p.q_s[2], row0, sv.len_q, p.dim, 0, wl, lane);
 }
 
 /* dK/dV: lanes of key blocks, each walking its kept query blocks two to a
@@ -398,24 +414,22 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
         for (int l = 0; l < 2; ++l)
             if (e[l].x >= 0) {
                 const int sl = 2 * stage + l;
-                load_pair<DP>(sQ + sl * te, q, p.q_s[2], e[l].x, e[l].y, sv.len_q, p.dim,
-                              p.stride_perm);
-                load_pair<DP>(sO + sl * te, dout, p.o_s[2], e[l].x, e[l].y, sv.len_q, p.dim_v,
-                              p.stride_perm);
+                load_pair<DP>(sQ + sl * te, q, p.q_s[2], e[l].x, e[l].y, p.dim);
+                load_pair<DP>(sO + sl * te, dout, p.o_s[2], e[l].x, e[l].y, p.dim_v);
                 /* the rows' lse offsets and deltas; rows of an absent block
                  * are zeros, as their Q and dO rows, and masked */
                 const int r = threadIdx.x % kTile, b = r < kLaneRows ? e[l].x : e[l].y;
                 const int rr = b * kLaneRows + (r & (kLaneRows - 1));
                 const bool ok = b >= 0;
-                const int64_t idx = lse_h + (ok ? perm_row(rr, p.stride_perm, p.seq_q) : 0);
+                const int64_t idx = lse_h + (ok ? rr : 0);
                 cp_async4(threadIdx.x < kTile ? sL + sl * kTile + r : sD + sl * kTile + r,
                           (threadIdx.x < kTile ? p.loff : p.delta) + idx, ok ? 4 : 0);
             }
     };
 
     const int n = max(job.n[0], job.n[1]);
-    load_pair<DP>(sK, k, p.k_s[2], job.blk[0], job.blk[1], sv.len_k, p.dim, p.stride_perm);
-    load_pair<DP>(sV, v, p.v_s[2], job.blk[0], job.blk[1], sv.len_k, p.dim_v, p.stride_perm);
+    load_pair<DP>(sK, k, p.k_s[2], job.blk[0], job.blk[1], p.dim);
+    load_pair<DP>(sV, v, p.v_s[2], job.blk[0], job.blk[1], p.dim_v);
     load_q_side(0, cur);
     cp_async_commit();
 
@@ -448,9 +462,7 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
             zero<elems<kTile>()>(s);
             zero<elems<kTile>()>(dp);
             gemm_abt<DP>(s, kw, qs, lane);
-            if (!entry_full(e))
-                apply_mask<true, true>(s, p, entry_codes(mine + it), row0, 0, wl, lane, nullptr,
-                                       entry_blocks(mine + it));
+            mask_entry<true>(s, entry_mask_of(e), p, mine + it, row0, wl, lane);
 #pragma unroll
             for (int x = 0; x < elems<kTile>(); ++x) /* columns are queries here */
                 s[x] = prob(s[x], p.scale_log2, ls[col(lane, x)]);
@@ -480,10 +492,10 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     for (int r = 0; r < kRows; ++r)
         one[r] = 1.f, sc[r] = p.scale;
     /* staged in the warp's own K and V rows */
-    store_rows<DP>(adv, one, sV + ln * kLaneRows * sr, dv, p.v_s[2], row0, sv.len_k, p.dim_v,
-                   p.stride_perm, wl, lane);
-    store_rows<DP>(adk, sc, sK + ln * kLaneRows * sr, dk, p.k_s[2], row0, sv.len_k, p.dim,
-                   p.stride_perm, wl, lane);
+    store_rows<DP>(adv, one, sV + ln * kLaneRows * sr, dv, p.v_s[2], row0, sv.len_k, p.dim_v, 0, wl,
+                   lane);
+    store_rows<DP>(adk, sc, sK + ln * kLaneRows * sr, dk, p.k_s[2], row0, sv.len_k, p.dim, 0, wl,
+                   lane);
 }
 
 } // namespace bsa_cuda

@@ -179,11 +179,13 @@ brow_side brow_lists(const struct bsa_layout *l, bool rows)
 
 /* Whether the block-row kernels pay: blocks of 32, and the tile pairs'
  * area at least 1.5 times the block rows' (32 x 64 tiles of two kept
- * blocks each).  BSA_CUDA_BROW=0|1 forces it off or on (blocks of 32). */
+ * blocks each).  BSA_CUDA_BROW=0|1 forces it off or on (blocks of 32;
+ * never for the strided pattern's permuted layouts: the kernels address
+ * natural rows only, which keeps the permutation's code out of them). */
 bool want_brow(const struct bsa_layout *l, int64_t tile_pairs, bool chunks)
 {
     const char *env = getenv("BSA_CUDA_BROW");
-    if (l->block != 32 || (env && !strcmp(env, "0")))
+    if (l->block != 32 || l->stride_perm || (env && !strcmp(env, "0")))
         return false;
     if (env && !strcmp(env, "1"))
         return true;
