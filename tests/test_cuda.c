@@ -214,6 +214,22 @@ static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa
     ac_problem_free(&p);
 }
 
+/* Asserts the implementation a default plan picks for a problem. */
+static void expect_impl(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt,
+                        int dim, ac_form form, const char *want)
+{
+    ac_problem p;
+    bsa_attn_desc d;
+    expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, form, 0.0f, &d), label);
+    bsa_plan_t plan = NULL;
+    expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
+    const char *impl = NULL;
+    expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+    assert_string_equal(impl, want);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+}
+
 /* ------------------------------------------------- presets */
 
 static const char *const pattern_names[] = {"all", "local", "strided", "fixed"};
@@ -513,17 +529,8 @@ static void test_chunk_local(void **state)
         expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs), label);
         const bsa_dtype dt = dtypes[1 + i % 2];
         const int dim = i == 2 ? 128 : i == 0 ? 32 : 64;
-        ac_problem p;
-        bsa_attn_desc d;
-        expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f, &d), label);
-        bsa_plan_t plan = NULL;
-        expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
-        const char *impl = NULL;
-        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-        assert_string_equal(impl,
-                            sm90 && dim >= 64 ? "cuda-wgmma-sm90a-chunk" : "cuda-mma-sm80-chunk");
-        bsa_plan_destroy(plan);
-        ac_problem_free(&p);
+        expect_impl(ctx, lay, label, dt, dim, (ac_form)(i % 2),
+                    sm90 && dim >= 64 ? "cuda-wgmma-sm90a-chunk" : "cuda-mma-sm80-chunk");
         run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
         bsa_layout_destroy(lay);
         free(blk);
@@ -576,16 +583,7 @@ static void test_block_rows(void **state)
         }
         const bsa_dtype dt = dtypes[1 + i % 2];
         const int dim = i % 3 ? 64 : 32;
-        ac_problem p;
-        bsa_attn_desc d;
-        expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f, &d), label);
-        bsa_plan_t plan = NULL;
-        expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
-        const char *impl = NULL;
-        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-        assert_string_equal(impl, "cuda-mma-sm80-blockrow");
-        bsa_plan_destroy(plan);
-        ac_problem_free(&p);
+        expect_impl(ctx, lay, label, dt, dim, (ac_form)(i % 2), "cuda-mma-sm80-blockrow");
         run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
         bsa_layout_destroy(lay);
         free(blk);

@@ -138,6 +138,52 @@ __device__ __forceinline__ void load_pair(T *sm, const T *base, int64_t st, int 
     }
 }
 
+/* Each lane's entries of this step and the next two, in registers: the
+ * two-stage kernels (dQ, dK/dV) issue the next step's loads at a step's
+ * top and read the entries after it meanwhile. */
+struct lane_walk {
+    int4 cur[2], nxt[2], fut[2];
+    __device__ __forceinline__ void start(const int4 *ent, const brow_job &j)
+    {
+#pragma unroll
+        for (int l = 0; l < 2; ++l) {
+            cur[l] = entry_at(ent, j.beg[l], j.n[l], 0);
+            nxt[l] = entry_at(ent, j.beg[l], j.n[l], 1);
+        }
+    }
+    /* The top of step it of n: the next step's loads issued (issue(stage,
+     * entries)), this step's awaited, the entries two steps ahead read,
+     * and a barrier. */
+    template <typename F>
+    __device__ __forceinline__ void top(int it, int n, const int4 *ent, const brow_job &j,
+                                        F &&issue)
+    {
+        if (it + 1 < n) {
+            issue((it + 1) & 1, nxt);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+#pragma unroll
+        for (int l = 0; l < 2; ++l)
+            fut[l] = entry_at(ent, j.beg[l], j.n[l], it + 2);
+        __syncthreads();
+    }
+    __device__ __forceinline__ int4 own(int ln) const
+    {
+        return ln ? cur[1] : cur[0];
+    }
+    __device__ __forceinline__ void advance()
+    {
+#pragma unroll
+        for (int l = 0; l < 2; ++l) {
+            cur[l] = nxt[l];
+            nxt[l] = fut[l];
+        }
+    }
+};
+
 /* Shared memory: the forward's K and V of two lanes (one stage: V loads
  * under the scores' products, the next K under P V); dQ's K and V, dK/dV's
  * Q and dO in 2 stages of two lanes' 64-row tiles; dK/dV adds its K and V
@@ -278,13 +324,8 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
     T *dq = seg_base<T>(p.dq, p.q_s, sv, job.h, false);
     const int4 *ent = p.brow_rent;
-    /* each lane's entries of this step and the next two, in registers */
-    int4 cur[2], nxt[2], fut[2];
-#pragma unroll
-    for (int l = 0; l < 2; ++l) {
-        cur[l] = entry_at(ent, job.beg[l], job.n[l], 0);
-        nxt[l] = entry_at(ent, job.beg[l], job.n[l], 1);
-    }
+    lane_walk w;
+    w.start(ent, job);
     auto load_kv = [&](int stage, const int4(&e)[2]) {
 #pragma unroll
         for (int l = 0; l < 2; ++l)
@@ -298,7 +339,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
     load_pair<DP>(sO, dout, p.o_s[2], job.blk[0], job.blk[1], p.dim_v);
     cp_async_commit();
     const int n = max(job.n[0], job.n[1]);
-    load_kv(0, cur);
+    load_kv(0, w.cur);
     cp_async_commit();
 
     const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
@@ -326,19 +367,9 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
     const int4 *mine = ent + of_lane(job.beg, ln);
 
     for (int it = 0; it < n; ++it) {
-        if (it + 1 < n) {
-            load_kv((it + 1) & 1, nxt);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            fut[l] = entry_at(ent, job.beg[l], job.n[l], it + 2);
-        __syncthreads();
+        w.top(it, n, ent, job, load_kv);
         if (it < nl) {
-            const int4 e = ln ? cur[1] : cur[0];
+            const int4 e = w.own(ln);
             const int st = 2 * (it & 1) + ln;
             const T *ks = sK + st * te;
             float s[elems<kTile>()], dp[elems<kTile>()];
@@ -353,11 +384,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
             gemm_pb<DP>(acc, s, ks, lane);
         }
         __syncthreads();
-#pragma unroll
-        for (int l = 0; l < 2; ++l) {
-            cur[l] = nxt[l];
-            nxt[l] = fut[l];
-        }
+        w.advance();
     }
     cp_async_wait<0>();
     /* every thread's copies landed before any warp stages its rows (with no
@@ -402,13 +429,8 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     T *dv = seg_base<T>(p.dv, p.v_s, sv, job.h, true);
     const int4 *ent = p.brow_cent;
     const int64_t lse_h = sv.lse0 + (int64_t)job.h * p.time_q;
-    /* each lane's entries of this step and the next two, in registers */
-    int4 cur[2], nxt[2], fut[2];
-#pragma unroll
-    for (int l = 0; l < 2; ++l) {
-        cur[l] = entry_at(ent, job.beg[l], job.n[l], 0);
-        nxt[l] = entry_at(ent, job.beg[l], job.n[l], 1);
-    }
+    lane_walk w;
+    w.start(ent, job);
     auto load_q_side = [&](int stage, const int4(&e)[2]) {
 #pragma unroll
         for (int l = 0; l < 2; ++l)
@@ -430,7 +452,7 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     const int n = max(job.n[0], job.n[1]);
     load_pair<DP>(sK, k, p.k_s[2], job.blk[0], job.blk[1], p.dim);
     load_pair<DP>(sV, v, p.v_s[2], job.blk[0], job.blk[1], p.dim_v);
-    load_q_side(0, cur);
+    load_q_side(0, w.cur);
     cp_async_commit();
 
     float adk[elems<DP>()], adv[elems<DP>()];
@@ -441,44 +463,20 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     const T *kw = sK + warp * 16 * sr, *vw = sV + warp * 16 * sr; /* the warp's key rows */
 
     for (int it = 0; it < n; ++it) {
-        if (it + 1 < n) {
-            load_q_side((it + 1) & 1, nxt);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            fut[l] = entry_at(ent, job.beg[l], job.n[l], it + 2);
-        __syncthreads();
+        w.top(it, n, ent, job, load_q_side);
         if (it < nl) {
-            const int4 e = ln ? cur[1] : cur[0];
+            const int4 e = w.own(ln);
             const int sl = 2 * (it & 1) + ln;
             const T *qs = sQ + sl * te, *os = sO + sl * te;
             const float *ls = sL + sl * kTile, *ds = sD + sl * kTile;
-            /* S^T (keys x queries) = K Q^T */
-            float s[elems<kTile>()], dp[elems<kTile>()];
+            float s[elems<kTile>()];
             zero<elems<kTile>()>(s);
-            zero<elems<kTile>()>(dp);
-            gemm_abt<DP>(s, kw, qs, lane);
+            gemm_abt<DP>(s, kw, qs, lane); /* S^T (keys x queries) = K Q^T */
             mask_entry<true>(s, entry_mask_of(e), p, mine + it, row0, wl, lane);
-#pragma unroll
-            for (int x = 0; x < elems<kTile>(); ++x) /* columns are queries here */
-                s[x] = prob(s[x], p.scale_log2, ls[col(lane, x)]);
-            gemm_pb<DP>(adv, s, os, lane);  /* dV += P^T dO */
-            gemm_abt<DP>(dp, vw, os, lane); /* dP^T = V dO^T */
-#pragma unroll
-            for (int x = 0; x < elems<kTile>(); ++x)
-                s[x] = s[x] * (dp[x] - ds[col(lane, x)]);
-            gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
+            dkdv_products<DP>(s, adk, adv, vw, qs, os, ls, ds, p.scale_log2, lane);
         }
         __syncthreads();
-#pragma unroll
-        for (int l = 0; l < 2; ++l) {
-            cur[l] = nxt[l];
-            nxt[l] = fut[l];
-        }
+        w.advance();
     }
     cp_async_wait<0>();
     /* every thread's copies landed before any warp stages its rows (with no

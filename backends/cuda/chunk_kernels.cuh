@@ -265,22 +265,13 @@ __global__ void __launch_bounds__(kThreads) bwd_chunk_kernel(const bsa_cuda_para
             const int qs_ = e.x & 1; /* the query tile's place in the chunk */
             const T *qs = sQ + qs_ * te, *os = sO + qs_ * te;
             const float *ls = sL + qs_ * kTile, *ds = sD + qs_ * kTile;
-            float s[elems<kTile>()], dp[elems<kTile>()];
+            float s[elems<kTile>()];
             zero<elems<kTile>()>(s);
-            zero<elems<kTile>()>(dp);
             gemm_abt<DP>(s, kw, qs, lane); /* S^T = K Q^T */
             if (e.y >= 0)
                 apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, kt * kTile, e.x * kTile,
                                  warp, lane, nullptr);
-#pragma unroll
-            for (int x = 0; x < elems<kTile>(); ++x) /* columns are queries here */
-                s[x] = prob(s[x], p.scale_log2, ls[col(lane, x)]);
-            gemm_pb<DP>(adv, s, os, lane);  /* dV += P^T dO */
-            gemm_abt<DP>(dp, vw, os, lane); /* dP^T = V dO^T */
-#pragma unroll
-            for (int x = 0; x < elems<kTile>(); ++x)
-                s[x] = s[x] * (dp[x] - ds[col(lane, x)]);
-            gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
+            dkdv_products<DP>(s, adk, adv, vw, qs, os, ls, ds, p.scale_log2, lane);
         }
         const int *pw = sP + 2 * kTile + t * kTile + warp * 16; /* the warp's key rows */
         store_rows_direct<DP>(adv, 1.f, dv, p.v_s[2], pw, p.dim_v, lane);

@@ -533,6 +533,29 @@ __device__ __forceinline__ float prob(float s, float scale_log2, float off)
     return fast_exp2(fmaf(s, scale_log2, off));
 }
 
+/* The rest of a dK/dV step once a warp's masked scores s = S^T (its 16
+ * keys against a 64-query tile) are in: P^T, dV += P^T dO, dP^T = V dO^T,
+ * dS^T = P^T (dP^T - delta), dK += dS^T Q.  qs, os: the tile's Q and dO
+ * rows; ls, ds: its rows' lse offsets and deltas; vw: the warp's V rows.
+ * s is consumed. */
+template <int DP, typename T>
+__device__ __forceinline__ void dkdv_products(float *s, float *adk, float *adv, const T *vw,
+                                              const T *qs, const T *os, const float *ls,
+                                              const float *ds, float scale_log2, int lane)
+{
+    float dp[elems<kTile>()];
+    zero<elems<kTile>()>(dp);
+#pragma unroll
+    for (int x = 0; x < elems<kTile>(); ++x) /* columns are queries here */
+        s[x] = prob(s[x], scale_log2, ls[col(lane, x)]);
+    gemm_pb<DP>(adv, s, os, lane);  /* dV += P^T dO */
+    gemm_abt<DP>(dp, vw, os, lane); /* dP^T = V dO^T */
+#pragma unroll
+    for (int x = 0; x < elems<kTile>(); ++x)
+        s[x] = s[x] * (dp[x] - ds[col(lane, x)]);
+    gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
+}
+
 /* PRED (without FEAT): every mixed pair of the layout is a predicate tile
  * (bsa_cuda_params::pred_tiles), masked as one interval a row with no
  * sub-block code read (apply_pred_tile). */
