@@ -9,11 +9,12 @@
  * (tiles.cu, brow_lists): the computed area is the kept one, but for the
  * last half tile of a row with an odd count.  A thread block of 4 warps
  * holds two such blocks ("lanes": warps 0-1 and 2-3, 16 rows each), picked
- * with lists of about the same length so that one pipeline and one
- * barrier serve both; a warp computes exactly as in tc_kernels.cuh, on its
- * lane's 64-row half of each stage.  Calls without key lengths, packed
- * sequences or kv groups; head dims up to 64 (the fragments of Q, and of
- * dO in dQ, stay in registers).
+ * with lists of about the same length; in dQ and dK/dV one pipeline and
+ * one barrier serve both, the forward runs each lane on its own (v36).  A
+ * warp computes exactly as in tc_kernels.cuh, on its lane's 64-row half of
+ * each stage.  Calls without key lengths, packed sequences or kv groups;
+ * head dims up to 64 (the fragments of Q, and of dO in dQ, stay in
+ * registers); a (batch, head) slice's rows within 32-bit offsets.
  */
 #ifndef BSA_CUDA_BROW_KERNELS_CUH
 #define BSA_CUDA_BROW_KERNELS_CUH
@@ -86,22 +87,24 @@ __device__ __forceinline__ int entry_mask_of(const int4 &e)
 }
 
 /* The mask of an entry (kind: entry_mask_of) over a warp's 16 x 64 scores
- * (transposed: rows are keys, columns the entry's queries). */
+ * (transposed: rows are keys, columns the entry's queries).  The upper
+ * half's clearing is a select on every path: a branch around it left the
+ * compiler merging two copies of 16 scores (36 moves a step, v36). */
 template <bool transposed>
 __device__ __forceinline__ void mask_entry(float *s, int kind, const bsa_cuda_params &p,
                                            const int4 *e, int row0, int wl, int lane)
 {
-    if (kind == MASK_UPPER) {
-#pragma unroll
-        for (int x = elems<kTile>() / 2; x < elems<kTile>(); ++x) /* columns 32..63 */
-            s[x] = -CUDART_INF_F;
-    } else if (kind == MASK_CODES) {
+    if (kind == MASK_CODES) {
         if constexpr (transposed)
             apply_mask<true, true>(s, p, entry_codes(e), row0, 0, wl, lane, nullptr,
                                    entry_blocks(e));
         else
             apply_mask<false>(s, p, entry_codes(e), row0, 0, wl, lane, entry_blocks(e));
     }
+    const bool upper = kind == MASK_UPPER;
+#pragma unroll
+    for (int x = elems<kTile>() / 2; x < elems<kTile>(); ++x) /* columns 32..63 */
+        s[x] = upper ? -CUDART_INF_F : s[x];
 }
 
 /* The entry i of a lane's list, or none (-1 blocks) past its end. */
@@ -112,30 +115,41 @@ __device__ __forceinline__ int4 entry_at(const int4 *ent, int beg, int n, int i)
 }
 
 /* Asynchronously loads the 64 rows of two 32-row blocks b0, b1 (-1: none,
- * zero-filled) of one (batch, head) slice into a padded shared tile.  A
- * thread copies column chunk cc of fixed rows of each block, so it forms
- * one address per block instead of one per chunk (the gathered
- * load_tile's).  Layout order is natural order here: the plan takes no
- * permuted layout on this path. */
-template <int DP, typename T>
-__device__ __forceinline__ void load_pair(T *sm, const T *base, int64_t st, int b0, int b1, int dim)
+ * zero-filled) of one (batch, head) slice into a padded shared tile; st is
+ * the slice's row stride.  A thread copies column chunk cc of fixed rows
+ * of each block, so it forms one offset per block.  Offsets within the
+ * slice are 32-bit (the plan takes this path only where they fit,
+ * cuda_backend.cu): an address costs a multiply-add and a widening add
+ * instead of 64-bit arithmetic (v36: ~250 of ~640 instructions a warp and
+ * forward step went to the loads' addresses).  Layout order is natural
+ * order here: the plan takes no permuted layout on this path. */
+template <int DP, int NT = kThreads, typename T>
+__device__ __forceinline__ void load_pair(T *sm, const T *base, int st, int b0, int b1, int dim,
+                                          int tid = threadIdx.x)
 {
-    constexpr int sr = tc_cfg<DP>::srow, ch = DP / 8, RS = kThreads / ch, J = kLaneRows / RS;
-    static_assert(kThreads % ch == 0 && J >= 1 && kLaneRows % RS == 0, "pair loader shape");
-    const int cc = threadIdx.x % ch, r0 = threadIdx.x / ch;
+    constexpr int sr = tc_cfg<DP>::srow, ch = DP / 8, RS = NT / ch, J = kLaneRows / RS;
+    static_assert(NT % ch == 0 && J >= 1 && kLaneRows % RS == 0, "pair loader shape");
+    const int cc = tid % ch, r0 = tid / ch;
     const bool col_ok = cc * 8 < dim;
     sm += r0 * sr + cc * 8;
-    base += cc * 8;
-    const int64_t step = opaque((int64_t)RS * st);
+    const int toff = r0 * st + cc * 8;
 #pragma unroll
     for (int b = 0; b < 2; ++b) {
         const int blk = b ? b1 : b0;
         const bool ok = col_ok && blk >= 0;
-        const T *src = base + (int64_t)(blk * kLaneRows + r0) * st;
+        /* an absent block's copies read nothing; their address stays in the slice */
+        const int off = max(blk, 0) * (kLaneRows * st) + toff;
 #pragma unroll
         for (int j = 0; j < J; ++j)
-            cp_async16(sm + (b * kLaneRows + j * RS) * sr, ok ? src + j * step : base, ok ? 16 : 0);
+            cp_async16(sm + (b * kLaneRows + j * RS) * sr, base + (off + j * RS * st), ok ? 16 : 0);
     }
+}
+
+/* A barrier among the 64 threads of lane ln (ids 1, 2; 0 is
+ * __syncthreads'): the forward's lanes do not wait for each other. */
+__device__ __forceinline__ void lane_sync(int ln)
+{
+    asm volatile("bar.sync %0, %1;\n" ::"r"(1 + ln), "n"(2 * kWarp) : "memory");
 }
 
 /* Each lane's entries of this step and the next two, in registers: the
@@ -196,109 +210,87 @@ template <int DP> constexpr size_t brow_smem_bytes(int kernel)
                                       (size_t)2 * 2 * 2 * kTile * sizeof(float);
 }
 
-/* 4 blocks a SM (16 warps; 128 registers, a few spilled): 5% faster than
- * 3 without spills on an H200 (bench/NOTES.md, v35). */
+/* The forward: each lane runs its own pipeline on its own 64 threads
+ * (loads, lane_sync barriers, its list's length), so neither lane waits for
+ * the other and a thread holds one lane's entries.  4 blocks a SM (16
+ * warps at 128 registers): 5% faster than 3 without spills on an H200
+ * (bench/NOTES.md, v35). */
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_params p)
 {
     static_assert(DP <= 64, "Q fragments in registers");
-    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems;
+    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems, LT = 2 * kWarp;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sK = reinterpret_cast<T *>(smem_raw); /* [lane] */
-    T *sV = sK + 2 * te;                     /* [lane]; Q's until in registers */
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int ln = warp >> 1, wl = warp & 1;
+    const int ln = warp >> 1, wl = warp & 1, lt = threadIdx.x % LT;
     brow_job job;
     if (!brow_job_of(p, true, job))
         return;
+    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
+    if (blk < 0)
+        return; /* (the other lane's barriers count its own threads only) */
+    /* the lane's K and V stage (V: its Q rows until in registers) */
+    T *sK = reinterpret_cast<T *>(smem_raw) + ln * te;
+    T *sV = reinterpret_cast<T *>(smem_raw) + (2 + ln) * te;
     const seg_view &sv = job.sv;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
-    T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
-    const int4 *ent = p.brow_rent;
-    /* each lane's blocks of this step and the next, and the own lane's
-     * sub-block codes, in registers (int4 entries of both
-     * lanes cost 16 registers: the 128-register cap spilled) */
-    int2 cur[2], nxt[2], cur_codes, nxt_codes;
-    auto fetch = [&](int i, int2(&b)[2], int2 &codes) {
-#pragma unroll
-        for (int l = 0; l < 2; ++l) {
-            const int4 e = entry_at(ent, job.beg[l], job.n[l], i);
-            b[l] = make_int2(e.x, e.y);
-            if (l == 1 ? ln == 1 : ln == 0)
-                codes = make_int2(e.z, e.w); /* (tested a step later: no wait here) */
-        }
-    };
-    fetch(0, cur, cur_codes);
-    auto load = [&](T *dst, const T *src, int64_t st, int dim, const int2(&b)[2]) {
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            if (b[l].x >= 0)
-                load_pair<DP>(dst + l * te, src, st, b[l].x, b[l].y, dim);
-    };
+    const T *k = opaque_ptr(seg_base<const T>(p.k, p.k_s, sv, job.h, true));
+    const T *v = opaque_ptr(seg_base<const T>(p.v, p.v_s, sv, job.h, true));
+    const int4 *mine = p.brow_rent + of_lane(job.beg, ln);
+    /* this step's and the next step's entries: blocks and sub-block codes */
+    int4 cur = entry_at(mine, 0, nl, 0), nxt;
 
-    /* both lanes' query rows; K of the first step */
-    load_pair<DP>(sV, q, p.q_s[2], job.blk[0], job.blk[1], p.dim);
+    load_pair<DP, LT>(sV, q, (int)p.q_s[2], blk, -1, p.dim, lt);
     cp_async_commit();
-    load(sK, k, p.k_s[2], p.dim, cur);
+    load_pair<DP, LT>(sK, k, (int)p.k_s[2], cur.x, cur.y, p.dim, lt);
     cp_async_commit();
     afrag<DP> qf;
     cp_async_wait<1>();
-    __syncthreads();
-    load_a<DP>(qf, sV + warp * 16 * sr, lane);
+    lane_sync(ln);
+    load_a<DP>(qf, sV + wl * 16 * sr, lane);
 
     float acc[elems<DP>()];
     zero<elems<DP>()>(acc);
     float m[kRows], l[kRows];
     start_rows(m, l);
-    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
-    const int n = max(job.n[0], job.n[1]);
-    const int4 *mine = ent + of_lane(job.beg, ln);
 
-    for (int it = 0; it < n; ++it) {
-        fetch(it + 1, nxt, nxt_codes);
+    for (int it = 0; it < nl; ++it) {
+        nxt = entry_at(mine, 0, nl, it + 1);
         cp_async_wait<0>(); /* K of this step */
-        __syncthreads();    /* (and every warp is done with the last step's V) */
-        load(sV, v, p.v_s[2], p.dim_v, cur);
+        lane_sync(ln);      /* (and both warps are done with the last step's V) */
+        load_pair<DP, LT>(sV, v, (int)p.v_s[2], cur.x, cur.y, p.dim_v, lt);
         cp_async_commit();
         float s[elems<kTile>()];
         float alpha[kRows];
-        if (it < nl) {
-            zero<elems<kTile>()>(s);
-            gemm_abt_reg<DP>(s, qf, sK + ln * te, lane);
-            mask_entry<false>(s, entry_mask_of(make_int4(0, 0, cur_codes.x, cur_codes.y)), p,
-                              mine + it, row0, wl, lane);
-            softmax_step(s, m, l, alpha, p.scale_log2);
-            /* once a row's maximum settles its factor is 1: the warp skips
-             * the rescale when all of its rows' are */
-            if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
-                scale_rows<DP>(acc, alpha);
-        }
+        zero<elems<kTile>()>(s);
+        gemm_abt_reg<DP>(s, qf, sK, lane);
+        mask_entry<false>(s, entry_mask_of(cur), p, mine + it, row0, wl, lane);
+        softmax_step(s, m, l, alpha, p.scale_log2);
+        /* once a row's maximum settles its factor is 1: the warp skips
+         * the rescale when all of its rows' are */
+        if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
+            scale_rows<DP>(acc, alpha);
         cp_async_wait<0>(); /* V of this step */
-        __syncthreads();    /* (and every warp is done with this step's K) */
-        load(sK, k, p.k_s[2], p.dim, nxt);
-        cp_async_commit();
-        if (it < nl)
-            gemm_pb<DP>(acc, s, sV + ln * te, lane);
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            cur[l] = nxt[l];
-        cur_codes = nxt_codes;
+        lane_sync(ln);      /* (and both warps are done with this step's K) */
+        if (it + 1 < nl) {
+            load_pair<DP, LT>(sK, k, (int)p.k_s[2], nxt.x, nxt.y, p.dim, lt);
+            cp_async_commit();
+        }
+        gemm_pb<DP>(acc, s, sV, lane);
+        cur = nxt;
     }
-    cp_async_wait<0>();
-    /* every thread's copies landed before any warp stages its rows (with no
+    /* every thread's copies landed before a warp stages its rows (with no
      * step at all, the loop's barriers did not see to it) */
-    __syncthreads();
+    cp_async_wait<0>();
+    lane_sync(ln);
 
-    if (blk < 0)
-        return;
     float inv[kRows];
     finish_rows(l, inv);
     /* staged in the warp's own rows of K (no warp reads K after the last
      * step's second barrier, and none was loaded after it) */
-    store_rows<DP>(acc, inv, sK + ln * te, o, p.o_s[2], row0, sv.len_q, p.dim_v, 0, wl, lane);
+    T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
+    store_rows<DP>(acc, inv, sK, o, p.o_s[2], row0, sv.len_q, p.dim_v, 0, wl, lane);
     store_lse(p, sv, job.h, row0 + wl * 16, m, l, lane);
 }
 
@@ -319,8 +311,8 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
         return;
     const seg_view &sv = job.sv;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
+    const T *k = opaque_ptr(seg_base<const T>(p.k, p.k_s, sv, job.h, true));
+    const T *v = opaque_ptr(seg_base<const T>(p.v, p.v_s, sv, job.h, true));
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
     T *dq = seg_base<T>(p.dq, p.q_s, sv, job.h, false);
     const int4 *ent = p.brow_rent;
@@ -330,13 +322,13 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
 #pragma unroll
         for (int l = 0; l < 2; ++l)
             if (e[l].x >= 0) {
-                load_pair<DP>(sK + (2 * stage + l) * te, k, p.k_s[2], e[l].x, e[l].y, p.dim);
-                load_pair<DP>(sV + (2 * stage + l) * te, v, p.v_s[2], e[l].x, e[l].y, p.dim_v);
+                load_pair<DP>(sK + (2 * stage + l) * te, k, (int)p.k_s[2], e[l].x, e[l].y, p.dim);
+                load_pair<DP>(sV + (2 * stage + l) * te, v, (int)p.v_s[2], e[l].x, e[l].y, p.dim_v);
             }
     };
 
-    load_pair<DP>(sQ, q, p.q_s[2], job.blk[0], job.blk[1], p.dim);
-    load_pair<DP>(sO, dout, p.o_s[2], job.blk[0], job.blk[1], p.dim_v);
+    load_pair<DP>(sQ, q, (int)p.q_s[2], job.blk[0], job.blk[1], p.dim);
+    load_pair<DP>(sO, dout, (int)p.o_s[2], job.blk[0], job.blk[1], p.dim_v);
     cp_async_commit();
     const int n = max(job.n[0], job.n[1]);
     load_kv(0, w.cur);
@@ -423,8 +415,8 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     const seg_view &sv = job.sv;
     const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
-    const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
-    const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
+    const T *q = opaque_ptr(seg_base<const T>(p.q, p.q_s, sv, job.h, false));
+    const T *dout = opaque_ptr(seg_base<const T>(p.dout, p.o_s, sv, job.h, false));
     T *dk = seg_base<T>(p.dk, p.k_s, sv, job.h, true);
     T *dv = seg_base<T>(p.dv, p.v_s, sv, job.h, true);
     const int4 *ent = p.brow_cent;
@@ -436,8 +428,8 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
         for (int l = 0; l < 2; ++l)
             if (e[l].x >= 0) {
                 const int sl = 2 * stage + l;
-                load_pair<DP>(sQ + sl * te, q, p.q_s[2], e[l].x, e[l].y, p.dim);
-                load_pair<DP>(sO + sl * te, dout, p.o_s[2], e[l].x, e[l].y, p.dim_v);
+                load_pair<DP>(sQ + sl * te, q, (int)p.q_s[2], e[l].x, e[l].y, p.dim);
+                load_pair<DP>(sO + sl * te, dout, (int)p.o_s[2], e[l].x, e[l].y, p.dim_v);
                 /* the rows' lse offsets and deltas; rows of an absent block
                  * are zeros, as their Q and dO rows, and masked */
                 const int r = threadIdx.x % kTile, b = r < kLaneRows ? e[l].x : e[l].y;
@@ -450,8 +442,8 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     };
 
     const int n = max(job.n[0], job.n[1]);
-    load_pair<DP>(sK, k, p.k_s[2], job.blk[0], job.blk[1], p.dim);
-    load_pair<DP>(sV, v, p.v_s[2], job.blk[0], job.blk[1], p.dim_v);
+    load_pair<DP>(sK, k, (int)p.k_s[2], job.blk[0], job.blk[1], p.dim);
+    load_pair<DP>(sV, v, (int)p.v_s[2], job.blk[0], job.blk[1], p.dim_v);
     load_q_side(0, w.cur);
     cp_async_commit();
 

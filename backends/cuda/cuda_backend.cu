@@ -52,6 +52,24 @@ struct cuda_plan {
     bool brow;
 };
 
+/* Whether every row of a (batch, head) slice of q, k, v, o (and their
+ * gradients, which share the strides) lies within a 32-bit element offset
+ * of the slice's first row: the block-row loaders' addressing. */
+bool brow_offsets_fit(const bsa_shape &s)
+{
+    const int64_t lim = INT32_MAX - 256;
+    const struct {
+        int64_t rows, stride;
+    } t[4] = {{s.seq_q, s.q_stride[2]},
+              {s.seq_k, s.k_stride[2]},
+              {s.seq_k, s.v_stride[2]},
+              {s.seq_q, s.o_stride[2]}};
+    for (const auto &x : t)
+        if (x.stride < 0 || (x.rows > 0 && x.stride > lim / x.rows))
+            return false;
+    return true;
+}
+
 /* Makes ctx's device current for the scope of a call, restoring the
  * caller's afterwards (a library must not move the caller's device). */
 struct device_guard {
@@ -338,8 +356,10 @@ bsa_status plan_init(bsa_plan_t plan)
      * absent blocks (random ones: tiles.cu, want_brow) on the block-row
      * kernels, which compute kept blocks only: head dims up to 64, not
      * with kv groups nor when wgmma is forced; BSA_CUDA_BROW=0 (read at
-     * layout_prepare) keeps the tile kernels. */
-    cp->brow = cp->p == PATH_MMA && dl->brow && !want_wgmma && dpad <= 64 && s.kv_heads == s.heads;
+     * layout_prepare) keeps the tile kernels.  Their loaders address a
+     * (batch, head) slice's rows with 32-bit offsets. */
+    cp->brow = cp->p == PATH_MMA && dl->brow && !want_wgmma && dpad <= 64 &&
+               s.kv_heads == s.heads && brow_offsets_fit(s);
     if (cp->brow) {
         cudaError_t e = bsa_cuda_brow_setup(s.dtype, dpad);
         if (e != cudaSuccess) {

@@ -222,6 +222,17 @@ __device__ __forceinline__ int64_t opaque(int64_t x)
     return x;
 }
 
+/* A pointer the compiler cannot see through: it stays one 64-bit base,
+ * so that an address is one widening multiply-add of a 32-bit offset
+ * instead of the base's parts re-added to every offset. */
+template <typename T> __device__ __forceinline__ T *opaque_ptr(T *x)
+{
+#if defined(__CUDA_ARCH__)
+    asm("" : "+l"(x));
+#endif
+    return x;
+}
+
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)
 {
