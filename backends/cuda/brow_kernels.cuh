@@ -115,15 +115,16 @@ __device__ __forceinline__ int4 entry_at(const int4 *ent, int beg, int n, int i)
 }
 
 /* Asynchronously loads the 64 rows of two 32-row blocks b0, b1 (-1: none,
- * zero-filled) of one (batch, head) slice into a padded shared tile; st is
- * the slice's row stride.  A thread copies column chunk cc of fixed rows
+ * zero-filled) of one (batch, head) slice into a padded shared tile (NB =
+ * 1: b0's 32 rows alone), with NT threads (tid: this one's index among
+ * them); st is the slice's row stride.  A thread copies column chunk cc of fixed rows
  * of each block, so it forms one offset per block.  Offsets within the
  * slice are 32-bit (the plan takes this path only where they fit,
  * cuda_backend.cu): an address costs a multiply-add and a widening add
  * instead of 64-bit arithmetic (v36: ~250 of ~640 instructions a warp and
  * forward step went to the loads' addresses).  Layout order is natural
  * order here: the plan takes no permuted layout on this path. */
-template <int DP, int NT = kThreads, typename T>
+template <int DP, int NT = kThreads, int NB = 2, typename T>
 __device__ __forceinline__ void load_pair(T *sm, const T *base, int st, int b0, int b1, int dim,
                                           int tid = threadIdx.x)
 {
@@ -134,7 +135,7 @@ __device__ __forceinline__ void load_pair(T *sm, const T *base, int st, int b0, 
     sm += r0 * sr + cc * 8;
     const int toff = r0 * st + cc * 8;
 #pragma unroll
-    for (int b = 0; b < 2; ++b) {
+    for (int b = 0; b < NB; ++b) {
         const int blk = b ? b1 : b0;
         const bool ok = col_ok && blk >= 0;
         /* an absent block's copies read nothing; their address stays in the slice */
@@ -151,52 +152,6 @@ __device__ __forceinline__ void lane_sync(int ln)
 {
     asm volatile("bar.sync %0, %1;\n" ::"r"(1 + ln), "n"(2 * kWarp) : "memory");
 }
-
-/* Each lane's entries of this step and the next two, in registers: the
- * two-stage kernels (dQ, dK/dV) issue the next step's loads at a step's
- * top and read the entries after it meanwhile. */
-struct lane_walk {
-    int4 cur[2], nxt[2], fut[2];
-    __device__ __forceinline__ void start(const int4 *ent, const brow_job &j)
-    {
-#pragma unroll
-        for (int l = 0; l < 2; ++l) {
-            cur[l] = entry_at(ent, j.beg[l], j.n[l], 0);
-            nxt[l] = entry_at(ent, j.beg[l], j.n[l], 1);
-        }
-    }
-    /* The top of step it of n: the next step's loads issued (issue(stage,
-     * entries)), this step's awaited, the entries two steps ahead read,
-     * and a barrier. */
-    template <typename F>
-    __device__ __forceinline__ void top(int it, int n, const int4 *ent, const brow_job &j,
-                                        F &&issue)
-    {
-        if (it + 1 < n) {
-            issue((it + 1) & 1, nxt);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            fut[l] = entry_at(ent, j.beg[l], j.n[l], it + 2);
-        __syncthreads();
-    }
-    __device__ __forceinline__ int4 own(int ln) const
-    {
-        return ln ? cur[1] : cur[0];
-    }
-    __device__ __forceinline__ void advance()
-    {
-#pragma unroll
-        for (int l = 0; l < 2; ++l) {
-            cur[l] = nxt[l];
-            nxt[l] = fut[l];
-        }
-    }
-};
 
 /* Shared memory: the forward's K and V of two lanes (one stage: V loads
  * under the scores' products, the next K under P V); dQ's K and V, dK/dV's
@@ -294,198 +249,194 @@ __global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_pa
     store_lse(p, sv, job.h, row0 + wl * 16, m, l, lane);
 }
 
+/* dQ: each lane on its own 64 threads as in the forward, two stages of K
+ * and V per lane. */
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_params p)
 {
     static_assert(DP <= 64, "Q and dO fragments in registers");
-    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems;
+    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems, LT = 2 * kWarp;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sK = reinterpret_cast<T *>(smem_raw); /* [stage][lane] */
-    T *sV = sK + 4 * te;
-    T *sQ = sK + 2 * te, *sO = sV + 2 * te; /* stage 1's, until in registers */
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int ln = warp >> 1, wl = warp & 1;
+    const int ln = warp >> 1, wl = warp & 1, lt = threadIdx.x % LT;
     brow_job job;
     if (!brow_job_of(p, true, job))
         return;
+    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
+    if (blk < 0)
+        return; /* (the other lane's barriers count its own threads only) */
+    /* the lane's K and V of stage 0; stage 1's follow two tiles on (both
+     * lanes' stages interleave: [stage][lane]); Q and dO in stage 1's
+     * until in registers */
+    T *sK = reinterpret_cast<T *>(smem_raw) + ln * te;
+    T *sV = sK + 4 * te;
     const seg_view &sv = job.sv;
     const T *q = seg_base<const T>(p.q, p.q_s, sv, job.h, false);
     const T *k = opaque_ptr(seg_base<const T>(p.k, p.k_s, sv, job.h, true));
     const T *v = opaque_ptr(seg_base<const T>(p.v, p.v_s, sv, job.h, true));
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
-    T *dq = seg_base<T>(p.dq, p.q_s, sv, job.h, false);
-    const int4 *ent = p.brow_rent;
-    lane_walk w;
-    w.start(ent, job);
-    auto load_kv = [&](int stage, const int4(&e)[2]) {
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            if (e[l].x >= 0) {
-                load_pair<DP>(sK + (2 * stage + l) * te, k, (int)p.k_s[2], e[l].x, e[l].y, p.dim);
-                load_pair<DP>(sV + (2 * stage + l) * te, v, (int)p.v_s[2], e[l].x, e[l].y, p.dim_v);
-            }
+    const int4 *mine = p.brow_rent + of_lane(job.beg, ln);
+    /* the entries of this step and the next two */
+    int4 cur = entry_at(mine, 0, nl, 0), nxt = entry_at(mine, 0, nl, 1), fut;
+    auto load_kv = [&](int stage, const int4 &e) {
+        load_pair<DP, LT>(sK + 2 * stage * te, k, (int)p.k_s[2], e.x, e.y, p.dim, lt);
+        load_pair<DP, LT>(sV + 2 * stage * te, v, (int)p.v_s[2], e.x, e.y, p.dim_v, lt);
     };
 
-    load_pair<DP>(sQ, q, (int)p.q_s[2], job.blk[0], job.blk[1], p.dim);
-    load_pair<DP>(sO, dout, (int)p.o_s[2], job.blk[0], job.blk[1], p.dim_v);
+    load_pair<DP, LT>(sK + 2 * te, q, (int)p.q_s[2], blk, -1, p.dim, lt);
+    load_pair<DP, LT>(sV + 2 * te, dout, (int)p.o_s[2], blk, -1, p.dim_v, lt);
     cp_async_commit();
-    const int n = max(job.n[0], job.n[1]);
-    load_kv(0, w.cur);
+    load_kv(0, cur);
     cp_async_commit();
 
-    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
     float loff[kRows], dl[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-        const int rr = row0 + wl * 16 + row(lane, r);
-        loff[r] = -CUDART_INF_F;
-        dl[r] = 0.f;
-        if (blk >= 0) {
-            const int64_t idx = sv.lse0 + (int64_t)job.h * p.time_q + rr;
-            loff[r] = p.loff[idx];
-            dl[r] = p.delta[idx];
-        }
+        const int64_t idx = sv.lse0 + (int64_t)job.h * p.time_q + row0 + wl * 16 + row(lane, r);
+        loff[r] = p.loff[idx];
+        dl[r] = p.delta[idx];
     }
     afrag<DP> qf, of;
     cp_async_wait<1>();
-    __syncthreads();
-    load_a<DP>(qf, sQ + warp * 16 * sr, lane);
-    load_a<DP>(of, sO + warp * 16 * sr, lane);
-    __syncthreads(); /* stage 1 is free for the loads below */
+    lane_sync(ln);
+    load_a<DP>(qf, sK + 2 * te + wl * 16 * sr, lane);
+    load_a<DP>(of, sV + 2 * te + wl * 16 * sr, lane);
+    lane_sync(ln); /* stage 1 is free for the loads below */
 
     float acc[elems<DP>()];
     zero<elems<DP>()>(acc);
-    const int4 *mine = ent + of_lane(job.beg, ln);
 
-    for (int it = 0; it < n; ++it) {
-        w.top(it, n, ent, job, load_kv);
-        if (it < nl) {
-            const int4 e = w.own(ln);
-            const int st = 2 * (it & 1) + ln;
-            const T *ks = sK + st * te;
-            float s[elems<kTile>()], dp[elems<kTile>()];
-            zero<elems<kTile>()>(s);
-            zero<elems<kTile>()>(dp);
-            gemm_abt_reg<DP>(s, qf, ks, lane);
-            mask_entry<false>(s, entry_mask_of(e), p, mine + it, row0, wl, lane);
-            gemm_abt_reg<DP>(dp, of, sV + st * te, lane);
-#pragma unroll
-            for (int x = 0; x < elems<kTile>(); ++x)
-                s[x] = prob(s[x], p.scale_log2, loff[slot(x)]) * (dp[x] - dl[slot(x)]);
-            gemm_pb<DP>(acc, s, ks, lane);
+    for (int it = 0; it < nl; ++it) {
+        if (it + 1 < nl) {
+            load_kv((it + 1) & 1, nxt);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
-        __syncthreads();
-        w.advance();
+        fut = entry_at(mine, 0, nl, it + 2);
+        lane_sync(ln);
+        const T *ks = sK + 2 * (it & 1) * te, *vs = sV + 2 * (it & 1) * te;
+        float s[elems<kTile>()], dp[elems<kTile>()];
+        zero<elems<kTile>()>(s);
+        zero<elems<kTile>()>(dp);
+        gemm_abt_reg<DP>(s, qf, ks, lane);
+        mask_entry<false>(s, entry_mask_of(cur), p, mine + it, row0, wl, lane);
+        gemm_abt_reg<DP>(dp, of, vs, lane);
+#pragma unroll
+        for (int x = 0; x < elems<kTile>(); ++x)
+            s[x] = prob(s[x], p.scale_log2, loff[slot(x)]) * (dp[x] - dl[slot(x)]);
+        gemm_pb<DP>(acc, s, ks, lane);
+        lane_sync(ln); /* (both warps are done with this stage) */
+        cur = nxt;
+        nxt = fut;
     }
-    cp_async_wait<0>();
-    /* every thread's copies landed before any warp stages its rows (with no
+    /* every thread's copies landed before a warp stages its rows (with no
      * step at all, the loop's barriers did not see to it) */
-    __syncthreads();
+    cp_async_wait<0>();
+    lane_sync(ln);
 
-    if (blk < 0)
-        return;
     float mul[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         mul[r] = p.scale;
-    store_rows<DP>(acc, mul, sK + ln * te, dq, p.q_s[2], row0, sv.len_q, p.dim, 0, wl, lane);
+    T *dq = seg_base<T>(p.dq, p.q_s, sv, job.h, false);
+    store_rows<DP>(acc, mul, sK, dq, p.q_s[2], row0, sv.len_q, p.dim, 0, wl, lane);
 }
 
 /* dK/dV: lanes of key blocks, each walking its kept query blocks two to a
- * gathered 64-row tile of Q and dO; every key row is owned by one warp
- * (no atomics: deterministic). */
+ * gathered 64-row tile of Q and dO on its own 64 threads as in dQ; every
+ * key row is owned by one warp (no atomics: deterministic). */
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_params p)
 {
-    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems;
+    constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems, LT = 2 * kWarp;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sK = reinterpret_cast<T *>(smem_raw); /* both lanes' 32 key rows */
-    T *sV = sK + te;
-    T *sQ = sV + te;                                    /* [stage][lane] */
-    T *sO = sQ + 4 * te;                                /* dO, [stage][lane] */
-    float *sL = reinterpret_cast<float *>(sO + 4 * te); /* [stage][lane][64] */
-    float *sD = sL + 4 * kTile;
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-    const int ln = warp >> 1, wl = warp & 1;
+    const int ln = warp >> 1, wl = warp & 1, lt = threadIdx.x % LT;
     brow_job job;
     if (!brow_job_of(p, false, job))
         return;
+    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
+    if (blk < 0)
+        return; /* (the other lane's barriers count its own threads only) */
+    /* the lane's 32 key rows of K and V; its Q, dO, lse offsets and deltas
+     * of stage 0, stage 1's two tiles on ([stage][lane]) */
+    T *sK = reinterpret_cast<T *>(smem_raw) + ln * kLaneRows * sr;
+    T *sV = sK + te;
+    T *sQ = reinterpret_cast<T *>(smem_raw) + (2 + ln) * te;
+    T *sO = sQ + 4 * te;
+    float *sL = reinterpret_cast<float *>(reinterpret_cast<T *>(smem_raw) + 10 * te) + ln * kTile;
+    float *sD = sL + 4 * kTile;
     const seg_view &sv = job.sv;
     const T *k = seg_base<const T>(p.k, p.k_s, sv, job.h, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.h, true);
     const T *q = opaque_ptr(seg_base<const T>(p.q, p.q_s, sv, job.h, false));
     const T *dout = opaque_ptr(seg_base<const T>(p.dout, p.o_s, sv, job.h, false));
-    T *dk = seg_base<T>(p.dk, p.k_s, sv, job.h, true);
-    T *dv = seg_base<T>(p.dv, p.v_s, sv, job.h, true);
-    const int4 *ent = p.brow_cent;
+    const int4 *mine = p.brow_cent + of_lane(job.beg, ln);
     const int64_t lse_h = sv.lse0 + (int64_t)job.h * p.time_q;
-    lane_walk w;
-    w.start(ent, job);
-    auto load_q_side = [&](int stage, const int4(&e)[2]) {
-#pragma unroll
-        for (int l = 0; l < 2; ++l)
-            if (e[l].x >= 0) {
-                const int sl = 2 * stage + l;
-                load_pair<DP>(sQ + sl * te, q, (int)p.q_s[2], e[l].x, e[l].y, p.dim);
-                load_pair<DP>(sO + sl * te, dout, (int)p.o_s[2], e[l].x, e[l].y, p.dim_v);
-                /* the rows' lse offsets and deltas; rows of an absent block
-                 * are zeros, as their Q and dO rows, and masked */
-                const int r = threadIdx.x % kTile, b = r < kLaneRows ? e[l].x : e[l].y;
-                const int rr = b * kLaneRows + (r & (kLaneRows - 1));
-                const bool ok = b >= 0;
-                const int64_t idx = lse_h + (ok ? rr : 0);
-                cp_async4(threadIdx.x < kTile ? sL + sl * kTile + r : sD + sl * kTile + r,
-                          (threadIdx.x < kTile ? p.loff : p.delta) + idx, ok ? 4 : 0);
-            }
+    /* the entries of this step and the next two */
+    int4 cur = entry_at(mine, 0, nl, 0), nxt = entry_at(mine, 0, nl, 1), fut;
+    auto load_q_side = [&](int stage, const int4 &e) {
+        load_pair<DP, LT>(sQ + 2 * stage * te, q, (int)p.q_s[2], e.x, e.y, p.dim, lt);
+        load_pair<DP, LT>(sO + 2 * stage * te, dout, (int)p.o_s[2], e.x, e.y, p.dim_v, lt);
+        /* the rows' lse offsets and deltas, a row a thread; rows of an
+         * absent block are zeros, as their Q and dO rows, and masked */
+        const int b = lt < kLaneRows ? e.x : e.y;
+        const bool ok = b >= 0;
+        const int64_t idx = lse_h + (ok ? b * kLaneRows + (lt & (kLaneRows - 1)) : 0);
+        cp_async4(sL + 2 * stage * kTile + lt, p.loff + idx, ok ? 4 : 0);
+        cp_async4(sD + 2 * stage * kTile + lt, p.delta + idx, ok ? 4 : 0);
     };
 
-    const int n = max(job.n[0], job.n[1]);
-    load_pair<DP>(sK, k, (int)p.k_s[2], job.blk[0], job.blk[1], p.dim);
-    load_pair<DP>(sV, v, (int)p.v_s[2], job.blk[0], job.blk[1], p.dim_v);
-    load_q_side(0, w.cur);
+    load_pair<DP, LT, 1>(sK, k, (int)p.k_s[2], blk, -1, p.dim, lt);
+    load_pair<DP, LT, 1>(sV, v, (int)p.v_s[2], blk, -1, p.dim_v, lt);
+    load_q_side(0, cur);
     cp_async_commit();
 
     float adk[elems<DP>()], adv[elems<DP>()];
     zero<elems<DP>()>(adk);
     zero<elems<DP>()>(adv);
-    const int nl = of_lane(job.n, ln), blk = of_lane(job.blk, ln), row0 = blk * kLaneRows;
-    const int4 *mine = ent + of_lane(job.beg, ln);
-    const T *kw = sK + warp * 16 * sr, *vw = sV + warp * 16 * sr; /* the warp's key rows */
+    const T *kw = sK + wl * 16 * sr, *vw = sV + wl * 16 * sr; /* the warp's key rows */
 
-    for (int it = 0; it < n; ++it) {
-        w.top(it, n, ent, job, load_q_side);
-        if (it < nl) {
-            const int4 e = w.own(ln);
-            const int sl = 2 * (it & 1) + ln;
-            const T *qs = sQ + sl * te, *os = sO + sl * te;
-            const float *ls = sL + sl * kTile, *ds = sD + sl * kTile;
-            float s[elems<kTile>()];
-            zero<elems<kTile>()>(s);
-            gemm_abt<DP>(s, kw, qs, lane); /* S^T (keys x queries) = K Q^T */
-            mask_entry<true>(s, entry_mask_of(e), p, mine + it, row0, wl, lane);
-            dkdv_products<DP>(s, adk, adv, vw, qs, os, ls, ds, p.scale_log2, lane);
+    for (int it = 0; it < nl; ++it) {
+        if (it + 1 < nl) {
+            load_q_side((it + 1) & 1, nxt);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
         }
-        __syncthreads();
-        w.advance();
+        fut = entry_at(mine, 0, nl, it + 2);
+        lane_sync(ln);
+        const int so = 2 * (it & 1);
+        const T *qs = sQ + so * te, *os = sO + so * te;
+        const float *ls = sL + so * kTile, *ds = sD + so * kTile;
+        float s[elems<kTile>()];
+        zero<elems<kTile>()>(s);
+        gemm_abt<DP>(s, kw, qs, lane); /* S^T (keys x queries) = K Q^T */
+        mask_entry<true>(s, entry_mask_of(cur), p, mine + it, row0, wl, lane);
+        dkdv_products<DP>(s, adk, adv, vw, qs, os, ls, ds, p.scale_log2, lane);
+        lane_sync(ln); /* (both warps are done with this stage) */
+        cur = nxt;
+        nxt = fut;
     }
-    cp_async_wait<0>();
-    /* every thread's copies landed before any warp stages its rows (with no
+    /* every thread's copies landed before a warp stages its rows (with no
      * step at all, the loop's barriers did not see to it) */
-    __syncthreads();
+    cp_async_wait<0>();
+    lane_sync(ln);
 
-    if (blk < 0)
-        return;
     float one[kRows], sc[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         one[r] = 1.f, sc[r] = p.scale;
     /* staged in the warp's own K and V rows */
-    store_rows<DP>(adv, one, sV + ln * kLaneRows * sr, dv, p.v_s[2], row0, sv.len_k, p.dim_v, 0, wl,
-                   lane);
-    store_rows<DP>(adk, sc, sK + ln * kLaneRows * sr, dk, p.k_s[2], row0, sv.len_k, p.dim, 0, wl,
-                   lane);
+    T *dk = seg_base<T>(p.dk, p.k_s, sv, job.h, true);
+    T *dv = seg_base<T>(p.dv, p.v_s, sv, job.h, true);
+    store_rows<DP>(adv, one, sV, dv, p.v_s[2], row0, sv.len_k, p.dim_v, 0, wl, lane);
+    store_rows<DP>(adk, sc, sK, dk, p.k_s[2], row0, sv.len_k, p.dim, 0, wl, lane);
 }
 
 } // namespace bsa_cuda
