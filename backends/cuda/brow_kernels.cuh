@@ -171,9 +171,10 @@ template <int DP> constexpr size_t brow_smem_bytes(int kernel)
  * warps at 128 registers): 5% faster than 3 without spills on an H200
  * (bench/NOTES.md, v35). */
 template <typename T, int DP>
-__global__ void __launch_bounds__(kThreads, 4) brow_fwd_kernel(const bsa_cuda_params p)
+__global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
+    brow_fwd_kernel(const bsa_cuda_params p)
 {
-    static_assert(DP <= 64, "Q fragments in registers");
+    static_assert(DP <= 128, "Q fragments in registers");
     constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems, LT = 2 * kWarp;
     extern __shared__ __align__(16) unsigned char smem_raw[];
 

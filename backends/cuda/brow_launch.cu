@@ -1,9 +1,9 @@
 /*
  * Launch glue of the block-row kernels (brow_kernels.cuh): their instances
- * (f16 / bf16, padded head dim 32 / 64, calls without the features beyond
- * the seed), shared-memory limits set once at plan time, launches on the
- * caller's stream.  One thread block per two 32-row blocks of one side
- * (query blocks; dK/dV: key blocks), per batch * head.
+ * (f16 / bf16, padded head dim 32 / 64, and 128 for the forward alone;
+ * calls without the features beyond the seed), shared-memory limits set once at plan time, launches
+ * on the caller's stream.  One thread block per two 32-row blocks of one side (query blocks; dK/dV:
+ * key blocks), per batch * head.
  */
 #include "brow_kernels.cuh"
 
@@ -20,6 +20,8 @@ template <typename T> static const void *brow_kernel_of(int kernel, int dpad)
         return kernel == BSA_K_FWD  ? (const void *)&brow_fwd_kernel<T, 64>
                : kernel == BSA_K_DQ ? (const void *)&brow_dq_kernel<T, 64>
                                     : (const void *)&brow_dkdv_kernel<T, 64>;
+    case 128:
+        return kernel == BSA_K_FWD ? (const void *)&brow_fwd_kernel<T, 128> : nullptr;
     default:
         return nullptr;
     }
@@ -36,15 +38,20 @@ static const void *brow_kernel(int kernel, bsa_dtype dt, int dpad)
 
 size_t bsa_cuda_brow_smem(int kernel, int dpad)
 {
-    return dpad == 32 ? brow_smem_bytes<32>(kernel) : dpad == 64 ? brow_smem_bytes<64>(kernel) : 0;
+    return dpad == 32    ? brow_smem_bytes<32>(kernel)
+           : dpad == 64  ? brow_smem_bytes<64>(kernel)
+           : dpad == 128 ? brow_smem_bytes<128>(kernel)
+                         : 0;
 }
 
 cudaError_t bsa_cuda_brow_setup(bsa_dtype dt, int dpad)
 {
     for (int kernel : {BSA_K_FWD, BSA_K_DQ, BSA_K_DKDV}) {
         const void *fn = brow_kernel(kernel, dt, dpad);
-        if (!fn)
+        if (!fn && kernel == BSA_K_FWD)
             return cudaErrorInvalidDeviceFunction;
+        if (!fn)
+            continue; /* head dim 128: the forward alone */
         cudaError_t e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                              (int)bsa_cuda_brow_smem(kernel, dpad));
         if (e != cudaSuccess)

@@ -48,8 +48,10 @@ struct cuda_plan {
      * calls it does not apply to take BSA_K_FWD */
     bool ws_only;
     /* layout with block-row lists: the block-row kernels take the calls
-     * without key lengths or packed sequences (brow_kernels.cuh) */
-    bool brow;
+     * without key lengths or packed sequences (brow_kernels.cuh); brow_fwd
+     * the forward alone (head dims above 64: the backward's fragments do
+     * not fit in registers, the tile kernels take it) */
+    bool brow, brow_fwd;
 };
 
 /* Whether every row of a (batch, head) slice of q, k, v, o (and their
@@ -358,9 +360,11 @@ bsa_status plan_init(bsa_plan_t plan)
      * with kv groups nor when wgmma is forced; BSA_CUDA_BROW=0 (read at
      * layout_prepare) keeps the tile kernels.  Their loaders address a
      * (batch, head) slice's rows with 32-bit offsets. */
-    cp->brow = cp->p == PATH_MMA && dl->brow && !want_wgmma && dpad <= 64 &&
-               s.kv_heads == s.heads && brow_offsets_fit(s);
-    if (cp->brow) {
+    const bool brow_ok = cp->p == PATH_MMA && dl->brow && !want_wgmma && s.kv_heads == s.heads &&
+                         brow_offsets_fit(s);
+    cp->brow_fwd = brow_ok && dpad <= 128;
+    cp->brow = brow_ok && dpad <= 64;
+    if (cp->brow_fwd) {
         cudaError_t e = bsa_cuda_brow_setup(s.dtype, dpad);
         if (e != cudaSuccess) {
             free(cp);
@@ -401,6 +405,7 @@ bsa_status plan_init(bsa_plan_t plan)
     plan->workspace_bytes = bsa_cuda_workspace_bytes(rows);
     const bool any_wgmma = wgmma || cp->dq_kernel != BSA_K_DQ || cp->dkdv_kernel != BSA_K_DKDV;
     plan->impl_name = cp->brow              ? "cuda-mma-sm80-blockrow"
+                      : cp->brow_fwd        ? "cuda-mma-sm80-blockrow-fwd"
                       : cp->chunk_wgmma     ? "cuda-wgmma-sm90a-chunk"
                       : cp->chunk           ? "cuda-mma-sm80-chunk"
                       : any_wgmma           ? "cuda-wgmma-sm90a"
@@ -460,7 +465,7 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
                 aligned16(a->o);
     cudaError_t e =
         !fast ? bsa_cuda_ref_launch(BSA_K_FWD, p, s)
-        : cp->brow && !bsa_cuda_has_features(p)
+        : cp->brow_fwd && !bsa_cuda_has_features(p)
             ? bsa_cuda_brow_launch(BSA_K_FWD, plan->shape.dtype, cp->dpad, p, s)
         : cp->chunk && !bsa_cuda_has_features(p)
             ? (cp->chunk_wgmma

@@ -47,6 +47,7 @@ static const cfg configs[] = {
     {"fixed-L128-b32", BSA_PATTERN_FIXED, 16384, 32, 128, 4, 1, 16, 64, 0},
     {"local-L256-b64", BSA_PATTERN_LOCAL, 8192, 64, 256, 0, 0, 16, 64, 0},
     {"random10-b32", (bsa_pattern)-1, 8192, 32, 0, 0, 0, 16, 64, 0.10},
+    {"random10-b32-d128", (bsa_pattern)-1, 8192, 32, 0, 0, 0, 8, 128, 0.10},
     {"gqa-all-d128", BSA_PATTERN_ALL, 8192, 128, 0, 0, 0, 16, 128, 0, 4},
     {"varlen-all-d128", BSA_PATTERN_ALL, 8192, 128, 0, 0, 0, 8, 128, 0, 0, 1},
 };
