@@ -108,10 +108,9 @@ __device__ __forceinline__ void mask_entry(float *s, int kind, const bsa_cuda_pa
 }
 
 /* The entry i of a lane's list, or none (-1 blocks) past its end. */
-__device__ __forceinline__ int4 entry_at(const int4 *ent, int beg, int n, int i)
+__device__ __forceinline__ int4 entry_at(const int4 *ent, int n, int i)
 {
-    return i < n ? __ldg(ent + beg + i)
-                 : make_int4(-1, -1, BSA_CUDA_SUB_ABSENT, BSA_CUDA_SUB_ABSENT);
+    return i < n ? __ldg(ent + i) : make_int4(-1, -1, BSA_CUDA_SUB_ABSENT, BSA_CUDA_SUB_ABSENT);
 }
 
 /* Asynchronously loads the 64 rows of two 32-row blocks b0, b1 (-1: none,
@@ -152,6 +151,39 @@ __device__ __forceinline__ void lane_sync(int ln)
 {
     asm volatile("bar.sync %0, %1;\n" ::"r"(1 + ln), "n"(2 * kWarp) : "memory");
 }
+
+/* A lane's entries of this step and the next two, in registers: the
+ * two-stage kernels (dQ, dK/dV) issue the next step's loads at a step's
+ * top (issue(stage, entry)) and read the entries after it meanwhile. */
+struct lane_walk {
+    const int4 *ent;
+    int n;
+    int4 cur, nxt, fut;
+    __device__ __forceinline__ lane_walk(const int4 *e, int len) : ent(e), n(len)
+    {
+        cur = entry_at(ent, n, 0);
+        nxt = entry_at(ent, n, 1);
+    }
+    /* The top of step it: the next step's loads issued, this step's
+     * awaited, the entry two steps ahead read, the lane's barrier. */
+    template <typename F> __device__ __forceinline__ void top(int it, int ln, F &&issue)
+    {
+        if (it + 1 < n) {
+            issue((it + 1) & 1, nxt);
+            cp_async_commit();
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        fut = entry_at(ent, n, it + 2);
+        lane_sync(ln);
+    }
+    __device__ __forceinline__ void advance()
+    {
+        cur = nxt;
+        nxt = fut;
+    }
+};
 
 /* Shared memory: the forward's K and V of two lanes (one stage: V loads
  * under the scores' products, the next K under P V); dQ's K and V, dK/dV's
@@ -195,7 +227,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
     const T *v = opaque_ptr(seg_base<const T>(p.v, p.v_s, sv, job.h, true));
     const int4 *mine = p.brow_rent + of_lane(job.beg, ln);
     /* this step's and the next step's entries: blocks and sub-block codes */
-    int4 cur = entry_at(mine, 0, nl, 0), nxt;
+    int4 cur = entry_at(mine, nl, 0), nxt;
 
     load_pair<DP, LT>(sV, q, (int)p.q_s[2], blk, -1, p.dim, lt);
     cp_async_commit();
@@ -212,7 +244,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
     start_rows(m, l);
 
     for (int it = 0; it < nl; ++it) {
-        nxt = entry_at(mine, 0, nl, it + 1);
+        nxt = entry_at(mine, nl, it + 1);
         cp_async_wait<0>(); /* K of this step */
         lane_sync(ln);      /* (and both warps are done with the last step's V) */
         load_pair<DP, LT>(sV, v, (int)p.v_s[2], cur.x, cur.y, p.dim_v, lt);
@@ -278,8 +310,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
     const T *v = opaque_ptr(seg_base<const T>(p.v, p.v_s, sv, job.h, true));
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, job.h, false);
     const int4 *mine = p.brow_rent + of_lane(job.beg, ln);
-    /* the entries of this step and the next two */
-    int4 cur = entry_at(mine, 0, nl, 0), nxt = entry_at(mine, 0, nl, 1), fut;
+    lane_walk w(mine, nl);
     auto load_kv = [&](int stage, const int4 &e) {
         load_pair<DP, LT>(sK + 2 * stage * te, k, (int)p.k_s[2], e.x, e.y, p.dim, lt);
         load_pair<DP, LT>(sV + 2 * stage * te, v, (int)p.v_s[2], e.x, e.y, p.dim_v, lt);
@@ -288,7 +319,7 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
     load_pair<DP, LT>(sK + 2 * te, q, (int)p.q_s[2], blk, -1, p.dim, lt);
     load_pair<DP, LT>(sV + 2 * te, dout, (int)p.o_s[2], blk, -1, p.dim_v, lt);
     cp_async_commit();
-    load_kv(0, cur);
+    load_kv(0, w.cur);
     cp_async_commit();
 
     float loff[kRows], dl[kRows];
@@ -309,29 +340,20 @@ __global__ void __launch_bounds__(kThreads, 3) brow_dq_kernel(const bsa_cuda_par
     zero<elems<DP>()>(acc);
 
     for (int it = 0; it < nl; ++it) {
-        if (it + 1 < nl) {
-            load_kv((it + 1) & 1, nxt);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        fut = entry_at(mine, 0, nl, it + 2);
-        lane_sync(ln);
+        w.top(it, ln, load_kv);
         const T *ks = sK + 2 * (it & 1) * te, *vs = sV + 2 * (it & 1) * te;
         float s[elems<kTile>()], dp[elems<kTile>()];
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
         gemm_abt_reg<DP>(s, qf, ks, lane);
-        mask_entry<false>(s, entry_mask_of(cur), p, mine + it, row0, wl, lane);
+        mask_entry<false>(s, entry_mask_of(w.cur), p, mine + it, row0, wl, lane);
         gemm_abt_reg<DP>(dp, of, vs, lane);
 #pragma unroll
         for (int x = 0; x < elems<kTile>(); ++x)
             s[x] = prob(s[x], p.scale_log2, loff[slot(x)]) * (dp[x] - dl[slot(x)]);
         gemm_pb<DP>(acc, s, ks, lane);
         lane_sync(ln); /* (both warps are done with this stage) */
-        cur = nxt;
-        nxt = fut;
+        w.advance();
     }
     /* every thread's copies landed before a warp stages its rows (with no
      * step at all, the loop's barriers did not see to it) */
@@ -378,8 +400,7 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     const T *dout = opaque_ptr(seg_base<const T>(p.dout, p.o_s, sv, job.h, false));
     const int4 *mine = p.brow_cent + of_lane(job.beg, ln);
     const int64_t lse_h = sv.lse0 + (int64_t)job.h * p.time_q;
-    /* the entries of this step and the next two */
-    int4 cur = entry_at(mine, 0, nl, 0), nxt = entry_at(mine, 0, nl, 1), fut;
+    lane_walk w(mine, nl);
     auto load_q_side = [&](int stage, const int4 &e) {
         load_pair<DP, LT>(sQ + 2 * stage * te, q, (int)p.q_s[2], e.x, e.y, p.dim, lt);
         load_pair<DP, LT>(sO + 2 * stage * te, dout, (int)p.o_s[2], e.x, e.y, p.dim_v, lt);
@@ -394,7 +415,7 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
 
     load_pair<DP, LT, 1>(sK, k, (int)p.k_s[2], blk, -1, p.dim, lt);
     load_pair<DP, LT, 1>(sV, v, (int)p.v_s[2], blk, -1, p.dim_v, lt);
-    load_q_side(0, cur);
+    load_q_side(0, w.cur);
     cp_async_commit();
 
     float adk[elems<DP>()], adv[elems<DP>()];
@@ -403,26 +424,17 @@ __global__ void __launch_bounds__(kThreads, 2) brow_dkdv_kernel(const bsa_cuda_p
     const T *kw = sK + wl * 16 * sr, *vw = sV + wl * 16 * sr; /* the warp's key rows */
 
     for (int it = 0; it < nl; ++it) {
-        if (it + 1 < nl) {
-            load_q_side((it + 1) & 1, nxt);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        fut = entry_at(mine, 0, nl, it + 2);
-        lane_sync(ln);
+        w.top(it, ln, load_q_side);
         const int so = 2 * (it & 1);
         const T *qs = sQ + so * te, *os = sO + so * te;
         const float *ls = sL + so * kTile, *ds = sD + so * kTile;
         float s[elems<kTile>()];
         zero<elems<kTile>()>(s);
         gemm_abt<DP>(s, kw, qs, lane); /* S^T (keys x queries) = K Q^T */
-        mask_entry<true>(s, entry_mask_of(cur), p, mine + it, row0, wl, lane);
+        mask_entry<true>(s, entry_mask_of(w.cur), p, mine + it, row0, wl, lane);
         dkdv_products<DP>(s, adk, adv, vw, qs, os, ls, ds, p.scale_log2, lane);
         lane_sync(ln); /* (both warps are done with this stage) */
-        cur = nxt;
-        nxt = fut;
+        w.advance();
     }
     /* every thread's copies landed before a warp stages its rows (with no
      * step at all, the loop's barriers did not see to it) */
