@@ -545,8 +545,8 @@ static void test_chunk_local(void **state)
  * a key block without any block, odd block counts (a thread block's second
  * lane empty) and cross attention; and the path forced (BSA_CUDA_BROW=1)
  * on the local and fixed presets (predicate blocks, dense rows).  The
- * plan must name the block-row kernels at head dims 32 and 64, and the
- * block-row forward (the tile kernels' backward) at 128. */
+ * plan must name the block-row kernels at head dims 32, 48 and 64, and
+ * the block-row forward alone at 96 and 128. */
 static void test_block_rows(void **state)
 {
     (void)state;
@@ -583,7 +583,8 @@ static void test_block_rows(void **state)
             expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blk), label);
         }
         const bsa_dtype dt = dtypes[1 + i % 2];
-        const int dims[5] = {32, 64, 128, 32, 64}, dim = dims[i];
+        /* 48 and 96: padded head dims (64 and 128 in the kernels) */
+        const int dims[5] = {32, 64, 128, 48, 96}, dim = dims[i];
         expect_impl(ctx, lay, label, dt, dim, (ac_form)(i % 2),
                     dim <= 64 ? "cuda-mma-sm80-blockrow" : "cuda-mma-sm80-blockrow-fwd");
         run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);

@@ -9,12 +9,13 @@
  * (tiles.cu, brow_lists): the computed area is the kept one, but for the
  * last half tile of a row with an odd count.  A thread block of 4 warps
  * holds two such blocks ("lanes": warps 0-1 and 2-3, 16 rows each), picked
- * with lists of about the same length; in dQ and dK/dV one pipeline and
- * one barrier serve both, the forward runs each lane on its own (v36).  A
- * warp computes exactly as in tc_kernels.cuh, on its lane's 64-row half of
- * each stage.  Calls without key lengths, packed sequences or kv groups;
- * head dims up to 64 (the fragments of Q, and of dO in dQ, stay in
- * registers); a (batch, head) slice's rows within 32-bit offsets.
+ * with lists of about the same length; each lane runs its own pipeline on
+ * its own 64 threads and named barrier (v36), so neither waits for the
+ * other.  A warp computes exactly as in tc_kernels.cuh, on its lane's
+ * 64-row half of each stage.  Calls without key lengths, packed sequences
+ * or kv groups; head dims up to 64 (the fragments of Q, and of dO in dQ,
+ * stay in registers), the forward alone up to 128; a (batch, head) slice's
+ * rows within 32-bit offsets.
  */
 #ifndef BSA_CUDA_BROW_KERNELS_CUH
 #define BSA_CUDA_BROW_KERNELS_CUH
@@ -199,9 +200,10 @@ template <int DP> constexpr size_t brow_smem_bytes(int kernel)
 
 /* The forward: each lane runs its own pipeline on its own 64 threads
  * (loads, lane_sync barriers, its list's length), so neither lane waits for
- * the other and a thread holds one lane's entries.  4 blocks a SM (16
- * warps at 128 registers): 5% faster than 3 without spills on an H200
- * (bench/NOTES.md, v35). */
+ * the other and a thread holds one lane's entries.  Up to head dim 64, 4
+ * blocks a SM (16 warps at 128 registers): 5% faster than 3 without spills
+ * on an H200 (bench/NOTES.md, v35); at 128, 3 blocks (168 registers, a few
+ * bytes spilled outside the loop's hot path, 70 KB of shared memory). */
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
     brow_fwd_kernel(const bsa_cuda_params p)

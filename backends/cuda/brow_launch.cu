@@ -48,7 +48,7 @@ cudaError_t bsa_cuda_brow_setup(bsa_dtype dt, int dpad)
 {
     for (int kernel : {BSA_K_FWD, BSA_K_DQ, BSA_K_DKDV}) {
         const void *fn = brow_kernel(kernel, dt, dpad);
-        if (!fn && kernel == BSA_K_FWD)
+        if (!fn && (kernel == BSA_K_FWD || dpad <= 64))
             return cudaErrorInvalidDeviceFunction;
         if (!fn)
             continue; /* head dim 128: the forward alone */
