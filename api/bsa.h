@@ -233,7 +233,11 @@ typedef struct bsa_attn_desc {
 enum {
     BSA_PLAN_DEFAULT = 0,
     BSA_PLAN_FORCE_REFERENCE = 1 << 0, /* use the backend's simplest implementation */
-    BSA_PLAN_VARLEN = 1 << 1           /* packed variable-length sequences (see above) */
+    BSA_PLAN_VARLEN = 1 << 1,          /* packed variable-length sequences (see above) */
+    /* calls may pass key_lengths (bsa_fwd_args): the plan chooses kernels
+     * that take them; a call passing key_lengths to a plan created without
+     * this flag fails with BSA_ERROR_INVALID_ARGUMENT */
+    BSA_PLAN_KEY_LENGTHS = 1 << 2
 };
 
 /* ------------------------------------------------------------------- plan */
@@ -247,15 +251,36 @@ BSA_API bsa_status bsa_plan_destroy(bsa_plan_t plan);
 /* Bytes of workspace forward/backward want.  On the CPU a NULL workspace
  * makes the call allocate it itself; GPU backends require it. */
 BSA_API bsa_status bsa_plan_workspace_size(bsa_plan_t plan, size_t *bytes);
-/* Name of the implementation the plan chose (e.g. "cpu-fused"). */
+/* Name of the implementation the plan chose (e.g. "cpu-fused"; on a GPU
+ * "cuda-mma-sm80", or "fwd A, bwd B" where the two passes run different
+ * entries of the backend's implementation list).  Every choice is made at
+ * plan creation: a call never switches implementation.  The environment
+ * variable BSA_IMPL=<entry name> forces an entry of the list (for the
+ * passes it serves; the plan fails with BSA_ERROR_UNSUPPORTED and the
+ * reason where it declines), and BSA_VERBOSE=1 prints bsa_plan_explain's
+ * text to stderr at plan creation. */
 BSA_API bsa_status bsa_plan_implementation(bsa_plan_t plan, const char **name);
+/* Why the plan runs what it runs: for each pass, every entry of the
+ * backend's list that was tried with the reason it declined, the chosen
+ * one with its kernels, and the alignment the plan needs of every tensor
+ * pointer.  Writes at most len bytes (NUL-terminated, truncated when
+ * longer) to buf; *length (if not NULL) gets the full text's length
+ * without the NUL, so a caller can size buf. */
+BSA_API bsa_status bsa_plan_explain(bsa_plan_t plan, char *buf, size_t len, size_t *length);
+/* Bytes every tensor pointer (q, k, v, o, dout, dq, dk, dv) of a call must
+ * be aligned to: 16 for the GPU tensor-core kernels (rows are loaded 16
+ * bytes at a time), the element size elsewhere.  A call with a misaligned
+ * pointer fails with BSA_ERROR_INVALID_ARGUMENT naming the tensor; it never
+ * falls back to slower kernels. */
+BSA_API bsa_status bsa_plan_alignment(bsa_plan_t plan, size_t *bytes);
 
 typedef struct bsa_fwd_args {
     const void *q, *k, *v;
     void *o;
     float *lse; /* optional [batch, heads, seq_q] fp32 natural log, contiguous */
     /* --- beyond the seed (fields appended, so zero = off) ---
-     * key_lengths: NULL, or [batch] valid key counts (with BSA_PLAN_VARLEN:
+     * key_lengths: NULL, or (with BSA_PLAN_KEY_LENGTHS at plan creation)
+     *   [batch] valid key counts (with BSA_PLAN_VARLEN:
      *   [num_seqs], counted from each sequence's first key): keys at or past
      *   the length are masked; 0 <= length (a length past the end masks
      *   nothing).  A row left with no visible key gets O = 0, lse = -inf.

@@ -44,6 +44,11 @@ struct bsa_plan {
     unsigned flags;
     const char *impl_name;
     size_t workspace_bytes;
+    /* bytes every tensor pointer of a call must be aligned to (0: the
+     * element size) and why the backend chose impl_name (malloc'd, freed
+     * with the plan; NULL: the name alone) */
+    size_t align;
+    char *explain;
     void *backend_data; /* owned by the backend */
 };
 

@@ -4,7 +4,10 @@
 #include "../backends/backend.h"
 
 #include <math.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 enum { max_head_dim = 256 };
 static const char *const tensor_names[] = {"q", "k", "v", "o"};
@@ -71,7 +74,7 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
         return bsa_fail(BSA_ERROR_INVALID_DTYPE,
                         "bsa_plan_create: desc->dtype = %d is not f32 (0), f16 (1) or bf16 (2)",
                         (int)d->dtype);
-    if (d->flags & ~(unsigned)(BSA_PLAN_FORCE_REFERENCE | BSA_PLAN_VARLEN))
+    if (d->flags & ~(unsigned)(BSA_PLAN_FORCE_REFERENCE | BSA_PLAN_VARLEN | BSA_PLAN_KEY_LENGTHS))
         return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
                         "bsa_plan_create: desc->flags = 0x%x has unknown bits", d->flags);
     const bsa_tensor_desc *t[4] = {&d->q, &d->k, &d->v, &d->o};
@@ -197,9 +200,16 @@ BSA_API bsa_status bsa_plan_create(bsa_context_t ctx, bsa_plan_t *plan, const bs
     p->shape = shape;
     p->flags = desc->flags;
     if ((st = ctx->impl->plan_init(p)) != BSA_SUCCESS) {
+        free(p->explain);
         free(p);
         return st;
     }
+    if (!p->align)
+        p->align = shape.dtype == BSA_DTYPE_F32 ? 4 : 2; /* the element size */
+    const char *verbose = getenv("BSA_VERBOSE");
+    if (verbose && *verbose && strcmp(verbose, "0"))
+        fprintf(stderr, "bsa_plan_create: %s\n%s", p->impl_name ? p->impl_name : "unknown",
+                p->explain ? p->explain : "");
     *plan = p;
     return BSA_SUCCESS;
 }
@@ -210,6 +220,7 @@ BSA_API bsa_status bsa_plan_destroy(bsa_plan_t plan)
         return BSA_SUCCESS;
     if (plan->ctx->impl->plan_fini)
         plan->ctx->impl->plan_fini(plan);
+    free(plan->explain);
     free(plan);
     return BSA_SUCCESS;
 }
@@ -229,6 +240,54 @@ BSA_API bsa_status bsa_plan_implementation(bsa_plan_t plan, const char **name)
         return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_implementation: %s is NULL",
                         !plan ? "plan" : "name");
     *name = plan->impl_name ? plan->impl_name : "unknown";
+    return BSA_SUCCESS;
+}
+
+BSA_API bsa_status bsa_plan_explain(bsa_plan_t plan, char *buf, size_t len, size_t *length)
+{
+    if (!plan)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_explain: plan is NULL");
+    if (!buf && len)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_explain: buf is NULL with len = %zu",
+                        len);
+    char name_only[160];
+    const char *text = plan->explain;
+    if (!text) {
+        snprintf(name_only, sizeof name_only, "implementation: %s\n",
+                 plan->impl_name ? plan->impl_name : "unknown");
+        text = name_only;
+    }
+    size_t n = strlen(text);
+    if (length)
+        *length = n;
+    if (len) {
+        size_t c = n < len - 1 ? n : len - 1;
+        memcpy(buf, text, c);
+        buf[c] = '\0';
+    }
+    return BSA_SUCCESS;
+}
+
+BSA_API bsa_status bsa_plan_alignment(bsa_plan_t plan, size_t *bytes)
+{
+    if (!plan || !bytes)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_alignment: %s is NULL",
+                        !plan ? "plan" : "bytes");
+    *bytes = plan->align;
+    return BSA_SUCCESS;
+}
+
+/* Every tensor pointer aligned as the plan's implementation needs. */
+static bsa_status check_alignment(bsa_plan_t plan, const char *fn, const void *const *ptrs,
+                                  const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if ((uintptr_t)ptrs[i] % plan->align)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p is not %zu-byte aligned, as the plan's "
+                            "implementation %s needs of every tensor (bsa_plan_alignment)",
+                            fn, names[i], ptrs[i], plan->align,
+                            plan->impl_name ? plan->impl_name : "unknown");
     return BSA_SUCCESS;
 }
 
@@ -299,6 +358,11 @@ static bsa_status check_extras(bsa_plan_t plan, const char *fn, const int32_t *k
                                 "%s: args->key_lengths[%lld] = %d must be >= 0", fn, (long long)i,
                                 key_lengths[i]);
     }
+    if (key_lengths && !(plan->flags & BSA_PLAN_KEY_LENGTHS))
+        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                        "%s: args->key_lengths is set but the plan was created without "
+                        "BSA_PLAN_KEY_LENGTHS (the plan chooses kernels that take them)",
+                        fn);
     if (key_lengths && !(feat & BSA_FEATURE_KEY_LENGTHS))
         return bsa_fail(BSA_ERROR_UNSUPPORTED,
                         "%s: the %s backend does not implement key lengths (args->key_lengths)", fn,
@@ -321,8 +385,12 @@ BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
                         : !args->k ? "k"
                         : !args->v ? "v"
                                    : "o");
-    bsa_status st = check_workspace(plan, "bsa_forward", workspace, workspace_bytes);
+    const void *const fptrs[] = {args->q, args->k, args->v, args->o};
+    static const char *const fnames[] = {"q", "k", "v", "o"};
+    bsa_status st = check_alignment(plan, "bsa_forward", fptrs, fnames, 4);
     if (st != BSA_SUCCESS)
+        return st;
+    if ((st = check_workspace(plan, "bsa_forward", workspace, workspace_bytes)) != BSA_SUCCESS)
         return st;
     if ((st = check_extras(plan, "bsa_forward", args->key_lengths, args->cu_seqlens_q,
                            args->cu_seqlens_k, args->num_seqs)) != BSA_SUCCESS)
@@ -342,8 +410,13 @@ BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void 
     for (int i = 0; i < 9; i++)
         if (!ptrs[i])
             return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_backward: args->%s is NULL", names[i]);
-    bsa_status st = check_workspace(plan, "bsa_backward", workspace, workspace_bytes);
+    const void *const tptrs[] = {args->q,    args->k,  args->v,  args->o,
+                                 args->dout, args->dq, args->dk, args->dv};
+    static const char *const tnames[] = {"q", "k", "v", "o", "dout", "dq", "dk", "dv"};
+    bsa_status st = check_alignment(plan, "bsa_backward", tptrs, tnames, 8);
     if (st != BSA_SUCCESS)
+        return st;
+    if ((st = check_workspace(plan, "bsa_backward", workspace, workspace_bytes)) != BSA_SUCCESS)
         return st;
     if ((st = check_extras(plan, "bsa_backward", args->key_lengths, args->cu_seqlens_q,
                            args->cu_seqlens_k, args->num_seqs)) != BSA_SUCCESS)

@@ -1,9 +1,8 @@
-# HIP backend: built when BSA_WITH_HIP is ON, or AUTO and hipcc works.
-# hip_path.c (the backend's host-only decisions, plain C) is always built so
-# that tests/test_hip_host.c checks it in every build, device or not.
+# HIP backend: built when BSA_WITH_HIP is ON, or AUTO and hipcc works.  Its
+# choices are the GPU implementation list's (backends/gpu/dispatch.c, built
+# in every configuration).
 set(BSA_HIP_ARCHITECTURES "gfx90a;gfx940;gfx1030" CACHE STRING
   "AMD targets of the HIP backend (MFMA on gfx90a/gfx940, scalar tile elsewhere)")
-target_sources(bsa_obj PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/backends/hip/hip_path.c)
 set(BSA_HAVE_HIP OFF)
 if(NOT BSA_WITH_HIP STREQUAL "OFF" AND EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/backends/hip/CMakeLists.txt)
   find_program(BSA_HIPCC hipcc)

@@ -4,15 +4,21 @@
  * with every output (and the gaps of padded tensors) poisoned on the
  * device before each run.  Skips cleanly when no CUDA device is present.
  *
- * Each case runs on every path in turn: the default choice (on an sm_90
- * device the wgmma forward for layouts whose consecutive query tiles share
- * their key lists, as dense and causal ones do, else the mma.sync one; the
- * mma.sync backward), the scalar reference path
- * (BSA_CUDA_PATH=reference), for f16 with head dim <= 128 the Volta wmma
- * path (BSA_CUDA_PATH=volta) and, for f16/bf16, the mma.sync path alone
- * (BSA_CUDA_PATH=mma: the default's forward differs on Hopper) and, on an
- * sm_90 device, every Hopper kernel forced (BSA_CUDA_PATH=wgmma, on every
- * layout it takes: gathered key tiles and sparse rows too).
+ * Each case runs on every path in turn (BSA_IMPL=<entry>, read at plan
+ * creation, forces an entry of the CUDA implementation list for the passes
+ * it serves): the default choice (the list's own: block rows, chunk
+ * kernels, the Hopper kernels on sm_90, the mma.sync tile kernels), the
+ * scalar reference path (cuda-reference), for f16 with head dim <= 128 the
+ * Volta wmma path (cuda-wmma-sm70) and, for f16/bf16, every tensor-core
+ * entry forced: the mma.sync tile kernels on natural key tiles
+ * (cuda-mma-sm80) and on gathered ones (cuda-mma-sm80-gather), the chunk
+ * kernels (cuda-mma-sm80-chunk), the block-row kernels
+ * (cuda-mma-sm80-blockrow) and, on an sm_90 device, every Hopper kernel
+ * (cuda-wgmma-sm90a, cuda-wgmma-sm90a-gather and the warp-specialised
+ * forward cuda-wgmma-sm90a-ws), on every layout each takes.  A forced
+ * entry that declines the device or the problem (no sm_90, a head dim
+ * outside 33..128, a layout without gathered tables, not chunk-local,
+ * not of 32-wide blocks, ...) is counted as skipped (print_summary).
  *
  * Thresholds (relative L2 against the oracle):
  *   f32   3e-5: the reference kernels accumulate up to a few hundred terms
@@ -25,6 +31,7 @@
  *   bf16  3e-2 out, 5e-2 grads: the same with bf16's 8x larger roundoff.
  *   lse   fp32 everywhere: 2e-5.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include "attn_check.h"
 
 #include <setjmp.h>
@@ -54,11 +61,87 @@ static const tol tolerances[3] = {
     [BSA_DTYPE_BF16] = {3e-2, 5e-2, 2e-5},
 };
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
-enum { N_PATHS = 5 };
+/* The paths a case runs on; impl: the BSA_IMPL entry forced (NULL: the
+ * list's own choice); may_decline: the entry declines some devices or
+ * problems, where the case is skipped on that path; fwd_only: the entry
+ * serves the forward pass alone (the backward is the list's choice). */
+enum {
+    P_DEFAULT,
+    P_REF,
+    P_VOLTA,
+    P_MMA,
+    P_MMA_GATHER,
+    P_MMA_CHUNK,
+    P_BLOCKROW,
+    P_WGMMA,
+    P_WGMMA_GATHER,
+    P_WGMMA_WS,
+    N_PATHS
+};
+static const struct path_info {
+    const char *name, *impl;
+    int may_decline, fwd_only;
+} paths_[N_PATHS] = {
+    [P_DEFAULT] = {"default", NULL, 0, 0},
+    [P_REF] = {"reference", "cuda-reference", 0, 0},
+    [P_VOLTA] = {"volta", "cuda-wmma-sm70", 0, 0},
+    [P_MMA] = {"mma", "cuda-mma-sm80", 0, 0},
+    [P_MMA_GATHER] = {"mma-gather", "cuda-mma-sm80-gather", 1, 0},
+    [P_MMA_CHUNK] = {"mma-chunk", "cuda-mma-sm80-chunk", 1, 0},
+    [P_BLOCKROW] = {"blockrow", "cuda-mma-sm80-blockrow", 1, 0},
+    [P_WGMMA] = {"wgmma", "cuda-wgmma-sm90a", 1, 0},
+    [P_WGMMA_GATHER] = {"wgmma-gather", "cuda-wgmma-sm90a-gather", 1, 0},
+    [P_WGMMA_WS] = {"wgmma-ws", "cuda-wgmma-sm90a-ws", 1, 1},
+};
 static double worst[N_PATHS][3][5]; /* [path][dtype][o, lse, dq, dk, dv] */
-static int cases_run[N_PATHS];
-static const char *const path_names[N_PATHS] = {"default", "reference", "volta", "mma", "wgmma"};
-static const char *const path_env[N_PATHS] = {NULL, "reference", "volta", "mma", "wgmma"};
+static int cases_run[N_PATHS], cases_skipped[N_PATHS];
+
+/* Plans with BSA_IMPL set to impl (NULL: unset) around bsa_plan_create. */
+static bsa_status plan_forced(bsa_context_t ctx, bsa_plan_t *plan, const bsa_attn_desc *d,
+                              bsa_layout_t lay, const char *impl)
+{
+    if (impl)
+        setenv("BSA_IMPL", impl, 1);
+    else
+        unsetenv("BSA_IMPL");
+    bsa_status st = bsa_plan_create(ctx, plan, d, lay);
+    unsetenv("BSA_IMPL");
+    return st;
+}
+
+/* Whether a plan name is the forced entry's: the entry itself, or for a
+ * forward-only entry "fwd <entry>, bwd <the list's backward>". */
+static int names_entry(const char *impl, const struct path_info *pi)
+{
+    if (!pi->fwd_only)
+        return !strcmp(impl, pi->impl);
+    char want[96];
+    snprintf(want, sizeof want, "fwd %s, bwd ", pi->impl);
+    return !strncmp(impl, want, strlen(want)) && impl[strlen(want)] != '\0';
+}
+
+/* Whether every entry a plan name lists ("A" or "fwd A, bwd B") is a
+ * tensor-core entry of the mma.sync / wgmma families. */
+static int tensor_core_name(const char *impl)
+{
+    const char *parts[2] = {impl, NULL};
+    const char *bwd = strstr(impl, ", bwd ");
+    if (!strncmp(impl, "fwd ", 4) && bwd) {
+        parts[0] = impl + 4;
+        parts[1] = bwd + 6;
+    }
+    for (int i = 0; i < 2 && parts[i]; i++)
+        if (strncmp(parts[i], "cuda-mma-sm80", 13) && strncmp(parts[i], "cuda-wgmma-sm90a", 16))
+            return 0;
+    return 1;
+}
+
+static int is_sm90(void)
+{
+    struct cudaDeviceProp prop;
+    CU(cudaGetDeviceProperties(&prop, 0));
+    return prop.major == 9 && prop.minor == 0;
+}
 
 static bsa_context_t new_ctx(void)
 {
@@ -144,7 +227,7 @@ static void check_errors(const char *label, int path, const ac_problem *p, const
     cases_run[path]++;
     if (!ok) {
         char full[200];
-        snprintf(full, sizeof full, "%s [%s]", label, path_names[path]);
+        snprintf(full, sizeof full, "%s [%s]", label, paths_[path].name);
         ac_print(full, p, e);
         fprintf(stderr, "  FAILED (thresholds: out %.0e grad %.0e lse %.0e)\n", t->out, t->grad,
                 t->lse);
@@ -152,35 +235,34 @@ static void check_errors(const char *label, int path, const ac_problem *p, const
     assert_true(ok);
 }
 
-/* Plans and runs one path on a problem whose oracle is computed.
- * path 0: default choice (tensor cores where they accept), 1: reference,
- * 2: Volta, 3: mma.sync, 4: wgmma forced (skipped where it declines: not
- * an sm_90 device, or a head dim above 128). */
+/* Plans and runs one path on a problem whose oracle is computed (see
+ * paths_); a forced entry that may decline and does (BSA_ERROR_UNSUPPORTED
+ * at plan creation) is counted as skipped. */
 static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_problem *p,
                      bsa_attn_desc *d, ac_form form, int path)
 {
-    if (path_env[path])
-        setenv("BSA_CUDA_PATH", path_env[path], 1);
-    else
-        unsetenv("BSA_CUDA_PATH");
+    const struct path_info *pi = &paths_[path];
     bsa_plan_t plan = NULL;
-    bsa_status st = bsa_plan_create(ctx, &plan, d, lay);
-    unsetenv("BSA_CUDA_PATH");
-    if (path == 4 && st == BSA_ERROR_UNSUPPORTED)
+    bsa_status st = plan_forced(ctx, &plan, d, lay, pi->impl);
+    if (pi->may_decline && st == BSA_ERROR_UNSUPPORTED) {
+        cases_skipped[path]++;
         return;
+    }
     expect_ok(st, label);
     const char *impl = NULL;
     expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-    if (path == 4)
-        assert_string_equal(impl, "cuda-wgmma-sm90a");
-    else if (path == 1)
+    if (pi->impl) {
+        if (!names_entry(impl, pi))
+            fprintf(stderr, "%s [%s]: the plan names %s\n", label, pi->name, impl);
+        assert_true(names_entry(impl, pi));
+    } else if (p->dtype == BSA_DTYPE_F32 || form == AC_PADDED) {
+        /* f32, or strides not multiples of 8: the tensor-core entries decline */
         assert_string_equal(impl, "cuda-reference");
-    else if (path == 2)
-        assert_string_equal(impl, "cuda-wmma-sm70");
-    else if (path == 3) /* (-chunk on chunk-local layouts) */
-        assert_true(!strncmp(impl, "cuda-mma-sm80", 13));
-    else if (p->dtype != BSA_DTYPE_F32 && form != AC_PADDED)
-        assert_true(!strncmp(impl, "cuda-mma-sm80", 13) || !strncmp(impl, "cuda-wgmma-sm90a", 16));
+    } else {
+        if (!tensor_core_name(impl))
+            fprintf(stderr, "%s [default]: the plan names %s\n", label, impl);
+        assert_true(tensor_core_name(impl));
+    }
     dev_problem dp;
     dev_init(&dp, p, plan);
     expect_ok(gpu_forward(plan, p, &dp, 0), label);
@@ -195,7 +277,8 @@ static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_
     bsa_plan_destroy(plan);
 }
 
-/* One problem, the oracle once, both paths. */
+/* One problem, the oracle once, every path that takes its dtype and form
+ * (the tensor-core entries need f16/bf16 and strides multiples of 8). */
 static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt,
                      int batch, int heads, int dim, ac_form form, float scale)
 {
@@ -203,18 +286,19 @@ static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa
     bsa_attn_desc d;
     expect_ok(ac_problem_init(&p, lay, dt, batch, heads, dim, form, scale, &d), "problem init");
     ac_problem_oracle(&p);
-    run_path(ctx, lay, label, &p, &d, form, 0);
-    run_path(ctx, lay, label, &p, &d, form, 1);
+    run_path(ctx, lay, label, &p, &d, form, P_DEFAULT);
+    run_path(ctx, lay, label, &p, &d, form, P_REF);
     if (dt == BSA_DTYPE_F16 && dim <= 128 && form != AC_PADDED)
-        run_path(ctx, lay, label, &p, &d, form, 2);
-    if (dt != BSA_DTYPE_F32 && form != AC_PADDED) {
-        run_path(ctx, lay, label, &p, &d, form, 3);
-        run_path(ctx, lay, label, &p, &d, form, 4);
-    }
+        run_path(ctx, lay, label, &p, &d, form, P_VOLTA);
+    if (dt != BSA_DTYPE_F32 && form != AC_PADDED)
+        for (int path = P_MMA; path < N_PATHS; path++)
+            run_path(ctx, lay, label, &p, &d, form, path);
     ac_problem_free(&p);
 }
 
-/* Asserts the implementation a default plan picks for a problem. */
+/* Asserts the implementation a default plan picks for a problem: want
+ * exactly, or where want ends in "bwd " ("fwd A, bwd "), a name starting
+ * with it (the backward entry varies with the device). */
 static void expect_impl(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt,
                         int dim, ac_form form, const char *want)
 {
@@ -222,10 +306,17 @@ static void expect_impl(bsa_context_t ctx, bsa_layout_t lay, const char *label, 
     bsa_attn_desc d;
     expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, form, 0.0f, &d), label);
     bsa_plan_t plan = NULL;
-    expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
+    expect_ok(plan_forced(ctx, &plan, &d, lay, NULL), label);
     const char *impl = NULL;
     expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-    assert_string_equal(impl, want);
+    const size_t n = strlen(want);
+    if (n >= 4 && !strcmp(want + n - 4, "bwd ")) {
+        if (strncmp(impl, want, n) || !impl[n])
+            fprintf(stderr, "%s: the plan names %s, wanted %s...\n", label, impl, want);
+        assert_true(!strncmp(impl, want, n) && impl[n]);
+    } else {
+        assert_string_equal(impl, want);
+    }
     bsa_plan_destroy(plan);
     ac_problem_free(&p);
 }
@@ -454,14 +545,21 @@ static void test_random_callbacks(void **state)
 }
 
 /* Gathered key tiles (non-adjacent key blocks in one 64-wide kernel tile)
- * forced on for every small-block layout kind: presets, a cross-attention
- * layout whose key length is not a multiple of 64, callback bits. */
+ * on every small-block layout kind: presets, a cross-attention layout
+ * whose key length is not a multiple of 64, callback bits.  Layouts of
+ * blocks below 64 carry the gathered tables unless chunk-local (as the
+ * strided presets here are: the chunk kernels take those); run_case forces
+ * the gathered entries (cuda-mma-sm80-gather and, on sm_90,
+ * cuda-wgmma-sm90a-gather) wherever they take the layout, skipped where
+ * they decline: the cross callback layout must take the mma.sync one, and
+ * on sm_90 the wgmma one must run somewhere (the local presets at head dim
+ * 64). */
 static void test_gathered_key_tiles(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    setenv("BSA_CUDA_GATHER", "1", 1); /* read when a layout is created */
+    const int wgmma_before = cases_run[P_WGMMA_GATHER];
     const int blocks_[3] = {8, 16, 32};
     for (int i = 0; i < 3; i++) {
         int block = blocks_[i];
@@ -484,11 +582,14 @@ static void test_gathered_key_tiles(void **state)
         bsa_layout_t lay = NULL;
         expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs),
                   "gathered callback");
+        const int mma_before = cases_run[P_MMA_GATHER];
         run_case(ctx, lay, "gathered cross callback", dtypes[1 + i % 2], 2, 2, 32, AC_BTHD, 0.0f);
+        assert_int_equal(cases_run[P_MMA_GATHER], mma_before + 1);
         bsa_layout_destroy(lay);
         free(blk);
     }
-    unsetenv("BSA_CUDA_GATHER");
+    if (is_sm90())
+        assert_true(cases_run[P_WGMMA_GATHER] > wgmma_before);
     bsa_context_destroy(ctx);
 }
 
@@ -496,17 +597,17 @@ static void test_gathered_key_tiles(void **state)
  * chunk) on the chunk kernels: random block-diagonal layouts of chunks of
  * 32, 64 and 128 rows with random blocks and callback bits inside, a dead
  * query row, a layout row without blocks, cross attention with fewer or
- * more keys than queries; the plan must name the chunk kernels (their
- * wgmma forward at head dims 64 and 128 on sm_90; the mma.sync one is
- * run_case's path 3). */
+ * more keys than queries; the plan must name the chunk kernels (on sm_90
+ * at head dims 33..128 their wgmma forward with the mma.sync backward,
+ * "fwd cuda-wgmma-sm90a-chunk, bwd cuda-mma-sm80-chunk"), and the mma.sync
+ * chunk forward forced (run_case's cuda-mma-sm80-chunk path) must take
+ * every one of them. */
 static void test_chunk_local(void **state)
 {
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    struct cudaDeviceProp prop;
-    CU(cudaGetDeviceProperties(&prop, 0));
-    const int sm90 = prop.major == 9 && prop.minor == 0;
+    const int sm90 = is_sm90();
     const int blocks_[4] = {16, 32, 64, 32};
     const int chunk_rows[4] = {32, 128, 128, 64};
     for (int i = 0; i < 4; i++) {
@@ -530,8 +631,12 @@ static void test_chunk_local(void **state)
         const bsa_dtype dt = dtypes[1 + i % 2];
         const int dim = i == 2 ? 128 : i == 0 ? 32 : 64;
         expect_impl(ctx, lay, label, dt, dim, (ac_form)(i % 2),
-                    sm90 && dim >= 64 ? "cuda-wgmma-sm90a-chunk" : "cuda-mma-sm80-chunk");
+                    sm90 && dim > 32 && dim <= 128
+                        ? "fwd cuda-wgmma-sm90a-chunk, bwd cuda-mma-sm80-chunk"
+                        : "cuda-mma-sm80-chunk");
+        const int chunk_before = cases_run[P_MMA_CHUNK];
         run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
+        assert_int_equal(cases_run[P_MMA_CHUNK], chunk_before + 1);
         bsa_layout_destroy(lay);
         free(blk);
     }
@@ -543,10 +648,12 @@ static void test_chunk_local(void **state)
  * itself, with callback bits (partial and empty blocks, a dead query row),
  * with predicates (causal, window, prefix: PRED blocks), a query block and
  * a key block without any block, odd block counts (a thread block's second
- * lane empty) and cross attention; and the path forced (BSA_CUDA_BROW=1)
- * on the local and fixed presets (predicate blocks, dense rows).  The
- * plan must name the block-row kernels at head dims 32, 48 and 64, and
- * the block-row forward alone at 96 and 128. */
+ * lane empty) and cross attention; and the entry forced
+ * (BSA_IMPL=cuda-mma-sm80-blockrow at plan creation: run_case's blockrow
+ * path, which must take them) on the local and fixed presets (predicate
+ * blocks, dense rows).  The plan must name the block-row kernels at head
+ * dims 32, 48 and 64, and the block-row forward alone at 96 and 128
+ * ("fwd cuda-mma-sm80-blockrow, bwd <the list's choice>"). */
 static void test_block_rows(void **state)
 {
     (void)state;
@@ -586,12 +693,11 @@ static void test_block_rows(void **state)
         /* 48 and 96: padded head dims (64 and 128 in the kernels) */
         const int dims[5] = {32, 64, 128, 48, 96}, dim = dims[i];
         expect_impl(ctx, lay, label, dt, dim, (ac_form)(i % 2),
-                    dim <= 64 ? "cuda-mma-sm80-blockrow" : "cuda-mma-sm80-blockrow-fwd");
+                    dim <= 64 ? "cuda-mma-sm80-blockrow" : "fwd cuda-mma-sm80-blockrow, bwd ");
         run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
         bsa_layout_destroy(lay);
         free(blk);
     }
-    setenv("BSA_CUDA_BROW", "1", 1); /* read when a layout is created */
     const bsa_pattern forced[2] = {BSA_PATTERN_LOCAL, BSA_PATTERN_FIXED};
     for (int bidir = 0; bidir < 2; bidir++) {
         bsa_preset ps = make_preset(forced[bidir], 32, 2, bidir);
@@ -600,17 +706,18 @@ static void test_block_rows(void **state)
         snprintf(label, sizeof label, "block-row forced %s B=32 seq=%d bidir=%d",
                  pattern_names[forced[bidir]], ps.seq, bidir);
         expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+        const int brow_before = cases_run[P_BLOCKROW];
         run_case(ctx, lay, label, dtypes[1 + bidir], 1, 2, 64, (ac_form)bidir, 0.0f);
+        assert_int_equal(cases_run[P_BLOCKROW], brow_before + 1);
         bsa_layout_destroy(lay);
     }
-    unsetenv("BSA_CUDA_BROW");
     bsa_context_destroy(ctx);
 }
 
 /* ------------------------------------------------- larger, device-only */
 
-/* The mma path against the reference path at a size the oracle would take
- * too long for: relative L2 between the two GPU paths. */
+/* Every path against the reference path at a size the oracle would take
+ * too long for: relative L2 between two GPU paths. */
 static double rel_l2_dev(bsa_dtype dt, const void *a, const void *b, int64_t n)
 {
     size_t es = tu_dtype_size(dt);
@@ -662,9 +769,7 @@ static void test_large_vs_reference(void **state)
         {BSA_PATTERN_LOCAL, 2048, 64, 256, 0, 64, BSA_DTYPE_F16},
         {BSA_PATTERN_ALL, 2048, 64, 0, 0, 64, BSA_DTYPE_BF16},
     };
-    struct cudaDeviceProp prop;
-    CU(cudaGetDeviceProperties(&prop, 0));
-    const int sm90 = prop.major == 9 && prop.minor == 0;
+    const int sm90 = is_sm90();
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
         bsa_preset ps = {
             cases[c].pat, cases[c].seq, cases[c].block, 4, cases[c].ctx_, cases[c].nv, 1, 0};
@@ -681,38 +786,47 @@ static void test_large_vs_reference(void **state)
         void *dout = dev_random(dt, n);
         void *out[N_PATHS][4];
         float *lse[N_PATHS];
-        /* default, reference, mma, and Volta where it applies */
-        const int paths[4] = {0, 1, 3, 2};
-        int npath = dt == BSA_DTYPE_F16 && D <= 128 ? 4 : 3;
-        for (int pi = 0; pi < npath; pi++) {
-            const int path = paths[pi];
-            if (path_env[path])
-                setenv("BSA_CUDA_PATH", path_env[path], 1);
+        int ran[N_PATHS] = {0};
+        /* every path (Volta where it applies; the forced entries that may
+         * decline skipped where they do) */
+        for (int path = 0; path < N_PATHS; path++) {
+            if (path == P_VOLTA && !(dt == BSA_DTYPE_F16 && D <= 128))
+                continue;
             bsa_plan_t plan = NULL;
-            expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "large plan");
-            unsetenv("BSA_CUDA_PATH");
-            if (path == 0 && sm90 && cases[c].pat != BSA_PATTERN_STRIDED &&
+            bsa_status st = plan_forced(ctx, &plan, &d, lay, paths_[path].impl);
+            if (paths_[path].may_decline && st == BSA_ERROR_UNSUPPORTED) {
+                fprintf(stderr, "large %s T=%lld block=%d D=%lld %s: %s skipped: %s\n",
+                        pattern_names[cases[c].pat], (long long)T, cases[c].block, (long long)D,
+                        tu_dtype_name(dt), paths_[path].name, bsa_last_error());
+                continue;
+            }
+            expect_ok(st, "large plan");
+            const char *impl = NULL;
+            expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+            if (paths_[path].impl)
+                assert_true(names_entry(impl, &paths_[path]));
+            if (path == P_DEFAULT && sm90 && cases[c].pat != BSA_PATTERN_STRIDED &&
                 cases[c].pat != BSA_PATTERN_FIXED) {
                 /* dense and local windows take the Hopper forward (the
                  * warp-specialised one: natural tiles, plain call) */
-                const char *impl = NULL;
-                expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-                assert_string_equal(impl, "cuda-wgmma-sm90a");
+                const char *want = "fwd cuda-wgmma-sm90a-ws, bwd ";
+                if (strncmp(impl, want, strlen(want)))
+                    fprintf(stderr, "large default plan: %s\n", impl);
+                assert_true(!strncmp(impl, want, strlen(want)));
             }
-            if (path == 0 && sm90 && cases[c].pat == BSA_PATTERN_STRIDED) {
-                const char *impl = NULL; /* chunk-local: T / L <= 128 */
-                expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-                assert_string_equal(impl, "cuda-wgmma-sm90a-chunk");
-            }
+            if (path == P_DEFAULT && sm90 && cases[c].pat == BSA_PATTERN_STRIDED)
+                /* chunk-local: T / L <= 128 */
+                assert_string_equal(impl, "fwd cuda-wgmma-sm90a-chunk, bwd cuda-mma-sm80-chunk");
             size_t wsb = 0;
             void *ws = NULL;
             expect_ok(bsa_plan_workspace_size(plan, &wsb), "ws");
-            CU(cudaMalloc(&ws, wsb));
+            CU(cudaMalloc(&ws, wsb ? wsb : 1));
             for (int i = 0; i < 4; i++) {
                 CU(cudaMalloc(&out[path][i], n * tu_dtype_size(dt)));
                 CU(cudaMemset(out[path][i], 0xff, n * tu_dtype_size(dt))); /* NaN */
             }
             CU(cudaMalloc((void **)&lse[path], B * H * T * 4));
+            ran[path] = 1;
             bsa_fwd_args fa = {q, k, v, out[path][0], lse[path]};
             expect_ok(bsa_forward(plan, &fa, ws, wsb, NULL), "large forward");
             bsa_bwd_args ba = {
@@ -722,21 +836,22 @@ static void test_large_vs_reference(void **state)
             cudaFree(ws);
             bsa_plan_destroy(plan);
         }
+        assert_true(ran[P_REF]);
         const char *names[4] = {"o", "dq", "dk", "dv"};
         double lim = dt == BSA_DTYPE_F16 ? 1e-2 : 5e-2;
-        for (int pi = 0; pi < npath; pi++) {
-            const int path = paths[pi];
-            for (int i = 0; i < 4 && path != 1; i++) {
-                double e = rel_l2_dev(dt, out[path][i], out[1][i], n);
+        for (int path = 0; path < N_PATHS; path++) {
+            for (int i = 0; i < 4 && ran[path] && path != P_REF; i++) {
+                double e = rel_l2_dev(dt, out[path][i], out[P_REF][i], n);
                 fprintf(stderr,
                         "large %s T=%lld block=%d D=%lld %s: %s vs reference %s rel L2 %.2e\n",
                         pattern_names[cases[c].pat], (long long)T, cases[c].block, (long long)D,
-                        tu_dtype_name(dt), path_names[path], names[i], e);
+                        tu_dtype_name(dt), paths_[path].name, names[i], e);
                 assert_true(e <= lim);
             }
         }
-        for (int pi = 0; pi < npath; pi++) {
-            const int path = paths[pi];
+        for (int path = 0; path < N_PATHS; path++) {
+            if (!ran[path])
+                continue;
             for (int i = 0; i < 4; i++)
                 cudaFree(out[path][i]);
             cudaFree(lse[path]);
@@ -759,26 +874,46 @@ static void test_graph_and_determinism(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    /* fixed: the tile kernels, then the block-row kernels (forced);
-     * strided (T / L = 32): the chunk kernels */
-    const bsa_preset presets[3] = {{BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0},
-                                   {BSA_PATTERN_STRIDED, 1024, 32, 4, 32, 0, 1, 0},
-                                   {BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0}};
-    for (int pi = 0; pi < 3; pi++) {
+    /* fixed: the list's choice, the tile kernels (forced), the block-row
+     * kernels (forced) and, on sm_90, the wgmma kernels (forced); strided
+     * (T / L = 32): the chunk kernels; a local window: the warp-specialised
+     * forward on sm_90 (forced).  A forced entry that may decline is
+     * skipped where it does. */
+    const bsa_preset fixed = {BSA_PATTERN_FIXED, 1024, 32, 4, 128, 2, 1, 0};
+    const struct {
+        bsa_preset ps;
+        const struct path_info *path;
+    } runs[6] = {
+        {fixed, &paths_[P_DEFAULT]},
+        {fixed, &paths_[P_MMA]},
+        {{BSA_PATTERN_STRIDED, 1024, 32, 4, 32, 0, 1, 0}, &paths_[P_DEFAULT]},
+        {fixed, &paths_[P_BLOCKROW]},
+        {fixed, &paths_[P_WGMMA]},
+        {{BSA_PATTERN_LOCAL, 1024, 64, 4, 256, 0, 0, 0}, &paths_[P_WGMMA_WS]},
+    };
+    for (int pi = 0; pi < 6; pi++) {
+        const struct path_info *path = runs[pi].path;
         bsa_layout_t lay = NULL;
-        if (pi == 2)
-            setenv("BSA_CUDA_BROW", "1", 1); /* read when a layout is created */
-        expect_ok(bsa_layout_create_preset(ctx, &lay, &presets[pi]), "preset");
-        unsetenv("BSA_CUDA_BROW");
+        expect_ok(bsa_layout_create_preset(ctx, &lay, &runs[pi].ps), "preset");
         for (int di = 1; di < 3; di++) {
             ac_problem p;
             bsa_attn_desc d;
             expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d), "init");
             bsa_plan_t plan = NULL;
-            expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+            bsa_status st = plan_forced(ctx, &plan, &d, lay, path->impl);
+            /* (the block-row entry takes this layout wherever mma.sync runs) */
+            if (path->may_decline && path != &paths_[P_BLOCKROW] && st == BSA_ERROR_UNSUPPORTED) {
+                fprintf(stderr, "graph and determinism [%s]: skipped: %s\n", path->name,
+                        bsa_last_error());
+                ac_problem_free(&p);
+                continue;
+            }
+            expect_ok(st, "plan");
             const char *impl = NULL;
             expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-            if (pi == 2)
+            if (path->impl)
+                assert_true(names_entry(impl, path));
+            if (path == &paths_[P_BLOCKROW])
                 assert_string_equal(impl, "cuda-mma-sm80-blockrow");
             dev_problem dp;
             dev_init(&dp, &p, plan);
@@ -852,48 +987,54 @@ static void test_errors(void **state)
     memset(&d, 0, sizeof d);
     d.dtype = BSA_DTYPE_F16;
     d.q = d.k = d.v = d.o = bsa_tensor_bthd(1, 256, 2, 64);
-    /* an unknown forced path is refused with a reason */
-    setenv("BSA_CUDA_PATH", "bogus", 1);
+    /* an unknown forced entry is refused with the known names */
     bsa_plan_t plan = NULL;
-    bsa_status st = bsa_plan_create(ctx, &plan, &d, lay);
-    unsetenv("BSA_CUDA_PATH");
-    assert_int_not_equal(st, BSA_SUCCESS);
-    assert_non_null(strstr(bsa_last_error(), "BSA_CUDA_PATH"));
-    /* forcing mma on f32 is declined with the reason */
-    d.dtype = BSA_DTYPE_F32;
-    setenv("BSA_CUDA_PATH", "mma", 1);
-    st = bsa_plan_create(ctx, &plan, &d, lay);
-    unsetenv("BSA_CUDA_PATH");
+    bsa_status st = plan_forced(ctx, &plan, &d, lay, "bogus");
     assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
-    assert_non_null(strstr(bsa_last_error(), "dtype"));
-    /* the wgmma forward runs on compute capability 9.0 only, and declines
-     * elsewhere with the reason */
+    assert_null(plan);
+    assert_non_null(strstr(bsa_last_error(), "BSA_IMPL"));
+    assert_non_null(strstr(bsa_last_error(), "known:"));
+    /* forcing mma on f32 is declined with the pass and the reason */
+    d.dtype = BSA_DTYPE_F32;
+    st = plan_forced(ctx, &plan, &d, lay, "cuda-mma-sm80");
+    assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+    const char *declined = "BSA_IMPL=cuda-mma-sm80 declined the forward pass: ";
+    const char *msg = strstr(bsa_last_error(), declined);
+    assert_non_null(msg);
+    assert_true(strlen(msg) > strlen(declined)); /* a reason follows */
+    /* the chunk kernels decline a layout that is not chunk-local */
     d.dtype = BSA_DTYPE_F16;
-    setenv("BSA_CUDA_PATH", "wgmma", 1);
-    st = bsa_plan_create(ctx, &plan, &d, lay);
-    unsetenv("BSA_CUDA_PATH");
-    struct cudaDeviceProp prop;
-    CU(cudaGetDeviceProperties(&prop, 0));
-    if (prop.major == 9 && prop.minor == 0) {
-        expect_ok(st, "wgmma plan on sm_90");
-        const char *impl = NULL;
-        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
-        assert_string_equal(impl, "cuda-wgmma-sm90a");
-        bsa_plan_destroy(plan);
-    } else {
-        assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
-        assert_non_null(strstr(bsa_last_error(), "9.0"));
+    st = plan_forced(ctx, &plan, &d, lay, "cuda-mma-sm80-chunk");
+    assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+    assert_non_null(
+        strstr(bsa_last_error(), "BSA_IMPL=cuda-mma-sm80-chunk declined the forward pass"));
+    /* the wgmma kernels (and the warp-specialised forward) run on compute
+     * capability 9.0 only, and decline elsewhere with the reason */
+    const int sm90 = is_sm90();
+    const struct path_info *hopper[2] = {&paths_[P_WGMMA], &paths_[P_WGMMA_WS]};
+    for (int i = 0; i < 2; i++) {
+        st = plan_forced(ctx, &plan, &d, lay, hopper[i]->impl);
+        if (sm90) {
+            expect_ok(st, "wgmma plan on sm_90");
+            const char *impl = NULL;
+            expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+            if (!names_entry(impl, hopper[i]))
+                fprintf(stderr, "forced %s: the plan names %s\n", hopper[i]->impl, impl);
+            assert_true(names_entry(impl, hopper[i]));
+            bsa_plan_destroy(plan);
+        } else {
+            assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+            assert_non_null(strstr(bsa_last_error(), "9.0"));
+        }
     }
     /* the Volta path declines bf16 with the reason */
     d.dtype = BSA_DTYPE_BF16;
-    setenv("BSA_CUDA_PATH", "volta", 1);
-    st = bsa_plan_create(ctx, &plan, &d, lay);
-    unsetenv("BSA_CUDA_PATH");
+    st = plan_forced(ctx, &plan, &d, lay, "cuda-wmma-sm70");
     assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
     assert_non_null(strstr(bsa_last_error(), "f16"));
     /* backward without workspace */
     d.dtype = BSA_DTYPE_F16;
-    expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+    expect_ok(plan_forced(ctx, &plan, &d, lay, NULL), "plan");
     size_t wsb = 0;
     expect_ok(bsa_plan_workspace_size(plan, &wsb), "ws");
     assert_true(wsb >= 256 * 2 * sizeof(float));
@@ -911,11 +1052,193 @@ static void test_errors(void **state)
     bsa_context_destroy(ctx);
 }
 
+/* ------------------------------------------------- alignment, explanation */
+
+/* Whether msg names the tensor as a word of its own ("args->dv = ...",
+ * "dv (0x...)"): name not inside a longer identifier. */
+static int names_tensor(const char *msg, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *at = strstr(msg, name); at; at = strstr(at + 1, name)) {
+        const char before = at == msg ? ' ' : at[-1], after = at[n];
+        const int word_before =
+            (before >= 'a' && before <= 'z') || before == '_' || (before >= '0' && before <= '9');
+        const int word_after =
+            (after >= 'a' && after <= 'z') || after == '_' || (after >= '0' && after <= '9');
+        if (!word_before && !word_after)
+            return 1;
+    }
+    return 0;
+}
+
+/* A device buffer of bytes + 16, holding src's bytes (device) at offset
+ * 2: 2-byte aligned, never 16-byte aligned. */
+static void *dev_offset_copy(void **base, const void *src, size_t bytes)
+{
+    CU(cudaMalloc(base, bytes + 16));
+    char *at = (char *)*base + 2;
+    if (src)
+        CU(cudaMemcpy(at, src, bytes, cudaMemcpyDeviceToDevice));
+    return at;
+}
+
+/* A tensor-core plan needs every tensor pointer 16-byte aligned: a
+ * misaligned one (still 2-byte aligned) fails the call with the tensor
+ * named and writes nothing; the reference kernels need the element size
+ * only, and give the aligned call's bits on the same data. */
+static void test_misaligned_pointers(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    bsa_preset ps = make_preset(BSA_PATTERN_LOCAL, 32, 2, 0);
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "local preset");
+    ac_problem p;
+    bsa_attn_desc d;
+    expect_ok(ac_problem_init(&p, lay, BSA_DTYPE_F16, 2, 2, 64, AC_BTHD, 0.0f, &d), "init");
+    bsa_plan_t plan = NULL;
+    expect_ok(plan_forced(ctx, &plan, &d, lay, NULL), "plan");
+    const char *impl = NULL;
+    expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+    assert_true(tensor_core_name(impl));
+    size_t align = 0;
+    expect_ok(bsa_plan_alignment(plan, &align), "alignment");
+    assert_int_equal(align, 16);
+    dev_problem dp;
+    dev_init(&dp, &p, plan);
+    const size_t qb = tensor_bytes(&p.q), ob = tensor_bytes(&p.o), gb = tensor_bytes(&p.dq);
+    const size_t most = ob > gb ? ob : gb;
+    void *q_base = NULL, *dv_base = NULL;
+    void *q_mis = dev_offset_copy(&q_base, dp.q, qb);
+    void *dv_mis = dev_offset_copy(&dv_base, NULL, tensor_bytes(&p.dv));
+    void *before = tu_xmalloc(most), *after = tu_xmalloc(most);
+
+    /* forward with q misaligned: refused, o untouched */
+    dev_poison(dp.o, &p.o);
+    CU(cudaMemcpy(before, dp.o, ob, cudaMemcpyDeviceToHost));
+    bsa_fwd_args fa = {q_mis, dp.k, dp.v, dp.o, dp.lse};
+    bsa_status st = bsa_forward(plan, &fa, dp.ws, dp.ws_bytes, NULL);
+    CU(cudaDeviceSynchronize());
+    fprintf(stderr, "misaligned q: %s: %s\n", bsa_status_string(st), bsa_last_error());
+    assert_int_equal(st, BSA_ERROR_INVALID_ARGUMENT);
+    assert_true(names_tensor(bsa_last_error(), "q"));
+    assert_non_null(strstr(bsa_last_error(), "16-byte"));
+    CU(cudaMemcpy(after, dp.o, ob, cudaMemcpyDeviceToHost));
+    assert_memory_equal(before, after, ob);
+
+    /* backward with dv misaligned: refused, dq untouched */
+    expect_ok(gpu_forward(plan, &p, &dp, 0), "aligned forward");
+    dev_poison(dp.dq, &p.dq);
+    CU(cudaMemcpy(before, dp.dq, gb, cudaMemcpyDeviceToHost));
+    bsa_bwd_args ba = {dp.q, dp.k, dp.v, dp.o, dp.lse, dp.dout, dp.dq, dp.dk, dv_mis};
+    st = bsa_backward(plan, &ba, dp.ws, dp.ws_bytes, NULL);
+    CU(cudaDeviceSynchronize());
+    fprintf(stderr, "misaligned dv: %s: %s\n", bsa_status_string(st), bsa_last_error());
+    assert_int_equal(st, BSA_ERROR_INVALID_ARGUMENT);
+    assert_true(names_tensor(bsa_last_error(), "dv"));
+    assert_non_null(strstr(bsa_last_error(), "16-byte"));
+    CU(cudaMemcpy(after, dp.dq, gb, cudaMemcpyDeviceToHost));
+    assert_memory_equal(before, after, gb);
+    dev_free(&dp);
+    bsa_plan_destroy(plan);
+
+    /* the reference kernels: the element size; the misaligned q runs */
+    expect_ok(plan_forced(ctx, &plan, &d, lay, "cuda-reference"), "reference plan");
+    expect_ok(bsa_plan_alignment(plan, &align), "alignment");
+    assert_int_equal(align, 2);
+    dev_init(&dp, &p, plan);
+    expect_ok(gpu_forward(plan, &p, &dp, 0), "aligned reference forward");
+    float *lse_ref = tu_xmalloc((size_t)p.n_lse * sizeof(float));
+    CU(cudaMemcpy(before, dp.o, ob, cudaMemcpyDeviceToHost));
+    CU(cudaMemcpy(lse_ref, dp.lse, (size_t)p.n_lse * sizeof(float), cudaMemcpyDeviceToHost));
+    dev_poison(dp.o, &p.o);
+    CU(cudaMemset(dp.lse, 0xff, (size_t)p.n_lse * sizeof(float)));
+    fa.q = q_mis, fa.o = dp.o, fa.lse = dp.lse, fa.k = dp.k, fa.v = dp.v;
+    expect_ok(bsa_forward(plan, &fa, dp.ws, dp.ws_bytes, NULL), "misaligned reference forward");
+    CU(cudaDeviceSynchronize());
+    CU(cudaMemcpy(after, dp.o, ob, cudaMemcpyDeviceToHost));
+    assert_memory_equal(before, after, ob);
+    float *lse_mis = tu_xmalloc((size_t)p.n_lse * sizeof(float));
+    CU(cudaMemcpy(lse_mis, dp.lse, (size_t)p.n_lse * sizeof(float), cudaMemcpyDeviceToHost));
+    assert_memory_equal(lse_ref, lse_mis, (size_t)p.n_lse * sizeof(float));
+    free(lse_ref);
+    free(lse_mis);
+    free(before);
+    free(after);
+    cudaFree(q_base);
+    cudaFree(dv_base);
+    dev_free(&dp);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
+/* bsa_plan_explain: both passes and the chosen name; a forced entry says
+ * so; an unknown entry fails plan creation with the known names. */
+static void test_explain_text(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = new_ctx();
+    bsa_preset ps = make_preset(BSA_PATTERN_FIXED, 32, 2, 0);
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "fixed preset");
+    ac_problem p;
+    bsa_attn_desc d;
+    expect_ok(ac_problem_init(&p, lay, BSA_DTYPE_BF16, 1, 2, 64, AC_BHTD, 0.0f, &d), "init");
+    const char *forced[2] = {NULL, "cuda-mma-sm80"};
+    for (int f = 0; f < 2; f++) {
+        bsa_plan_t plan = NULL;
+        expect_ok(plan_forced(ctx, &plan, &d, lay, forced[f]), "plan");
+        const char *impl = NULL;
+        expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+        size_t len = 0;
+        expect_ok(bsa_plan_explain(plan, NULL, 0, &len), "explain length");
+        assert_true(len > 0);
+        char *text = tu_xmalloc(len + 1);
+        size_t len2 = 0;
+        expect_ok(bsa_plan_explain(plan, text, len + 1, &len2), "explain");
+        assert_int_equal(len2, len);
+        assert_int_equal(strlen(text), len);
+        fprintf(stderr, "%s plan, %s:\n%s", forced[f] ? forced[f] : "default", impl, text);
+        assert_non_null(strstr(text, "forward:"));
+        assert_non_null(strstr(text, "backward:"));
+        assert_non_null(strstr(text, impl));
+        if (forced[f]) {
+            assert_string_equal(impl, forced[f]);
+            assert_non_null(strstr(text, "forced"));
+        }
+        /* a short buffer: truncated, NUL-terminated */
+        char small[8];
+        expect_ok(bsa_plan_explain(plan, small, sizeof small, &len2), "explain truncated");
+        assert_int_equal(len2, len);
+        assert_int_equal(strlen(small), sizeof small - 1);
+        assert_memory_equal(small, text, sizeof small - 1);
+        free(text);
+        bsa_plan_destroy(plan);
+    }
+    bsa_plan_t plan = NULL;
+    bsa_status st = plan_forced(ctx, &plan, &d, lay, "no-such-entry");
+    assert_int_equal(st, BSA_ERROR_UNSUPPORTED);
+    assert_null(plan);
+    assert_non_null(strstr(bsa_last_error(), "known:"));
+    assert_non_null(strstr(bsa_last_error(), "BSA_IMPL"));
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
 static int print_summary(void **state)
 {
     (void)state;
-    for (int path = 0; path < N_PATHS; path++)
-        ac_print_worst(path_names[path], cases_run[path], worst[path]);
+    for (int path = 0; path < N_PATHS; path++) {
+        ac_print_worst(paths_[path].name, cases_run[path], worst[path]);
+        if (cases_skipped[path])
+            fprintf(stderr, "%s (%s): %d cases run, %d skipped (the entry declined)\n",
+                    paths_[path].name, paths_[path].impl, cases_run[path], cases_skipped[path]);
+    }
     return 0;
 }
 
@@ -932,12 +1255,14 @@ int main(int argc, char **argv)
             cmocka_unit_test(test_random_callbacks), cmocka_unit_test(test_cross_attention),
             cmocka_unit_test(test_padded),           cmocka_unit_test(test_gathered_key_tiles),
             cmocka_unit_test(test_chunk_local),      cmocka_unit_test(test_predicate_tiles),
-            cmocka_unit_test(test_block_rows),
+            cmocka_unit_test(test_block_rows),       cmocka_unit_test(test_misaligned_pointers),
         };
         return cmocka_run_group_tests(tests, NULL, print_summary);
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_misaligned_pointers),
+        cmocka_unit_test(test_explain_text),
         cmocka_unit_test(test_patterns),
         cmocka_unit_test(test_head_dims),
         cmocka_unit_test(test_padded),

@@ -5,13 +5,18 @@
  * heads, a value head dim different from the query/key head dim, per-batch
  * key lengths, packed variable-length sequences, their combinations, and
  * the presets beyond the seed (sliding window, dilated, Longformer,
- * BigBird, document), on each path (mma, volta, reference) and dtype it
- * takes.  The key lengths and sequence offsets go to the device, as the
- * API asks of GPU backends.  Fresh random inputs (BSA_TEST_SEED replays),
+ * BigBird, document), on each path and dtype it takes: the list's own
+ * choice and every entry forced with BSA_IMPL=<entry> at plan creation
+ * (mma.sync on natural and gathered key tiles, Volta, reference and, on
+ * sm_90, the wgmma kernels on natural and gathered key tiles and the
+ * warp-specialised forward; an entry that declines the device or the
+ * problem is skipped and counted).  The key lengths and sequence offsets
+ * go to the device, as the API asks of GPU backends.  Fresh random inputs (BSA_TEST_SEED replays),
  * every output poisoned on the device before each call; also: the
  * grouped-query backward is bitwise deterministic, and a call with
  * num_seqs * heads above 65535 runs (grid y/z split).  Skips without a GPU.
  */
+#define _POSIX_C_SOURCE 200809L /* setenv */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,14 +41,45 @@ static const double tol_grad[3] = {3e-5, 1e-2, 5e-2};
 static const double tol_lse = 2e-5;
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
 
-/* wgmma: every Hopper kernel forced (forward, dQ, dK/dV; a per-head
- * gathered layout with kv groups takes the reference dK/dV); it runs where
- * the device and the problem allow it (sm_90, head dims 33..128) and is
- * skipped elsewhere */
-enum { PATH_MMA, PATH_REF, PATH_VOLTA, PATH_WGMMA, N_PATHS };
-static const char *const path_env[N_PATHS] = {"mma", "reference", "volta", "wgmma"};
+/* The paths: the list's own choice (PATH_DEFAULT) and entries forced with
+ * BSA_IMPL.  wgmma: every Hopper kernel forced (forward, dQ, dK/dV) on
+ * natural key tiles, wgmma-gather on gathered ones, wgmma-ws the
+ * warp-specialised forward (the backward the list's choice); they run
+ * where the device and the problem allow them (sm_90, head dims 33..128;
+ * wgmma-ws: no key lengths or packed sequences, natural rows) and are
+ * skipped elsewhere.  The gathered entries need layouts of blocks below 64
+ * that are not chunk-local, and decline the backward of a per-head layout
+ * with kv groups (gathered key tiles differ between the query heads of a
+ * group): skipped there.  Volta reads gathered key tiles where they pay,
+ * so it may decline such a backward too (skipped there only). */
+enum {
+    PATH_DEFAULT,
+    PATH_MMA,
+    PATH_MMA_GATHER,
+    PATH_REF,
+    PATH_VOLTA,
+    PATH_WGMMA,
+    PATH_WGMMA_GATHER,
+    PATH_WGMMA_WS,
+    N_PATHS
+};
+static const struct path_info {
+    const char *name, *impl; /* impl: the BSA_IMPL entry (NULL: the list's choice) */
+    /* may_decline: skipped wherever the entry declines; groups_decline:
+     * only on a per-head layout with kv groups */
+    int may_decline, groups_decline, fwd_only, gather;
+} paths_[N_PATHS] = {
+    [PATH_DEFAULT] = {"default", NULL, 0, 0, 0, 0},
+    [PATH_MMA] = {"mma", "cuda-mma-sm80", 0, 0, 0, 0},
+    [PATH_MMA_GATHER] = {"mma-gather", "cuda-mma-sm80-gather", 1, 0, 0, 1},
+    [PATH_REF] = {"reference", "cuda-reference", 0, 0, 0, 0},
+    [PATH_VOLTA] = {"volta", "cuda-wmma-sm70", 0, 1, 0, 0},
+    [PATH_WGMMA] = {"wgmma", "cuda-wgmma-sm90a", 1, 0, 0, 0},
+    [PATH_WGMMA_GATHER] = {"wgmma-gather", "cuda-wgmma-sm90a-gather", 1, 0, 0, 1},
+    [PATH_WGMMA_WS] = {"wgmma-ws", "cuda-wgmma-sm90a-ws", 1, 0, 1, 0},
+};
 static double worst[N_PATHS][3][5];
-static int cases_run[N_PATHS];
+static int cases_run[N_PATHS], cases_skipped[N_PATHS];
 
 static bsa_context_t new_ctx(void)
 {
@@ -129,27 +165,69 @@ static bsa_status gpu_backward(bsa_plan_t plan, fc_problem *p, dev_feat *d)
 static int path_takes(int path, const fc_spec *s)
 {
     int64_t dmax = s->head_dim > s->v_dim ? s->head_dim : s->v_dim;
-    if (path == PATH_MMA || path == PATH_WGMMA)
-        return s->dtype != BSA_DTYPE_F32;
+    if (path == PATH_DEFAULT || path == PATH_REF)
+        return 1;
     if (path == PATH_VOLTA)
         return s->dtype == BSA_DTYPE_F16 && dmax <= 128;
-    return 1;
+    return s->dtype != BSA_DTYPE_F32; /* the tensor-core entries */
 }
 
-/* A plan on the given path (BSA_CUDA_PATH is read at plan creation);
- * NULL where the wgmma path declines the problem. */
+/* Whether a forced plan's name is its entry's: the entry itself; for a
+ * forward-only entry "fwd <entry>, bwd <the list's backward>"; for a
+ * gathered entry also "fwd <entry>, bwd cuda-reference" (a per-head layout
+ * with kv groups: no gathered dK/dV). */
+static int names_entry(const char *impl, const struct path_info *pi)
+{
+    if (!strcmp(impl, pi->impl))
+        return !pi->fwd_only;
+    char want[96];
+    snprintf(want, sizeof want, "fwd %s, bwd ", pi->impl);
+    const size_t n = strlen(want);
+    if (strncmp(impl, want, n) || !impl[n])
+        return 0;
+    return pi->fwd_only || (pi->gather && !strcmp(impl + n, "cuda-reference"));
+}
+
+/* Whether the layout is per head (layout heads > 1) and the problem has
+ * kv groups (kv heads != heads). */
+static int grouped_per_head(bsa_layout_t layout, const bsa_attn_desc *desc)
+{
+    bsa_layout_info info;
+    expect_ok(bsa_layout_get_info(layout, &info), "layout info");
+    return info.heads > 1 && desc->k.dims[1] != desc->q.dims[1];
+}
+
+/* A plan on the given path (BSA_IMPL is read at plan creation); NULL where
+ * a forced entry that may decline does (counted as skipped). */
 static bsa_plan_t plan_on_path(bsa_context_t ctx, bsa_layout_t layout, const bsa_attn_desc *desc,
                                int path)
 {
-    setenv("BSA_CUDA_PATH", path_env[path], 1);
+    const struct path_info *pi = &paths_[path];
+    if (pi->impl)
+        setenv("BSA_IMPL", pi->impl, 1);
+    else
+        unsetenv("BSA_IMPL");
     bsa_plan_t plan = NULL;
     bsa_status st = bsa_plan_create(ctx, &plan, desc, layout);
-    unsetenv("BSA_CUDA_PATH");
-    if (path == PATH_WGMMA && st == BSA_ERROR_UNSUPPORTED)
+    unsetenv("BSA_IMPL");
+    if (st == BSA_ERROR_UNSUPPORTED &&
+        (pi->may_decline || (pi->groups_decline && grouped_per_head(layout, desc)))) {
+        cases_skipped[path]++;
         return NULL;
+    }
     if (st != BSA_SUCCESS)
-        fprintf(stderr, "plan on the %s path: %s\n", path_env[path], bsa_last_error());
+        fprintf(stderr, "plan on the %s path: %s\n", pi->name, bsa_last_error());
     assert_int_equal(st, BSA_SUCCESS);
+    const char *impl = NULL;
+    expect_ok(bsa_plan_implementation(plan, &impl), "implementation");
+    int ok = 1;
+    if (pi->impl)
+        ok = names_entry(impl, pi);
+    else if (desc->dtype == BSA_DTYPE_F32)
+        ok = !strcmp(impl, "cuda-reference"); /* the tensor-core entries take f16 / bf16 */
+    if (!ok)
+        fprintf(stderr, "plan on the %s path names %s\n", pi->name, impl);
+    assert_true(ok);
     return plan;
 }
 
@@ -173,7 +251,7 @@ static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, 
     if (st == BSA_SUCCESS)
         st = gpu_backward(plan, &p, &d);
     if (st != BSA_SUCCESS)
-        fprintf(stderr, "%s [%s]: %s\n", label, path_env[path], bsa_last_error());
+        fprintf(stderr, "%s [%s]: %s\n", label, paths_[path].name, bsa_last_error());
     assert_int_equal(st, BSA_SUCCESS);
     fc_errors e;
     fc_compare(&p, 1, &e);
@@ -182,7 +260,7 @@ static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, 
     for (int i = 0; i < 5; i++)
         worst[path][di][i] = got[i] > worst[path][di][i] ? got[i] : worst[path][di][i];
     cases_run[path]++;
-    int bad = !fc_within(label, path_env[path], spec, &e, tol_out[di], tol_grad[di], tol_lse);
+    int bad = !fc_within(label, paths_[path].name, spec, &e, tol_out[di], tol_grad[di], tol_lse);
     assert_false(bad);
     dev_free(&d);
     bsa_plan_destroy(plan);
@@ -196,8 +274,9 @@ static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout, f
         for (int di = 0; di < 3; di++) {
             spec.dtype = dtypes[di];
             /* the tile paths need 16-byte rows: padded tensors (odd
-             * strides) go to the reference path */
-            spec.form = (ac_form)tu_randint(0, path == PATH_REF ? 3 : 2);
+             * strides) go to the reference path (the default path's
+             * choice too) */
+            spec.form = (ac_form)tu_randint(0, path == PATH_REF || path == PATH_DEFAULT ? 3 : 2);
             run_case(label, ctx, layout, &spec, path);
         }
 }
@@ -215,7 +294,9 @@ static void test_gqa(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     /* "gqa fixed per-head": a per-head layout with small blocks has
-     * gathered key tiles, so its dK/dV takes the reference kernel */
+     * gathered key tiles, whose dK/dV the gathered entries decline with kv
+     * groups: the list's choice runs that backward on the reference
+     * kernels, the forced gathered entries are skipped */
     static const fc_case cases[] = {
         {"gqa local 4/2", BSA_PATTERN_LOCAL, 256, 16, 1, 80, 0, 2, 4, 2, 32, 32, 0, 0},
         {"mqa local 4/1", BSA_PATTERN_LOCAL, 256, 16, 1, 80, 0, 1, 4, 1, 64, 64, 0, 0},
@@ -363,8 +444,12 @@ static void test_many_sequences(void **state)
 static int print_summary(void **state)
 {
     (void)state;
-    for (int path = 0; path < N_PATHS; path++)
-        ac_print_worst(path_env[path], cases_run[path], worst[path]);
+    for (int path = 0; path < N_PATHS; path++) {
+        ac_print_worst(paths_[path].name, cases_run[path], worst[path]);
+        if (cases_skipped[path])
+            fprintf(stderr, "%s (%s): %d cases run, %d skipped (the entry declined)\n",
+                    paths_[path].name, paths_[path].impl, cases_run[path], cases_skipped[path]);
+    }
     return 0;
 }
 

@@ -759,6 +759,274 @@ static void test_unfused_errors(void **state)
     fixture_free(&f);
 }
 
+/* ------------------------------------------------------------ plan flags and queries */
+
+/* key_lengths needs BSA_PLAN_KEY_LENGTHS at plan creation: the plan chooses
+ * kernels that take them, a call never switches. */
+static void test_key_lengths_flag(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, BSA_DTYPE_F32); /* desc->flags = 0 */
+    ac_problem *p = &f.p;
+    int32_t kl[2] = {64, 64}; /* [batch]: every key valid */
+
+    /* forward: refused before any output is written */
+    tu_tensor_poison(&p->o);
+    tu_poison(BSA_DTYPE_F32, p->lse, p->n_lse);
+    snap so = take(p->o.data, tbytes(&p->o)), sl = take(p->lse, (size_t)p->n_lse * 4);
+    bsa_fwd_args a = {p->q.data, p->k.data, p->v.data, p->o.data, p->lse};
+    a.key_lengths = kl;
+    expect_status(bsa_forward(f.plan, &a, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT,
+                  "forward key_lengths without the flag", "BSA_PLAN_KEY_LENGTHS");
+    assert_non_null(strstr(bsa_last_error(), "key_lengths"));
+    expect_untouched(&so, "o");
+    expect_untouched(&sl, "lse");
+
+    /* backward, with the o and lse of a forward without key lengths */
+    expect_ok(ac_forward(f.plan, p, AC_WS_NULL), "forward without key lengths");
+    tu_tensor_poison(&p->dq);
+    tu_tensor_poison(&p->dk);
+    tu_tensor_poison(&p->dv);
+    snap sq = take(p->dq.data, tbytes(&p->dq)), sk = take(p->dk.data, tbytes(&p->dk)),
+         sv = take(p->dv.data, tbytes(&p->dv));
+    bsa_bwd_args b = {p->q.data,    p->k.data,  p->v.data,  p->o.data, p->lse,
+                      p->dout.data, p->dq.data, p->dk.data, p->dv.data};
+    b.key_lengths = kl;
+    expect_status(bsa_backward(f.plan, &b, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT,
+                  "backward key_lengths without the flag", "BSA_PLAN_KEY_LENGTHS");
+    expect_untouched(&sq, "dq");
+    expect_untouched(&sk, "dk");
+    expect_untouched(&sv, "dv");
+
+    /* the same calls on a plan created with the flag run, and right */
+    bsa_attn_desc d = f.desc;
+    d.flags = BSA_PLAN_KEY_LENGTHS;
+    bsa_plan_t plan = NULL;
+    expect_ok(bsa_plan_create(f.ctx, &plan, &d, f.lay), "plan with BSA_PLAN_KEY_LENGTHS");
+    ac_problem_oracle(p);
+    tu_tensor_poison(&p->o);
+    tu_poison(BSA_DTYPE_F32, p->lse, p->n_lse);
+    expect_ok(bsa_forward(plan, &a, NULL, 0, NULL), "forward with key lengths");
+    tu_tensor_read(&p->o);
+    tu_f32_to_f64(p->lse, p->lse_val, p->n_lse);
+    tu_tensor_poison(&p->dq);
+    tu_tensor_poison(&p->dk);
+    tu_tensor_poison(&p->dv);
+    expect_ok(bsa_backward(plan, &b, NULL, 0, NULL), "backward with key lengths");
+    tu_tensor_read(&p->dq);
+    tu_tensor_read(&p->dk);
+    tu_tensor_read(&p->dv);
+    ac_errors e;
+    ac_compare(p, 1, &e);
+    if (!(e.o < 1e-5 && e.lse < 1e-5 && e.dq < 1e-5 && e.dk < 1e-5 && e.dv < 1e-5))
+        ac_print("key lengths = seq_k", p, &e);
+    assert_true(e.o < 1e-5 && e.lse < 1e-5 && e.dq < 1e-5 && e.dk < 1e-5 && e.dv < 1e-5);
+    assert_true(e.unwritten == 0 && e.nonfinite == 0);
+
+    /* the flag allows key lengths, it does not require them */
+    a.key_lengths = NULL;
+    expect_ok(bsa_forward(plan, &a, NULL, 0, NULL), "flagged plan, no key lengths");
+    /* and they are applied: no valid key leaves every row empty */
+    kl[0] = kl[1] = 0;
+    a.key_lengths = kl;
+    expect_ok(bsa_forward(plan, &a, NULL, 0, NULL), "key lengths 0");
+    tu_tensor_read(&p->o);
+    for (int64_t i = 0; i < p->o.count; i++)
+        assert_true(p->o.val[i] == 0.0);
+    for (int64_t i = 0; i < p->n_lse; i++)
+        assert_true(isinf(p->lse[i]) && p->lse[i] < 0);
+    bsa_plan_destroy(plan);
+    fixture_free(&f);
+}
+
+static void test_plan_explain(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, BSA_DTYPE_F32);
+    char buf[256];
+    memset(buf, 'x', sizeof buf);
+    snap sb = take(buf, sizeof buf);
+    size_t len = 777;
+
+    expect_status(bsa_plan_explain(NULL, buf, sizeof buf, &len), BSA_ERROR_NULL_POINTER,
+                  "explain NULL plan", "plan");
+    assert_non_null(strstr(bsa_last_error(), "bsa_plan_explain"));
+    expect_status(bsa_plan_explain(f.plan, NULL, 5, &len), BSA_ERROR_NULL_POINTER,
+                  "explain NULL buf, len 5", "buf");
+    assert_non_null(strstr(bsa_last_error(), "bsa_plan_explain"));
+    assert_int_equal(len, 777);
+    expect_untouched(&sb, "explain buf");
+
+    /* the length query: NULL buf with len 0 (and no length at all) */
+    size_t full = 0;
+    expect_ok(bsa_plan_explain(f.plan, NULL, 0, &full), "explain length query");
+    assert_true(full > 0);
+    expect_ok(bsa_plan_explain(f.plan, NULL, 0, NULL), "explain, nothing asked");
+
+    /* the whole text, sized by the query */
+    char *text = tu_xmalloc(full + 1);
+    len = 0;
+    expect_ok(bsa_plan_explain(f.plan, text, full + 1, &len), "explain full");
+    assert_int_equal(len, full);
+    assert_int_equal(strlen(text), full);
+    const char *name = NULL;
+    expect_ok(bsa_plan_implementation(f.plan, &name), "implementation");
+    if (!strstr(text, name))
+        fprintf(stderr, "explain text \"%s\" does not name the implementation %s\n", text, name);
+    assert_non_null(strstr(text, name));
+
+    /* truncated: len 5 gets 4 characters and the NUL, nothing past it;
+     * *length is still the full length */
+    memset(buf, 'x', sizeof buf);
+    len = 0;
+    expect_ok(bsa_plan_explain(f.plan, buf, 5, &len), "explain len 5");
+    assert_int_equal(len, full);
+    assert_int_equal(strlen(buf), 4);
+    assert_memory_equal(buf, text, 4);
+    assert_int_equal(buf[5], 'x');
+    /* one byte short of the text: all but its last character */
+    char *shy = tu_xmalloc(full + 1);
+    memset(shy, 'x', full + 1);
+    expect_ok(bsa_plan_explain(f.plan, shy, full, NULL), "explain len = length");
+    assert_int_equal(strlen(shy), full - 1);
+    assert_memory_equal(shy, text, full - 1);
+    assert_int_equal(shy[full], 'x');
+    /* len 1: the NUL alone */
+    memset(buf, 'x', sizeof buf);
+    expect_ok(bsa_plan_explain(f.plan, buf, 1, &len), "explain len 1");
+    assert_int_equal(buf[0], '\0');
+    assert_int_equal(buf[1], 'x');
+    assert_int_equal(len, full);
+
+    /* it follows the plan's choice: the reference implementation's plan
+     * names that one */
+    bsa_attn_desc d = f.desc;
+    d.flags = BSA_PLAN_FORCE_REFERENCE;
+    bsa_plan_t ref = NULL;
+    expect_ok(bsa_plan_create(f.ctx, &ref, &d, f.lay), "reference plan");
+    const char *ref_name = NULL;
+    expect_ok(bsa_plan_implementation(ref, &ref_name), "reference implementation");
+    memset(buf, 0, sizeof buf);
+    expect_ok(bsa_plan_explain(ref, buf, sizeof buf, NULL), "explain reference");
+    assert_non_null(strstr(buf, ref_name));
+    bsa_plan_destroy(ref);
+    free(shy);
+    free(text);
+    fixture_free(&f);
+}
+
+static void test_plan_alignment(void **state)
+{
+    (void)state;
+    const bsa_dtype dts[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
+    for (int i = 0; i < 3; i++) {
+        fixture f;
+        fixture_init(&f, dts[i]);
+        size_t al = 99;
+        expect_status(bsa_plan_alignment(NULL, &al), BSA_ERROR_NULL_POINTER, "alignment NULL plan",
+                      "plan");
+        expect_status(bsa_plan_alignment(f.plan, NULL), BSA_ERROR_NULL_POINTER,
+                      "alignment NULL bytes", "bytes");
+        assert_int_equal(al, 99);
+        expect_ok(bsa_plan_alignment(f.plan, &al), "alignment");
+        /* the CPU needs the element size: 4 for f32, 2 for f16 and bf16 */
+        assert_int_equal(al, tu_dtype_size(dts[i]));
+        fixture_free(&f);
+    }
+}
+
+/* A copy of t's bytes off bytes past a fresh allocation (malloc aligns to
+ * at least 16, so 0 < off < the plan's alignment misaligns it). */
+static void *shifted_copy(const tu_tensor *t, size_t off, void **base)
+{
+    *base = tu_xmalloc(tbytes(t) + 16);
+    memcpy((char *)*base + off, t->data, tbytes(t));
+    return (char *)*base + off;
+}
+
+static void test_misaligned_pointers(void **state)
+{
+    (void)state;
+    /* forward, f32 (4-byte alignment): each tensor 1, 2 and 3 bytes off */
+    fixture f;
+    fixture_init(&f, BSA_DTYPE_F32);
+    ac_problem *p = &f.p;
+    size_t al = 0;
+    expect_ok(bsa_plan_alignment(f.plan, &al), "alignment");
+    assert_int_equal(al, 4);
+    tu_tensor_poison(&p->o);
+    tu_poison(BSA_DTYPE_F32, p->lse, p->n_lse);
+    snap so = take(p->o.data, tbytes(&p->o)), sl = take(p->lse, (size_t)p->n_lse * 4);
+    const char *fnames[] = {"q", "k", "v", "o"};
+    const tu_tensor *ft[] = {&p->q, &p->k, &p->v, &p->o};
+    for (int i = 0; i < 4; i++)
+        for (size_t off = 1; off < al; off++) {
+            void *base;
+            void *at = shifted_copy(ft[i], off, &base);
+            snap sa = take(at, tbytes(ft[i]));
+            bsa_fwd_args a = {p->q.data, p->k.data, p->v.data, p->o.data, p->lse};
+            const void **slot[] = {&a.q, &a.k, &a.v, (const void **)&a.o};
+            *slot[i] = at;
+            char what[48];
+            snprintf(what, sizeof what, "forward args->%s + %zu bytes", fnames[i], off);
+            expect_status(bsa_forward(f.plan, &a, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, what,
+                          fnames[i]);
+            assert_true(contains_nocase(bsa_last_error(), "aligned"));
+            expect_untouched(&sa, what);
+            free(base);
+        }
+    expect_untouched(&so, "o");
+    expect_untouched(&sl, "lse");
+    /* one element off is aligned enough */
+    void *base;
+    bsa_fwd_args a = {shifted_copy(&p->q, al, &base), p->k.data, p->v.data, p->o.data, p->lse};
+    expect_ok(bsa_forward(f.plan, &a, NULL, 0, NULL), "forward, q one element off");
+    free(base);
+    fixture_free(&f);
+
+    /* backward, f16 (2-byte alignment): each of the 8 tensors a byte off */
+    fixture_init(&f, BSA_DTYPE_F16);
+    p = &f.p;
+    expect_ok(bsa_plan_alignment(f.plan, &al), "alignment");
+    assert_int_equal(al, 2);
+    expect_ok(ac_forward(f.plan, p, AC_WS_NULL), "forward");
+    tu_tensor_poison(&p->dq);
+    tu_tensor_poison(&p->dk);
+    tu_tensor_poison(&p->dv);
+    snap sq = take(p->dq.data, tbytes(&p->dq)), sk = take(p->dk.data, tbytes(&p->dk)),
+         sv = take(p->dv.data, tbytes(&p->dv));
+    const char *bnames[] = {"q", "k", "v", "o", "dout", "dq", "dk", "dv"};
+    const tu_tensor *bt[] = {&p->q, &p->k, &p->v, &p->o, &p->dout, &p->dq, &p->dk, &p->dv};
+    for (int i = 0; i < 8; i++) {
+        void *at = shifted_copy(bt[i], 1, &base);
+        snap sa = take(at, tbytes(bt[i]));
+        bsa_bwd_args b = {p->q.data,    p->k.data,  p->v.data,  p->o.data, p->lse,
+                          p->dout.data, p->dq.data, p->dk.data, p->dv.data};
+        const void **slot[] = {&b.q,
+                               &b.k,
+                               &b.v,
+                               &b.o,
+                               &b.dout,
+                               (const void **)&b.dq,
+                               (const void **)&b.dk,
+                               (const void **)&b.dv};
+        *slot[i] = at;
+        char what[48];
+        snprintf(what, sizeof what, "backward args->%s + 1 byte", bnames[i]);
+        expect_status(bsa_backward(f.plan, &b, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, what,
+                      bnames[i]);
+        assert_true(contains_nocase(bsa_last_error(), "aligned"));
+        expect_untouched(&sa, what);
+        free(base);
+    }
+    expect_untouched(&sq, "dq");
+    expect_untouched(&sk, "dk");
+    expect_untouched(&sv, "dv");
+    fixture_free(&f);
+}
+
 /* A failing call does not disturb a later good call on the same handles. */
 static void test_recovery(void **state)
 {
@@ -779,10 +1047,12 @@ int main(void)
 {
     tu_seed();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_status_strings), cmocka_unit_test(test_context_errors),
-        cmocka_unit_test(test_layout_errors),  cmocka_unit_test(test_plan_errors),
-        cmocka_unit_test(test_forward_errors), cmocka_unit_test(test_backward_errors),
-        cmocka_unit_test(test_unfused_errors), cmocka_unit_test(test_recovery),
+        cmocka_unit_test(test_status_strings),      cmocka_unit_test(test_context_errors),
+        cmocka_unit_test(test_layout_errors),       cmocka_unit_test(test_plan_errors),
+        cmocka_unit_test(test_forward_errors),      cmocka_unit_test(test_backward_errors),
+        cmocka_unit_test(test_unfused_errors),      cmocka_unit_test(test_key_lengths_flag),
+        cmocka_unit_test(test_plan_explain),        cmocka_unit_test(test_plan_alignment),
+        cmocka_unit_test(test_misaligned_pointers), cmocka_unit_test(test_recovery),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -264,7 +264,7 @@ static void test_call_errors(void **state)
     memset(&d, 0, sizeof d);
     d.dtype = BSA_DTYPE_F32;
     d.q = d.k = d.v = d.o = bsa_tensor_bhtd(1, 1, 100, 16);
-    d.flags = BSA_PLAN_VARLEN;
+    d.flags = BSA_PLAN_VARLEN | BSA_PLAN_KEY_LENGTHS; /* the calls pass key_lengths */
     bsa_plan_t plan;
     assert_int_equal(bsa_plan_create(ctx, &plan, &d, l), BSA_SUCCESS);
     float *o = buf + 100 * 16;

@@ -284,6 +284,7 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
             return cli_report("bench", "allocation", BSA_ERROR_OUT_OF_MEMORY);
         for (int i = 0; i < n_seq; i++)
             b->klen[i] = c->key_length;
+        d.flags |= BSA_PLAN_KEY_LENGTHS; /* calls pass them */
     }
     int kvh = c->kv_heads ? c->kv_heads : c->heads;
     d.q = d.o = bsa_tensor_bthd(bt, time, c->heads, c->dim);

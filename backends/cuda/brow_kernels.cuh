@@ -190,13 +190,18 @@ struct lane_walk {
  * under the scores' products, the next K under P V); dQ's K and V, dK/dV's
  * Q and dO in 2 stages of two lanes' 64-row tiles; dK/dV adds its K and V
  * rows and the rows' lse offsets and deltas. */
-template <int DP> constexpr size_t brow_smem_bytes(int kernel)
+template <int DP> constexpr size_t brow_smem_bytes(int pass)
 {
-    return kernel == BSA_K_FWD  ? (size_t)4 * tc_cfg<DP>::tile_elems * 2
-           : kernel == BSA_K_DQ ? (size_t)8 * tc_cfg<DP>::tile_elems * 2
-                                : (size_t)10 * tc_cfg<DP>::tile_elems * 2 +
-                                      (size_t)2 * 2 * 2 * kTile * sizeof(float);
+    return pass == BSA_PASS_FWD  ? (size_t)4 * tc_cfg<DP>::tile_elems * 2
+           : pass == BSA_PASS_DQ ? (size_t)8 * tc_cfg<DP>::tile_elems * 2
+                                 : (size_t)10 * tc_cfg<DP>::tile_elems * 2 +
+                                       (size_t)2 * 2 * 2 * kTile * sizeof(float);
 }
+/* the implementation list's table (gpu/kernel_smem.h) */
+static_assert(brow_smem_bytes<128>(BSA_PASS_FWD) == BSA_SMEM_BROW_FWD(128), "smem table");
+static_assert(brow_smem_bytes<64>(BSA_PASS_DQ) == BSA_SMEM_BROW_DQ(64), "smem table");
+static_assert(brow_smem_bytes<64>(BSA_PASS_DKDV) == BSA_SMEM_BROW_DKDV(64), "smem table");
+static_assert(brow_smem_bytes<32>(BSA_PASS_DKDV) == BSA_SMEM_BROW_DKDV(32), "smem table");
 
 /* The forward: each lane runs its own pipeline on its own 64 threads
  * (loads, lane_sync barriers, its list's length), so neither lane waits for

@@ -136,6 +136,11 @@ template <int DP> constexpr size_t chunk_bwd_smem()
     return (size_t)8 * tc_cfg<DP>::tile_elems * 2 + 2 * 2 * kTile * sizeof(float) +
            4 * kTile * sizeof(int);
 }
+/* the implementation list's table (gpu/kernel_smem.h) */
+static_assert(chunk_fwd_smem<32>() == BSA_SMEM_CHUNK_FWD(32), "smem table");
+static_assert(chunk_fwd_smem<128>() == BSA_SMEM_CHUNK_FWD(128), "smem table");
+static_assert(chunk_bwd_smem<64>() == BSA_SMEM_CHUNK_BWD(64), "smem table");
+static_assert(chunk_bwd_smem<128>() == BSA_SMEM_CHUNK_BWD(128), "smem table");
 
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads) fwd_chunk_kernel(const bsa_cuda_params p)

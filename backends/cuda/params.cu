@@ -1,12 +1,13 @@
 /*
  * Kernel parameters of a plan and call, shared by the CUDA and HIP hosts
- * (both launch the same kernels with the same bsa_cuda_params).
+ * (both launch the same kernels with the same bsa_cuda_params): the plan's
+ * shapes and the tables of the key-tile form its kernels read.
  */
 #include "cuda_internal.h"
 
 #include <string.h>
 
-bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan)
+bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan, int gather)
 {
     const bsa_shape &s = plan->shape;
     const bsa_layout *l = plan->layout;
@@ -42,15 +43,16 @@ bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan)
     p.n_kt = dl->n_kt;
     p.ns = dl->ns;
     p.log2g = dl->log2g;
-    p.row_tptr = dl->row_tptr;
-    p.col_tptr = dl->col_tptr;
-    p.q_order = dl->q_order;
-    p.k_order = dl->k_order;
-    p.sub = dl->sub;
-    p.sub_pred = dl->sub_pred;
-    p.pred_tiles = dl->pred_tiles;
-    p.row_tent = dl->row_tent;
-    p.col_tent = dl->col_tent;
+    const bsa_cuda_tiles &f = dl->form[gather ? 1 : 0];
+    p.row_tptr = f.row_tptr;
+    p.col_tptr = f.col_tptr;
+    p.q_order = f.q_order;
+    p.k_order = f.k_order;
+    p.sub = f.sub;
+    p.sub_pred = f.sub_pred;
+    p.pred_tiles = f.pred_tiles;
+    p.row_tent = f.row_tent;
+    p.col_tent = f.col_tent;
     p.mask_idx = dl->mask_idx;
     p.row_ptr = dl->row_ptr;
     p.col_idx = dl->col_idx;
@@ -58,7 +60,7 @@ bsa_cuda_params bsa_cuda_make_params(const struct bsa_plan *plan)
     p.t_block = dl->t_block;
     p.t_row = dl->t_row;
     p.bits = dl->bits;
-    p.kgrp = dl->kgrp;
+    p.kgrp = f.kgrp;
     p.kg = dl->kg;
     p.brow_rptr = dl->brow_rptr;
     p.brow_cptr = dl->brow_cptr;

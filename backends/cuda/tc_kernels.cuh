@@ -24,6 +24,8 @@
 
 #include "device_common.cuh"
 
+#include "../gpu/kernel_smem.h"
+
 namespace bsa_cuda
 {
 
@@ -671,11 +673,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
  * gradients are summed in a fixed order without atomics.  The host never
  * sends gathered key tiles of per-head layouts here with group > 1: their
  * key tiles would differ between the heads of a group. */
-template <typename T, int DP, bool FEAT, bool PRED = false> /* PRED: as dq_kernel's */
+/* PRED: as dq_kernel's; ST: query-side stages (Q, dO, lse offsets,
+ * deltas): the configuration's two, or one where a block's shared memory
+ * does not hold two (head dim 128 on sm_86 / sm_89: 99 KB) */
+template <typename T, int DP, bool FEAT, bool PRED = false, int ST = tc_cfg<DP>::stages>
 __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
-    constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
+    constexpr int sr = cfg::srow, te = cfg::tile_elems;
+    static_assert(ST == 1 || ST == 2, "one or two query-side stages");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *sK = reinterpret_cast<T *>(smem_raw);
     T *sV = sK + te;
@@ -816,20 +822,41 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
                    kgrp, p.log2g);
 }
 
-template <int DP> constexpr size_t tc_smem_fwd2_bytes()
+/* Dynamic shared memory of each kernel (what the kernels carve above),
+ * checked against the implementation list's table (gpu/kernel_smem.h). */
+template <int DP> constexpr size_t tc_smem_fwd_bytes(int rows)
 {
-    return (size_t)6 * tc_cfg<DP>::tile_elems * 2; /* Q 128 rows + 2 stages of K, V */
+    return rows == 128 ? (size_t)6 * tc_cfg<DP>::tile_elems * 2 /* Q 128 rows + 2 stages of K, V */
+                       : (size_t)(1 + 2 * tc_cfg<DP>::stages) * tc_cfg<DP>::tile_elems * 2;
 }
-
-template <int DP> constexpr size_t tc_smem_bytes(int kernel)
+template <int DP> constexpr size_t tc_smem_dq_bytes()
 {
-    using cfg = tc_cfg<DP>;
-    return kernel == BSA_K_FWD || kernel == BSA_K_FWD_GATHER
-               ? (size_t)(1 + 2 * cfg::stages) * cfg::tile_elems * 2
-           : kernel == BSA_K_DQ ? (size_t)(2 + 2 * cfg::dq_stages) * cfg::tile_elems * 2
-                                : (size_t)(2 + 2 * cfg::stages) * cfg::tile_elems * 2 +
-                                      (size_t)2 * cfg::stages * kTile * sizeof(float);
+    return (size_t)(2 + 2 * tc_cfg<DP>::dq_stages) * tc_cfg<DP>::tile_elems * 2;
 }
+template <int DP, int ST> constexpr size_t tc_smem_dkdv_bytes()
+{
+    return (size_t)(2 + 2 * ST) * tc_cfg<DP>::tile_elems * 2 +
+           (size_t)2 * ST * kTile * sizeof(float);
+}
+#if defined(BSA_VENDOR_HIP)
+#define BSA_TC_AMD 1
+#else
+#define BSA_TC_AMD 0
+#endif
+#define BSA_TC_SMEM_CHECK(dp)                                                                      \
+    static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_AMD), "smem table");   \
+    static_assert(tc_smem_dq_bytes<dp>() == BSA_SMEM_TILE_DQ(dp, BSA_TC_AMD), "smem table");       \
+    static_assert(tc_smem_dkdv_bytes<dp, tc_cfg<dp>::stages>() ==                                  \
+                      BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_AMD)),                \
+                  "smem table");                                                                   \
+    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1), "smem table");
+BSA_TC_SMEM_CHECK(32)
+BSA_TC_SMEM_CHECK(64)
+BSA_TC_SMEM_CHECK(128)
+BSA_TC_SMEM_CHECK(256)
+static_assert(tc_smem_fwd_bytes<128>(128) == BSA_SMEM_TILE_FWD128(128), "smem table");
+static_assert(tc_smem_fwd_bytes<64>(128) == BSA_SMEM_TILE_FWD128(64), "smem table");
+#undef BSA_TC_SMEM_CHECK
 
 } // namespace bsa_cuda
 

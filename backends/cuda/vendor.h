@@ -42,6 +42,9 @@
 #define cudaLaunchKernel hipLaunchKernel
 #define cudaErrorInvalidDeviceFunction hipErrorInvalidDeviceFunction
 #define cudaFuncAttributeMaxDynamicSharedMemorySize hipFuncAttributeMaxDynamicSharedMemorySize
+#define cudaDeviceProp hipDeviceProp_t
+#define cudaGetDeviceProperties hipGetDeviceProperties
+#define cudaErrorInvalidValue hipErrorInvalidValue
 
 #else
 #include <cuda_runtime.h>

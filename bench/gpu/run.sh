@@ -5,14 +5,17 @@
 #   2. runs the GPU test suites (tests/test_cuda.c, tests/test_cuda_features.c) and,
 #      with RUN_ALL_TESTS=1, every ctest,
 #   3. times bsa (bench/gpu/gpu_bench.c) and the peers (bench/peers/flex_peer.py)
-#      in the same run on the same GPU; BASE=DIR also builds and times the
-#      source tree in DIR (an earlier version, e.g. from git archive) on the
-#      same card, for before/after figures,
+#      in the same run on the same GPU; REPS (default 3) runs of the bench,
+#      whose rows summarize.py reduces to median [min-max]; BASE=DIR also
+#      builds (in the background, from the start) and times the source tree
+#      in DIR (an earlier version, e.g. from git archive) on the same card,
+#      its runs alternating with this version's, for before/after figures,
 #   4. runs the reduced GPU suite under compute-sanitizer memcheck, racecheck and initcheck,
 #   5. prints the summary table last.
 # STAGES=build,test,bench,peers,sanitize selects steps (SAN_TOOLS the sanitizer's tools);
 # logs go to $OUT (or bench/gpu/out).
-# CMAKE_PREFIX_PATH may point at a cmocka install (tests need it).
+# CMAKE_EXTRA: more CMake flags (e.g. -DCMOCKA_INCLUDE_DIR=... -DCMOCKA_LIBRARY=...
+# for a cmocka carried to a machine without it: the tests need it).
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-bench/gpu/out}
@@ -39,9 +42,18 @@ note() { summary+=("$1"); echo "== $1"; }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT/device.txt"
 nvcc --version | tail -2
 
+base_pid=
+if has bench && [ -n "${BASE:-}" ] && [ -d "$BASE" ]; then
+    # the earlier version's bench, built beside this one's
+    (cmake -S "$BASE" -B build-base -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" \
+        -DCMAKE_BUILD_TYPE=Release && cmake --build build-base -j "$(nproc)" \
+        --target bsa_gpu_bench) >"$OUT/build_base.log" 2>&1 &
+    base_pid=$!
+fi
+
 if has build; then
     t0=$(date +%s)
-    cmake -S . -B "$BUILD" -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" \
+    cmake -S . -B "$BUILD" -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" ${CMAKE_EXTRA:-} \
         -DCMAKE_BUILD_TYPE=Release >"$OUT/build.log" 2>&1 &&
         cmake --build "$BUILD" -j "$(nproc)" \
             --target ${BUILD_TARGETS:-test_cuda test_cuda_features test_cuda_reliability bsa_gpu_bench} \
@@ -76,17 +88,24 @@ if has test; then
 fi
 
 if has bench; then
-    "./$BUILD/bsa_gpu_bench" ${BENCH_ARGS:-} >"$OUT/bsa_bench.jsonl" 2>"$OUT/bsa_bench.err"
-    note "bsa_gpu_bench: rc=$? ($(wc -l <"$OUT/bsa_bench.jsonl") rows)"
-    if [ -n "${BASE:-}" ] && [ -d "$BASE" ]; then
-        # the earlier version on the same card, in the same run
-        (cmake -S "$BASE" -B build-base -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" \
-            -DCMAKE_BUILD_TYPE=Release && cmake --build build-base -j "$(nproc)" \
-            --target bsa_gpu_bench) >"$OUT/build_base.log" 2>&1 &&
-            ./build-base/bsa_gpu_bench ${BENCH_ARGS:-} >"$OUT/bsa_bench_base.jsonl" \
-                2>>"$OUT/bsa_bench.err"
-        note "base version ($BASE) bench: rc=$? ($(wc -l <"$OUT/bsa_bench_base.jsonl" 2>/dev/null) rows)"
+    : >"$OUT/bsa_bench.jsonl"
+    base_ok=0
+    if [ -n "$base_pid" ]; then
+        wait "$base_pid" && base_ok=1
+        note "base version ($BASE) build: ok=$base_ok"
+        : >"$OUT/bsa_bench_base.jsonl"
     fi
+    # REPS runs, alternating with the base version's: medians in summarize.py
+    for rep in $(seq "${REPS:-3}"); do
+        "./$BUILD/bsa_gpu_bench" ${BENCH_ARGS:-} >>"$OUT/bsa_bench.jsonl" 2>>"$OUT/bsa_bench.err"
+        rc=$?
+        if [ "$base_ok" = 1 ]; then
+            ./build-base/bsa_gpu_bench ${BENCH_ARGS:-} >>"$OUT/bsa_bench_base.jsonl" \
+                2>>"$OUT/bsa_bench.err"
+        fi
+        note "bsa_gpu_bench run $rep: rc=$rc"
+    done
+    note "bsa_gpu_bench: $(wc -l <"$OUT/bsa_bench.jsonl") rows, base $(wc -l <"$OUT/bsa_bench_base.jsonl" 2>/dev/null) rows"
     cat "$OUT/bsa_bench.err" | tail -5
 fi
 

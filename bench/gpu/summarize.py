@@ -22,7 +22,29 @@ def load(path):
     return rows
 
 
-ours = {r["name"]: r for r in load(sys.argv[1])}
+def reduce(rows):
+    """Rows of repeated runs by config name: each timing's median, with
+    its min and max kept as KEY_min / KEY_max and the run count as runs."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["name"], []).append(r)
+    out = {}
+    for n, rs in by.items():
+        m = dict(rs[0])
+        for k in ("fwd_ms", "fwdbwd_ms", "fwd_block_tflops", "fwdbwd_block_tflops"):
+            v = sorted(x[k] for x in rs)
+            m[k] = v[len(v) // 2] if len(v) % 2 else 0.5 * (v[len(v) // 2 - 1] + v[len(v) // 2])
+            m[k + "_min"], m[k + "_max"] = v[0], v[-1]
+        m["runs"] = len(rs)
+        out[n] = m
+    return out
+
+
+def spread(r, k):
+    return f"{r[k]:.3f} [{r[k + '_min']:.3f}-{r[k + '_max']:.3f}]"
+
+
+ours = reduce(load(sys.argv[1]))
 peers = {}
 for r in load(sys.argv[2]) if len(sys.argv) > 2 else []:
     peers[(r["name"], r["peer"])] = r
@@ -30,10 +52,10 @@ out = []
 dev = next(iter(ours.values()))["device"] if ours else "?"
 out.append(f"device: {dev}")
 out.append("")
-out.append("| config | impl | bsa fwd ms | bsa fwd+bwd ms | fwd TFLOP/s (block) | fwd+bwd TFLOP/s | peak dev MiB (lib+tensors) |")
-out.append("|---|---|---|---|---|---|---|")
+out.append("| config | impl | runs | bsa fwd ms median [min-max] | bsa fwd+bwd ms | fwd TFLOP/s (block) | fwd+bwd TFLOP/s | peak dev MiB (lib+tensors) |")
+out.append("|---|---|---|---|---|---|---|---|")
 for n, r in ours.items():
-    out.append(f"| {n} | {r['impl']} | {r['fwd_ms']:.3f} | {r['fwdbwd_ms']:.3f} | "
+    out.append(f"| {n} | {r['impl']} | {r['runs']} | {spread(r, 'fwd_ms')} | {spread(r, 'fwdbwd_ms')} | "
                f"{r['fwd_block_tflops']:.1f} | {r['fwdbwd_block_tflops']:.1f} | "
                f"{r['peak_dev_mib']:.0f} ({r['tensors_mib']:.0f} tensors) |")
 out.append("")
@@ -83,15 +105,23 @@ for n, p in (("gqa-all-d128", "flex"), ("gqa-all-d128", "sdpa-flash-causal"),
     out.append(f"  {n} vs {p}: fwd {ratio(n, p, 'fwd_ms'):.2f}x, "
                f"fwd+bwd {ratio(n, p, 'fwdbwd_ms'):.2f}x")
 if len(sys.argv) > 4:  # the earlier version's rows (run.sh BASE=...)
-    base = {r["name"]: r for r in load(sys.argv[4])}
+    base = reduce(load(sys.argv[4]))
     out.append("")
-    out.append("| config | base fwd ms | this fwd ms | base fwd+bwd ms | this fwd+bwd ms |")
-    out.append("|---|---|---|---|---|")
+    out.append("this version against the base (same card, runs alternating; ratio = this / base "
+               "median; within: |ratio - 1| <= 3%):")
+    out.append("")
+    out.append("| config | base impl | this impl | base fwd ms | this fwd ms | fwd ratio | "
+               "base fwd+bwd ms | this fwd+bwd ms | fwd+bwd ratio | within 3% |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|")
     for n, b in base.items():
         o = ours.get(n)
-        if o:
-            out.append(f"| {n} | {b['fwd_ms']:.3f} | {o['fwd_ms']:.3f} | {b['fwdbwd_ms']:.3f} | "
-                       f"{o['fwdbwd_ms']:.3f} |")
+        if not o:
+            continue
+        rf, rb = o["fwd_ms"] / b["fwd_ms"], o["fwdbwd_ms"] / b["fwdbwd_ms"]
+        ok = "yes" if abs(rf - 1) <= 0.03 and abs(rb - 1) <= 0.03 else "NO"
+        out.append(f"| {n} | {b['impl']} | {o['impl']} | {spread(b, 'fwd_ms')} | "
+                   f"{spread(o, 'fwd_ms')} | {rf:.3f} | {spread(b, 'fwdbwd_ms')} | "
+                   f"{spread(o, 'fwdbwd_ms')} | {rb:.3f} | {ok} |")
 text = "\n".join(out)
 print(text)
 if len(sys.argv) > 3:

@@ -14,7 +14,7 @@ library's ``detail`` message.
 """
 
 from ._lib import BsaError, library_path, version as _version
-from .functional import attention, backward, forward, plan_implementation
+from .functional import attention, backward, forward, plan_explain, plan_implementation
 from .layout import Layout, LayoutInfo
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "forward",
     "backward",
     "plan_implementation",
+    "plan_explain",
     "library_version",
     "library_path",
     "backends",

@@ -111,3 +111,12 @@ def plan_implementation(plan):
     name = ctypes.c_char_p()
     call("bsa_plan_implementation", plan, ctypes.byref(name))
     return name.value.decode()
+
+
+def plan_explain(plan):
+    """bsa_plan_explain's text: why the plan runs what it runs."""
+    n = ctypes.c_size_t()
+    call("bsa_plan_explain", plan, None, 0, ctypes.byref(n))  # the length
+    buf = ctypes.create_string_buffer(n.value + 1)
+    call("bsa_plan_explain", plan, buf, len(buf), ctypes.byref(n))
+    return buf.value.decode(errors="replace")

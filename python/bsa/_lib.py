@@ -40,6 +40,7 @@ PRED_NONE, PRED_CAUSAL, PRED_WINDOW, PRED_PREFIX = 0, 1, 2, 4
 PATTERNS = {"all": 0, "local": 1, "strided": 2, "fixed": 3}
 PLAN_FORCE_REFERENCE = 1
 PLAN_VARLEN = 2
+PLAN_KEY_LENGTHS = 4  # calls may pass key_lengths (required then)
 
 
 class BsaError(RuntimeError):
@@ -254,6 +255,11 @@ _protos = {
     "bsa_plan_destroy": (ctypes.c_int, [_vp]),
     "bsa_plan_workspace_size": (ctypes.c_int, [_vp, _P(ctypes.c_size_t)]),
     "bsa_plan_implementation": (ctypes.c_int, [_vp, _P(ctypes.c_char_p)]),
+    "bsa_plan_explain": (
+        ctypes.c_int,
+        [_vp, ctypes.c_char_p, ctypes.c_size_t, _P(ctypes.c_size_t)],
+    ),
+    "bsa_plan_alignment": (ctypes.c_int, [_vp, _P(ctypes.c_size_t)]),
     "bsa_forward": (ctypes.c_int, [_vp, _P(FwdArgs), _vp, ctypes.c_size_t, _vp]),
     "bsa_backward": (ctypes.c_int, [_vp, _P(BwdArgs), _vp, ctypes.c_size_t, _vp]),
 }

@@ -247,7 +247,11 @@ class Extras:
             self.num_seqs = int(self.cu_q.shape[0]) - 1
 
     def flags(self):
-        return _lib.PLAN_VARLEN if self.num_seqs else 0
+        """The plan flags the call's features need."""
+        flags = _lib.PLAN_VARLEN if self.num_seqs else 0
+        if self.key_lengths is not None:
+            flags |= _lib.PLAN_KEY_LENGTHS
+        return flags
 
     def fill(self, ops, args):
         """Sets the appended fields of FwdArgs / BwdArgs."""
@@ -469,10 +473,8 @@ for _f in (forward, backward, attention):
     _f.__doc__ += _FEATURE_DOC
 
 
-def plan_implementation(
-    layout, q, k=None, v=None, *, heads=None, order="bhtd", force_reference=False, kv_heads=None
-):
-    """Name of the implementation the library picks for these tensors (e.g. "cpu-fused")."""
+def _plan_query(query, layout, q, k, v, heads, order, force_reference, kv_heads):
+    """query(plan) on the plan the library makes for these tensors."""
     ops = _ops_for(q)
     k = q if k is None else k
     v = k if v is None else v
@@ -481,4 +483,23 @@ def plan_implementation(
         ops, ops.empty(_o_shape(q, pq, pv), pq.x), order, pq.dims[1] if q.ndim == 3 else None, "o"
     )
     with _plan(ops, layout, dtype, pq, pk, pv, o, 0.0, _flags(force_reference), pq.x) as (plan, _):
-        return _core.plan_implementation(plan)
+        return query(plan)
+
+
+def plan_implementation(
+    layout, q, k=None, v=None, *, heads=None, order="bhtd", force_reference=False, kv_heads=None
+):
+    """Name of the implementation the library picks for these tensors (e.g. "cpu-fused")."""
+    return _plan_query(
+        _core.plan_implementation, layout, q, k, v, heads, order, force_reference, kv_heads
+    )
+
+
+def plan_explain(
+    layout, q, k=None, v=None, *, heads=None, order="bhtd", force_reference=False, kv_heads=None
+):
+    """Why the library picks that implementation for these tensors: the text of
+    bsa_plan_explain (the entries tried with the reasons they declined, the
+    chosen one, the alignment it needs of every tensor pointer; on the CPU
+    "implementation: <name>").  BSA_VERBOSE=1 prints it at plan creation."""
+    return _plan_query(_core.plan_explain, layout, q, k, v, heads, order, force_reference, kv_heads)

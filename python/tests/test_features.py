@@ -94,6 +94,74 @@ def test_key_lengths(rng):
     assert np.all(got[3][1, :, 17:] == 0) and np.all(got[4][1, :, 17:] == 0)
 
 
+def test_key_lengths_plan_flag(rng):
+    """Calls with key lengths run on plans created with BSA_PLAN_KEY_LENGTHS
+    (the library refuses key_lengths on a plan without it); the plan cache
+    keeps the two kinds of plan apart."""
+    from bsa import _lib, functional
+
+    q = ref.randn(rng, (2, 1, 32, 8), np.float32)
+    assert _lib.PLAN_KEY_LENGTHS == 4
+    ex = functional.Extras(functional.NumpyOps, q, key_lengths=[32, 5])
+    assert ex.flags() == _lib.PLAN_KEY_LENGTHS
+    ex = functional.Extras(functional.NumpyOps, q, key_lengths=[5], cu_q=[0, 32], cu_k=[0, 32])
+    assert ex.flags() == _lib.PLAN_KEY_LENGTHS | _lib.PLAN_VARLEN
+    assert functional.Extras(functional.NumpyOps, q, kv_heads=1).flags() == 0
+    lay = bsa.Layout.preset("all", seq=32, block=16, causal=False)
+    full = bsa.attention(q, q, q, lay)
+    np.testing.assert_allclose(bsa.attention(q, q, q, lay, key_lengths=[32, 32]), full, rtol=1e-6)
+    o = bsa.attention(q, q, q, lay, key_lengths=[32, 0])
+    np.testing.assert_allclose(o[0], full[0], rtol=1e-6)
+    assert np.all(o[1] == 0)
+    np.testing.assert_allclose(bsa.attention(q, q, q, lay), full, rtol=1e-6)
+
+
+def test_plan_explain(rng):
+    """bsa.plan_explain takes plan_implementation's arguments and returns the
+    library's explanation, which names the implementation chosen."""
+    lay = bsa.Layout.preset("local", seq=64, block=16, ctx=32)
+    q = ref.randn(rng, (1, 2, 64, 16), np.float32)
+    for force in (False, True):
+        name = bsa.plan_implementation(lay, q, force_reference=force)
+        text = bsa.plan_explain(lay, q, force_reference=force)
+        assert isinstance(text, str) and text
+        assert name in text, (name, text)
+    # 3-D tensors with heads= and a value head dim of its own, as plan_implementation
+    q3 = ref.randn(rng, (1, 64, 2 * 16), np.float32)
+    v3 = ref.randn(rng, (1, 64, 2 * 24), np.float32)
+    name = bsa.plan_implementation(lay, q3, q3, v3, heads=2)
+    assert name in bsa.plan_explain(lay, q3, q3, v3, heads=2)
+    assert "plan_explain" in bsa.__all__
+
+
+def test_verbose_prints_explanation():
+    """BSA_VERBOSE=1 prints the explanation to stderr at plan creation."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, bsa\n"
+        "lay = bsa.Layout.preset('all', seq=32, block=16)\n"
+        "q = np.ones((1, 1, 32, 8), np.float32)\n"
+        "print(bsa.plan_implementation(lay, q))\n"
+    )
+    pkg = os.path.dirname(os.path.dirname(os.path.abspath(bsa.__file__)))
+    env = dict(os.environ, PYTHONPATH=pkg, BSA_LIBRARY=bsa.library_path)
+    for verbose in ("1", "0"):
+        env["BSA_VERBOSE"] = verbose
+        r = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 0, r.stderr
+        name = r.stdout.strip()
+        assert name
+        if verbose == "1":
+            assert name in r.stderr, r.stderr
+        else:
+            assert "bsa_plan_create" not in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_packed_sequences(rng, dtype):
     h, hkv, d, seq = 4, 2, 16, 64

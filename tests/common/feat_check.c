@@ -99,7 +99,8 @@ bsa_status fc_problem_init(fc_problem *p, bsa_layout_t layout, const fc_spec *sp
     desc->v = p->v.desc;
     desc->o = p->o.desc;
     desc->scale = 0.0f;
-    desc->flags = spec->flags | (spec->varlen ? BSA_PLAN_VARLEN : 0);
+    desc->flags = spec->flags | (spec->varlen ? BSA_PLAN_VARLEN : 0) |
+                  (spec->key_lengths ? BSA_PLAN_KEY_LENGTHS : 0);
 
     /* the oracle, one segment at a time (its own batch-1 problem) */
     p->ref_o = tu_xmalloc((size_t)p->o.count * sizeof(double));

@@ -26,7 +26,8 @@ typedef struct fc_spec {
     int64_t heads, kv_heads, head_dim, v_dim;
     int key_lengths; /* 1: random per-batch (per-sequence) key lengths */
     int varlen;      /* > 0: that many packed sequences of random lengths */
-    unsigned flags;  /* extra BSA_PLAN_* (FORCE_REFERENCE) */
+    unsigned flags;  /* extra BSA_PLAN_* (FORCE_REFERENCE); the desc gets VARLEN
+                        and KEY_LENGTHS from varlen and key_lengths */
 } fc_spec;
 
 typedef struct fc_problem {

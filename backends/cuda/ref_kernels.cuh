@@ -5,8 +5,11 @@
  * valid plan runs somewhere; it is slow and meant for f32, odd shapes and
  * for cross-checking the tensor-core path on the device.
  *
- * Also the delta pre-pass of the backward (both paths): delta = rowsum(dO * O).
+ * Also the delta pre-pass of the backward (every path): delta = rowsum(dO * O).
  */
+#ifndef BSA_CUDA_REF_KERNELS_CUH
+#define BSA_CUDA_REF_KERNELS_CUH
+
 #include "device_common.cuh"
 
 namespace bsa_cuda
@@ -263,62 +266,4 @@ template <typename T, bool VEC> __global__ void delta_kernel(const bsa_cuda_para
 
 } // namespace bsa_cuda
 
-using namespace bsa_cuda;
-
-template <typename T>
-static cudaError_t ref_launch_t(int kernel, const bsa_cuda_params &p, cudaStream_t s)
-{
-    const int threads = 64; /* large per-thread stack: few threads per block */
-    int64_t rows = (int64_t)p.n_seg * (kernel == BSA_K_DKDV ? (int64_t)p.kv_heads * p.seq_k
-                                                            : (int64_t)p.heads * p.seq_q);
-    unsigned grid = (unsigned)((rows + threads - 1) / threads);
-    if (kernel == BSA_K_FWD)
-        ref_fwd<T><<<grid, threads, 0, s>>>(p);
-    else if (kernel == BSA_K_DQ)
-        ref_dq<T><<<grid, threads, 0, s>>>(p);
-    else
-        ref_dkdv<T><<<grid, threads, 0, s>>>(p);
-    return cudaGetLastError();
-}
-
-cudaError_t bsa_cuda_ref_launch(int kernel, const bsa_cuda_params &p, cudaStream_t s)
-{
-    switch (p.dtype) {
-    case BSA_DTYPE_F32:
-        return ref_launch_t<float>(kernel, p, s);
-    case BSA_DTYPE_F16:
-        return ref_launch_t<__half>(kernel, p, s);
-    default:
-        return ref_launch_t<__nv_bfloat16>(kernel, p, s);
-    }
-}
-
-template <typename T> static cudaError_t delta_launch_t(const bsa_cuda_params &p, cudaStream_t s)
-{
-    const int threads = 256;
-    const int64_t rows = (int64_t)p.batch * p.heads * p.time_q;
-    /* 16-byte chunks: both tensors' rows start 16-byte aligned and dim_v
-     * fills whole chunks */
-    constexpr int E = 16 / sizeof(T);
-    const bool vec = p.dim_v % E == 0 && (uintptr_t)p.o % 16 == 0 && (uintptr_t)p.dout % 16 == 0 &&
-                     p.o_s[0] % E == 0 && p.o_s[1] % E == 0 && p.o_s[2] % E == 0;
-    const int64_t lanes = rows * (vec ? 8 : kWarp);
-    const unsigned grid = (unsigned)((lanes + threads - 1) / threads);
-    if (vec)
-        delta_kernel<T, true><<<grid, threads, 0, s>>>(p);
-    else
-        delta_kernel<T, false><<<grid, threads, 0, s>>>(p);
-    return cudaGetLastError();
-}
-
-cudaError_t bsa_cuda_delta_launch(const bsa_cuda_params &p, cudaStream_t s)
-{
-    switch (p.dtype) {
-    case BSA_DTYPE_F32:
-        return delta_launch_t<float>(p, s);
-    case BSA_DTYPE_F16:
-        return delta_launch_t<__half>(p, s);
-    default:
-        return delta_launch_t<__nv_bfloat16>(p, s);
-    }
-}
+#endif

@@ -7,11 +7,16 @@
  * lives in shared memory (rescaled there when the row max grows).
  *
  * f16 only (Volta has no bf16 Tensor Core instruction), padded head dim
- * 32/64/128 (96 KB of shared memory per block on a V100).  Chosen
- * automatically on sm_70/sm_75 and forceable with BSA_CUDA_PATH=volta so
- * that it is tested on newer GPUs.
+ * 32/64/128 (96 KB of shared memory per block on a V100).  The entry
+ * cuda-wmma-sm70 of the implementation list: chosen on sm_70 / sm_75 and
+ * forced with BSA_IMPL=cuda-wmma-sm70 so that it is tested on newer GPUs.
  */
+#ifndef BSA_CUDA_VOLTA_KERNELS_CUH
+#define BSA_CUDA_VOLTA_KERNELS_CUH
+
 #include "device_common.cuh"
+
+#include "../gpu/kernel_smem.h"
 
 #include <mma.h>
 
@@ -507,79 +512,33 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
 #endif
 }
 
-template <int DP> constexpr size_t smem_bytes(int kernel)
+/* Dynamic shared memory of each kernel, checked against the
+ * implementation list's table (gpu/kernel_smem.h, which adds the 256
+ * bytes of the kernels' static arrays). */
+template <int DP> constexpr size_t smem_bytes(int pass)
 {
     using c = cfg<DP>;
-    return kernel == BSA_K_FWD
+    return pass == BSA_PASS_FWD
                ? (size_t)(c::tile_bytes > kWarps * c::scratch_bytes ? c::tile_bytes
                                                                     : kWarps * c::scratch_bytes) +
                      2 * c::tile_bytes + (size_t)kWarps * 16 * DP * 4
-           : kernel == BSA_K_DQ
+           : pass == BSA_PASS_DQ
                ? (size_t)(2 * c::tile_bytes > kWarps * 2 * c::scratch_bytes
                               ? 2 * c::tile_bytes
                               : kWarps * 2 * c::scratch_bytes) +
                      2 * c::tile_bytes
                : (size_t)4 * c::tile_bytes + kWarps * (16 * kTile * 6) + 2 * kTile * 4;
 }
-
-template <int DP> const void *kernel_fn(int kernel)
-{
-    return kernel == BSA_K_FWD  ? (const void *)&fwd_kernel<DP>
-           : kernel == BSA_K_DQ ? (const void *)&dq_kernel<DP>
-                                : (const void *)&dkdv_kernel<DP>;
-}
+#define BSA_VOLTA_SMEM_CHECK(dp)                                                                   \
+    static_assert(smem_bytes<dp>(BSA_PASS_FWD) == BSA_SMEM_VOLTA_FWD(dp), "smem table");           \
+    static_assert(smem_bytes<dp>(BSA_PASS_DQ) == BSA_SMEM_VOLTA_DQ(dp), "smem table");             \
+    static_assert(smem_bytes<dp>(BSA_PASS_DKDV) == BSA_SMEM_VOLTA_DKDV(dp), "smem table");
+BSA_VOLTA_SMEM_CHECK(32)
+BSA_VOLTA_SMEM_CHECK(64)
+BSA_VOLTA_SMEM_CHECK(128)
+#undef BSA_VOLTA_SMEM_CHECK
 
 } // namespace volta
 } // namespace bsa_cuda
 
-using namespace bsa_cuda;
-
-static const void *volta_fn(int kernel, int dpad)
-{
-    switch (dpad) {
-    case 32:
-        return volta::kernel_fn<32>(kernel);
-    case 64:
-        return volta::kernel_fn<64>(kernel);
-    case 128:
-        return volta::kernel_fn<128>(kernel);
-    default:
-        return nullptr;
-    }
-}
-
-size_t bsa_cuda_volta_smem(int kernel, int dpad)
-{
-    switch (dpad) {
-    case 32:
-        return volta::smem_bytes<32>(kernel);
-    case 64:
-        return volta::smem_bytes<64>(kernel);
-    case 128:
-        return volta::smem_bytes<128>(kernel);
-    default:
-        return 0;
-    }
-}
-
-cudaError_t bsa_cuda_volta_setup(int kernel, int dpad)
-{
-    const void *fn = volta_fn(kernel, dpad);
-    if (!fn)
-        return cudaErrorInvalidDeviceFunction;
-    return cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)bsa_cuda_volta_smem(kernel, dpad));
-}
-
-cudaError_t bsa_cuda_volta_launch(int kernel, int dpad, const bsa_cuda_params &p, cudaStream_t s)
-{
-    const void *fn = volta_fn(kernel, dpad);
-    if (!fn)
-        return cudaErrorInvalidDeviceFunction;
-    dim3 grid = bsa_cuda_grid(kernel == BSA_K_DKDV ? p.n_kt : p.n_qt,
-                              (int64_t)p.n_seg * (kernel == BSA_K_DKDV ? p.kv_heads : p.heads));
-    void *args[] = {const_cast<bsa_cuda_params *>(&p)};
-    cudaError_t e = cudaLaunchKernel(fn, grid, dim3(volta::kThreads), args,
-                                     bsa_cuda_volta_smem(kernel, dpad), s);
-    return e != cudaSuccess ? e : cudaGetLastError();
-}
+#endif
