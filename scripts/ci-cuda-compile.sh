@@ -1,53 +1,69 @@
 #!/bin/sh
-# CI (no GPU): compiles the CUDA backend so that a compile error cannot land.
-#   sm_80, sm_90: with the CUDA 13 nvcc on the PATH or /usr/local/cuda (skipped if none);
+# CI (no GPU): builds the CUDA backend so that a compile error cannot land.
+# Each build is CMake's own build of the shared library (target bsa: bsa_obj,
+# and with sm_90 the Hopper object library bsa_cuda_hopper), so every file
+# the build has is compiled here and none can be missed.
+#   sm_80, sm_86, sm_90: with the CUDA 13 nvcc on the PATH or
+#   /usr/local/cuda (skipped if none), in build-ci-cuda;
 #   sm_70 (V100): CUDA 13 dropped it, so a CUDA 12 nvcc comes from the
 #   nvidia-cuda-nvcc-cu12 + nvidia-cuda-runtime-cu12 Python wheels, installed
-#   under $BSA_CI_CUDA12 (default ~/.cache/bsa-ci-cuda12, reused when present).
-# Prints each compile's wall time.  Exits nonzero on the first failure.
-# Env: BSA_CI_SKIP_SM70=1 skips the CUDA 12 part; JOBS (default 2).
+#   under $BSA_CI_CUDA12 (default ~/.cache/bsa-ci-cuda12, reused when present);
+#   where they cannot compile, the Volta path is built for sm_75 with CUDA 13
+#   (build-ci-cuda-sm70, build-ci-cuda-sm75).
+# Prints each build's wall time and a summary of ptxas's -warn-spills
+# warnings.  Exits nonzero on the first failure (with the last 40 lines of
+# its log).
+# Env: BSA_CI_SKIP_SM70=1 skips the Volta part; JOBS (default 2);
+# BSA_CI_KEEP=1 keeps the objects of an earlier run (incremental: only what
+# changed is rebuilt, and only its time and spill warnings are printed);
+# BSA_CI_SPILLS (default 10): how many spilling kernels are listed.
 set -eu
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
-SRC="backends/cuda/cuda_backend.cu backends/cuda/tiles.cu backends/cuda/params.cu backends/cuda/tc_launch.cu
-backends/cuda/ref_kernels.cu backends/cuda/volta_kernels.cu backends/cuda/generated/tc_f16_fwd.cu
-backends/cuda/generated/tc_f16_bwd.cu backends/cuda/generated/tc_bf16_fwd.cu
-backends/cuda/generated/tc_bf16_bwd.cu"
-OBJ=${TMPDIR:-/tmp}/bsa-ci-cuda.$$
-mkdir -p "$OBJ"
-trap 'rm -rf "$OBJ"' EXIT
+clean=--clean-first
+[ "${BSA_CI_KEEP:-0}" = 1 ] && clean=""
 
-# compile NVCC ARCHS...: every source for the given sm_XX list, JOBS at a time
-compile() {
-    nvcc_bin=$1
-    shift
-    gencode=""
-    for a in "$@"; do gencode="$gencode -gencode=arch=compute_$a,code=sm_$a"; done
-    # the Hopper kernels (wgmma) are built for sm_90a alone, as CMake does,
-    # one line per file: the longest compiles go first
-    hopper="backends/cuda/hopper/wgmma_absent.cu $gencode"
-    case " $* " in *" 90 "*)
-        hopper=""
-        for h in fwd dkdv dq launch; do
-            hopper="$hopper${hopper:+
-}backends/cuda/hopper/wgmma_$h.cu -gencode=arch=compute_90a,code=sm_90a"
-        done ;;
-    esac
+# build NVCC ARCHS DIR [CMAKE ARGS...]: configures DIR for the ;-separated
+# ARCHS with NVCC and builds target bsa, JOBS at a time
+build() {
+    nvcc_bin=$1 archs=$2 dir=$3
+    shift 3
+    sms=$(echo "$archs" | tr ';' '\n' | sed 's/^/sm_/' | tr '\n' ' ' | sed 's/ $//')
+    mkdir -p "$dir"
+    log=$dir/ci-build.log
     t0=$(date +%s)
-    # one line per compile: the source, then its architecture flags
-    { echo "$hopper"; for s in $SRC; do echo "$s $gencode"; done; } |
-        xargs -P "$JOBS" -L 1 sh -c 'src=$1; shift; "'"$nvcc_bin"'" -std=c++17 -O3 \
-            --expt-relaxed-constexpr "$@" -Iapi -Ilayouts -Ibackends -c "$src" \
-            -o "'"$OBJ"'/$(basename "$src").o" || exit 255' sh
-    echo "bsa ci: CUDA backend for sm_$* with $("$nvcc_bin" --version | tail -1): $(($(date +%s) - t0)) s"
+    if ! { cmake -S . -B "$dir" -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$archs" \
+        -DBSA_BUILD_TESTS=OFF -DBSA_BUILD_TOOLS=OFF -DBSA_WITH_CPU_DNNL=OFF \
+        -DCMAKE_CUDA_COMPILER="$nvcc_bin" "$@" &&
+        cmake --build "$dir" --target bsa -j "$JOBS" $clean; } >"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        echo "bsa ci: the CUDA build for $sms failed (log: $log)" >&2
+        exit 1
+    fi
+    echo "bsa ci: CUDA backend for $sms with $("$nvcc_bin" --version | tail -1): $(($(date +%s) - t0)) s"
+    # ptxas -warn-spills (backends/cuda/CMakeLists.txt): "Registers are
+    # spilled to local memory in function 'NAME', S bytes spill stores, L
+    # bytes spill loads", once per kernel and architecture: a count, then
+    # the kernels with the most spill stores (the largest over the
+    # architectures; every line is in the log)
+    n=$(grep -c spill "$log" || true)
+    spills=$(sed -n "s/.*function '\([^']*\)', \([0-9]*\) bytes spill stores, \([0-9]*\) bytes spill loads.*/\2 \3 \1/p" \
+        "$log" | sort -k3,3 -k1,1nr | awk '!seen[$3]++' | sort -k1,1nr)
+    k=$(printf '%s' "$spills" | grep -c . || true)
+    echo "bsa ci: $sms: $n ptxas spill warning lines, $k kernels (log: $log)${spills:+; the most spill stores:}"
+    demangle="cat"
+    command -v c++filt >/dev/null && demangle=c++filt
+    printf '%s\n' "$spills" | grep . | head -n "${BSA_CI_SPILLS:-10}" | while read -r st ld fn; do
+        printf '    %5s B stores %5s B loads  %s\n' "$st" "$ld" "$(echo "$fn" | $demangle)"
+    done
 }
 
 NVCC13=$(command -v nvcc || true)
 [ -z "$NVCC13" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC13=/usr/local/cuda/bin/nvcc
 if [ -n "$NVCC13" ]; then
-    compile "$NVCC13" 80 90
+    build "$NVCC13" "80;86;90" build-ci-cuda
 else
-    echo "bsa ci: no nvcc found: sm_80/sm_90 compile skipped"
+    echo "bsa ci: no nvcc found: sm_80/sm_86/sm_90 build skipped"
 fi
 
 [ "${BSA_CI_SKIP_SM70:-0}" = 1 ] && exit 0
@@ -71,14 +87,12 @@ for tool in nvcc cudafe++ cicc fatbinary nvlink ptxas; do
     [ -x "$N12/bin/$tool" ] || [ -x "$N12/nvvm/bin/$tool" ] || missing="$missing $tool"
 done
 if [ -z "$missing" ]; then
-    NVCC12="$OBJ/nvcc12"
-    printf '#!/bin/sh\nexec "%s" -I"%s" -I"%s" "$@"\n' "$N12/bin/nvcc" "$N12/include" \
-        "$R12/include" >"$NVCC12"
-    chmod +x "$NVCC12"
-    compile "$NVCC12" 70
+    # the runtime's headers and libraries live in their own wheel
+    build "$N12/bin/nvcc" 70 build-ci-cuda-sm70 \
+        -DCMAKE_CUDA_FLAGS="-I$N12/include -I$R12/include" -DCMAKE_LIBRARY_PATH="$R12/lib"
 elif [ -n "$NVCC13" ]; then
-    echo "bsa ci: the CUDA 12 wheels lack:$missing; compiling sm_75 with CUDA 13 instead of sm_70"
-    compile "$NVCC13" 75
+    echo "bsa ci: the CUDA 12 wheels lack:$missing; building sm_75 with CUDA 13 instead of sm_70"
+    build "$NVCC13" 75 build-ci-cuda-sm75
 else
     echo "bsa ci: no compiler for the V100 path (CUDA 12 wheels lack:$missing)" >&2
     exit 1

@@ -1,49 +1,66 @@
 #!/bin/sh
-# CI (no AMD GPU): compiles the HIP backend for gfx90a, gfx940 (CDNA, MFMA)
-# and gfx1030 (RDNA, no MFMA) with Debian's hipcc, then inspects the device
-# assembly of the CDNA code objects.  Fails when a compile fails, or unless
-# every matrix-tile attention kernel (bsa_hip::fwd_kernel<...>) of gfx90a and
-# gfx940
+# CI (no AMD GPU): builds the HIP backend for gfx90a, gfx940 (CDNA, MFMA)
+# and gfx1030 (RDNA, no MFMA) with Debian's hipcc, through CMake: the real
+# target bsa_hip_objects (backends/hip/CMakeLists.txt), so that every file the
+# build has is compiled here and none can be missed.  Then inspects the device
+# assembly of the CDNA code objects (BSA_HIP_EXTRA_FLAGS=-save-temps=obj leaves
+# NAME-hip-amdgcn-amd-amdhsa-ARCH.s next to each object).  Fails when a compile
+# fails, or unless every tensor-core attention kernel of the shared CUDA
+# source (bsa_cuda::fwd_kernel, fwd2_kernel, dq_kernel, dkdv_kernel) of
+# gfx90a and gfx940
 #   - contains v_mfma instructions,
-#   - has zero scratch (.private_segment_fixed_size) and zero spilled
-#     SGPRs / VGPRs.
-# Prints the per-kernel resource report (all kernels, all three targets;
-# the scalar reference kernels are listed for information only: they keep
-# per-row arrays in scratch by design and never use MFMA).
-# Env: JOBS (default 2); BSA_HIP_ARCHS (default "gfx90a gfx940 gfx1030").
+#   - has zero scratch (.private_segment_fixed_size) and zero spilled VGPRs.
+# Prints the per-kernel resource report (all kernels, all targets; the scalar
+# reference kernels are listed for information only: they keep per-row arrays
+# in scratch by design and never use MFMA).
+# Env: JOBS (default 2); BSA_HIP_ARCHS (default "gfx90a gfx940 gfx1030");
+# BSA_CI_BUILD_HIP (build directory, default build-ci-hip); BSA_CI_KEEP=1
+# keeps the objects of an earlier run (incremental: only what changed is
+# rebuilt, and its time is what is printed).
 set -eu
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
 ARCHS=${BSA_HIP_ARCHS:-"gfx90a gfx940 gfx1030"}
+BUILD=${BSA_CI_BUILD_HIP:-build-ci-hip}
 t0=$(date +%s)
 sh scripts/install-deps.sh hipcc libamdhip64-dev
+command -v cmake >/dev/null || sh scripts/install-deps.sh cmake
 HIPCC=$(command -v hipcc || true)
 if [ -z "$HIPCC" ]; then
     echo "bsa ci: hipcc not found after installing it" >&2
     exit 1
 fi
-SRC="backends/cuda/tiles.cu backends/cuda/params.cu backends/cuda/ref_kernels.cu
-backends/cuda/tc_launch.cu backends/cuda/generated/tc_f16_fwd.cu backends/cuda/generated/tc_f16_bwd.cu
-backends/cuda/generated/tc_bf16_fwd.cu backends/cuda/generated/tc_bf16_bwd.cu
-backends/hip/hip_backend.hip"
-OBJ=${TMPDIR:-/tmp}/bsa-ci-hip.$$
-mkdir -p "$OBJ"
-trap 'rm -rf "$OBJ"' EXIT
-offload=""
-for a in $ARCHS; do offload="$offload --offload-arch=$a"; done
 
-# Every source for every target, JOBS at a time; -save-temps=obj keeps each
-# target's assembly (NAME-hip-amdgcn-amd-amdhsa-ARCH.s) for the check below.
 # hipcc 5.2 prints a harmless rocm_agent_enumerator traceback when it looks
-# for a local GPU: the targets are explicit, so its output is filtered.
+# for a local GPU (on every compile, targets explicit or not): dropped from
+# what is shown, from its "Traceback" line to its closing "...Error:" line.
+filter() {
+    awk '/^Traceback \(most recent call last\)/ { tb = 1; next }
+         tb { if (/^[A-Za-z_.]*Error: /) tb = 0; next }
+         /rocm_agent_enumerator/ { next }
+         { print }' "$@"
+}
+
+# Every source of bsa_hip_objects for every target, JOBS at a time.
+mkdir -p "$BUILD"
+log=$BUILD/ci-build.log
+obj=$BUILD/backends/hip
+clean=--clean-first
+if [ "${BSA_CI_KEEP:-0}" = 1 ]; then clean=""; else rm -f "$obj"/*-hip-amdgcn-amd-amdhsa-*.s; fi
+# shellcheck disable=SC2086 # ARCHS is a word list
+archlist=$(echo $ARCHS | tr ' ' ';')
 t1=$(date +%s)
-echo "$SRC" | tr ' ' '\n' | grep . | xargs -P "$JOBS" -I{} sh -c \
-    "cd '$OBJ' && '$HIPCC' -x hip -std=c++17 -O3 -fPIC -Wno-unused-result -DBSA_WITH_HIP=1 \
-     -I'$PWD/api' -I'$PWD/layouts' -I'$PWD/backends' $offload -save-temps=obj \
-     -c '$PWD/{}' -o \$(basename {}).o >\$(basename {}).log 2>&1 ||
-     { grep -v 'rocm_agent_enumerator\|^Traceback\|^  \|^FileNotFoundError\|^subprocess' \
-       \$(basename {}).log >&2; echo 'bsa ci: hipcc failed on {}' >&2; exit 255; }"
-echo "bsa ci: HIP backend for$offload with $("$HIPCC" --version 2>/dev/null | grep -i 'clang version' | head -1): $(($(date +%s) - t1)) s"
+if ! { cmake -S . -B "$BUILD" -DBSA_WITH_CUDA=OFF -DBSA_WITH_HIP=ON \
+    -DBSA_HIP_ARCHITECTURES="$archlist" -DBSA_HIP_EXTRA_FLAGS=-save-temps=obj \
+    -DBSA_BUILD_TESTS=OFF -DBSA_BUILD_TOOLS=OFF -DBSA_WITH_CPU_DNNL=OFF &&
+    cmake --build "$BUILD" --target bsa_hip_objects -j "$JOBS" $clean; } >"$log" 2>&1; then
+    filter "$log" | tail -n 40 >&2
+    echo "bsa ci: the HIP build failed (log: $log)" >&2
+    exit 1
+fi
+echo "bsa ci: HIP backend for $ARCHS with $("$HIPCC" --version 2>/dev/null | grep -i 'clang version' | head -1): $(($(date +%s) - t1)) s"
+warn=$(filter "$log" | grep -c 'warning:' || true)
+echo "bsa ci: $warn compiler warning lines in $log"
 
 # report FILE: one line per kernel: name, v_mfma count, scratch bytes,
 # SGPR / VGPR spills, VGPRs, AGPRs, LDS bytes, wave size.
@@ -74,19 +91,29 @@ report() {
 fail=0
 for a in $ARCHS; do
     echo "bsa ci: $a kernels (name mfma scratch spills registers lds wave):"
-    rep="$OBJ/report-$a.txt"
+    rep="$BUILD/report-$a.txt"
     : >"$rep"
-    for s in "$OBJ"/*-hip-amdgcn-amd-amdhsa-"$a".s; do report "$s" >>"$rep"; done
+    for s in "$obj"/*-hip-amdgcn-amd-amdhsa-"$a".s; do
+        if [ ! -f "$s" ]; then
+            echo "bsa ci: FAIL: no $a assembly in $obj (-save-temps=obj)" >&2
+            fail=1
+            continue
+        fi
+        report "$s" >>"$rep"
+    done
     sed 's/^/    /' "$rep"
+    echo "bsa ci: $a: $(($(wc -l <"$rep"))) kernels"
     case $a in gfx90a | gfx94*) ;; *) continue ;; esac
-    # the tensor-core kernels shared with CUDA (forward, 128-row forward,
-    # dQ, dK/dV): v_mfma, no scratch memory, no VGPR spills (SGPR spills go
-    # to VGPR lanes, not memory: reported above, not failed)
-    tk='^_ZN8bsa_cuda([0-9]+fwd_kernel|[0-9]+fwd2_kernel|9dq_kernel|11dkdv_kernel)'
+    # the tensor-core kernels shared with CUDA (tc_kernels.cuh: forward,
+    # 128-row forward, dQ, dK/dV, whatever their template parameters):
+    # v_mfma, no scratch memory, no VGPR spills (SGPR spills go to VGPR
+    # lanes, not memory: reported above, not failed)
+    tk='^_ZN8bsa_cuda([0-9]+fwd_kernel|[0-9]+fwd2_kernel|9dq_kernel|11dkdv_kernel)I'
     n=$(grep -cE "$tk" "$rep" || true)
     if [ "$n" -eq 0 ]; then
         echo "bsa ci: FAIL: no tensor-core attention kernel found in the $a code object" >&2
         fail=1
+        continue
     fi
     bad=$(grep -E "$tk" "$rep" | grep -vE ' mfma=[1-9][0-9]* scratch=0 sgpr_spill=[0-9]+ vgpr_spill=0 ' || true)
     if [ -n "$bad" ]; then
@@ -94,7 +121,7 @@ for a in $ARCHS; do
         echo "$bad" >&2
         fail=1
     else
-        echo "bsa ci: $a: $n tensor-core attention kernels (the CUDA source), all with v_mfma, no scratch, no VGPR spills"
+        echo "bsa ci: $a: $n tensor-core attention kernels checked (the CUDA source), all with v_mfma, no scratch, no VGPR spills"
     fi
 done
 echo "bsa ci: HIP compile and code-object check: $(($(date +%s) - t0)) s"
