@@ -24,10 +24,11 @@ def slot(family, pas, dtype, dpad, fn, rows=64, stages=0, feat=0, pred=0, gather
 
 # ---- the tile family (tc_kernels.cuh), per (dtype, pass) ----
 # AMD compiles the same file as HIP: 64 KB of LDS per workgroup holds the
-# 64-row forward up to head dim 128, the 128-row forward and the backward
-# up to 64 (larger problems take the reference kernels there)
+# 64-row forward up to head dim 128 and the backward up to 64 (larger
+# problems take the reference kernels there); the implementation list
+# never gives AMD the 128-row forward (dispatch.c), so it is not compiled
 TILE_DPADS = [32, 64, 128, 256]
-HIP_MAX = {"fwd": 128, "fwd128": 64, "bwd": 64}
+HIP_MAX = {"fwd": 128, "fwd128": 0, "bwd": 64}
 PRED_MAX = 128  # dQ, dK/dV: a PRED instance (interval masks) up to here
 
 
@@ -50,7 +51,7 @@ def tile_slots(ctype, dt, ps):
                                       f"fwd_kernel<{ctype}, {d}, {'true' if g else 'false'}, "
                                       f"{'true' if f else 'false'}>", feat=f, gather=g))
             emit(lines, d, HIP_MAX["fwd"])
-            if d <= 128:
+            if d == 128:  # the list takes 128 rows at head dim 128 alone (dispatch.c)
                 emit([slot("BSA_FAM_TILE", "BSA_PASS_FWD", dt, d,
                            f"fwd2_kernel<{ctype}, {d}, {'true' if f else 'false'}>", rows=128,
                            feat=f) for f in (0, 1)], d, HIP_MAX["fwd128"])
@@ -192,7 +193,7 @@ def render():
             "} // namespace bsa_cuda",
             "",
         ])
-    decl = [BANNER, "/* The instance tables of generated/*.cu (kernel_instances.h). */",
+    decl = [BANNER, "/* The instance tables of the files of generated/ (kernel_instances.h). */",
             "#ifndef BSA_CUDA_GENERATED_INSTANCE_TABLES_H",
             "#define BSA_CUDA_GENERATED_INSTANCE_TABLES_H", "",
             '#include "../kernel_instances.h"', "", "namespace bsa_cuda", "{", ""]

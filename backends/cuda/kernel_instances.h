@@ -1,6 +1,6 @@
 /*
  * The kernel instances a build holds, as tables of {key, kernel address}
- * slots written by gen_instances.py (generated/*.cu): the launch code
+ * slots written by gen_instances.py (the files of generated/): the launch code
  * (launch.cu) looks up, once at plan creation, the instance of the kernel
  * the implementation list chose.  A key field a family has no template
  * parameter for is 0.

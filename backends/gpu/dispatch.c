@@ -42,6 +42,18 @@ static void add(bsa_gpu_pass_plan *pp, bsa_gpu_kernel k)
     pp->k[pp->n++] = k;
 }
 
+/* A family's kernels of a pass, 64 rows a block: the forward, or dK/dV
+ * then dQ. */
+static void add_pass(bsa_gpu_pass_plan *pp, bsa_gpu_family f, int bwd)
+{
+    if (bwd) {
+        add(pp, kern(f, BSA_PASS_DKDV, 64, 0));
+        add(pp, kern(f, BSA_PASS_DQ, 64, 0));
+    } else {
+        add(pp, kern(f, BSA_PASS_FWD, 64, 0));
+    }
+}
+
 static int amd(const bsa_gpu_profile *pf)
 {
     return pf->vendor == BSA_GPU_AMD;
@@ -170,12 +182,7 @@ static const char *check_blockrow(const bsa_gpu_problem *pb, const bsa_gpu_profi
                        g ? "gathered" : "natural",
                        l->brow_tiles ? 2.0 * l->tile_pairs[g] / l->brow_tiles : 0.0);
     }
-    if (bwd) {
-        add(pp, kern(BSA_FAM_BROW, BSA_PASS_DKDV, 64, 0));
-        add(pp, kern(BSA_FAM_BROW, BSA_PASS_DQ, 64, 0));
-    } else {
-        add(pp, kern(BSA_FAM_BROW, BSA_PASS_FWD, 64, 0));
-    }
+    add_pass(pp, BSA_FAM_BROW, bwd);
     return fits(pp, pb, pf, why, n);
 }
 
@@ -365,12 +372,7 @@ static const char *check_volta(const bsa_gpu_problem *pb, const bsa_gpu_profile 
     if (pb->dpad > 128)
         return "the Volta path takes head dims up to 128";
     pp->gather = prefers_gather(pb, bwd);
-    if (bwd) {
-        add(pp, kern(BSA_FAM_VOLTA, BSA_PASS_DKDV, 64, 0));
-        add(pp, kern(BSA_FAM_VOLTA, BSA_PASS_DQ, 64, 0));
-    } else {
-        add(pp, kern(BSA_FAM_VOLTA, BSA_PASS_FWD, 64, 0));
-    }
+    add_pass(pp, BSA_FAM_VOLTA, bwd);
     return fits(pp, pb, pf, why, n);
 }
 
@@ -402,12 +404,7 @@ static const char *check_tile_fma(const bsa_gpu_problem *pb, const bsa_gpu_profi
 static const char *check_reference(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, int bwd,
                                    int forced, bsa_gpu_pass_plan *pp, char *why, size_t n)
 {
-    if (bwd) {
-        add(pp, kern(BSA_FAM_REF, BSA_PASS_DKDV, 64, 0));
-        add(pp, kern(BSA_FAM_REF, BSA_PASS_DQ, 64, 0));
-    } else {
-        add(pp, kern(BSA_FAM_REF, BSA_PASS_FWD, 64, 0));
-    }
+    add_pass(pp, BSA_FAM_REF, bwd);
     return NULL;
 }
 

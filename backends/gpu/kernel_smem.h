@@ -21,8 +21,8 @@ typedef enum bsa_gpu_family {
     BSA_FAM_WGMMA,       /* Hopper, cp.async + wgmma: hopper/ */
     BSA_FAM_WGMMA_WS,    /* Hopper warp-specialised forward (TMA): hopper/fwd_ws_wgmma.cuh */
     BSA_FAM_WGMMA_CHUNK, /* Hopper forward of chunk-local layouts: hopper/fwd_chunk_wgmma.cuh */
-    BSA_FAM_VOLTA,       /* wmma 16x16x16: volta_kernels.cu */
-    BSA_FAM_REF,         /* scalar fp32 reference: ref_kernels.cu */
+    BSA_FAM_VOLTA,       /* wmma 16x16x16: volta_kernels.cuh */
+    BSA_FAM_REF,         /* scalar fp32 reference: ref_kernels.cuh */
     BSA_FAM_COUNT
 } bsa_gpu_family;
 
