@@ -1246,6 +1246,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     (void)argv;
+    exit_skipped_without_gpu("test_cuda");
     fprintf(stderr, "test_cuda: seed %llu (BSA_TEST_SEED reproduces)\n",
             (unsigned long long)tu_seed());
     /* BSA_CUDA_TEST_QUICK=1: the reduced set for compute-sanitizer */

@@ -455,6 +455,7 @@ static int print_summary(void **state)
 
 int main(void)
 {
+    exit_skipped_without_gpu("test_cuda_features");
     fprintf(stderr, "test_cuda_features: seed %llu (BSA_TEST_SEED reproduces)\n",
             (unsigned long long)tu_seed());
     /* BSA_CUDA_TEST_QUICK=1: the reduced set for compute-sanitizer */

@@ -330,6 +330,7 @@ static void device_failures(void **state)
 
 int main(void)
 {
+    exit_skipped_without_gpu("test_cuda_reliability");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streams_equal_serial),
         cmocka_unit_test(device_failures),

@@ -12,6 +12,7 @@
 
 #include <cuda_runtime.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 static inline int have_device(void)
 {
@@ -21,6 +22,17 @@ static inline int have_device(void)
         return 0;
     }
     return n > 0;
+}
+
+/* ctest's skip code (tests/CMakeLists.txt sets SKIP_RETURN_CODE 77): a GPU
+ * program on a machine without a device reports "Skipped", not "Passed". */
+#define BSA_TEST_SKIPPED 77
+static inline void exit_skipped_without_gpu(const char *program)
+{
+    if (!have_device()) {
+        printf("%s: no CUDA device: every test skipped (exit %d)\n", program, BSA_TEST_SKIPPED);
+        exit(BSA_TEST_SKIPPED);
+    }
 }
 
 #define SKIP_WITHOUT_GPU()                                                                         \
