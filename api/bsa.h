@@ -89,6 +89,9 @@ typedef struct bsa_context_params {
 /* params may be NULL (all defaults). */
 BSA_API bsa_status bsa_context_create(bsa_context_t *ctx, const bsa_context_params *params);
 /* Destroying NULL is a no-op.  Destroy plans and layouts first. */
+/* Refused (BSA_ERROR_INVALID_ARGUMENT, with the counts) while layouts or
+ * plans created with the context are alive: destroy plans, then layouts,
+ * then the context.  NULL is accepted and does nothing. */
 BSA_API bsa_status bsa_context_destroy(bsa_context_t ctx);
 BSA_API bsa_status bsa_context_backend(bsa_context_t ctx, bsa_backend *backend);
 
@@ -170,6 +173,8 @@ BSA_API bsa_status bsa_layout_create_callback(bsa_context_t ctx, bsa_layout_t *l
                                               const bsa_layout_desc *desc, const uint8_t *blocks,
                                               bsa_mask_callback callback, void *user);
 
+/* Refused (BSA_ERROR_INVALID_ARGUMENT, with the count) while plans created
+ * on the layout are alive. */
 BSA_API bsa_status bsa_layout_destroy(bsa_layout_t layout);
 
 typedef struct bsa_layout_info {

@@ -115,6 +115,12 @@ BSA_API bsa_status bsa_context_destroy(bsa_context_t ctx)
 {
     if (!ctx)
         return BSA_SUCCESS; /* like free(NULL) */
+    int layouts = bsa_live_get(&ctx->live_layouts), plans = bsa_live_get(&ctx->live_plans);
+    if (layouts > 0 || plans > 0)
+        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                        "bsa_context_destroy: %d layout(s) and %d plan(s) still use the context; "
+                        "destroy them first",
+                        layouts, plans);
     if (ctx->impl->context_fini)
         ctx->impl->context_fini(ctx);
     free(ctx);

@@ -22,7 +22,22 @@ struct bsa_context {
     int num_threads;
     const struct bsa_backend_i *impl;
     void *backend_data; /* owned by the backend */
+    /* layouts and plans alive on this context (bsa_live_*): destroying it
+     * while any is alive is refused */
+    int live_layouts, live_plans;
 };
+
+/* Counts of live handles, changed from any thread (bsa.h: threads may share
+ * a context and layout).  Plain ints under the compilers' atomic builtins,
+ * so that the C++ backend sources can include this header. */
+static inline void bsa_live_add(int *count, int delta)
+{
+    __atomic_add_fetch(count, delta, __ATOMIC_ACQ_REL);
+}
+static inline int bsa_live_get(const int *count)
+{
+    return __atomic_load_n(count, __ATOMIC_ACQUIRE);
+}
 
 /* A plan's shapes, resolved and validated once. */
 typedef struct bsa_shape {

@@ -206,6 +206,8 @@ BSA_API bsa_status bsa_plan_create(bsa_context_t ctx, bsa_plan_t *plan, const bs
     }
     if (!p->align)
         p->align = shape.dtype == BSA_DTYPE_F32 ? 4 : 2; /* the element size */
+    bsa_live_add(&ctx->live_plans, 1);
+    bsa_live_add(&layout->live_plans, 1);
     const char *verbose = getenv("BSA_VERBOSE");
     if (verbose && *verbose && strcmp(verbose, "0"))
         fprintf(stderr, "bsa_plan_create: %s\n%s", p->impl_name ? p->impl_name : "unknown",
@@ -220,6 +222,8 @@ BSA_API bsa_status bsa_plan_destroy(bsa_plan_t plan)
         return BSA_SUCCESS;
     if (plan->ctx->impl->plan_fini)
         plan->ctx->impl->plan_fini(plan);
+    bsa_live_add(&plan->ctx->live_plans, -1);
+    bsa_live_add(&plan->layout->live_plans, -1);
     free(plan->explain);
     free(plan);
     return BSA_SUCCESS;

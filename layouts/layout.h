@@ -53,25 +53,26 @@ struct bsa_layout {
     bsa_pred pred;   /* built-in predicates (folded into stored bits too) */
     int stride_perm; /* 0 or the stride L: permuted row p <-> natural row */
 
-    int64_t nnz;           /* kept blocks, all heads */
-    int64_t n_partial;     /* blocks with bits */
-    int64_t n_masked;      /* blocks that are not BSA_BLOCK_FULL (bits or predicates) */
-    int words;             /* 64-bit words per block row: (block + 63) / 64 */
-    int64_t *head_ptr;     /* [heads + 1] */
-    int32_t *row_ptr;      /* [heads * (q_blocks + 1)], global block indices */
-    int32_t *col_idx;      /* [nnz] */
-    int32_t *row_of;       /* [nnz] query block of each block */
-    int32_t *mask_idx;     /* [nnz] */
-    uint64_t *bits;        /* [n_partial * block * words] */
-    int32_t *col_ptr;      /* [heads * (k_blocks + 1)] */
-    int32_t *t_block;      /* [nnz] */
-    int32_t *t_row;        /* [nnz] */
+    int64_t nnz;       /* kept blocks, all heads */
+    int64_t n_partial; /* blocks with bits */
+    int64_t n_masked;  /* blocks that are not BSA_BLOCK_FULL (bits or predicates) */
+    int words;         /* 64-bit words per block row: (block + 63) / 64 */
+    int64_t *head_ptr; /* [heads + 1] */
+    int32_t *row_ptr;  /* [heads * (q_blocks + 1)], global block indices */
+    int32_t *col_idx;  /* [nnz] */
+    int32_t *row_of;   /* [nnz] query block of each block */
+    int32_t *mask_idx; /* [nnz] */
+    uint64_t *bits;    /* [n_partial * block * words] */
+    int32_t *col_ptr;  /* [heads * (k_blocks + 1)] */
+    int32_t *t_block;  /* [nnz] */
+    int32_t *t_row;    /* [nnz] */
     int max_row_blocks, max_col_blocks;
     int64_t kept_elements;
 
     /* A backend's device copy of the tables (owned by that backend). */
     void *backend_data;
     void (*backend_release)(struct bsa_layout *layout);
+    int live_plans; /* plans on this layout (bsa_live_*): destroying it then is refused */
 };
 
 /* Where bsa_layout_build gets its blocks from.  row_blocks writes the

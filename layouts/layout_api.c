@@ -119,6 +119,13 @@ BSA_API bsa_status bsa_layout_destroy(bsa_layout_t layout)
 {
     if (!layout)
         return BSA_SUCCESS;
+    int plans = bsa_live_get(&layout->live_plans);
+    if (plans > 0)
+        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                        "bsa_layout_destroy: %d plan(s) still use the layout; destroy them first",
+                        plans);
+    if (layout->ctx)
+        bsa_live_add(&layout->ctx->live_layouts, -1);
     if (layout->backend_release)
         layout->backend_release(layout);
     bsa_layout_free(layout);

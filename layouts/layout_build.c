@@ -307,6 +307,8 @@ bsa_status bsa_layout_build(bsa_context_t ctx, const bsa_layout_desc *desc, int 
             goto fail;
         }
     }
+    if (ctx)
+        bsa_live_add(&ctx->live_layouts, 1);
     *out = l;
     return BSA_SUCCESS;
 fail:
