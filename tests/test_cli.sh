@@ -330,6 +330,78 @@ expect 1 "BSA_ERROR_[A-Z_]*: ." layout --pattern fixed --seq 128 --block 8 --ctx
 expect 1 "cannot open" layout --seq 64 --block 8 --format png --out "$TMP/no/such/dir/x.png"
 expect 1 "cannot open" layout --seq 64 --block 8 --format text --out "$TMP"
 
+# ------------------------------------------------------------ memory estimates
+# A run larger than the machine is refused before it allocates (exit 2, the
+# estimate and the limit on stderr), within seconds.  The address space is
+# capped (8 GiB) so that a regression fails here instead of exhausting the
+# machine.
+refused() { # refused ARGS...
+    (
+        ulimit -v 8388608 2>/dev/null
+        exec timeout 20 "$BSA" "$@"
+    ) >"$TMP/out" 2>"$TMP/err"
+    got=$?
+    if [ "$got" != 2 ]; then
+        fail "bsa $*: exit $got, want 2 (refused on its memory estimate); stderr: $(head -c 600 "$TMP/err")"
+    elif ! grep -q "memory estimate .* exceeds the .* available" "$TMP/err"; then
+        fail "bsa $*: stderr lacks the memory estimate and limit: $(head -c 600 "$TMP/err")"
+    elif [ "$(grep -c "exceeds" "$TMP/err")" != 1 ]; then
+        fail "bsa $*: the refusal is not printed exactly once: $(cat "$TMP/err")"
+    else
+        ok
+    fi
+}
+refused bench --seq 4194304
+refused bench --seq 4194304 --json
+refused bench --seq 65536 --heads 4096 --dim 1024 --pattern local
+refused layout --seq 1073741824 --format info
+refused layout --pattern local --seq 1073741824 --block 8 --ctx 64 --format info
+refused layout --pattern fixed --seq 16384 --block 8 --ctx 64 --verts 8 --heads 1073741824
+refused demo --batch 65536 --heads 1024 --seq 8192
+# ... and one that fits prints its estimate and runs
+if "$BSA" bench --seq 256 --block 32 --pattern all,local --iters 1 --rounds 1 --warmup 0 \
+    --sgemm 0 --threads 1 >"$TMP/out" 2>"$TMP/err" &&
+    grep -q "^memory estimate: .* of .* available" "$TMP/out" && grep -q "^local " "$TMP/out"; then
+    ok
+else
+    fail "bench (small): $(cat "$TMP/out" "$TMP/err")"
+fi
+# --json keeps stdout JSON: the estimate goes to stderr
+if "$BSA" bench --seq 256 --block 32 --iters 1 --rounds 1 --warmup 0 --sgemm 0 --threads 1 \
+    --json >"$TMP/out" 2>"$TMP/err" && [ -s "$TMP/out" ] && ! grep -qv "^{" "$TMP/out" &&
+    grep -q "memory estimate" "$TMP/err"; then ok; else
+    fail "bench --json: $(cat "$TMP/out" "$TMP/err")"
+fi
+if "$BSA" layout --pattern local --seq 64 --block 8 --ctx 16 --format info >"$TMP/out" \
+    2>"$TMP/err" && grep -q "memory estimate .* of .* available" "$TMP/err" &&
+    grep -q "^blocks " "$TMP/out"; then ok; else
+    fail "layout info estimate: $(cat "$TMP/out" "$TMP/err")"
+fi
+
+# ------------------------------------------------------------ demo arguments
+# Bad demo arguments are refused before the header, once, with exit 2.
+demo_refused() { # demo_refused PATTERN ARGS...
+    pat=$1
+    shift
+    timeout 60 "$BSA" demo "$@" >"$TMP/out" 2>"$TMP/err"
+    got=$?
+    if [ "$got" != 2 ]; then
+        fail "demo $*: exit $got, want 2; stderr: $(cat "$TMP/err")"
+    elif [ -s "$TMP/out" ]; then
+        fail "demo $*: printed before refusing: $(cat "$TMP/out")"
+    elif [ "$(grep -c . "$TMP/err")" != 1 ] || ! grep -q -- "$pat" "$TMP/err"; then
+        fail "demo $*: want one error line with '$pat', got: $(cat "$TMP/err")"
+    else
+        ok
+    fi
+}
+demo_refused "not a multiple of --block 12" --block 12
+demo_refused "block = 12" --block 12 --seq 96
+demo_refused "block = 12" --block 12 --seq 96 --pattern local,strided
+demo_refused "strided pattern" --quick --pattern strided --stride 5
+demo_refused "fixed pattern" --quick --pattern fixed --verts 3
+demo_refused "multiple of 8" --quick --dim 12
+
 # ------------------------------------------------------------ help, version
 if "$BSA" --version >"$TMP/out" 2>&1 && grep -q "^bsa [0-9]*\.[0-9]*\.[0-9]" "$TMP/out" &&
     grep -q "backends:.*cpu" "$TMP/out"; then ok; else fail "--version: $(cat "$TMP/out")"; fi
@@ -349,6 +421,9 @@ fi
 # ------------------------------------------------------------ demo
 BACKEND=${BSA_TEST_BACKEND:-cpu}
 if "$BSA" demo --quick --backend "$BACKEND" >"$TMP/demo" 2>&1; then
+    if grep -q "^memory: estimate .* of .* available" "$TMP/demo"; then ok; else
+        fail "demo: no memory estimate in the header"
+    fi
     for p in all local strided fixed; do
         if grep -q "^$p .* ok$" "$TMP/demo"; then ok; else fail "demo: no passing row for $p"; fi
     done

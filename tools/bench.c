@@ -16,6 +16,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "bsa.h"
 #include "cli_device.h"
+#include "cli_mem.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "half.h"
@@ -137,6 +138,26 @@ static double sgemm_gflops(int n, int iters)
 #endif
 }
 
+/* The preset of bench pattern pat (0..3 the seed's, 5.. beyond; not 4). */
+static void bench_preset(const bench_cfg *c, int pat, bsa_preset *ps)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->pattern = pat >= 5 ? ext_patterns[pat - 5] : (bsa_pattern)pat;
+    ps->global_tokens = c->global;
+    ps->random_blocks = c->random;
+    ps->seed = 1;
+    ps->seq = c->seq;
+    ps->block = c->block;
+    ps->heads = c->heads;
+    ps->num_verts = c->verts;
+    ps->vertsize = c->vertsize;
+    ps->bidirectional = c->bidir;
+    ps->ctx = c->ctx > 0                   ? c->ctx
+              : pat == BSA_PATTERN_STRIDED ? c->seq / c->block
+              : pat >= 5                   ? 2 * c->block /* window radius */
+                                           : 4 * c->block;
+}
+
 static int make_layout(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_layout_t *lay)
 {
     if (pat == 4) {
@@ -164,21 +185,7 @@ static int make_layout(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_layou
         return st == BSA_SUCCESS ? 0 : cli_report("bench", "bsa_layout_create_dense", st);
     }
     bsa_preset ps;
-    memset(&ps, 0, sizeof ps);
-    ps.pattern = pat >= 5 ? ext_patterns[pat - 5] : (bsa_pattern)pat;
-    ps.global_tokens = c->global;
-    ps.random_blocks = c->random;
-    ps.seed = 1;
-    ps.seq = c->seq;
-    ps.block = c->block;
-    ps.heads = c->heads;
-    ps.num_verts = c->verts;
-    ps.vertsize = c->vertsize;
-    ps.bidirectional = c->bidir;
-    ps.ctx = c->ctx > 0                   ? c->ctx
-             : pat == BSA_PATTERN_STRIDED ? c->seq / c->block
-             : pat >= 5                   ? 2 * c->block /* window radius */
-                                          : 4 * c->block;
+    bench_preset(c, pat, &ps);
     bsa_status st = bsa_layout_create_preset(ctx, lay, &ps);
     return st == BSA_SUCCESS ? 0 : cli_report("bench", "bsa_layout_create_preset", st);
 }
@@ -204,6 +211,16 @@ static void *random_tensor(const bench_cfg *c, bsa_backend be, size_t n, cli_rng
     free(h);
     return d;
 }
+
+/* The memory budget of a run: what the estimate says it needs where the
+ * tensors live (host for the CPU backend, else the device), the host
+ * memory it needs beside them, and the limits; plan workspaces are added
+ * as the plans are made. */
+typedef struct mem_budget {
+    double need, limit;           /* where the tensors live */
+    double host_need, host_limit; /* GPU backends: the host side */
+    const char *where;
+} mem_budget;
 
 typedef struct bench_bufs {
     void *q, *k, *v, *o, *dout, *dq, *dk, *dv, *ws;
@@ -240,7 +257,7 @@ static void free_case(bsa_backend be, bench_case *k)
 }
 
 static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backend be, int rounds,
-                      bench_case *k)
+                      mem_budget *m, bench_case *k)
 {
     memset(k, 0, sizeof *k);
     k->pat = pat;
@@ -294,6 +311,17 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
     k->impl = "?";
     bsa_plan_implementation(k->plan, &k->impl);
     bsa_plan_workspace_size(k->plan, &k->wsb);
+    /* the workspace is known now, before the tensors are allocated */
+    m->need += (double)k->wsb;
+    if (m->limit > 0 && m->need > m->limit) {
+        char w[32];
+        cli_mem_format((double)k->wsb, w, sizeof w);
+        char detail[96];
+        snprintf(detail, sizeof detail, "with the %s workspace of the %s plan", w,
+                 pattern_names[pat]);
+        return cli_mem_refuse("bench", m->need, detail, m->limit, m->where,
+                              "reduce --seq, --batch, --heads, --dim or the patterns");
+    }
 
     size_t n = (size_t)bt * time * c->heads * c->dim;
     size_t nkv = (size_t)bt * time * kvh * c->dim;
@@ -354,6 +382,93 @@ static int time_pass(const bench_cfg *c, bsa_backend be, bench_case *k, int whic
     return CLI_EXIT_OK;
 }
 
+/* Time of the (packed) problem: seq, or the sum of the --varlen lengths. */
+static double bench_time(const bench_cfg *c)
+{
+    if (!c->varlen)
+        return c->seq;
+    double t = 0;
+    for (int i = 0; i < c->varlen; i++)
+        t += (double)(c->seq - (int64_t)i * c->seq / (2 * c->varlen));
+    return t;
+}
+
+/* Estimates a run's memory before anything large exists, prints it (text:
+ * stdout; --json: stderr) and refuses (CLI_EXIT_USAGE) what the machine
+ * cannot hold.  Per pattern: q, o, dout, dq [batch, time, heads, dim] and
+ * k, v, dk, dv [.., kv_heads, ..] in the dtype, lse in fp32 (setup_case
+ * allocates all of them for every pattern), and the layout tables
+ * (cli_layout_bytes); on the host besides: one tensor staged for upload,
+ * dense-random's seq/block squared block matrix and the SGEMM yardstick's
+ * three n x n matrices (freed again: the largest counts). */
+static int bench_memory(const bench_cfg *c, const int *pats, int n_pats, bsa_backend be,
+                        mem_budget *m)
+{
+    double es = c->dtype == BSA_DTYPE_F32 ? 4.0 : 2.0, time = bench_time(c);
+    double bt = c->varlen ? 1 : c->batch, kvh = c->kv_heads ? c->kv_heads : c->heads;
+    double n = bt * time * c->heads * c->dim, nkv = bt * time * kvh * c->dim;
+    double tensors = n_pats * (4.0 * (n + nkv) * es + 4.0 * bt * c->heads * time);
+    double layouts = 0, blocks = 0, scratch = (n > nkv ? n : nkv) * es;
+    for (int i = 0; i < n_pats; i++) {
+        bsa_preset ps;
+        double b, part = 0;
+        if (pats[i] == 4) { /* dense-random: the block matrix, ~density of it kept */
+            bench_preset(c, BSA_PATTERN_ALL, &ps);
+            double nb = c->seq / c->block;
+            b = nb + c->density * (c->bidir ? nb * nb : nb * (nb - 1) / 2);
+            if (nb * nb > scratch)
+                scratch = nb * nb;
+        } else {
+            bench_preset(c, pats[i], &ps);
+            b = cli_preset_blocks(&ps, &part);
+        }
+        blocks += b;
+        layouts += cli_layout_bytes(&ps, b, part);
+    }
+#ifdef BSA_WITH_DNNL
+    double gemm = 3.0 * 4.0 * c->sgemm_n * (double)c->sgemm_n;
+    if (be == BSA_BACKEND_CPU && gemm > scratch)
+        scratch = gemm;
+#endif
+    const char *host_src = "";
+    double host = cli_mem_available(&host_src);
+    memset(m, 0, sizeof *m);
+    if (be == BSA_BACKEND_CPU) {
+        m->need = tensors + layouts + scratch;
+        m->limit = host;
+        m->where = host_src;
+    } else {
+        m->need = tensors + layouts; /* the backend keeps a device copy of the tables */
+        m->where = "free device memory";
+        m->host_need = layouts + scratch;
+        m->host_limit = host;
+        if (cli_dev_mem_free(be, &m->limit) != 0)
+            m->limit = 0; /* unknown: not checked */
+    }
+    char a[32], b[32], t[32], l[32], s[32];
+    char detail[256];
+    snprintf(detail, sizeof detail, "tensors %s for %d pattern%s, layouts %s for ~%.3g blocks%s%s",
+             cli_mem_format(tensors, t, sizeof t), n_pats, n_pats > 1 ? "s" : "",
+             cli_mem_format(layouts, l, sizeof l), blocks,
+             be == BSA_BACKEND_CPU ? ", host scratch " : "",
+             be == BSA_BACKEND_CPU ? cli_mem_format(scratch, s, sizeof s) : "");
+    FILE *f = c->json ? stderr : stdout;
+    fprintf(f, "memory estimate: %s (%s; plan workspaces come on top) of %s available (%s)\n",
+            cli_mem_format(m->need, a, sizeof a), detail,
+            m->limit > 0 ? cli_mem_format(m->limit, b, sizeof b) : "?", m->where);
+    if (be != BSA_BACKEND_CPU)
+        fprintf(f, "host memory estimate: %s of %s available (%s)\n",
+                cli_mem_format(m->host_need, a, sizeof a), cli_mem_format(host, b, sizeof b),
+                host_src);
+    fflush(f);
+    static const char hint[] = "reduce --seq, --batch, --heads, --dim or the patterns";
+    int rc = cli_mem_refuse("bench", m->need, detail, m->limit, m->where, hint);
+    if (rc == CLI_EXIT_OK && be != BSA_BACKEND_CPU)
+        rc = cli_mem_refuse("bench", m->host_need, "host side: layouts and staging", m->host_limit,
+                            host_src, hint);
+    return rc;
+}
+
 static void usage(const cli_opt *opts, int n)
 {
     printf("usage: bsa bench [options]\n\n"
@@ -362,7 +477,10 @@ static void usage(const cli_opt *opts, int n)
            "shows its time and block count relative to the first pattern's.\n"
            "Block FLOP/s = 4*batch*heads*dim*(computed blocks*block^2) per second\n"
            "(x2.5 backward); useful FLOP/s counts kept elements only; peak RSS is\n"
-           "getrusage(RUSAGE_SELF).ru_maxrss of the whole process.\n\noptions:\n");
+           "getrusage(RUSAGE_SELF).ru_maxrss of the whole process.  The memory the run\n"
+           "needs is estimated first and printed (stderr with --json); a run that needs\n"
+           "more than is available (MemAvailable; free device memory on a GPU) is refused.\n"
+           "\noptions:\n");
     cli_print_options(stdout, opts, n);
 }
 
@@ -474,6 +592,11 @@ int bsa_cmd_bench(int argc, char **argv)
     if (c.threads > 0)
         omp_set_num_threads(c.threads); /* the SGEMM yardstick uses as many threads */
 #endif
+    mem_budget budget;
+    if (bench_memory(&c, pats, n_pats, be, &budget) != CLI_EXIT_OK) {
+        bsa_context_destroy(ctx);
+        return CLI_EXIT_USAGE;
+    }
     bench_case *cases = calloc((size_t)n_pats, sizeof *cases);
     double *gemm_r = calloc((size_t)c.rounds, sizeof(double));
     double *t = malloc((size_t)c.iters * sizeof(double));
@@ -482,7 +605,7 @@ int bsa_cmd_bench(int argc, char **argv)
     if (!cases || !gemm_r || !t || !tmp)
         rc = cli_report("bench", "allocation", BSA_ERROR_OUT_OF_MEMORY);
     for (; set < n_pats && rc == CLI_EXIT_OK; set++)
-        rc = setup_case(&c, pats[set], ctx, be, c.rounds, &cases[set]);
+        rc = setup_case(&c, pats[set], ctx, be, c.rounds, &budget, &cases[set]);
     /* Rounds interleave the patterns (and the SGEMM), so a change of load
      * on a shared machine hits all of them alike; ratios are taken within
      * a round, then the median over rounds is reported. */

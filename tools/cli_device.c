@@ -28,6 +28,7 @@
 #define gpuGetDevice cudaGetDevice
 #define gpuDeviceProp struct cudaDeviceProp
 #define gpuGetDeviceProperties cudaGetDeviceProperties
+#define gpuMemGetInfo cudaMemGetInfo
 #elif defined(BSA_WITH_HIP)
 #ifndef __HIP_PLATFORM_AMD__
 #define __HIP_PLATFORM_AMD__
@@ -47,6 +48,7 @@
 #define gpuGetDevice hipGetDevice
 #define gpuDeviceProp hipDeviceProp_t
 #define gpuGetDeviceProperties hipGetDeviceProperties
+#define gpuMemGetInfo hipMemGetInfo
 #endif
 
 #ifdef GPU_KIND
@@ -186,4 +188,21 @@ void cli_dev_name(bsa_backend backend, char *buf, size_t len)
 #else
     (void)backend;
 #endif
+}
+
+int cli_dev_mem_free(bsa_backend backend, double *bytes)
+{
+    *bytes = 0;
+    if (backend == BSA_BACKEND_CPU || backend == BSA_BACKEND_AUTO)
+        return -1;
+#ifdef GPU_KIND
+    if (backend == GPU_KIND) {
+        size_t free_b = 0, total_b = 0;
+        if (gpuMemGetInfo(&free_b, &total_b) != gpuSuccess)
+            return -1;
+        *bytes = (double)free_b;
+        return 0;
+    }
+#endif
+    return -1;
 }

@@ -30,6 +30,10 @@ int cli_dev_download(bsa_backend backend, void *dst, const void *src, size_t byt
 /* Waits for all work queued on the device (the NULL stream). */
 int cli_dev_sync(bsa_backend backend);
 
+/* Free memory of the selected device of a GPU backend (cudaMemGetInfo /
+ * hipMemGetInfo): 0 and *bytes, or -1 (the CPU, or not reachable). */
+int cli_dev_mem_free(bsa_backend backend, double *bytes);
+
 /* A short device description for reports, e.g. "NVIDIA H100 80GB HBM3". */
 void cli_dev_name(bsa_backend backend, char *buf, size_t len);
 

@@ -6,6 +6,7 @@
  */
 #include "bsa.h"
 #include "cli_device.h"
+#include "cli_mem.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "dense_ref.h"
@@ -201,14 +202,8 @@ static int timed(const demo_cfg *c, bsa_plan_t plan, int backward, const bsa_fwd
     return 0;
 }
 
-static int run_pattern(const demo_cfg *c, bsa_context_t ctx, demo_data *d, int pi, result *res)
+static bsa_preset demo_preset(const demo_cfg *c, int pi)
 {
-    int rc = -1;
-    bsa_layout_t lay = NULL;
-    bsa_plan_t plan = NULL;
-    uint8_t *masks = NULL;
-    void *ws = NULL;
-    bsa_status st;
     const int ctx_len[] = {0, c->local_ctx, c->stride, c->window};
     bsa_preset pr = {.pattern = pattern_values[pi],
                      .seq = c->seq,
@@ -218,6 +213,29 @@ static int run_pattern(const demo_cfg *c, bsa_context_t ctx, demo_data *d, int p
                      .num_verts = c->verts,
                      .vertsize = c->vertsize,
                      .bidirectional = c->bidir};
+    return pr;
+}
+
+static bsa_attn_desc demo_desc(const demo_cfg *c)
+{
+    bsa_attn_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.dtype = c->dtype;
+    desc.q = desc.k = desc.v = desc.o = bsa_tensor_bthd(c->batch, c->seq, c->heads, c->dim);
+    desc.scale = 0.0f; /* 1/sqrt(dim) */
+    desc.flags = c->force_reference ? BSA_PLAN_FORCE_REFERENCE : BSA_PLAN_DEFAULT;
+    return desc;
+}
+
+static int run_pattern(const demo_cfg *c, bsa_context_t ctx, demo_data *d, int pi, result *res)
+{
+    int rc = -1;
+    bsa_layout_t lay = NULL;
+    bsa_plan_t plan = NULL;
+    uint8_t *masks = NULL;
+    void *ws = NULL;
+    bsa_status st;
+    bsa_preset pr = demo_preset(c, pi);
     memset(res, 0, sizeof *res);
     res->impl = "-";
 
@@ -248,12 +266,7 @@ static int run_pattern(const demo_cfg *c, bsa_context_t ctx, demo_data *d, int p
     res->fwd_flops = 4.0 * c->batch * c->dim * (double)c->block * c->block * (double)res->blocks;
     res->bwd_flops = 2.5 * res->fwd_flops;
 
-    bsa_attn_desc desc;
-    memset(&desc, 0, sizeof desc);
-    desc.dtype = c->dtype;
-    desc.q = desc.k = desc.v = desc.o = bsa_tensor_bthd(c->batch, c->seq, c->heads, c->dim);
-    desc.scale = 0.0f; /* 1/sqrt(dim) */
-    desc.flags = c->force_reference ? BSA_PLAN_FORCE_REFERENCE : BSA_PLAN_DEFAULT;
+    bsa_attn_desc desc = demo_desc(c);
     if ((st = bsa_plan_create(ctx, &plan, &desc, lay)) != BSA_SUCCESS) {
         cli_report(cmd, "bsa_plan_create", st);
         goto done;
@@ -419,6 +432,90 @@ oom:
     return -1;
 }
 
+/* ------------------------------------------------------------ checks */
+
+/* Every requested pattern's layout and plan, made and dropped once before
+ * anything else: a combination of options the library refuses is reported
+ * here, once, as a bad command line (exit 2), not once per pattern after
+ * the header.  Runs after demo_memory, which keeps it from building a
+ * layout the machine cannot hold. */
+static int validate(const demo_cfg *c, bsa_context_t ctx, unsigned which)
+{
+    for (int pi = 0; pi < N_PATTERNS; pi++) {
+        if (!(which & (1u << pi)))
+            continue;
+        bsa_preset pr = demo_preset(c, pi);
+        bsa_attn_desc desc = demo_desc(c);
+        bsa_layout_t lay = NULL;
+        bsa_plan_t plan = NULL;
+        bsa_status st = bsa_layout_create_preset(ctx, &lay, &pr);
+        if (st == BSA_SUCCESS)
+            st = bsa_plan_create(ctx, &plan, &desc, lay);
+        if (plan)
+            bsa_plan_destroy(plan);
+        if (lay)
+            bsa_layout_destroy(lay);
+        if (st != BSA_SUCCESS) {
+            /* the library's message names the function and the field */
+            char where[64];
+            snprintf(where, sizeof where, "the %s pattern with these options", pattern_names[pi]);
+            cli_report(cmd, where, st);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return CLI_EXIT_OK;
+}
+
+/* The run's memory before anything large exists: make_data's host copies
+ * (the inputs and five downloads in the dtype, eight double tensors, the
+ * lse) and its nine tensors where the backend keeps them; per pattern (one
+ * at a time: the largest counts) the element masks of every layout head
+ * (seq^2 bytes each), the layout tables and the reference's rows.  Prints
+ * the estimate into line (for the header) and refuses (CLI_EXIT_USAGE,
+ * on stderr) what does not fit. */
+static int demo_memory(const demo_cfg *c, unsigned which, char *line, size_t len)
+{
+    double es = (double)dtype_size(c->dtype);
+    double elems = (double)c->batch * c->seq * c->heads * c->dim;
+    double lse = (double)c->batch * c->heads * c->seq;
+    double host =
+        9.0 * elems * es + 8.0 * elems * 8.0 + (elems > lse ? elems : lse) * 8.0 + lse * 12.0;
+    double tensors = 8.0 * elems * es + 4.0 * lse;
+    double pattern = 0, layout = 0;
+    for (int pi = 0; pi < N_PATTERNS; pi++) {
+        if (!(which & (1u << pi)))
+            continue;
+        bsa_preset pr = demo_preset(c, pi);
+        double partial = 0, blocks = cli_preset_blocks(&pr, &partial);
+        double tables = cli_layout_bytes(&pr, blocks, partial);
+        double masks = (double)cli_preset_layout_heads(&pr) * c->seq * (double)c->seq;
+        if (masks + tables + 16.0 * c->seq > pattern)
+            pattern = masks + tables + 16.0 * c->seq;
+        if (tables > layout)
+            layout = tables;
+    }
+    const char *src = "";
+    double avail = cli_mem_available(&src), need = host + pattern;
+    double dev_need = 0, dev_avail = 0;
+    if (c->backend == BSA_BACKEND_CPU)
+        need += tensors;
+    else if (cli_dev_mem_free(c->backend, &dev_avail) == 0)
+        dev_need = tensors + layout;
+    char a[32], b[32], t[32], p[32], detail[160];
+    snprintf(detail, sizeof detail, "tensors %s, host copies and reference %s, masks and layout %s",
+             cli_mem_format(tensors, t, sizeof t), cli_mem_format(host, a, sizeof a),
+             cli_mem_format(pattern, p, sizeof p));
+    snprintf(line, len, "memory: estimate %s (%s) of %s available (%s)",
+             cli_mem_format(need, a, sizeof a), detail,
+             avail > 0 ? cli_mem_format(avail, b, sizeof b) : "?", src);
+    static const char hint[] = "reduce --batch, --heads, --seq or --dim";
+    int rc = cli_mem_refuse(cmd, need, detail, avail, src, hint);
+    if (rc == CLI_EXIT_OK && dev_need > 0)
+        rc = cli_mem_refuse(cmd, dev_need, "tensors and layout on the device", dev_avail,
+                            "free device memory", hint);
+    return rc;
+}
+
 static void usage(FILE *f, const cli_opt *opts, int n)
 {
     fprintf(f, "usage: bsa demo [options]\n"
@@ -521,6 +618,10 @@ int bsa_cmd_demo(int argc, char **argv)
                 c.seq);
         return CLI_EXIT_USAGE;
     }
+    if (c.seq % c.block) {
+        fprintf(stderr, "bsa %s: --seq %d is not a multiple of --block %d\n", cmd, c.seq, c.block);
+        return CLI_EXIT_USAGE;
+    }
 
     bsa_context_t ctx = NULL;
     bsa_context_params cp = {
@@ -538,7 +639,12 @@ int bsa_cmd_demo(int argc, char **argv)
     int rc = CLI_EXIT_FAIL;
     demo_data d;
     memset(&d, 0, sizeof d);
-    if (cli_dev_select(c.backend, device) != 0 || make_data(&c, &d, seed) != 0)
+    if (cli_dev_select(c.backend, device) != 0)
+        goto done;
+    /* Every argument is checked before the header: one message, exit 2. */
+    char mem_line[512];
+    if ((rc = demo_memory(&c, which, mem_line, sizeof mem_line)) != CLI_EXIT_OK ||
+        (rc = validate(&c, ctx, which)) != CLI_EXIT_OK)
         goto done;
 
     char dev_name[256];
@@ -550,6 +656,11 @@ int bsa_cmd_demo(int argc, char **argv)
            c.bidir ? "bidirectional" : "causal", seed);
     printf("patterns: local L=%d, strided L=%d, fixed L=%d verts=%d vertsize=%d\n", c.local_ctx,
            c.stride, c.window, c.verts, c.vertsize);
+    printf("%s\n", mem_line);
+    fflush(stdout);
+    rc = CLI_EXIT_FAIL;
+    if (make_data(&c, &d, seed) != 0)
+        goto done;
     const tolerance *tol = &tolerances[c.dtype];
     printf("oracle: dense attention in double precision over bsa_layout_element_mask; "
            "limits: out rel %.0e, grad rel %.0e, lse %.0e\n\n",

@@ -4,6 +4,7 @@
  * undone), so the picture is what attention sees, not the block storage.
  */
 #include "bsa.h"
+#include "cli_mem.h"
 #include "cli_util.h"
 #include "commands.h"
 #include "png_write.h"
@@ -137,6 +138,9 @@ static void usage(FILE *f, const cli_opt *opts, int n)
     fprintf(f, "usage: bsa layout --pattern P --seq N [--block B] [--ctx L] [options]\n"
                "Shows the element mask of a preset pattern: one line per query, '1' where\n"
                "the key is kept (text), a picture (png, kept = dark), or its numbers (info).\n"
+               "The memory the layout (and mask) will take is estimated first and printed to\n"
+               "stderr (always for info, else from 1 GiB); a run that needs more than the\n"
+               "machine has available (MemAvailable) is refused.\n"
                "\noptions:\n");
     cli_print_options(f, opts, n);
 }
@@ -253,6 +257,29 @@ int bsa_cmd_layout(int argc, char **argv)
                          .seed = (uint64_t)seed,
                          .doc_lengths = n_docs ? doc_len : NULL,
                          .num_docs = n_docs};
+    /* Before anything large exists: the layout tables (the preset's kept
+     * blocks, from its closed form) and, for text and png, the element
+     * mask and a row of output. */
+    double partial = 0, blocks = cli_preset_blocks(&preset, &partial);
+    double tables = cli_layout_bytes(&preset, blocks, partial);
+    double mask_bytes = fi == FMT_INFO ? 0 : (double)seq * seq + (double)seq * scale + seq + 1;
+    const char *src = "";
+    double avail = cli_mem_available(&src);
+    char need_s[32], tab_s[32], mask_s[32], avail_s[32], detail[160];
+    snprintf(detail, sizeof detail, "layout tables %s for ~%.3g kept blocks%s%s",
+             cli_mem_format(tables, tab_s, sizeof tab_s), blocks,
+             mask_bytes > 0 ? ", element mask " : "",
+             mask_bytes > 0 ? cli_mem_format(mask_bytes, mask_s, sizeof mask_s) : "");
+    if ((rc = cli_mem_refuse(cmd, tables + mask_bytes, detail, avail, src,
+                             "reduce --seq or --heads, or raise --block")) != CLI_EXIT_OK)
+        goto done;
+    /* --format info is where large layouts are asked for; text and png
+     * (seq <= 16384) mention it only when it is large */
+    if (fi == FMT_INFO || tables + mask_bytes >= 1073741824.0)
+        fprintf(stderr, "bsa %s: memory estimate %s (%s) of %s available (%s)\n", cmd,
+                cli_mem_format(tables + mask_bytes, need_s, sizeof need_s), detail,
+                avail > 0 ? cli_mem_format(avail, avail_s, sizeof avail_s) : "?", src);
+    rc = CLI_EXIT_FAIL;
     st = bsa_layout_create_preset(ctx, &lay, &preset);
     if (st != BSA_SUCCESS) {
         cli_report(cmd, "bsa_layout_create_preset", st);

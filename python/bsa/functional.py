@@ -21,6 +21,7 @@ The index arrays are int32 on the tensors' device (converted if needed).
 """
 
 import ctypes
+import operator
 
 try:
     import numpy as np
@@ -29,6 +30,7 @@ except ImportError:  # torch-only use needs no numpy
 
 from . import _core, _lib
 from ._lib import call
+from .layout import Layout
 
 _DTYPE_NAMES = {_lib.DTYPE_F32: "float32", _lib.DTYPE_F16: "float16", _lib.DTYPE_BF16: "bfloat16"}
 
@@ -160,8 +162,20 @@ class NumpyOps:
         return np.lib.stride_tricks.as_strided(buf, shape=shape, strides=st)
 
     @staticmethod
-    def int32_array(x, like):
-        return np.ascontiguousarray(np.asarray(x), dtype=np.int32)
+    def int32_array(x, like, name):
+        try:
+            a = np.asarray(x)
+        except (TypeError, ValueError) as e:  # ragged lists and such
+            raise TypeError(f"{name} must be a 1-D array or list of integers: {e}") from None
+        if a.size == 0 and not isinstance(x, np.ndarray):
+            a = a.astype(np.int32)  # [] is float64 to numpy; its length is checked later
+        check_index_array(name, a.dtype.kind in "iu", a.dtype, a.shape)
+        if a.size and (int(a.min()) < -(2**31) or int(a.max()) > 2**31 - 1):
+            raise ValueError(
+                f"{name} holds values outside int32 ({int(a.min())}..{int(a.max())}); "
+                f"the library takes int32"
+            )
+        return np.ascontiguousarray(a, dtype=np.int32)
 
     @staticmethod
     def copy_into(dst, src):
@@ -205,6 +219,8 @@ class Prepared:
 
 def _prepare(ops, tensors, names, order, heads, layout, kv_heads=None):
     """kv_heads: heads of the 3-D k and v (tensors 1 and 2); default heads."""
+    heads, kv_heads = check_args(layout, heads, kv_heads)
+    given = heads
     if heads is None and layout.heads > 1:
         heads = layout.heads
     per = [kv_heads if kv_heads and i in (1, 2) else heads for i in range(len(tensors))]
@@ -218,7 +234,57 @@ def _prepare(ops, tensors, names, order, heads, layout, kv_heads=None):
             )
         if ops.device(t) != dev:
             raise ValueError(f"{n} is on {ops.device(t)}, {names[0]} on {dev}: use one device")
-    return dtype, [Prepared(ops, t, order, hh, n) for t, n, hh in zip(tensors, names, per)]
+    prepared = [Prepared(ops, t, order, hh, n) for t, n, hh in zip(tensors, names, per)]
+    # heads= / kv_heads= given with 4-D tensors must agree with them (3-D
+    # tensors take their head count from these arguments)
+    for i, (p, t, n) in enumerate(zip(prepared, tensors, names)):
+        want, what = (kv_heads, "kv_heads") if i in (1, 2) else (given, "heads")
+        if want is not None and len(t.shape) == 4 and p.dims[1] != want:
+            raise ValueError(f"{what}={want} but the 4-D {n} has {p.dims[1]} heads")
+    return dtype, prepared
+
+
+def check_index_array(name, is_integer, dtype, shape):
+    """key_lengths / cu_seqlens_*: a 1-D array of integers (checked before
+    the int32 conversion, which would truncate floats and accept bools)."""
+    if not is_integer:
+        raise TypeError(
+            f"{name} must hold integers (an int32 or int64 array or a list of ints), "
+            f"got dtype {dtype}"
+        )
+    if len(shape) != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(shape)}")
+
+
+def check_int(name, value, minimum=1):
+    """An integer argument: int, or a numpy / torch integer scalar; never a
+    bool, float or str (a float would silently become a float head count)."""
+    if isinstance(value, bool) or (np is not None and isinstance(value, np.bool_)):
+        raise TypeError(f"{name} must be an int, got bool {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
+    if v < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {v}")
+    return v
+
+
+def check_layout(layout):
+    if not isinstance(layout, Layout):
+        raise TypeError(
+            f"layout must be a bsa.Layout (Layout.preset, Layout.from_blocks or "
+            f"Layout.from_callback), got {type(layout).__name__}"
+        )
+
+
+def check_args(layout, heads, kv_heads=None):
+    """The Python-side arguments of every call, checked before the library
+    sees any of them; returns (heads, kv_heads) as ints or None."""
+    check_layout(layout)
+    heads = None if heads is None else check_int("heads", heads)
+    kv_heads = None if kv_heads is None else check_int("kv_heads", kv_heads)
+    return heads, kv_heads
 
 
 class Extras:
@@ -231,20 +297,37 @@ class Extras:
     def __init__(self, ops, like, kv_heads=None, key_lengths=None, cu_q=None, cu_k=None):
         if (cu_q is None) != (cu_k is None):
             raise ValueError("cu_seqlens_q and cu_seqlens_k go together (packed sequences)")
-        self.kv_heads = kv_heads
-        self.key_lengths = None if key_lengths is None else ops.int32_array(key_lengths, like)
-        self.cu_q = None if cu_q is None else ops.int32_array(cu_q, like)
-        self.cu_k = None if cu_k is None else ops.int32_array(cu_k, like)
+        self.kv_heads = None if kv_heads is None else check_int("kv_heads", kv_heads)
+        self.key_lengths = None
+        if key_lengths is not None:
+            self.key_lengths = ops.int32_array(key_lengths, like, "key_lengths")
+        self.cu_q = None if cu_q is None else ops.int32_array(cu_q, like, "cu_seqlens_q")
+        self.cu_k = None if cu_k is None else ops.int32_array(cu_k, like, "cu_seqlens_k")
         self.num_seqs = 0
         if self.cu_q is not None:
-            if len(self.cu_q.shape) != 1 or len(self.cu_k.shape) != 1:
-                raise ValueError("cu_seqlens_q / cu_seqlens_k must be 1-D")
             if self.cu_q.shape[0] != self.cu_k.shape[0] or self.cu_q.shape[0] < 2:
                 raise ValueError(
-                    f"cu_seqlens_q has {self.cu_q.shape[0]} offsets, cu_seqlens_k "
-                    f"{self.cu_k.shape[0]}: both need num_seqs + 1 >= 2"
+                    f"cu_seqlens_q has {self.cu_q.shape[0]} offsets and cu_seqlens_k "
+                    f"{self.cu_k.shape[0]}: both must have num_seqs + 1 (>= 2) entries"
                 )
             self.num_seqs = int(self.cu_q.shape[0]) - 1
+
+    def check(self, batch):
+        """The array lengths against the tensors' batch, before the library
+        reads them (it reads batch, or num_seqs, key lengths: a shorter
+        array would be read past its end)."""
+        if self.key_lengths is None:
+            return
+        n = int(self.key_lengths.shape[0])
+        if self.num_seqs and n != self.num_seqs:
+            raise ValueError(
+                f"key_lengths has {n} entries; with packed sequences it needs one per "
+                f"sequence: num_seqs = {self.num_seqs} (len(cu_seqlens_q) - 1)"
+            )
+        if not self.num_seqs and n != batch:
+            raise ValueError(
+                f"key_lengths has {n} entries; it needs one per batch entry: batch = {batch}"
+            )
 
     def flags(self):
         """The plan flags the call's features need."""
@@ -303,6 +386,8 @@ def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", fla
     lse [batch, heads, seq_q] fp32)."""
     kvh = extras.kv_heads if extras else None
     dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout, kvh)
+    if extras:
+        extras.check(pq.dims[0])
     o = ops.empty(_o_shape(q, pq, pv), pq.x)
     po = Prepared(ops, o, order, pq.dims[1] if len(o.shape) == 3 else None, "o")
     b, h, t, _ = pq.dims
@@ -327,6 +412,8 @@ def backward_impl(
         ops, [q, k, v, o, dout], ["q", "k", "v", "o", "dout"], order, heads, layout, kvh
     )
     flags |= extras.flags() if extras else 0
+    if extras:
+        extras.check(pq.dims[0])
     if tuple(pd.dims) != tuple(po.dims):
         raise ValueError(f"dout has shape {tuple(dout.shape)}, o has {tuple(o.shape)}")
     if pd.strides != po.strides:  # the library reads dout with o's strides

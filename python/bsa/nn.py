@@ -4,7 +4,7 @@ import math
 
 from torch import nn
 
-from .functional import attention
+from .functional import attention, check_int, check_layout
 from .layout import Layout
 
 
@@ -33,6 +33,9 @@ class SparseAttention(nn.Module):
         bias=True,
     ):
         super().__init__()
+        embed_dim, heads = check_int("embed_dim", embed_dim), check_int("heads", heads)
+        if layout is not None:
+            check_layout(layout)
         if embed_dim % heads:
             raise ValueError(f"embed_dim {embed_dim} must be a multiple of heads {heads}")
         self.embed_dim, self.heads = embed_dim, heads

@@ -60,9 +60,24 @@ class TorchOps:
         return x.fill_(float("nan")) if _attention.POISON else x
 
     @staticmethod
-    def int32_array(x, like):
+    def int32_array(x, like, name):
         # the library reads key lengths / offsets where the tensors are
-        return torch.as_tensor(x, dtype=torch.int32, device=like.device).contiguous()
+        try:
+            t = torch.as_tensor(x)  # keeps the dtype (and device) it has, to check it
+        except (TypeError, ValueError, RuntimeError) as e:  # strings, ragged lists
+            raise TypeError(f"{name} must be a 1-D array or list of integers: {e}") from None
+        if t.numel() == 0 and not isinstance(x, torch.Tensor):
+            t = t.to(torch.int32)  # [] is float32 to torch; its length is checked later
+        d = t.dtype
+        integer = not (d.is_floating_point or d.is_complex or d == torch.bool)
+        _attention.check_index_array(name, integer, str(d).replace("torch.", ""), tuple(t.shape))
+        if t.device.type == "cpu" and t.numel():  # device arrays: no sync to check
+            lo, hi = int(t.min()), int(t.max())
+            if lo < -(2**31) or hi > 2**31 - 1:
+                raise ValueError(
+                    f"{name} holds values outside int32 ({lo}..{hi}); the library takes int32"
+                )
+        return t.to(device=like.device, dtype=torch.int32).contiguous()
 
     @staticmethod
     def copy_into(dst, src):
