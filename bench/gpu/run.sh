@@ -45,7 +45,7 @@ nvcc --version | tail -2
 base_pid=
 if has bench && [ -n "${BASE:-}" ] && [ -d "$BASE" ]; then
     # the earlier version's bench, built beside this one's
-    (cmake -S "$BASE" -B build-base -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" \
+    (cmake -S "$BASE" -B build-base -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" -DBSA_BUILD_TESTS=OFF \
         -DCMAKE_BUILD_TYPE=Release && cmake --build build-base -j "$(nproc)" \
         --target bsa_gpu_bench) >"$OUT/build_base.log" 2>&1 &
     base_pid=$!
@@ -96,13 +96,16 @@ if has bench; then
         : >"$OUT/bsa_bench_base.jsonl"
     fi
     # REPS runs, alternating with the base version's: medians in summarize.py
+    # (the order swaps every run, so that neither version always runs first)
+    base_run() {
+        [ "$base_ok" = 1 ] && ./build-base/bsa_gpu_bench ${BENCH_ARGS:-} \
+            >>"$OUT/bsa_bench_base.jsonl" 2>>"$OUT/bsa_bench.err"
+    }
     for rep in $(seq "${REPS:-3}"); do
+        [ $((rep % 2)) = 0 ] && base_run
         "./$BUILD/bsa_gpu_bench" ${BENCH_ARGS:-} >>"$OUT/bsa_bench.jsonl" 2>>"$OUT/bsa_bench.err"
         rc=$?
-        if [ "$base_ok" = 1 ]; then
-            ./build-base/bsa_gpu_bench ${BENCH_ARGS:-} >>"$OUT/bsa_bench_base.jsonl" \
-                2>>"$OUT/bsa_bench.err"
-        fi
+        [ $((rep % 2)) = 1 ] && base_run
         note "bsa_gpu_bench run $rep: rc=$rc"
     done
     note "bsa_gpu_bench: $(wc -l <"$OUT/bsa_bench.jsonl") rows, base $(wc -l <"$OUT/bsa_bench_base.jsonl" 2>/dev/null) rows"
