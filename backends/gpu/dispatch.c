@@ -87,6 +87,22 @@ static int prefers_gather(const bsa_gpu_problem *pb, int bwd)
     return gather_pays(&pb->lay) && !(bwd && gathered_groups(pb, 1));
 }
 
+/* Whether a tile entry on natural (gather = 0) or gathered key tiles takes
+ * the pass: the tables exist and can serve it, and (unless forced) they
+ * are the form that pays. */
+static const char *key_tiles(const bsa_gpu_problem *pb, int bwd, int forced, int gather)
+{
+    const char *r;
+    if (gather && !pb->lay.gathered)
+        return "the layout has no gathered key tiles (blocks of 64 or more, or chunk-local)";
+    if (bwd && (r = gathered_groups(pb, gather)))
+        return r;
+    if (!forced && gather != prefers_gather(pb, bwd))
+        return gather ? "gathered key tiles do not cut the tile pairs by 20%"
+                      : "gathered key tiles cut the tile pairs by 20% or more";
+    return NULL;
+}
+
 /* The shared-memory check of every kernel a pass runs. */
 static const char *fits(const bsa_gpu_pass_plan *pp, const bsa_gpu_problem *pb,
                         const bsa_gpu_profile *pf, char *why, size_t n)
@@ -262,13 +278,8 @@ static const char *wgmma_tiles(const bsa_gpu_problem *pb, const bsa_gpu_profile 
         return r;
     if (pb->dpad != 64 && pb->dpad != 128)
         return "the wgmma kernels take head dims 33..128";
-    if (gather && !l->gathered)
-        return "the layout has no gathered key tiles (blocks of 64 or more, or chunk-local)";
-    if (bwd && (r = gathered_groups(pb, gather)))
+    if ((r = key_tiles(pb, bwd, forced, gather)))
         return r;
-    if (!forced && gather != prefers_gather(pb, bwd))
-        return gather ? "gathered key tiles do not cut the tile pairs by 20%"
-                      : "gathered key tiles cut the tile pairs by 20% or more";
     pp->gather = gather;
     const double eff = l->pair_eff[gather], ceff = l->col_pair_eff[gather];
     if (!bwd) {
@@ -323,13 +334,8 @@ static const char *tiles(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, i
             return bwd ? "the tile backward's tiles fill 64 KB of LDS above head dim 64"
                        : "the tile forward's tiles fill 64 KB of LDS above head dim 128";
     }
-    if (gather && !l->gathered)
-        return "the layout has no gathered key tiles (blocks of 64 or more, or chunk-local)";
-    if (bwd && (r = gathered_groups(pb, gather)))
+    if ((r = key_tiles(pb, bwd, forced, gather)))
         return r;
-    if (!forced && gather != prefers_gather(pb, bwd))
-        return gather ? "gathered key tiles do not cut the tile pairs by 20%"
-                      : "gathered key tiles cut the tile pairs by 20% or more";
     pp->gather = gather;
     if (!bwd) {
         /* the 128-row forward halves the shared-memory reads per product
