@@ -320,7 +320,15 @@ typedef struct bsa_bwd_args {
     int num_seqs;
 } bsa_bwd_args;
 
-/* stream: cudaStream_t / hipStream_t for GPU backends, NULL on the CPU. */
+/* stream: cudaStream_t / hipStream_t for GPU backends, NULL on the CPU.
+ * Aliasing: an output (o and lse of the forward; dq, dk, dv of the
+ * backward) shares no byte with an input (q, k, v, and o, lse, dout of
+ * the backward) nor with another output, and the strides of q, k, v, o
+ * (which the gradients share) give every element its own memory (checked
+ * at plan creation).  Inputs may overlap each other freely, and views of
+ * one buffer with the same shape and strides (a fused qkv tensor and its
+ * fused gradient) are told apart exactly; a call that breaks the rule
+ * fails with BSA_ERROR_INVALID_ARGUMENT naming both tensors. */
 BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *workspace,
                                size_t workspace_bytes, void *stream);
 BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void *workspace,

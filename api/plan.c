@@ -1,6 +1,7 @@
 /* Plans: shapes, dtype and layout validated and bound once (FFTW's lesson),
  * then executed many times on new pointers. */
 #include "internal.h"
+#include "overlap.h"
 #include "../backends/backend.h"
 
 #include <math.h>
@@ -90,6 +91,14 @@ static bsa_status validate(bsa_context_t ctx, const bsa_attn_desc *d, bsa_layout
         (st = same_dims(&d->q, &d->o, "q", "o", 0x7)) ||
         (st = same_dims(&d->v, &d->o, "v", "o", 0x8)))
         return st;
+    /* o, and the gradients that share q's, k's and v's strides, are
+     * written: two of their elements may not share memory */
+    for (int i = 0; i < 4; i++)
+        if (bsa_strides_self_overlap(t[i]->dims, t[i]->strides, 4))
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "bsa_plan_create: desc->%s's strides make different elements share "
+                            "memory (o, dq, dk, dv are written through these strides)",
+                            tensor_names[i]);
     const char *bname = ctx->impl->name;
     unsigned feat = ctx->impl->features;
     int64_t heads = d->q.dims[1], kv_heads = d->k.dims[1];
@@ -378,6 +387,51 @@ static bsa_status check_extras(bsa_plan_t plan, const char *fn, const int32_t *k
     return BSA_SUCCESS;
 }
 
+/* The memory of tensor i (0..3: q, k, v, o; their gradients share it)
+ * at base, and of the lse. */
+static bsa_span span_of(const bsa_shape *s, int i, const void *base)
+{
+    const int64_t *st[4] = {s->q_stride, s->k_stride, s->v_stride, s->o_stride};
+    const int64_t es = s->dtype == BSA_DTYPE_F32 ? 4 : 2;
+    bsa_span r = {base, es, 4, {0}, {0}};
+    r.dims[0] = s->batch;
+    r.dims[1] = i == 1 || i == 2 ? s->kv_heads : s->heads;
+    r.dims[2] = i == 1 || i == 2 ? s->seq_k : s->seq_q;
+    r.dims[3] = i == 0 || i == 1 ? s->head_dim : s->v_dim;
+    for (int k = 0; k < 4; k++)
+        r.strides[k] = st[i][k] * es;
+    return r;
+}
+
+static bsa_span lse_span(const bsa_shape *s, const void *base)
+{
+    bsa_span r = {base, 4, 1, {s->batch * s->heads * s->seq_q}, {4}};
+    return r;
+}
+
+/* Outputs overlap no input and no other output (bsa.h): outs[0..n_out)
+ * against every later output and every input. */
+static bsa_status check_aliasing(const char *fn, const bsa_span *outs, const char *const *out_names,
+                                 int n_out, const bsa_span *ins, const char *const *in_names,
+                                 int n_in)
+{
+    for (int i = 0; i < n_out; i++) {
+        for (int j = i + 1; j < n_out; j++)
+            if (bsa_spans_overlap(&outs[i], &outs[j]))
+                return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                "%s: args->%s and args->%s share memory: outputs may not overlap "
+                                "inputs, other outputs or themselves",
+                                fn, out_names[i], out_names[j]);
+        for (int j = 0; j < n_in; j++)
+            if (bsa_spans_overlap(&outs[i], &ins[j]))
+                return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                "%s: args->%s shares memory with args->%s: outputs may not "
+                                "overlap inputs, other outputs or themselves",
+                                fn, out_names[i], in_names[j]);
+    }
+    return BSA_SUCCESS;
+}
+
 BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *workspace,
                                size_t workspace_bytes, void *stream)
 {
@@ -395,6 +449,13 @@ BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
     if (st != BSA_SUCCESS)
         return st;
     if ((st = check_workspace(plan, "bsa_forward", workspace, workspace_bytes)) != BSA_SUCCESS)
+        return st;
+    const bsa_shape *sh = &plan->shape;
+    const bsa_span fout[2] = {span_of(sh, 3, args->o), lse_span(sh, args->lse)};
+    const bsa_span fin[3] = {span_of(sh, 0, args->q), span_of(sh, 1, args->k),
+                             span_of(sh, 2, args->v)};
+    static const char *const fout_names[2] = {"o", "lse"};
+    if ((st = check_aliasing("bsa_forward", fout, fout_names, 2, fin, fnames, 3)) != BSA_SUCCESS)
         return st;
     if ((st = check_extras(plan, "bsa_forward", args->key_lengths, args->cu_seqlens_q,
                            args->cu_seqlens_k, args->num_seqs)) != BSA_SUCCESS)
@@ -421,6 +482,17 @@ BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void 
     if (st != BSA_SUCCESS)
         return st;
     if ((st = check_workspace(plan, "bsa_backward", workspace, workspace_bytes)) != BSA_SUCCESS)
+        return st;
+    const bsa_shape *sh = &plan->shape;
+    const bsa_span bout[3] = {span_of(sh, 0, args->dq), span_of(sh, 1, args->dk),
+                              span_of(sh, 2, args->dv)};
+    const bsa_span bin[6] = {span_of(sh, 0, args->q), span_of(sh, 1, args->k),
+                             span_of(sh, 2, args->v), span_of(sh, 3, args->o),
+                             lse_span(sh, args->lse), span_of(sh, 3, args->dout)};
+    static const char *const bout_names[3] = {"dq", "dk", "dv"};
+    static const char *const bin_names[6] = {"q", "k", "v", "o", "lse", "dout"};
+    if ((st = check_aliasing("bsa_backward", bout, bout_names, 3, bin, bin_names, 6)) !=
+        BSA_SUCCESS)
         return st;
     if ((st = check_extras(plan, "bsa_backward", args->key_lengths, args->cu_seqlens_q,
                            args->cu_seqlens_k, args->num_seqs)) != BSA_SUCCESS)

@@ -1078,6 +1078,111 @@ static void test_destroy_order(void **state)
     fixture_free(&f); /* plan, layout, context: in order, each succeeds */
 }
 
+/* The aliasing rule (bsa.h): outputs overlap no input, no other output
+ * and not themselves; interleaved views of one fused buffer are fine. */
+static void test_aliasing(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f, BSA_DTYPE_F32);
+    ac_problem *p = &f.p;
+    /* o = q (in place) */
+    bsa_fwd_args a = {p->q.data, p->k.data, p->v.data, p->q.data, p->lse};
+    snap sq = take(p->q.data, tbytes(&p->q));
+    expect_status(bsa_forward(f.plan, &a, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, "forward",
+                  "args->o shares memory with args->q");
+    expect_untouched(&sq, "q");
+    /* the lse inside o */
+    bsa_fwd_args b = {p->q.data, p->k.data, p->v.data, p->o.data, (float *)p->o.data + 8};
+    expect_status(bsa_forward(f.plan, &b, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, "forward",
+                  "lse");
+    /* dk overlapping dv by one element, dq = dout */
+    expect_ok(ac_forward(f.plan, p, AC_WS_EXACT), "forward");
+    bsa_bwd_args c = {p->q.data, p->k.data,    p->v.data,  p->o.data,
+                      p->lse,    p->dout.data, p->dq.data, (float *)p->dv.data + 1,
+                      p->dv.data};
+    expect_status(bsa_backward(f.plan, &c, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, "backward",
+                  "args->dk and args->dv share memory");
+    bsa_bwd_args d = {p->q.data,  p->k.data,  p->v.data,  p->o.data, p->lse,
+                      p->dq.data, p->dq.data, p->dk.data, p->dv.data};
+    expect_status(bsa_backward(f.plan, &d, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, "backward",
+                  "args->dq shares memory with args->dout");
+    fixture_free(&f);
+    /* strides under which two elements of o share memory: refused at plan
+     * creation (the time stride smaller than a row) */
+    bsa_context_t ctx = cpu_ctx();
+    bsa_preset ps = {BSA_PATTERN_ALL, 64, 16, 2, 0, 0, 0, 0};
+    bsa_layout_t lay = NULL;
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "layout");
+    bsa_attn_desc desc;
+    memset(&desc, 0, sizeof desc);
+    desc.dtype = BSA_DTYPE_F32;
+    desc.q = desc.k = desc.v = desc.o = bsa_tensor_bhtd(1, 2, 64, 16);
+    desc.o.strides[2] = 8; /* rows of 16 elements 8 apart */
+    bsa_plan_t plan = SENTINEL;
+    expect_status(bsa_plan_create(ctx, &plan, &desc, lay), BSA_ERROR_INVALID_ARGUMENT, "plan",
+                  "desc->o's strides");
+    assert_ptr_equal(plan, SENTINEL);
+    /* a fused qkv buffer [batch, time, 3, heads, dim] and a fused gradient
+     * buffer: interleaved views, accepted, and the results match separate
+     * tensors' (the oracle) */
+    const int64_t B = 1, T = 64, H = 2, D = 16, row = 3 * H * D;
+    desc.q = desc.k = desc.v = desc.o = bsa_tensor_bthd(B, T, H, D);
+    bsa_tensor_desc fused = {{B, H, T, D}, {T * row, D, row, 1}};
+    desc.q = desc.k = desc.v = fused;
+    expect_ok(bsa_plan_create(ctx, &plan, &desc, lay), "fused plan");
+    float *qkv = tu_xmalloc((size_t)(B * T * row) * 4),
+          *dqkv = tu_xmalloc((size_t)(B * T * row) * 4);
+    float *o = tu_xmalloc((size_t)(B * T * H * D) * 4),
+          *dout = tu_xmalloc((size_t)(B * T * H * D) * 4);
+    float *lse = tu_xmalloc((size_t)(B * H * T) * 4);
+    for (int64_t i = 0; i < B * T * row; i++)
+        qkv[i] = (float)tu_uniform(-1, 1);
+    for (int64_t i = 0; i < B * T * H * D; i++)
+        dout[i] = (float)tu_uniform(-1, 1);
+    bsa_fwd_args fa = {qkv, qkv + H * D, qkv + 2 * H * D, o, lse};
+    expect_ok(bsa_forward(plan, &fa, NULL, 0, NULL), "fused forward");
+    bsa_bwd_args ba = {qkv,  qkv + H * D,  qkv + 2 * H * D, o, lse, dout,
+                       dqkv, dqkv + H * D, dqkv + 2 * H * D};
+    expect_ok(bsa_backward(plan, &ba, NULL, 0, NULL), "fused backward");
+    /* the same problem on separate tensors gives the same bits */
+    bsa_attn_desc sep = desc;
+    sep.q = sep.k = sep.v = bsa_tensor_bthd(B, T, H, D);
+    bsa_plan_t plan2 = NULL;
+    expect_ok(bsa_plan_create(ctx, &plan2, &sep, lay), "separate plan");
+    const int64_t n = B * T * H * D;
+    float *x[3], *dx[3], *o2 = tu_xmalloc((size_t)n * 4),
+                         *lse2 = tu_xmalloc((size_t)(B * H * T) * 4);
+    for (int m = 0; m < 3; m++) {
+        x[m] = tu_xmalloc((size_t)n * 4);
+        dx[m] = tu_xmalloc((size_t)n * 4);
+        for (int64_t r = 0; r < B * T; r++)
+            memcpy(x[m] + r * H * D, qkv + r * row + m * H * D, (size_t)(H * D) * 4);
+    }
+    bsa_fwd_args fa2 = {x[0], x[1], x[2], o2, lse2};
+    expect_ok(bsa_forward(plan2, &fa2, NULL, 0, NULL), "separate forward");
+    bsa_bwd_args ba2 = {x[0], x[1], x[2], o2, lse2, dout, dx[0], dx[1], dx[2]};
+    expect_ok(bsa_backward(plan2, &ba2, NULL, 0, NULL), "separate backward");
+    assert_memory_equal(o, o2, (size_t)n * 4);
+    for (int m = 0; m < 3; m++) {
+        for (int64_t r = 0; r < B * T; r++)
+            assert_memory_equal(dqkv + r * row + m * H * D, dx[m] + r * H * D, (size_t)(H * D) * 4);
+        free(x[m]);
+        free(dx[m]);
+    }
+    free(o2);
+    free(lse2);
+    free(qkv);
+    free(dqkv);
+    free(o);
+    free(dout);
+    free(lse);
+    bsa_plan_destroy(plan2);
+    bsa_plan_destroy(plan);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
 int main(void)
 {
     tu_seed();
@@ -1088,7 +1193,7 @@ int main(void)
         cmocka_unit_test(test_unfused_errors),      cmocka_unit_test(test_key_lengths_flag),
         cmocka_unit_test(test_plan_explain),        cmocka_unit_test(test_plan_alignment),
         cmocka_unit_test(test_misaligned_pointers), cmocka_unit_test(test_recovery),
-        cmocka_unit_test(test_destroy_order),
+        cmocka_unit_test(test_destroy_order),       cmocka_unit_test(test_aliasing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

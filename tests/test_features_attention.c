@@ -310,7 +310,9 @@ static void test_call_errors(void **state)
     memset(&b, 0, sizeof b);
     b.q = b.k = b.v = b.o = b.dout = buf;
     b.lse = lse;
-    b.dq = b.dk = b.dv = o;
+    b.dq = o; /* three disjoint outputs (bsa.h's aliasing rule) */
+    b.dk = o + 64 * 16;
+    b.dv = o + 2 * 64 * 16;
     b.key_lengths = kl;
     kl[0] = -3;
     expect(bsa_backward(plan, &b, NULL, 0, NULL), BSA_ERROR_INVALID_ARGUMENT, "key_lengths[0]");
