@@ -211,7 +211,7 @@ static void check_choice(int card, const bsa_gpu_problem *pb, int dim, const cha
 {
     const bsa_gpu_profile *pf = &cards[card];
     bsa_gpu_choice ch;
-    char explain[4096];
+    char explain[16384];
     bsa_status st = bsa_gpu_select(pb, pf, NULL, 0, &ch, explain, sizeof explain);
     if (st != BSA_SUCCESS)
         fail_msg("%s on %s: %s", label, pf->arch, bsa_last_error());
@@ -360,7 +360,7 @@ static void layout_choices(void **state)
     assert_int_equal(bsa_gpu_select(&pb, &cards[SM80], NULL, 0, &ch, NULL, 0), BSA_SUCCESS);
     assert_true(!strncmp(ch.name, "fwd cuda-mma-sm80-blockrow, bwd cuda-mma-sm80", 45));
     /* kv groups: the block rows decline with the reason */
-    char ex[4096];
+    char ex[16384];
     pb = problem(&st, 2048, BSA_DTYPE_F16, 64, 4, 2, 0);
     assert_int_equal(bsa_gpu_select(&pb, &cards[SM80], NULL, 0, &ch, ex, sizeof ex), BSA_SUCCESS);
     assert_non_null(strstr(ex, "cuda-mma-sm80-blockrow"));
@@ -440,7 +440,7 @@ static void forcing(void **state)
     bsa_gpu_layout_stats st = stats_of(lay);
     bsa_gpu_problem pb = problem(&st, 2048, BSA_DTYPE_F16, 64, 2, 2, 0);
     bsa_gpu_choice ch;
-    char ex[4096];
+    char ex[16384];
     /* an entry forced on a pass it serves takes it without its preference */
     assert_int_equal(bsa_gpu_select(&pb, &cards[SM90], "cuda-wgmma-sm90a", 0, &ch, ex, sizeof ex),
                      BSA_SUCCESS);
@@ -492,7 +492,7 @@ static void explanation(void **state)
     bsa_gpu_layout_stats st = stats_of(lay);
     bsa_gpu_problem pb = problem(&st, 1024, BSA_DTYPE_F16, 64, 2, 2, 0);
     bsa_gpu_choice ch;
-    char ex[4096];
+    char ex[16384];
     assert_int_equal(bsa_gpu_select(&pb, &cards[SM86], NULL, 0, &ch, ex, sizeof ex), BSA_SUCCESS);
     /* on sm_86 every entry above cuda-mma-sm80 declines, with one line each */
     const char *fwd = strstr(ex, "forward:"), *bwd = strstr(ex, "backward:");
@@ -530,7 +530,7 @@ static void operand_limits(void **state)
         bsa_gpu_problem pb =
             problem(&st, 1024, tu_randint(0, 2) ? BSA_DTYPE_F16 : BSA_DTYPE_BF16, dim, 4, 4, 0);
         bsa_gpu_choice ch;
-        char ex[4096];
+        char ex[16384];
         pb.strides8 = 0; /* e.g. a time stride of 12 elements */
         assert_int_equal(bsa_gpu_select(&pb, &cards[card], NULL, 0, &ch, ex, sizeof ex),
                          BSA_SUCCESS);
@@ -549,7 +549,7 @@ static void operand_limits(void **state)
     odd.wave = 16;
     bsa_gpu_problem pb = problem(&st, 1024, BSA_DTYPE_F16, 64, 4, 4, 0);
     bsa_gpu_choice ch;
-    char ex[4096];
+    char ex[16384];
     assert_int_equal(bsa_gpu_select(&pb, &odd, NULL, 0, &ch, ex, sizeof ex), BSA_SUCCESS);
     assert_string_equal(ch.name, "hip-reference");
     assert_non_null(strstr(ex, "wave"));

@@ -182,15 +182,17 @@ bsa_status plan_init(bsa_plan_t plan)
     bsa_gpu_problem pb;
     bsa_gpu_problem_init(&pb, &plan->shape, plan->flags, &dl->stats);
 
+    /* room for every entry's line of both passes, trimmed below */
+    const size_t explain_room = 16384;
     gpu_plan *gp = static_cast<gpu_plan *>(calloc(1, sizeof(*gp)));
-    char *explain = static_cast<char *>(malloc(4096));
+    char *explain = static_cast<char *>(malloc(explain_room));
     if (!gp || !explain) {
         free(gp);
         free(explain);
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "plan_init: host memory");
     }
     st = bsa_gpu_select(&pb, &pf, getenv("BSA_IMPL"), (plan->flags & BSA_PLAN_FORCE_REFERENCE) != 0,
-                        &gp->choice, explain, 4096);
+                        &gp->choice, explain, explain_room);
     if (st == BSA_SUCCESS)
         st = resolve(gp->choice.fwd, plan, dl, pb.dpad, gp->choice.feat, pf.wave, gp->fwd);
     if (st == BSA_SUCCESS)
@@ -211,7 +213,8 @@ bsa_status plan_init(bsa_plan_t plan)
         bsa_cuda_workspace_bytes(plan->shape.batch * plan->shape.heads * plan->shape.seq_q);
     plan->impl_name = gp->choice.name;
     plan->align = (size_t)gp->choice.align;
-    plan->explain = explain;
+    char *trimmed = static_cast<char *>(realloc(explain, strlen(explain) + 1));
+    plan->explain = trimmed ? trimmed : explain;
     plan->backend_data = gp;
     return BSA_SUCCESS;
 }
