@@ -136,6 +136,22 @@ bsa_status device_profile(int dev, bsa_gpu_profile *pf)
     pf->cc = prop.major * 10 + prop.minor;
     snprintf(pf->arch, sizeof pf->arch, "sm_%d%d", prop.major, prop.minor);
     pf->smem_optin = (int)prop.sharedMemPerBlockOptin;
+#endif
+    /* BSA_DEVICE_SMEM=<bytes> lowers the shared memory the list may assume
+     * a block has: a larger card then runs the configuration of a smaller
+     * one (the 99 KB of sm_86 / sm_89 on an H100), so it is tested */
+    const char *cap = getenv("BSA_DEVICE_SMEM");
+    if (cap && *cap) {
+        char *end = nullptr;
+        long v = strtol(cap, &end, 10);
+        if (*end || v <= 0)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s backend: BSA_DEVICE_SMEM=%s is not a positive byte count", kVendor,
+                            cap);
+        if (v < pf->smem_optin)
+            pf->smem_optin = (int)v;
+    }
+#if !defined(BSA_VENDOR_HIP)
     int n = 0;
     (void)bsa_cuda_hopper_tables(&n);
     pf->has = (n > 0 ? BSA_GPU_HAS_WGMMA : 0u) | (bsa_cuda_tma_encoder() ? BSA_GPU_HAS_TMA : 0u);
