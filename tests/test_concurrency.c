@@ -79,6 +79,7 @@ static void shared_context_threads(void **state)
     bsa_layout_t layout;
     bsa_preset preset = {BSA_PATTERN_FIXED, 256, 16, 4, 64, 2, 1, 0};
     assert_int_equal(bsa_layout_create_preset(ctx, &layout, &preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(&preset);
 
     static const bsa_dtype dtypes[n_threads] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16,
                                                 BSA_DTYPE_F32};
@@ -88,7 +89,7 @@ static void shared_context_threads(void **state)
         job *j = &jobs[i];
         j->ctx = ctx;
         j->layout = layout;
-        assert_int_equal(ac_problem_init(&j->p, layout, dtypes[i], 2, 4, 8 * (i + 4),
+        assert_int_equal(ac_problem_init(&j->p, layout, &masks, dtypes[i], 2, 4, 8 * (i + 4),
                                          (ac_form)(i % 3), 0.0f, &j->desc),
                          BSA_SUCCESS);
         /* alone: nothing else runs */

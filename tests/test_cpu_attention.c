@@ -1,6 +1,8 @@
 /*
  * CPU backend forward and backward through the public API against the
- * double-precision oracle (tests/common/oracle.c), on fresh random inputs
+ * double-precision oracle (tests/common/oracle.c) on element masks from the
+ * test's closed forms (tests/common/closed_masks.c, never the library's
+ * layout tables), on fresh random inputs
  * rounded to the dtype (the oracle runs on the same rounded values), with
  * every output poisoned before each run.
  *
@@ -92,13 +94,14 @@ static void check_errors(const char *label, const ac_problem *p, const ac_errors
 }
 
 /* Builds a plan for layout, runs forward and backward, compares to the oracle. */
-static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt,
-                     int batch, int heads, int dim, ac_form form, float scale, unsigned flags,
-                     ac_ws ws)
+static void run_case(bsa_context_t ctx, bsa_layout_t lay, const cm_source *masks, const char *label,
+                     bsa_dtype dt, int batch, int heads, int dim, ac_form form, float scale,
+                     unsigned flags, ac_ws ws)
 {
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, dt, batch, heads, dim, form, scale, &d), "problem init");
+    expect_ok(ac_problem_init(&p, lay, masks, dt, batch, heads, dim, form, scale, &d),
+              "problem init");
     d.flags = flags;
     bsa_plan_t plan = NULL;
     expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
@@ -171,12 +174,14 @@ static void test_patterns(void **state)
                 snprintf(label, sizeof label, "%s%s B=%d seq=%d ctx=%d", pattern_names[pat],
                          bidir ? "-bidir" : "", block, ps.seq, ps.ctx);
                 expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+                cm_source src = cm_of_preset(&ps);
                 for (int di = 0; di < 3; di++)
                     for (int hi = 0; hi < 5; hi++, n++) {
                         ac_form form = (ac_form)(n % 3);
                         int batch = 1 + (n % 2);
-                        run_case(ctx, lay, label, dtypes[di], batch, heads, head_dims[hi], form,
-                                 0.0f, BSA_PLAN_DEFAULT, n % 4 == 3 ? AC_WS_NULL : AC_WS_EXACT);
+                        run_case(ctx, lay, &src, label, dtypes[di], batch, heads, head_dims[hi],
+                                 form, 0.0f, BSA_PLAN_DEFAULT,
+                                 n % 4 == 3 ? AC_WS_NULL : AC_WS_EXACT);
                     }
                 bsa_layout_destroy(lay);
             }
@@ -191,17 +196,18 @@ static void test_head_dims(void **state)
     bsa_preset ps = make_preset(BSA_PATTERN_LOCAL, 16, 3, 0);
     bsa_layout_t lay = NULL;
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "local preset");
+    cm_source src = cm_of_preset(&ps);
     for (int di = 0; di < 3; di++)
         for (int hi = 0; hi < 5; hi++) {
             char label[64];
             snprintf(label, sizeof label, "local B=16 D=%d", head_dims[hi]);
             /* explicit scales, one negative (nothing forbids it) */
             float scale = hi == 2 ? 0.37f : hi == 4 ? -0.2f : 0.0f;
-            run_case(ctx, lay, label, dtypes[di], 1, 3, head_dims[hi], (ac_form)(hi % 3), scale,
-                     BSA_PLAN_DEFAULT, AC_WS_EXACT);
+            run_case(ctx, lay, &src, label, dtypes[di], 1, 3, head_dims[hi], (ac_form)(hi % 3),
+                     scale, BSA_PLAN_DEFAULT, AC_WS_EXACT);
         }
     /* the largest supported head dim */
-    run_case(ctx, lay, "local B=16 D=256", BSA_DTYPE_F32, 1, 1, 256, AC_BTHD, 0.0f,
+    run_case(ctx, lay, &src, "local B=16 D=256", BSA_DTYPE_F32, 1, 1, 256, AC_BTHD, 0.0f,
              BSA_PLAN_DEFAULT, AC_WS_EXACT);
     bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
@@ -243,9 +249,10 @@ static void test_cross_attention(void **state)
             snprintf(label, sizeof label, "cross B=%d Qb=%d Kb=%d lheads=%d", block, qb, kb,
                      lheads);
             expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
+            cm_source src = cm_of_dense(&ld, blocks);
             int hd = head_dims[n % 5];
             n++;
-            run_case(ctx, lay, label, dtypes[di], 2, heads, hd, (ac_form)(n % 3), 0.0f,
+            run_case(ctx, lay, &src, label, dtypes[di], 2, heads, hd, (ac_form)(n % 3), 0.0f,
                      BSA_PLAN_DEFAULT, AC_WS_EXACT);
             bsa_layout_destroy(lay);
             free(blocks);
@@ -273,9 +280,10 @@ static void test_random_layouts(void **state)
         snprintf(label, sizeof label, "dense B=%d nb=%d lheads=%d pred=%u w=%d p=%d", block, nb,
                  lheads, ld.predicates, ld.window, ld.prefix);
         expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
+        cm_source src = cm_of_dense(&ld, blocks);
         /* any multiple of 8 up to 136, sometimes the 256 limit */
         int dim = it % 16 == 5 ? 256 : 8 * tu_randint(1, 18);
-        run_case(ctx, lay, label, dtypes[it % 3], tu_randint(1, 3), heads, dim,
+        run_case(ctx, lay, &src, label, dtypes[it % 3], tu_randint(1, 3), heads, dim,
                  (ac_form)tu_randint(0, 3), 0.0f, BSA_PLAN_DEFAULT, AC_WS_EXACT);
         bsa_layout_destroy(lay);
         free(blocks);
@@ -373,7 +381,8 @@ static void test_random_callbacks(void **state)
         assert_int_equal(wrong, 0);
         free(m);
 
-        run_case(ctx, lay, label, dtypes[it % 3], tu_randint(1, 3), heads,
+        cm_source src = cm_of_callback(&ld, blocks, random_callback, &cs);
+        run_case(ctx, lay, &src, label, dtypes[it % 3], tu_randint(1, 3), heads,
                  head_dims[tu_randint(0, 5)], (ac_form)(it % 3), 0.0f, BSA_PLAN_DEFAULT,
                  AC_WS_EXACT);
         bsa_layout_destroy(lay);
@@ -401,9 +410,10 @@ static void test_fully_masked_rows(void **state)
         bsa_layout_desc ld = {block, 1, nb, nb, BSA_PRED_CAUSAL, 0, 0};
         bsa_layout_t lay = NULL;
         expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), "empty block row");
+        cm_source src = cm_of_dense(&ld, blocks);
         ac_problem p;
         bsa_attn_desc d;
-        expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 2, 32, AC_BHTD, 0.0f, &d), "init");
+        expect_ok(ac_problem_init(&p, lay, &src, dtypes[di], 2, 2, 32, AC_BHTD, 0.0f, &d), "init");
         bsa_plan_t plan = NULL;
         expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
         ac_problem_oracle(&p);
@@ -423,7 +433,9 @@ static void test_fully_masked_rows(void **state)
         bsa_layout_desc ld2 = {block, 2, nb, nb, BSA_PRED_NONE, 0, 0};
         expect_ok(bsa_layout_create_callback(ctx, &lay, &ld2, NULL, random_callback, &cs),
                   "dead row callback");
-        expect_ok(ac_problem_init(&p, lay, dtypes[di], 1, 2, 16, AC_PADDED, 0.0f, &d), "init");
+        src = cm_of_callback(&ld2, NULL, random_callback, &cs);
+        expect_ok(ac_problem_init(&p, lay, &src, dtypes[di], 1, 2, 16, AC_PADDED, 0.0f, &d),
+                  "init");
         expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
         ac_problem_oracle(&p);
         expect_ok(ac_forward(plan, &p, AC_WS_EXACT), "forward");
@@ -456,9 +468,11 @@ static void test_force_reference(void **state)
             bsa_preset ps = make_preset((bsa_pattern)pat, di == 0 ? 32 : 16, 2, di == 2);
             bsa_layout_t lay = NULL;
             expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "preset");
+            cm_source src = cm_of_preset(&ps);
             ac_problem p, r;
             bsa_attn_desc d;
-            expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 2, 64, AC_BTHD, 0.0f, &d), "init");
+            expect_ok(ac_problem_init(&p, lay, &src, dtypes[di], 2, 2, 64, AC_BTHD, 0.0f, &d),
+                      "init");
             bsa_plan_t fast = NULL, ref = NULL;
             expect_ok(bsa_plan_create(ctx, &fast, &d, lay), "default plan");
             d.flags = BSA_PLAN_FORCE_REFERENCE;
@@ -526,7 +540,9 @@ static void test_determinism(void **state)
             expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "preset");
             ac_problem p;
             bsa_attn_desc d;
-            expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 2, 40, AC_PADDED, 0.0f, &d), "init");
+            /* no oracle: bits against bits */
+            expect_ok(ac_problem_init(&p, lay, NULL, dtypes[di], 2, 2, 40, AC_PADDED, 0.0f, &d),
+                      "init");
             d.flags = ref ? BSA_PLAN_FORCE_REFERENCE : 0;
             bsa_plan_t plan = NULL;
             expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
@@ -576,7 +592,7 @@ static void test_recompute(void **state)
         expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "preset");
         ac_problem p;
         bsa_attn_desc d;
-        expect_ok(ac_problem_init(&p, lay, dtypes[di], 1, 2, 64, AC_BTHD, 0.0f, &d), "init");
+        expect_ok(ac_problem_init(&p, lay, NULL, dtypes[di], 1, 2, 64, AC_BTHD, 0.0f, &d), "init");
         bsa_plan_t a = NULL, b = NULL;
         expect_ok(bsa_plan_create(ctx, &a, &d, lay), "plan a");
         expect_ok(bsa_plan_create(ctx, &b, &d, lay), "plan b");
@@ -677,16 +693,17 @@ static void test_longer_and_threads(void **state)
     bsa_context_params cp = {BSA_BACKEND_CPU, 0, 1};
     expect_ok(bsa_context_create(&one, &cp), "single-thread context");
     bsa_preset ps = {BSA_PATTERN_ALL, 1024, 64, 2, 0, 0, 0, 0};
+    bsa_preset ls = {BSA_PATTERN_LOCAL, 512, 32, 2, 96, 0, 0, 1};
     bsa_layout_t lay = NULL, lay1 = NULL;
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "all 1024");
-    run_case(ctx, lay, "all seq=1024 B=64", BSA_DTYPE_F16, 1, 2, 64, AC_BTHD, 0.0f,
+    cm_source src = cm_of_preset(&ps), src1 = cm_of_preset(&ls);
+    run_case(ctx, lay, &src, "all seq=1024 B=64", BSA_DTYPE_F16, 1, 2, 64, AC_BTHD, 0.0f,
              BSA_PLAN_DEFAULT, AC_WS_EXACT);
-    bsa_preset ls = {BSA_PATTERN_LOCAL, 512, 32, 2, 96, 0, 0, 1};
     expect_ok(bsa_layout_create_preset(one, &lay1, &ls), "local 512");
-    run_case(one, lay1, "local-bidir seq=512 1 thread", BSA_DTYPE_BF16, 2, 2, 32, AC_BHTD, 0.0f,
-             BSA_PLAN_DEFAULT, AC_WS_EXACT);
-    run_case(one, lay1, "local-bidir seq=512 1 thread", BSA_DTYPE_F32, 1, 2, 32, AC_PADDED, 0.0f,
-             BSA_PLAN_FORCE_REFERENCE, AC_WS_NULL);
+    run_case(one, lay1, &src1, "local-bidir seq=512 1 thread", BSA_DTYPE_BF16, 2, 2, 32, AC_BHTD,
+             0.0f, BSA_PLAN_DEFAULT, AC_WS_EXACT);
+    run_case(one, lay1, &src1, "local-bidir seq=512 1 thread", BSA_DTYPE_F32, 1, 2, 32, AC_PADDED,
+             0.0f, BSA_PLAN_FORCE_REFERENCE, AC_WS_NULL);
     bsa_layout_destroy(lay);
     bsa_layout_destroy(lay1);
     bsa_context_destroy(one);
@@ -703,7 +720,7 @@ static void test_forward_without_lse(void **state)
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "preset");
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, BSA_DTYPE_F32, 1, 2, 24, AC_BHTD, 0.0f, &d), "init");
+    expect_ok(ac_problem_init(&p, lay, NULL, BSA_DTYPE_F32, 1, 2, 24, AC_BHTD, 0.0f, &d), "init");
     bsa_plan_t plan = NULL;
     expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
     expect_ok(ac_forward(plan, &p, AC_WS_EXACT), "forward");

@@ -304,7 +304,9 @@ static void test_fused_vs_reference(void **state)
                 ac_problem p;
                 bsa_attn_desc d;
                 ac_form form = (ac_form)((ci + di) % 3);
-                ok(ac_problem_init(&p, lay, dtypes[di], 2, heads, 24 + 8 * di, form, 0.0f, &d),
+                /* implementations against each other: no oracle, no mask source */
+                ok(ac_problem_init(&p, lay, NULL, dtypes[di], 2, heads, 24 + 8 * di, form, 0.0f,
+                                   &d),
                    "init");
                 fill_tensors(&p);
                 bsa_plan_t fused = NULL, ref = NULL;
@@ -360,7 +362,7 @@ static void test_unfused_composition(void **state)
             bsa_layout_t lay = make_layout(ctx, &cases[ci], heads);
             ac_problem p;
             bsa_attn_desc d;
-            ok(ac_problem_init(&p, lay, dtypes[di], 2, heads, 32, AC_BHTD, 0.0f, &d), "init");
+            ok(ac_problem_init(&p, lay, NULL, dtypes[di], 2, heads, 32, AC_BHTD, 0.0f, &d), "init");
             fill_tensors(&p);
             bsa_plan_t plan = NULL;
             ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
@@ -426,7 +428,7 @@ static void test_threads_same_bits(void **state)
         bsa_layout_t lay = make_layout2(c1, c2, &cases[ci], 2, &lay2);
         ac_problem p;
         bsa_attn_desc d;
-        ok(ac_problem_init(&p, lay, BSA_DTYPE_F32, 2, 2, 64, AC_BTHD, 0.0f, &d), "init");
+        ok(ac_problem_init(&p, lay, NULL, BSA_DTYPE_F32, 2, 2, 64, AC_BTHD, 0.0f, &d), "init");
         fill_tensors(&p);
         bsa_plan_t a = NULL, b = NULL;
         ok(bsa_plan_create(c1, &a, &d, lay), "plan 1 thread");
@@ -467,7 +469,7 @@ static void test_misaligned_workspace(void **state)
     bsa_layout_t lay = make_layout(ctx, &cases[0], 2);
     ac_problem p;
     bsa_attn_desc d;
-    ok(ac_problem_init(&p, lay, BSA_DTYPE_F16, 1, 2, 40, AC_BTHD, 0.0f, &d), "init");
+    ok(ac_problem_init(&p, lay, NULL, BSA_DTYPE_F16, 1, 2, 40, AC_BTHD, 0.0f, &d), "init");
     fill_tensors(&p);
     bsa_plan_t plan = NULL;
     ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");

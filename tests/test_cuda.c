@@ -279,12 +279,13 @@ static void run_path(bsa_context_t ctx, bsa_layout_t lay, const char *label, ac_
 
 /* One problem, the oracle once, every path that takes its dtype and form
  * (the tensor-core entries need f16/bf16 and strides multiples of 8). */
-static void run_case(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt,
-                     int batch, int heads, int dim, ac_form form, float scale)
+static void run_case(bsa_context_t ctx, bsa_layout_t lay, const cm_source *masks, const char *label,
+                     bsa_dtype dt, int batch, int heads, int dim, ac_form form, float scale)
 {
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, dt, batch, heads, dim, form, scale, &d), "problem init");
+    expect_ok(ac_problem_init(&p, lay, masks, dt, batch, heads, dim, form, scale, &d),
+              "problem init");
     ac_problem_oracle(&p);
     run_path(ctx, lay, label, &p, &d, form, P_DEFAULT);
     run_path(ctx, lay, label, &p, &d, form, P_REF);
@@ -304,7 +305,7 @@ static void expect_impl(bsa_context_t ctx, bsa_layout_t lay, const char *label, 
 {
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, dt, 2, 2, dim, form, 0.0f, &d), label);
+    expect_ok(ac_problem_init(&p, lay, NULL, dt, 2, 2, dim, form, 0.0f, &d), label); /* shapes */
     bsa_plan_t plan = NULL;
     expect_ok(plan_forced(ctx, &plan, &d, lay, NULL), label);
     const char *impl = NULL;
@@ -377,10 +378,11 @@ static void test_patterns(void **state)
                 snprintf(label, sizeof label, "%s%s B=%d seq=%d ctx=%d", pattern_names[pat],
                          bidir ? "-bidir" : "", block, ps.seq, ps.ctx);
                 expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+                cm_source masks = cm_of_preset(&ps);
                 for (int di = 0; di < 3; di++, n++) {
                     int dim = head_dims[n % 4]; /* 32, 64, 128, 40 */
                     ac_form form = (ac_form)(n % 2);
-                    run_case(ctx, lay, label, dtypes[di], 1 + n % 2, 2, dim, form, 0.0f);
+                    run_case(ctx, lay, &masks, label, dtypes[di], 1 + n % 2, 2, dim, form, 0.0f);
                 }
                 bsa_layout_destroy(lay);
             }
@@ -396,10 +398,11 @@ static void test_head_dims(void **state)
     bsa_preset ps = make_preset(BSA_PATTERN_LOCAL, 32, 2, 0);
     bsa_layout_t lay = NULL;
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "local preset");
+    cm_source masks = cm_of_preset(&ps);
     for (int di = 0; di < 3; di++)
         for (int hi = 0; hi < 6; hi++)
-            run_case(ctx, lay, "local B=32", dtypes[di], 1, 2, head_dims[hi], (ac_form)(hi % 2),
-                     hi == 3 ? 0.37f : 0.0f);
+            run_case(ctx, lay, &masks, "local B=32", dtypes[di], 1, 2, head_dims[hi],
+                     (ac_form)(hi % 2), hi == 3 ? 0.37f : 0.0f);
     bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
 }
@@ -414,8 +417,9 @@ static void test_padded(void **state)
     bsa_preset ps = make_preset(BSA_PATTERN_ALL, 16, 2, 0);
     bsa_layout_t lay = NULL;
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "all preset");
+    cm_source masks = cm_of_preset(&ps);
     for (int di = 0; di < 3; di++)
-        run_case(ctx, lay, "all B=16 padded", dtypes[di], 2, 2, 64, AC_PADDED, 0.0f);
+        run_case(ctx, lay, &masks, "all B=16 padded", dtypes[di], 2, 2, 64, AC_PADDED, 0.0f);
     bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
 }
@@ -446,7 +450,8 @@ static void test_cross_attention(void **state)
         char label[96];
         snprintf(label, sizeof label, "cross B=%d Qb=%d Kb=%d", block, qb, kb);
         expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
-        run_case(ctx, lay, label, dtypes[1 + i % 2], 2, 2, 64, (ac_form)(i % 2), 0.0f);
+        cm_source masks = cm_of_dense(&ld, blocks);
+        run_case(ctx, lay, &masks, label, dtypes[1 + i % 2], 2, 2, 64, (ac_form)(i % 2), 0.0f);
         bsa_layout_destroy(lay);
         free(blocks);
     }
@@ -481,7 +486,8 @@ static void test_predicate_tiles(void **state)
             snprintf(label, sizeof label, "dense B=%d preds=%u window=%d prefix=%d", block,
                      cuts[c].preds, cuts[c].window, cuts[c].prefix);
             expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), label);
-            run_case(ctx, lay, label, dtypes[1 + n % 2], 1 + n % 2, 2, n % 3 ? 64 : 128,
+            cm_source masks = cm_of_dense(&ld, blocks);
+            run_case(ctx, lay, &masks, label, dtypes[1 + n % 2], 1 + n % 2, 2, n % 3 ? 64 : 128,
                      (ac_form)(n % 2), 0.0f);
             bsa_layout_destroy(lay);
             free(blocks);
@@ -536,8 +542,9 @@ static void test_random_callbacks(void **state)
         char label[96];
         snprintf(label, sizeof label, "callback B=%d lheads=%d", block, lheads);
         expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blocks, random_callback, &cs), label);
-        run_case(ctx, lay, label, dtypes[1 + i % 2], 1, 2, i % 2 ? 64 : 128, (ac_form)(i % 2),
-                 0.0f);
+        cm_source masks = cm_of_callback(&ld, blocks, random_callback, &cs);
+        run_case(ctx, lay, &masks, label, dtypes[1 + i % 2], 1, 2, i % 2 ? 64 : 128,
+                 (ac_form)(i % 2), 0.0f);
         bsa_layout_destroy(lay);
         free(blocks);
     }
@@ -571,7 +578,9 @@ static void test_gathered_key_tiles(void **state)
             snprintf(label, sizeof label, "gathered %s B=%d seq=%d", pattern_names[pats[pi]], block,
                      ps.seq);
             expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
-            run_case(ctx, lay, label, dtypes[1 + (i + pi) % 2], 1, 2, 64, (ac_form)(pi % 2), 0.0f);
+            cm_source masks = cm_of_preset(&ps);
+            run_case(ctx, lay, &masks, label, dtypes[1 + (i + pi) % 2], 1, 2, 64, (ac_form)(pi % 2),
+                     0.0f);
             bsa_layout_destroy(lay);
         }
         int qb = 256 / block + 1, kb = 200 / block;
@@ -583,7 +592,9 @@ static void test_gathered_key_tiles(void **state)
         expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs),
                   "gathered callback");
         const int mma_before = cases_run[P_MMA_GATHER];
-        run_case(ctx, lay, "gathered cross callback", dtypes[1 + i % 2], 2, 2, 32, AC_BTHD, 0.0f);
+        cm_source masks = cm_of_callback(&ld, blk, random_callback, &cs);
+        run_case(ctx, lay, &masks, "gathered cross callback", dtypes[1 + i % 2], 2, 2, 32, AC_BTHD,
+                 0.0f);
         assert_int_equal(cases_run[P_MMA_GATHER], mma_before + 1);
         bsa_layout_destroy(lay);
         free(blk);
@@ -635,7 +646,8 @@ static void test_chunk_local(void **state)
                         ? "fwd cuda-wgmma-sm90a-chunk, bwd cuda-mma-sm80-chunk"
                         : "cuda-mma-sm80-chunk");
         const int chunk_before = cases_run[P_MMA_CHUNK];
-        run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
+        cm_source masks = cm_of_callback(&ld, blk, random_callback, &cs);
+        run_case(ctx, lay, &masks, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
         assert_int_equal(cases_run[P_MMA_CHUNK], chunk_before + 1);
         bsa_layout_destroy(lay);
         free(blk);
@@ -683,18 +695,16 @@ static void test_block_rows(void **state)
         char label[120];
         snprintf(label, sizeof label, "block-row Qb=%d Kb=%d lheads=%d %s preds=%u", qb, kb, lh,
                  cases[i].callback ? "callback" : "dense", cases[i].preds);
-        if (cases[i].callback) {
-            cb_state cs = {tu_next(), 0.7, 40 + i};
-            expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blk, random_callback, &cs), label);
-        } else {
-            expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blk), label);
-        }
+        cb_state cs = {tu_next(), 0.7, 40 + i};
+        cm_source masks = cases[i].callback ? cm_of_callback(&ld, blk, random_callback, &cs)
+                                            : cm_of_dense(&ld, blk);
+        expect_ok(cm_create(ctx, &masks, &lay), label);
         const bsa_dtype dt = dtypes[1 + i % 2];
         /* 48 and 96: padded head dims (64 and 128 in the kernels) */
         const int dims[5] = {32, 64, 128, 48, 96}, dim = dims[i];
         expect_impl(ctx, lay, label, dt, dim, (ac_form)(i % 2),
                     dim <= 64 ? "cuda-mma-sm80-blockrow" : "fwd cuda-mma-sm80-blockrow, bwd ");
-        run_case(ctx, lay, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
+        run_case(ctx, lay, &masks, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
         bsa_layout_destroy(lay);
         free(blk);
     }
@@ -706,8 +716,9 @@ static void test_block_rows(void **state)
         snprintf(label, sizeof label, "block-row forced %s B=32 seq=%d bidir=%d",
                  pattern_names[forced[bidir]], ps.seq, bidir);
         expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), label);
+        cm_source masks = cm_of_preset(&ps);
         const int brow_before = cases_run[P_BLOCKROW];
-        run_case(ctx, lay, label, dtypes[1 + bidir], 1, 2, 64, (ac_form)bidir, 0.0f);
+        run_case(ctx, lay, &masks, label, dtypes[1 + bidir], 1, 2, 64, (ac_form)bidir, 0.0f);
         assert_int_equal(cases_run[P_BLOCKROW], brow_before + 1);
         bsa_layout_destroy(lay);
     }
@@ -898,7 +909,8 @@ static void test_graph_and_determinism(void **state)
         for (int di = 1; di < 3; di++) {
             ac_problem p;
             bsa_attn_desc d;
-            expect_ok(ac_problem_init(&p, lay, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d), "init");
+            expect_ok(ac_problem_init(&p, lay, NULL, dtypes[di], 2, 4, 64, AC_BTHD, 0.0f, &d),
+                      "init");
             bsa_plan_t plan = NULL;
             bsa_status st = plan_forced(ctx, &plan, &d, lay, path->impl);
             /* (the block-row entry takes this layout wherever mma.sync runs) */
@@ -1096,7 +1108,7 @@ static void test_misaligned_pointers(void **state)
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "local preset");
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, BSA_DTYPE_F16, 2, 2, 64, AC_BTHD, 0.0f, &d), "init");
+    expect_ok(ac_problem_init(&p, lay, NULL, BSA_DTYPE_F16, 2, 2, 64, AC_BTHD, 0.0f, &d), "init");
     bsa_plan_t plan = NULL;
     expect_ok(plan_forced(ctx, &plan, &d, lay, NULL), "plan");
     const char *impl = NULL;
@@ -1187,7 +1199,7 @@ static void test_explain_text(void **state)
     expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "fixed preset");
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, BSA_DTYPE_BF16, 1, 2, 64, AC_BHTD, 0.0f, &d), "init");
+    expect_ok(ac_problem_init(&p, lay, NULL, BSA_DTYPE_BF16, 1, 2, 64, AC_BHTD, 0.0f, &d), "init");
     const char *forced[2] = {NULL, "cuda-mma-sm80"};
     for (int f = 0; f < 2; f++) {
         bsa_plan_t plan = NULL;

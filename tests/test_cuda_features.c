@@ -89,11 +89,12 @@ static bsa_context_t new_ctx(void)
     return ctx;
 }
 
-static bsa_layout_t preset(bsa_context_t ctx, bsa_pattern pat, int seq, int block, int heads, int c,
-                           int bidir)
+/* A preset layout (fc_preset) and its mask source. */
+static bsa_layout_t preset(bsa_context_t ctx, cm_source *masks, bsa_pattern pat, int seq, int block,
+                           int heads, int c, int bidir)
 {
     bsa_layout_t l = NULL;
-    expect_ok(fc_preset(ctx, &l, pat, seq, block, heads, c, bidir), "preset");
+    expect_ok(fc_preset(ctx, &l, masks, pat, seq, block, heads, c, bidir), "preset");
     return l;
 }
 
@@ -232,14 +233,14 @@ static bsa_plan_t plan_on_path(bsa_context_t ctx, bsa_layout_t layout, const bsa
 }
 
 /* One problem on one path: plan, forward, backward, the comparison. */
-static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, const fc_spec *spec,
-                     int path)
+static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout,
+                     const cm_source *masks, const fc_spec *spec, int path)
 {
     if (!path_takes(path, spec))
         return;
     fc_problem p;
     bsa_attn_desc desc;
-    assert_int_equal(fc_problem_init(&p, layout, spec, &desc), BSA_SUCCESS);
+    assert_int_equal(fc_problem_init(&p, layout, masks, spec, &desc), BSA_SUCCESS);
     bsa_plan_t plan = plan_on_path(ctx, layout, &desc, path);
     if (!plan) {
         fc_problem_free(&p);
@@ -268,7 +269,8 @@ static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, 
 }
 
 /* Every path x the dtypes it takes, a random tensor form each. */
-static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout, fc_spec spec)
+static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout,
+                    const cm_source *masks, fc_spec spec)
 {
     for (int path = 0; path < N_PATHS; path++)
         for (int di = 0; di < 3; di++) {
@@ -277,7 +279,7 @@ static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout, f
              * strides) go to the reference path (the default path's
              * choice too) */
             spec.form = (ac_form)tu_randint(0, path == PATH_REF || path == PATH_DEFAULT ? 3 : 2);
-            run_case(label, ctx, layout, &spec, path);
+            run_case(label, ctx, layout, masks, &spec, path);
         }
 }
 
@@ -375,10 +377,11 @@ static void test_presets(void **state)
     for (int i = 0; i < 5; i++)
         for (int bidir = 0; bidir < 2; bidir++) {
             int block = blocks[tu_randint(0, 4)];
-            bsa_layout_t l = preset(ctx, pats[i], 512, block, 1, 40, bidir);
+            cm_source masks;
+            bsa_layout_t l = preset(ctx, &masks, pats[i], 512, block, 1, 40, bidir);
             char label[96];
             snprintf(label, sizeof label, "%s %s b%d", names[i], bidir ? "bidir" : "causal", block);
-            run_all(label, ctx, l, fc_spec_of(2, 4, 2, 64, 64, 0, 0));
+            run_all(label, ctx, l, &masks, fc_spec_of(2, 4, 2, 64, 64, 0, 0));
             bsa_layout_destroy(l);
         }
     bsa_context_destroy(ctx);
@@ -390,14 +393,15 @@ static void test_gqa_deterministic(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    bsa_layout_t l = preset(ctx, BSA_PATTERN_LOCAL, 512, 32, 1, 128, 0);
+    cm_source masks;
+    bsa_layout_t l = preset(ctx, &masks, BSA_PATTERN_LOCAL, 512, 32, 1, 128, 0);
     fc_spec spec = fc_spec_of(2, 8, 2, 64, 64, 1, 0);
     spec.dtype = BSA_DTYPE_F16;
     spec.form = AC_BTHD;
     for (int path = 0; path < N_PATHS; path++) {
         fc_problem p;
         bsa_attn_desc desc;
-        assert_int_equal(fc_problem_init(&p, l, &spec, &desc), BSA_SUCCESS);
+        assert_int_equal(fc_problem_init(&p, l, &masks, &spec, &desc), BSA_SUCCESS);
         bsa_plan_t plan = plan_on_path(ctx, l, &desc, path);
         if (!plan) {
             fc_problem_free(&p);
@@ -432,11 +436,12 @@ static void test_many_sequences(void **state)
     (void)state;
     SKIP_WITHOUT_GPU();
     bsa_context_t ctx = new_ctx();
-    bsa_layout_t l = preset(ctx, BSA_PATTERN_ALL, 16, 16, 1, 0, 0);
+    cm_source masks;
+    bsa_layout_t l = preset(ctx, &masks, BSA_PATTERN_ALL, 16, 16, 1, 0, 0);
     fc_spec spec = fc_spec_of(1, 8, 1, 8, 8, 0, 8200); /* 65600 (sequence, query head) pairs */
     spec.dtype = BSA_DTYPE_BF16;
     spec.form = AC_BTHD;
-    run_case("65600 sequence-heads", ctx, l, &spec, PATH_MMA);
+    run_case("65600 sequence-heads", ctx, l, &masks, &spec, PATH_MMA);
     bsa_layout_destroy(l);
     bsa_context_destroy(ctx);
 }

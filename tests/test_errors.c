@@ -90,7 +90,9 @@ static void fixture_init(fixture *f, bsa_dtype dt)
     f->ctx = cpu_ctx();
     bsa_preset ps = {BSA_PATTERN_ALL, 64, 16, 2, 0, 0, 0, 0};
     expect_ok(bsa_layout_create_preset(f->ctx, &f->lay, &ps), "preset");
-    expect_ok(ac_problem_init(&f->p, f->lay, dt, 2, 2, 32, AC_BTHD, 0.0f, &f->desc), "init");
+    cm_source masks = cm_of_preset(&ps);
+    expect_ok(ac_problem_init(&f->p, f->lay, &masks, dt, 2, 2, 32, AC_BTHD, 0.0f, &f->desc),
+              "init");
     expect_ok(bsa_plan_create(f->ctx, &f->plan, &f->desc, f->lay), "plan");
     expect_ok(bsa_sparse_weight_elems(f->plan, &f->w_elems), "weight elems");
     f->w = tu_alloc(BSA_DTYPE_F32, f->w_elems);

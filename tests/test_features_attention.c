@@ -42,16 +42,17 @@ static bsa_layout_t preset(bsa_context_t ctx, bsa_pattern pat, int seq, int bloc
                            int bidir)
 {
     bsa_layout_t l = NULL;
-    assert_int_equal(fc_preset(ctx, &l, pat, seq, block, heads, c, bidir), BSA_SUCCESS);
+    assert_int_equal(fc_preset(ctx, &l, NULL, pat, seq, block, heads, c, bidir), BSA_SUCCESS);
     return l;
 }
 
 /* Runs one problem through plan, forward, backward and the comparison. */
-static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, const fc_spec *spec)
+static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout,
+                     const cm_source *masks, const fc_spec *spec)
 {
     fc_problem p;
     bsa_attn_desc desc;
-    assert_int_equal(fc_problem_init(&p, layout, spec, &desc), BSA_SUCCESS);
+    assert_int_equal(fc_problem_init(&p, layout, masks, spec, &desc), BSA_SUCCESS);
     bsa_plan_t plan = NULL;
     bsa_status st = bsa_plan_create(ctx, &plan, &desc, layout);
     if (st != BSA_SUCCESS)
@@ -79,14 +80,15 @@ static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout, 
 }
 
 /* Every dtype x both implementations x forms for one spec template. */
-static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout, fc_spec spec)
+static void run_all(const char *label, bsa_context_t ctx, bsa_layout_t layout,
+                    const cm_source *masks, fc_spec spec)
 {
     for (int di = 0; di < 3; di++)
         for (int ref = 0; ref < 2; ref++) {
             spec.dtype = dtypes[di];
             spec.form = (ac_form)tu_randint(0, 3);
             spec.flags = ref ? BSA_PLAN_FORCE_REFERENCE : 0;
-            run_case(label, ctx, layout, &spec);
+            run_case(label, ctx, layout, masks, &spec);
         }
 }
 
@@ -167,12 +169,14 @@ static void test_gqa_deterministic(void **state)
     bsa_context_t ctx = NULL;
     bsa_context_params cp = {BSA_BACKEND_CPU, 0, 4};
     assert_int_equal(bsa_context_create(&ctx, &cp), BSA_SUCCESS);
-    bsa_layout_t all = preset(ctx, BSA_PATTERN_ALL, 256, 32, 1, 0, 0);
+    bsa_layout_t all = NULL;
+    cm_source masks;
+    assert_int_equal(fc_preset(ctx, &all, &masks, BSA_PATTERN_ALL, 256, 32, 1, 0, 0), BSA_SUCCESS);
     fc_spec spec = fc_spec_of(2, 8, 2, 32, 32, 1, 0);
     spec.dtype = BSA_DTYPE_F32;
     fc_problem p;
     bsa_attn_desc desc;
-    assert_int_equal(fc_problem_init(&p, all, &spec, &desc), BSA_SUCCESS);
+    assert_int_equal(fc_problem_init(&p, all, &masks, &spec, &desc), BSA_SUCCESS);
     bsa_plan_t plan;
     assert_int_equal(bsa_plan_create(ctx, &plan, &desc, all), BSA_SUCCESS);
     assert_int_equal(fc_forward(plan, &p), BSA_SUCCESS);

@@ -9,7 +9,8 @@
  * blocks per row, at least min(r, n) whole blocks, the same seed gives the
  * same layout).  Bad preset fields fail with a message naming the field.
  * Then attention on these layouts: varlen + GQA + a preset and friends,
- * against the oracle (tests/common/feat_check.c), every dtype.
+ * against the oracle (tests/common/feat_check.c) on the closed-form masks
+ * (tests/common/closed_masks.c), every dtype.
  */
 #include "feat_check.h"
 
@@ -275,7 +276,7 @@ static void test_bad_fields(void **state)
 
 /* ------------------------------------------------- attention on them */
 
-static void run(const char *label, bsa_layout_t layout, fc_spec spec)
+static void run(const char *label, bsa_layout_t layout, const cm_source *masks, fc_spec spec)
 {
     static const double tol[3] = {1e-5, 5e-3, 3e-2};
     for (int di = 0; di < 3; di++)
@@ -285,7 +286,7 @@ static void run(const char *label, bsa_layout_t layout, fc_spec spec)
             spec.flags = ref ? BSA_PLAN_FORCE_REFERENCE : 0;
             fc_problem p;
             bsa_attn_desc desc;
-            assert_int_equal(fc_problem_init(&p, layout, &spec, &desc), BSA_SUCCESS);
+            assert_int_equal(fc_problem_init(&p, layout, masks, &spec, &desc), BSA_SUCCESS);
             bsa_plan_t plan;
             bsa_status st = bsa_plan_create(ctx, &plan, &desc, layout);
             if (st == BSA_SUCCESS && (st = fc_forward(plan, &p)) == BSA_SUCCESS)
@@ -328,31 +329,32 @@ static fc_spec spec(int64_t batch, int64_t h, int64_t hkv, int64_t d, int64_t dv
 static void test_attention_on_presets(void **state)
 {
     (void)state;
-    bsa_layout_t l[5];
-    bsa_preset p = base(BSA_PATTERN_SLIDING_WINDOW, 128, 16, 20, 1);
-    assert_int_equal(bsa_layout_create_preset(ctx, &l[0], &p), BSA_SUCCESS);
-    p = base(BSA_PATTERN_DILATED, 128, 16, 4, 0);
-    p.dilation = 5;
-    assert_int_equal(bsa_layout_create_preset(ctx, &l[1], &p), BSA_SUCCESS);
-    p = base(BSA_PATTERN_LONGFORMER, 128, 32, 24, 1);
-    p.global_tokens = 5;
-    assert_int_equal(bsa_layout_create_preset(ctx, &l[2], &p), BSA_SUCCESS);
-    p = base(BSA_PATTERN_BIGBIRD, 128, 16, 10, 0);
-    p.global_tokens = 3;
-    p.random_blocks = 2;
-    p.seed = 42;
-    assert_int_equal(bsa_layout_create_preset(ctx, &l[3], &p), BSA_SUCCESS);
+    bsa_preset p[5];
+    p[0] = base(BSA_PATTERN_SLIDING_WINDOW, 128, 16, 20, 1);
+    p[1] = base(BSA_PATTERN_DILATED, 128, 16, 4, 0);
+    p[1].dilation = 5;
+    p[2] = base(BSA_PATTERN_LONGFORMER, 128, 32, 24, 1);
+    p[2].global_tokens = 5;
+    p[3] = base(BSA_PATTERN_BIGBIRD, 128, 16, 10, 0);
+    p[3].global_tokens = 3;
+    p[3].random_blocks = 2;
+    p[3].seed = 42;
     int32_t docs[4] = {37, 50, 1, 40};
-    p = base(BSA_PATTERN_DOCUMENT, 128, 16, 0, 0);
-    p.doc_lengths = docs;
-    p.num_docs = 4;
-    assert_int_equal(bsa_layout_create_preset(ctx, &l[4], &p), BSA_SUCCESS);
+    p[4] = base(BSA_PATTERN_DOCUMENT, 128, 16, 0, 0);
+    p[4].doc_lengths = docs;
+    p[4].num_docs = 4;
+    bsa_layout_t l[5];
+    cm_source m[5];
+    for (int i = 0; i < 5; i++) {
+        m[i] = cm_of_preset(&p[i]);
+        assert_int_equal(cm_create(ctx, &m[i], &l[i]), BSA_SUCCESS);
+    }
 
-    run("sliding bidir + gqa", l[0], spec(2, 4, 2, 16, 16, 0, 0));
-    run("dilated causal + keylen", l[1], spec(2, 2, 2, 16, 16, 1, 0));
-    run("longformer + varlen + gqa", l[2], spec(1, 4, 2, 32, 32, 0, 3));
-    run("bigbird + varlen + mqa + dv", l[3], spec(1, 4, 1, 16, 32, 1, 4));
-    run("document + gqa + keylen", l[4], spec(2, 6, 3, 16, 16, 1, 0));
+    run("sliding bidir + gqa", l[0], &m[0], spec(2, 4, 2, 16, 16, 0, 0));
+    run("dilated causal + keylen", l[1], &m[1], spec(2, 2, 2, 16, 16, 1, 0));
+    run("longformer + varlen + gqa", l[2], &m[2], spec(1, 4, 2, 32, 32, 0, 3));
+    run("bigbird + varlen + mqa + dv", l[3], &m[3], spec(1, 4, 1, 16, 32, 1, 4));
+    run("document + gqa + keylen", l[4], &m[4], spec(2, 6, 3, 16, 16, 1, 0));
     for (int i = 0; i < 5; i++)
         bsa_layout_destroy(l[i]);
 }

@@ -111,12 +111,13 @@ static void check_tensor(bsa_plan_t plan, ac_problem *p, tu_tensor *x, const tu_
     }
 }
 
-static void gradcheck(bsa_context_t ctx, bsa_layout_t lay, int batch, int heads, int dim,
-                      ac_form form, float scale)
+static void gradcheck(bsa_context_t ctx, bsa_layout_t lay, const cm_source *masks, int batch,
+                      int heads, int dim, ac_form form, float scale)
 {
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, BSA_DTYPE_F32, batch, heads, dim, form, scale, &d), "init");
+    expect_ok(ac_problem_init(&p, lay, masks, BSA_DTYPE_F32, batch, heads, dim, form, scale, &d),
+              "init");
     bsa_plan_t plan = NULL;
     expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
     expect_ok(ac_forward(plan, &p, AC_WS_EXACT), "forward");
@@ -162,7 +163,8 @@ static void test_presets(void **state)
             }
             bsa_layout_t lay = NULL;
             expect_ok(bsa_layout_create_preset(ctx, &lay, &ps), "preset");
-            gradcheck(ctx, lay, 1, 2, 8 + 8 * bidir, (ac_form)(i % 3), 0.0f);
+            cm_source masks = cm_of_preset(&ps);
+            gradcheck(ctx, lay, &masks, 1, 2, 8 + 8 * bidir, (ac_form)(i % 3), 0.0f);
             bsa_layout_destroy(lay);
         }
     bsa_context_destroy(ctx);
@@ -190,7 +192,8 @@ static void test_cross_callback(void **state)
     bsa_layout_desc ld = {8, 2, 2, 3, BSA_PRED_NONE, 0, 0};
     bsa_layout_t lay = NULL;
     expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blocks, half_callback, NULL), "callback");
-    gradcheck(ctx, lay, 2, 2, 16, AC_PADDED, 0.6f);
+    cm_source masks = cm_of_callback(&ld, blocks, half_callback, NULL);
+    gradcheck(ctx, lay, &masks, 2, 2, 16, AC_PADDED, 0.6f);
     bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
 }

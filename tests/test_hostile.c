@@ -66,9 +66,11 @@ static void check_poison_key(bsa_dtype dtype, int in_value, double bad)
     bsa_layout_t lay;
     bsa_preset preset = {BSA_PATTERN_LOCAL, 128, 16, 2, 32, 0, 0, 0};
     assert_int_equal(bsa_layout_create_preset(ctx, &lay, &preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(&preset);
     ac_problem p;
     bsa_attn_desc desc;
-    assert_int_equal(ac_problem_init(&p, lay, dtype, 2, 2, 32, AC_BTHD, 0.0f, &desc), BSA_SUCCESS);
+    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 2, 2, 32, AC_BTHD, 0.0f, &desc),
+                     BSA_SUCCESS);
     bsa_plan_t plan;
     assert_int_equal(bsa_plan_create(ctx, &plan, &desc, lay), BSA_SUCCESS);
     assert_int_equal(ac_forward(plan, &p, AC_WS_NULL), BSA_SUCCESS);
@@ -136,9 +138,11 @@ static void check_extreme(bsa_dtype dtype, double entry, double tol)
     bsa_layout_t lay;
     bsa_preset preset = {BSA_PATTERN_ALL, 64, 16, 1, 0, 0, 0, 0};
     assert_int_equal(bsa_layout_create_preset(ctx, &lay, &preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(&preset);
     ac_problem p;
     bsa_attn_desc desc;
-    assert_int_equal(ac_problem_init(&p, lay, dtype, 1, 2, 16, AC_BHTD, 0.0f, &desc), BSA_SUCCESS);
+    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 1, 2, 16, AC_BHTD, 0.0f, &desc),
+                     BSA_SUCCESS);
     for (int64_t h = 0; h < p.heads; h++)
         for (int64_t t = 0; t < p.seq_q; t++)
             for (int64_t x = 0; x < p.head_dim; x++) {

@@ -4,8 +4,9 @@
  * CPU against double computations, and their compositions against the
  * fused forward and backward.
  *
- * The test derives the sparse weight tensor's structure itself: the layout's
- * element mask (natural order) is moved to layout order through the seed's
+ * The test derives the sparse weight tensor's structure itself: the
+ * layout's element mask from the closed forms (tests/common/closed_masks.c,
+ * natural order) is moved to layout order through the seed's
  * strided_transpose (natural p = i*L + j <-> layout r = j*(n/L) + i), a block
  * is kept iff it holds a kept element, blocks are numbered row-major per
  * layout head, and (batch b, head h) starts at
@@ -303,12 +304,12 @@ static void check_fused(const char *what, const tu_tensor *unfused, const tu_ten
 
 /* ------------------------------------------------ one layout, all ops */
 
-static void run_ops(bsa_context_t ctx, bsa_layout_t lay, const char *label, bsa_dtype dt, int batch,
-                    int heads, int dim, ac_form form)
+static void run_ops(bsa_context_t ctx, bsa_layout_t lay, const cm_source *masks, const char *label,
+                    bsa_dtype dt, int batch, int heads, int dim, ac_form form)
 {
     ac_problem p;
     bsa_attn_desc d;
-    expect_ok(ac_problem_init(&p, lay, dt, batch, heads, dim, form, 0.0f, &d), label);
+    expect_ok(ac_problem_init(&p, lay, masks, dt, batch, heads, dim, form, 0.0f, &d), label);
     bsa_plan_t plan = NULL;
     expect_ok(bsa_plan_create(ctx, &plan, &d, lay), label);
     wstruct s;
@@ -464,8 +465,9 @@ static void test_fixed_per_head(void **state)
             bsa_layout_info info;
             expect_ok(bsa_layout_get_info(lay, &info), "info");
             assert_int_equal(info.heads, heads);
-            run_ops(ctx, lay, bidir ? "fixed nv=4 bidir" : "fixed nv=2", dtypes[di], 2, heads, 16,
-                    (ac_form)((di + bidir) % 3));
+            cm_source masks = cm_of_preset(&ps);
+            run_ops(ctx, lay, &masks, bidir ? "fixed nv=4 bidir" : "fixed nv=2", dtypes[di], 2,
+                    heads, 16, (ac_form)((di + bidir) % 3));
             bsa_layout_destroy(lay);
         }
     bsa_context_destroy(ctx);
@@ -488,7 +490,8 @@ static void test_presets_shared(void **state)
         char label[64];
         snprintf(label, sizeof label, "preset %d%s", (int)presets[i].pattern,
                  presets[i].bidirectional ? " bidir" : "");
-        run_ops(ctx, lay, label, dtypes[i % 3], 1 + (int)(i % 2), 3, 8 * (1 + (int)i),
+        cm_source masks = cm_of_preset(&presets[i]);
+        run_ops(ctx, lay, &masks, label, dtypes[i % 3], 1 + (int)(i % 2), 3, 8 * (1 + (int)i),
                 (ac_form)(i % 3));
         bsa_layout_destroy(lay);
     }
@@ -522,13 +525,11 @@ static void test_random_per_head(void **state)
         bsa_layout_desc ld = {block, heads, qb, kb, BSA_PRED_NONE, 0, 0};
         bsa_layout_t lay = NULL;
         int dead = tu_randint(0, qb * block);
-        if (it >= 3)
-            expect_ok(bsa_layout_create_callback(ctx, &lay, &ld, blocks, cb_bits, &dead),
-                      "callback");
-        else
-            expect_ok(bsa_layout_create_dense(ctx, &lay, &ld, blocks), "dense");
-        run_ops(ctx, lay, it >= 3 ? "random callback" : "random dense", dtypes[it % 3], 2, heads,
-                8 * tu_randint(1, 5), (ac_form)tu_randint(0, 3));
+        cm_source masks =
+            it >= 3 ? cm_of_callback(&ld, blocks, cb_bits, &dead) : cm_of_dense(&ld, blocks);
+        expect_ok(cm_create(ctx, &masks, &lay), it >= 3 ? "callback" : "dense");
+        run_ops(ctx, lay, &masks, it >= 3 ? "random callback" : "random dense", dtypes[it % 3], 2,
+                heads, 8 * tu_randint(1, 5), (ac_form)tu_randint(0, 3));
         bsa_layout_destroy(lay);
         free(blocks);
     }

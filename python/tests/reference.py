@@ -1,31 +1,8 @@
-"""The oracle for the Python tests: closed-form masks of the seed's patterns and
-a float64 dense masked attention (forward and backward), written
-independently of the library."""
+"""The oracle for the Python tests: a float64 dense masked attention (forward
+and backward), written independently of the library.  Its masks come from
+closed_masks.py."""
 
 import numpy as np
-
-
-def preset_mask(pattern, seq, block, ctx=0, num_verts=1, vertsize=1, causal=True, head=0):
-    """bool [seq, seq] in natural time order, from the closed forms of
-    shared/spec/seed-semantics.md (sections 1.3 and 1.5)."""
-    q = np.arange(seq)[:, None]
-    k = np.arange(seq)[None, :]
-    if pattern == "all":
-        m = np.ones((seq, seq), dtype=bool)
-    elif pattern == "local":
-        m = np.abs(q - k) < ctx
-    elif pattern == "strided":
-        m = (q - k) % ctx == 0
-    elif pattern == "fixed":
-        S = ctx // block
-        verts = {S - 1 - (head % num_verts) * vertsize - t for t in range(vertsize)}
-        in_verts = np.isin((k // block) % S, sorted(verts))
-        m = (q // ctx == k // ctx) | in_verts
-    else:
-        raise ValueError(pattern)
-    if causal:
-        m &= k <= q
-    return np.broadcast_to(m, (seq, seq)).copy()
 
 
 def as64(x):

@@ -1,12 +1,14 @@
 """The features beyond the seed through the binding: grouped-query heads (4-D
 and 3-D with kv_heads=), a value head dim of its own, key lengths and packed
-variable-length sequences, against a float64 reference written here from
-the layout's element mask (each segment on its own, kv heads repeated)."""
+variable-length sequences, against a float64 reference written here on the
+closed-form masks of closed_masks.py (each segment on its own, kv heads
+repeated)."""
 
 import numpy as np
 import pytest
 
 import bsa
+import closed_masks as cm
 import reference as ref
 
 
@@ -29,10 +31,16 @@ def _segments(n_seg, time_q, time_k, cu_q, cu_k):
     return [(0, cu_q[i], cu_q[i + 1], cu_k[i], cu_k[i + 1]) for i in range(len(cu_q) - 1)]
 
 
-def _reference(q, k, v, dout, lay, scale, key_lengths=None, cu_q=None, cu_k=None):
-    """[b, h, t, d] inputs (b = 1 with packed sequences): float64 outputs."""
+def _preset(**p):
+    """A preset layout and its closed-form masks [layout heads, T, T]."""
+    return bsa.Layout.preset(**p), cm.preset_masks(**p)
+
+
+def _reference(q, k, v, dout, masks, scale, key_lengths=None, cu_q=None, cu_k=None):
+    """[b, h, t, d] inputs (b = 1 with packed sequences), masks [layout
+    heads, T, S]: float64 outputs."""
     h = q.shape[1]
-    full = np.stack([lay.element_mask(x % lay.heads) for x in range(h)])
+    full = np.stack([masks[x % masks.shape[0]] for x in range(h)])
     o = np.zeros(q.shape[:3] + (v.shape[-1],))
     dq, dk, dv = np.zeros(q.shape), np.zeros(k.shape), np.zeros(v.shape)
     lse = np.full(q.shape[:3], -np.inf)
@@ -68,12 +76,12 @@ def _run(q, k, v, dout, lay, **kw):
 @pytest.mark.parametrize("hkv", [1, 2])
 def test_grouped_query_and_value_dim(rng, hkv):
     b, h, t, d, dv = 2, 4, 64, 16, 24
-    lay = bsa.Layout.preset("local", seq=t, block=16, ctx=40)
+    lay, masks = _preset(pattern="local", seq=t, block=16, ctx=40)
     q, do = ref.randn(rng, (b, h, t, d), np.float32), ref.randn(rng, (b, h, t, dv), np.float32)
     k, v = ref.randn(rng, (b, hkv, t, d), np.float32), ref.randn(rng, (b, hkv, t, dv), np.float32)
     got = _run(q, k, v, do, lay)
     assert got[0].shape == (b, h, t, dv)
-    _check(got, _reference(q, k, v, do, lay, d**-0.5), ref.TOL["float32"])
+    _check(got, _reference(q, k, v, do, masks, d**-0.5), ref.TOL["float32"])
 
     # the seed's 3-D layout: k/v need kv_heads=
     q3, do3 = (x.transpose(0, 2, 1, 3).reshape(b, t, -1) for x in (q, do))
@@ -85,11 +93,11 @@ def test_grouped_query_and_value_dim(rng, hkv):
 
 def test_key_lengths(rng):
     b, h, t, d = 3, 2, 64, 16
-    lay = bsa.Layout.preset("all", seq=t, block=16, causal=False)
+    lay, masks = _preset(pattern="all", seq=t, block=16, causal=False)
     q, k, v, do = (ref.randn(rng, (b, h, t, d), np.float32) for _ in range(4))
     kl = np.array([t, 17, 0], dtype=np.int32)  # all, a partial block, none
     got = _run(q, k, v, do, lay, key_lengths=kl)
-    _check(got, _reference(q, k, v, do, lay, d**-0.5, key_lengths=kl), ref.TOL["float32"])
+    _check(got, _reference(q, k, v, do, masks, d**-0.5, key_lengths=kl), ref.TOL["float32"])
     assert np.all(got[0][2] == 0) and np.all(np.isneginf(got[1][2]))
     assert np.all(got[3][1, :, 17:] == 0) and np.all(got[4][1, :, 17:] == 0)
 
@@ -165,7 +173,7 @@ def test_verbose_prints_explanation():
 @pytest.mark.parametrize("dtype", ["float32", "float16"])
 def test_packed_sequences(rng, dtype):
     h, hkv, d, seq = 4, 2, 16, 64
-    lay = bsa.Layout.preset("local", seq=seq, block=16, ctx=24)
+    lay, masks = _preset(pattern="local", seq=seq, block=16, ctx=24)
     lens_q = [64, 5, 33, 0, 20]
     lens_k = [64, 5, 40, 7, 20]
     cu_q = np.concatenate([[0], np.cumsum(lens_q)]).astype(np.int32)
@@ -176,7 +184,7 @@ def test_packed_sequences(rng, dtype):
     kl = np.array([60, 5, 3, 7, 1], dtype=np.int32)
     kw = dict(cu_seqlens_q=cu_q, cu_seqlens_k=cu_k, key_lengths=kl)
     got = _run(q, k, v, do, lay, **kw)
-    want = _reference(q, k, v, do, lay, d**-0.5, key_lengths=kl, cu_q=cu_q, cu_k=cu_k)
+    want = _reference(q, k, v, do, masks, d**-0.5, key_lengths=kl, cu_q=cu_q, cu_k=cu_k)
     _check(got, want, ref.TOL[dtype])
 
 
@@ -192,14 +200,14 @@ def test_bad_offsets_fail_cleanly(rng):
 def test_torch_autograd_gqa_varlen(rng):
     torch = pytest.importorskip("torch")
     h, hkv, d, seq = 4, 1, 16, 64
-    lay = bsa.Layout.preset("all", seq=seq, block=16)
+    lay, masks = _preset(pattern="all", seq=seq, block=16)
     cu = np.array([0, 40, 64, 100], dtype=np.int32)
     q, do = (ref.randn(rng, (1, h, 100, d), np.float32) for _ in range(2))
     k, v = (ref.randn(rng, (1, hkv, 100, d), np.float32) for _ in range(2))
     tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
     o = bsa.attention(tq, tk, tv, lay, cu_seqlens_q=cu, cu_seqlens_k=cu)
     o.backward(torch.tensor(do))
-    want = _reference(q, k, v, do, lay, d**-0.5, cu_q=cu, cu_k=cu)
+    want = _reference(q, k, v, do, masks, d**-0.5, cu_q=cu, cu_k=cu)
     tol = ref.TOL["float32"]
     assert ref.rel_err(o.detach().numpy(), want[0]) < tol
     for t, w in ((tq, want[2]), (tk, want[3]), (tv, want[4])):

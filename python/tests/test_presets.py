@@ -1,10 +1,13 @@
-"""Every preset (causal and bidirectional): element masks against the seed's
-closed forms, forward and backward against the float64 reference."""
+"""Every preset (causal and bidirectional): forward and backward against the
+float64 reference on the closed-form masks (closed_masks.py; their
+comparison with Layout.element_mask is in test_closed_masks.py), and the
+seed's block counts."""
 
 import numpy as np
 import pytest
 
 import bsa
+import closed_masks as cm
 import reference as ref
 
 PRESETS = [
@@ -23,39 +26,8 @@ def _id(p):
 
 
 def _masks(p, heads, causal):
-    """[layout heads, seq, seq] expected masks."""
-    lay_heads = heads if p["pattern"] == "fixed" and p.get("num_verts", 1) > 1 else 1
-    return np.stack(
-        [
-            ref.preset_mask(
-                p["pattern"],
-                p["seq"],
-                p["block"],
-                p.get("ctx", 0),
-                p.get("num_verts", 1),
-                p.get("vertsize", 1),
-                causal,
-                head=h,
-            )
-            for h in range(lay_heads)
-        ]
-    )
-
-
-@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidir"])
-@pytest.mark.parametrize("p", PRESETS, ids=_id)
-def test_preset_mask_matches_closed_form(p, causal):
-    heads = 4
-    lay = bsa.Layout.preset(heads=heads, causal=causal, **p)
-    want = _masks(p, heads, causal)
-    assert lay.heads == want.shape[0]
-    for h in range(lay.heads):
-        got = lay.element_mask(h)
-        assert got.dtype == np.bool_ and got.shape == (p["seq"], p["seq"])
-        np.testing.assert_array_equal(got, want[h], err_msg=f"head {h}")
-    assert lay.info.kept_elements == int(want.sum())
-    if p["pattern"] == "strided":
-        assert lay.info.stride_permutation == p["ctx"]
+    """[layout heads, seq, seq] closed-form masks."""
+    return cm.preset_masks(heads=heads, causal=causal, **p)
 
 
 def test_seed_block_counts():
@@ -70,7 +42,7 @@ def test_seed_block_counts():
     # (key block 0) is seen by all 32 query blocks, so over all heads it is 32
     blocks = np.stack(
         [
-            ref.preset_mask("fixed", 1024, 32, 128, 4, 1, True, h)
+            cm.preset_mask("fixed", 1024, 32, 128, 4, 1, True, h)
             .reshape(32, 32, 32, 32)
             .any((1, 3))
             for h in range(4)

@@ -6,6 +6,7 @@ import pytest
 
 import bsa
 import bsa.functional as F
+import closed_masks as cm
 import reference as ref
 
 
@@ -17,14 +18,10 @@ def no_copies(monkeypatch):
     monkeypatch.setattr(F.NumpyOps, "contiguous", staticmethod(refuse))
 
 
-def _mask(lay, heads):
-    return np.stack([lay.element_mask(h) for h in range(lay.heads)])
-
-
 def test_layouts_without_copies(rng, no_copies):
     b, h, t, d = 2, 3, 64, 16
     lay = bsa.Layout.preset("local", seq=t, block=16, ctx=24)
-    mask = _mask(lay, h)
+    mask = cm.preset_masks("local", t, 16, ctx=24)
     q, k, v, do = (ref.randn(rng, (b, h, t, d), np.float32) for _ in range(4))
     want_o, _, _ = ref.forward(q, k, v, mask, d**-0.5)
     want_g = ref.backward(q, k, v, mask, d**-0.5, do)

@@ -7,6 +7,7 @@ import threading
 import numpy as np
 
 import bsa
+import closed_masks as cm
 import reference as ref
 from bsa import _core
 
@@ -14,7 +15,7 @@ from bsa import _core
 def test_threads_with_plan_eviction(rng, monkeypatch):
     monkeypatch.setattr(_core.Handles, "max_plans", 2)
     lay = bsa.Layout.preset("local", seq=64, block=8, ctx=16)
-    mask = lay.element_mask()[None]
+    mask = cm.preset_masks("local", 64, 8, ctx=16)
     cases = []
     for i in range(12):  # distinct shapes: distinct plans, evicted all the time
         b, h, d = 1 + i % 2, 1 + i % 3, 8 * (1 + i % 4)

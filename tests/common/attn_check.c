@@ -24,9 +24,9 @@ bsa_tensor_desc ac_desc(ac_form form, int64_t batch, int64_t heads, int64_t time
     }
 }
 
-bsa_status ac_problem_init(ac_problem *p, bsa_layout_t layout, bsa_dtype dtype, int64_t batch,
-                           int64_t heads, int64_t head_dim, ac_form form, float scale,
-                           bsa_attn_desc *desc)
+bsa_status ac_problem_init(ac_problem *p, bsa_layout_t layout, const cm_source *masks,
+                           bsa_dtype dtype, int64_t batch, int64_t heads, int64_t head_dim,
+                           ac_form form, float scale, bsa_attn_desc *desc)
 {
     memset(p, 0, sizeof *p);
     bsa_layout_info info;
@@ -43,16 +43,11 @@ bsa_status ac_problem_init(ac_problem *p, bsa_layout_t layout, bsa_dtype dtype, 
     p->scale = scale != 0.0f ? scale : (float)(1.0 / sqrt((double)head_dim));
     p->layout_heads = info.heads;
 
-    int64_t plane = (int64_t)info.seq_q * info.seq_k;
-    p->mask = tu_xmalloc((size_t)(plane * info.heads));
-    for (int h = 0; h < info.heads; h++) {
-        /* poison so that a mask entry the library forgot shows as 0xA5 */
-        memset(p->mask + h * plane, 0xA5, (size_t)plane);
-        if ((st = bsa_layout_element_mask(layout, h, p->mask + h * plane)) != BSA_SUCCESS) {
-            free(p->mask);
-            p->mask = NULL;
+    if (masks) {
+        if ((st = cm_check(masks, &info)) != BSA_SUCCESS)
             return st;
-        }
+        if (!(p->mask = cm_masks(masks)))
+            return BSA_ERROR_CALLBACK;
     }
 
     bsa_tensor_desc dq = ac_desc(form, batch, heads, p->seq_q, head_dim);
@@ -95,8 +90,18 @@ bsa_status ac_problem_init(ac_problem *p, bsa_layout_t layout, bsa_dtype dtype, 
     return BSA_SUCCESS;
 }
 
+/* The oracle needs the closed-form masks (ac_problem_init's masks). */
+static void need_mask(const ac_problem *p, const char *fn)
+{
+    if (!p->mask) {
+        fprintf(stderr, "%s: the problem has no mask (ac_problem_init without a source)\n", fn);
+        abort();
+    }
+}
+
 void ac_problem_oracle(ac_problem *p)
 {
+    need_mask(p, "ac_problem_oracle");
     size_t nq = (size_t)p->q.count, nk = (size_t)p->k.count;
     if (!p->ref_o) {
         p->ref_o = tu_xmalloc(nq * sizeof(double));
@@ -234,6 +239,7 @@ static void empty_checks(const ac_problem *p, int with_backward, ac_errors *e)
 
 void ac_compare(const ac_problem *p, int with_backward, ac_errors *e)
 {
+    need_mask(p, "ac_compare");
     memset(e, 0, sizeof *e);
     e->o = tu_rel_l2(p->o.val, p->ref_o, p->o.count);
     e->lse = lse_error(p, &e->lse_inf_mismatch);

@@ -8,6 +8,7 @@
 #define BSA_ATTN_CHECK_H
 
 #include "bsa.h"
+#include "closed_masks.h"
 #include "oracle.h"
 #include "testutil.h"
 
@@ -31,19 +32,25 @@ typedef struct ac_problem {
     tu_tensor q, k, v, o, dout, dq, dk, dv;
     float *lse; /* [batch][heads][seq_q] */
     int64_t n_lse;
-    uint8_t *mask; /* [layout_heads][seq_q][seq_k] from bsa_layout_element_mask */
+    uint8_t *mask; /* [layout_heads][seq_q][seq_k] from the closed forms (closed_masks.h);
+                      NULL without a mask source */
     int layout_heads;
     oracle_problem op;
     double *ref_o, *ref_lse, *ref_dq, *ref_dk, *ref_dv;
     double *lse_val; /* lse read back as double */
 } ac_problem;
 
-/* Draws inputs ~U(-1,1) (dout too), reads the layout's element masks,
- * prepares the attn desc (returned in *desc for bsa_plan_create).  Returns
- * the status of the layout queries. */
-bsa_status ac_problem_init(ac_problem *p, bsa_layout_t layout, bsa_dtype dtype, int64_t batch,
-                           int64_t heads, int64_t head_dim, ac_form form, float scale,
-                           bsa_attn_desc *desc);
+/* Draws inputs ~U(-1,1) (dout too), computes the oracle's element masks
+ * from masks, the test's description of how it made layout (closed forms,
+ * never the library's bsa_layout_element_mask), and prepares the attn desc
+ * (returned in *desc for bsa_plan_create).  masks may be NULL for a problem
+ * that never meets the oracle (ac_problem_oracle and ac_compare then abort).
+ * Returns the status of the layout query; BSA_ERROR_SHAPE_MISMATCH when
+ * masks does not describe the layout's heads and lengths, BSA_ERROR_CALLBACK
+ * when its callback fails. */
+bsa_status ac_problem_init(ac_problem *p, bsa_layout_t layout, const cm_source *masks,
+                           bsa_dtype dtype, int64_t batch, int64_t heads, int64_t head_dim,
+                           ac_form form, float scale, bsa_attn_desc *desc);
 /* Runs the oracle forward and backward on the rounded inputs. */
 void ac_problem_oracle(ac_problem *p);
 void ac_problem_free(ac_problem *p);

@@ -33,8 +33,8 @@ static void draw_lengths(int32_t *cu, int64_t n, int64_t cover)
             cu[i] += 1; /* the first sequence gets one token */
 }
 
-bsa_status fc_problem_init(fc_problem *p, bsa_layout_t layout, const fc_spec *spec,
-                           bsa_attn_desc *desc)
+bsa_status fc_problem_init(fc_problem *p, bsa_layout_t layout, const cm_source *masks,
+                           const fc_spec *spec, bsa_attn_desc *desc)
 {
     memset(p, 0, sizeof *p);
     p->spec = *spec;
@@ -46,12 +46,11 @@ bsa_status fc_problem_init(fc_problem *p, bsa_layout_t layout, const fc_spec *sp
     p->seq_q = info.seq_q;
     p->seq_k = info.seq_k;
     int64_t plane = p->seq_q * p->seq_k;
-    uint8_t *em = tu_xmalloc((size_t)(plane * info.heads));
-    for (int h = 0; h < info.heads; h++)
-        if ((st = bsa_layout_element_mask(layout, h, em + h * plane)) != BSA_SUCCESS) {
-            free(em);
-            return st;
-        }
+    if ((st = cm_check(masks, &info)) != BSA_SUCCESS)
+        return st;
+    uint8_t *em = cm_masks(masks);
+    if (!em)
+        return BSA_ERROR_CALLBACK;
 
     int64_t bt = spec->varlen ? 1 : spec->batch;
     p->n_seg = spec->varlen ? spec->varlen : spec->batch;
@@ -282,8 +281,8 @@ fc_spec fc_spec_of(int64_t batch, int64_t heads, int64_t kv_heads, int64_t d, in
     return s;
 }
 
-bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, bsa_pattern pat, int seq, int block,
-                     int heads, int c, int bidir)
+bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, cm_source *src, bsa_pattern pat, int seq,
+                     int block, int heads, int c, int bidir)
 {
     bsa_preset pr;
     memset(&pr, 0, sizeof pr);
@@ -304,8 +303,11 @@ bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, bsa_pattern pat, int 
         pr.doc_lengths = docs;
         pr.num_docs = 3;
     }
+    cm_source s = cm_of_preset(&pr);
+    if (src)
+        *src = s;
     *out = NULL;
-    bsa_status st = bsa_layout_create_preset(ctx, out, &pr);
+    bsa_status st = cm_create(ctx, &s, out);
     if (st != BSA_SUCCESS)
         fprintf(stderr, "preset: %s\n", bsa_last_error());
     return st;
@@ -334,14 +336,15 @@ bsa_status fc_run_cases(bsa_context_t ctx, const fc_case *cases, int n, int reps
     for (int i = 0; i < n; i++) {
         const fc_case *c = &cases[i];
         bsa_layout_t l = NULL;
-        bsa_status st =
-            fc_preset(ctx, &l, c->pattern, c->seq, c->block, c->layout_heads, c->ctx, c->bidir);
+        cm_source src;
+        bsa_status st = fc_preset(ctx, &l, &src, c->pattern, c->seq, c->block, c->layout_heads,
+                                  c->ctx, c->bidir);
         if (st != BSA_SUCCESS)
             return st;
         fc_spec spec = fc_spec_of(c->batch, c->heads, c->kv_heads, c->head_dim, c->v_dim,
                                   c->key_lengths, c->varlen);
         for (int r = 0; r < reps; r++)
-            run(c->label, ctx, l, spec);
+            run(c->label, ctx, l, &src, spec);
         bsa_layout_destroy(l);
     }
     return BSA_SUCCESS;

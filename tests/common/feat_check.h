@@ -12,6 +12,7 @@
 
 #include "attn_check.h"
 #include "bsa.h"
+#include "closed_masks.h"
 #include "oracle.h"
 #include "testutil.h"
 
@@ -45,10 +46,14 @@ typedef struct fc_problem {
 } fc_problem;
 
 /* Draws the problem for layout (square or not; layout heads 1 or heads),
- * fills *desc for bsa_plan_create and runs the oracle forward and backward.
- * Returns the status of the layout queries. */
-bsa_status fc_problem_init(fc_problem *p, bsa_layout_t layout, const fc_spec *spec,
-                           bsa_attn_desc *desc);
+ * fills *desc for bsa_plan_create and runs the oracle forward and backward
+ * on the element masks of masks, the test's description of how it made
+ * layout (closed forms: closed_masks.h; never bsa_layout_element_mask).
+ * Returns the status of the layout query; BSA_ERROR_SHAPE_MISMATCH when
+ * masks does not describe the layout, BSA_ERROR_CALLBACK when its callback
+ * fails. */
+bsa_status fc_problem_init(fc_problem *p, bsa_layout_t layout, const cm_source *masks,
+                           const fc_spec *spec, bsa_attn_desc *desc);
 void fc_problem_free(fc_problem *p);
 
 /* The call arguments (host pointers of p). */
@@ -73,9 +78,10 @@ fc_spec fc_spec_of(int64_t batch, int64_t heads, int64_t kv_heads, int64_t d, in
 /* A preset layout: seq, block, layout heads, ctx (window / stride), bidir;
  * fixed gets 2 summary columns of 1 block, dilated d = 3, Longformer and
  * BigBird 5 global tokens (BigBird 2 random blocks, seed 1234), document
- * three documents.  Prints the library's detail on failure. */
-bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, bsa_pattern pat, int seq, int block,
-                     int heads, int c, int bidir);
+ * three documents.  *src (if not NULL) gets its mask source.  Prints the
+ * library's detail on failure. */
+bsa_status fc_preset(bsa_context_t ctx, bsa_layout_t *out, cm_source *src, bsa_pattern pat, int seq,
+                     int block, int heads, int c, int bidir);
 
 /* One case of a feature suite: a preset layout (see fc_preset) and the
  * problem's shape (see fc_spec_of). */
@@ -87,10 +93,12 @@ typedef struct fc_case {
     int key_lengths, varlen;
 } fc_case;
 
-/* Runs run(label, ctx, layout, spec) on each case reps times, with the
- * case's layout created before and destroyed after; stops at the first
- * layout that cannot be created and returns its status. */
-typedef void (*fc_runner)(const char *label, bsa_context_t ctx, bsa_layout_t layout, fc_spec spec);
+/* Runs run(label, ctx, layout, masks, spec) on each case reps times, with
+ * the case's layout (and its mask source) created before and destroyed
+ * after; stops at the first layout that cannot be created and returns its
+ * status. */
+typedef void (*fc_runner)(const char *label, bsa_context_t ctx, bsa_layout_t layout,
+                          const cm_source *masks, fc_spec spec);
 bsa_status fc_run_cases(bsa_context_t ctx, const fc_case *cases, int n, int reps, fc_runner run);
 
 /* Whether e is within the thresholds with nothing unwritten, touched,
