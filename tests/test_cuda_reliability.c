@@ -85,9 +85,9 @@ static void streams_equal_serial(void **state)
     bsa_context_t ctx;
     expect_ok(bsa_context_create(&ctx, &(bsa_context_params){BSA_BACKEND_CUDA, 0, 0}), "ctx");
     bsa_layout_t lay;
-    expect_ok(bsa_layout_create_preset(ctx, &lay,
-                                       &(bsa_preset){BSA_PATTERN_FIXED, 1024, 32, 4, 128, 4, 1, 0}),
-              "layout");
+    const bsa_preset fixed = {BSA_PATTERN_FIXED, 1024, 32, 4, 128, 4, 1, 0};
+    expect_ok(bsa_layout_create_preset(ctx, &lay, &fixed), "layout");
+    const cm_source masks = cm_of_preset(&fixed);
     static const bsa_dtype dt[n_streams] = {BSA_DTYPE_F16, BSA_DTYPE_BF16, BSA_DTYPE_F16,
                                             BSA_DTYPE_F32};
     static const int dims[n_streams] = {64, 128, 32, 64};
@@ -95,9 +95,9 @@ static void streams_equal_serial(void **state)
     memset(jobs, 0, sizeof jobs);
     for (int i = 0; i < n_streams; i++) {
         dev_job *j = &jobs[i];
-        expect_ok(
-            ac_problem_init(&j->p, lay, dt[i], 2, 4, dims[i], (ac_form)(i % 2), 0.0f, &j->desc),
-            "problem");
+        expect_ok(ac_problem_init(&j->p, lay, &masks, dt[i], 2, 4, dims[i], (ac_form)(i % 2), 0.0f,
+                                  &j->desc),
+                  "problem");
         expect_ok(bsa_plan_create(ctx, &j->plan, &j->desc, lay), "plan");
         expect_ok(bsa_plan_workspace_size(j->plan, &j->ws_bytes), "ws");
         j->bq = tensor_bytes(&j->p.q), j->bk = tensor_bytes(&j->p.k), j->bo = tensor_bytes(&j->p.o);
