@@ -4,7 +4,8 @@
  * with the K/V tiles brought in by a producer warpgroup through TMA loads,
  * at head dims 64 and 128, for problems without key lengths or packed
  * sequences (grouped-query heads are fine) on natural key tiles without the
- * strided permutation (wgmma_launch.cu picks it).
+ * strided permutation: the plans that the implementation list's entry
+ * cuda-wgmma-sm90a-ws (backends/gpu/dispatch.c) accepts.
  *
  * In fwd_wgmma_kernel every thread issues its share of each tile's cp.async
  * loads and a block barrier a tile makes them visible, so both warpgroups

@@ -2,7 +2,7 @@
  * Hopper (sm_90a) tensor-memory-accelerator loads and the shared-memory
  * barriers (mbarrier) they complete on, for the warp-specialised forward
  * (fwd_ws_wgmma.cuh).  A TMA load copies a box of a tensor, described by a
- * tensor map (CUtensorMap, encoded on the host: wgmma_launch.cu), into
+ * tensor map (CUtensorMap, encoded on the host: hopper_host.cu), into
  * shared memory in wgmma's 128-byte swizzled layout, zero-filling what lies
  * outside the tensor, and signals the bytes' arrival on an mbarrier.
  */
