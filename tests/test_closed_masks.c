@@ -78,19 +78,6 @@ static void check(const cm_source *s, const char *label)
     bsa_layout_destroy(lay);
 }
 
-static bsa_preset base(bsa_pattern pat, int block, int seq, int ctx_, int bidir)
-{
-    bsa_preset p;
-    memset(&p, 0, sizeof p);
-    p.pattern = pat;
-    p.block = block;
-    p.seq = seq;
-    p.heads = 1;
-    p.ctx = ctx_;
-    p.bidirectional = bidir;
-    return p;
-}
-
 static void check_preset(const bsa_preset *p)
 {
     char label[160];
@@ -117,7 +104,8 @@ static void test_seed_patterns(void **state)
     (void)state;
     for (int it = 0; it < 80; it++) {
         int nbm, B = draw_block(&nbm), bidir = it & 1;
-        bsa_preset p = base((bsa_pattern)(it / 2 % 4), B, B * tu_randint(1, nbm + 1), 0, bidir);
+        bsa_preset p =
+            tu_preset((bsa_pattern)(it / 2 % 4), B * tu_randint(1, nbm + 1), B, 0, bidir);
         switch (p.pattern) {
         case BSA_PATTERN_LOCAL:
             p.ctx = tu_randint(1, p.seq + 2);
@@ -157,7 +145,7 @@ static void test_presets_beyond_the_seed(void **state)
         int nbm, B = draw_block(&nbm), bidir = it & 1;
         int seq = B * tu_randint(1, nbm + 1);
         bsa_pattern pat = (bsa_pattern)(BSA_PATTERN_SLIDING_WINDOW + it / 2 % 5);
-        bsa_preset p = base(pat, B, seq, tu_randint(0, seq / 2 + 3), bidir);
+        bsa_preset p = tu_preset(pat, seq, B, tu_randint(0, seq / 2 + 3), bidir);
         int32_t len[CM_MAX_DOCS];
         switch (pat) {
         case BSA_PATTERN_DILATED:

@@ -127,19 +127,6 @@ static void check_preset(const bsa_preset *p, const int *doc)
     bsa_layout_destroy(lay);
 }
 
-static bsa_preset base(bsa_pattern pat, int seq, int block, int w, int bidir)
-{
-    bsa_preset p;
-    memset(&p, 0, sizeof p);
-    p.pattern = pat;
-    p.seq = seq;
-    p.block = block;
-    p.heads = 1;
-    p.ctx = w;
-    p.bidirectional = bidir;
-    return p;
-}
-
 static const int blocks[4] = {8, 16, 32, 64};
 
 static void test_window_presets(void **state)
@@ -149,12 +136,12 @@ static void test_window_presets(void **state)
         int B = blocks[tu_randint(0, 3)];
         int seq = B * tu_randint(1, 10), bidir = rep & 1;
         int w = tu_randint(0, seq / 2 + 2);
-        bsa_preset p = base(BSA_PATTERN_SLIDING_WINDOW, seq, B, w, bidir);
+        bsa_preset p = tu_preset(BSA_PATTERN_SLIDING_WINDOW, seq, B, w, bidir);
         check_preset(&p, NULL);
-        p = base(BSA_PATTERN_DILATED, seq, B, tu_randint(0, 6), bidir);
+        p = tu_preset(BSA_PATTERN_DILATED, seq, B, tu_randint(0, 6), bidir);
         p.dilation = tu_randint(0, 2 * B); /* below, at and past the block */
         check_preset(&p, NULL);
-        p = base(BSA_PATTERN_LONGFORMER, seq, B, tu_randint(0, B + 3), bidir);
+        p = tu_preset(BSA_PATTERN_LONGFORMER, seq, B, tu_randint(0, B + 3), bidir);
         p.global_tokens = tu_randint(0, seq / 2 + 1);
         check_preset(&p, NULL);
     }
@@ -166,7 +153,7 @@ static void test_bigbird(void **state)
     for (int rep = 0; rep < 12; rep++) {
         int B = blocks[tu_randint(0, 3)];
         int seq = B * tu_randint(1, 12);
-        bsa_preset p = base(BSA_PATTERN_BIGBIRD, seq, B, tu_randint(0, B + 2), rep & 1);
+        bsa_preset p = tu_preset(BSA_PATTERN_BIGBIRD, seq, B, tu_randint(0, B + 2), rep & 1);
         p.global_tokens = tu_randint(0, B + 1);
         p.random_blocks = tu_randint(0, 5);
         p.seed = tu_next();
@@ -186,7 +173,7 @@ static void test_bigbird(void **state)
     }
     /* different seeds give different random blocks (64 rows x 2 of 64 blocks:
      * equal by chance with probability ~ 0) */
-    bsa_preset p = base(BSA_PATTERN_BIGBIRD, 512, 8, 0, 1);
+    bsa_preset p = tu_preset(BSA_PATTERN_BIGBIRD, 512, 8, 0, 1);
     p.random_blocks = 2;
     int64_t elems[2];
     uint8_t *m[2];
@@ -226,7 +213,7 @@ static void test_document(void **state)
         for (int i = 0, t = 0; i < n; i++)
             for (int j = 0; j < len[i]; j++)
                 doc[t++] = i;
-        bsa_preset p = base(BSA_PATTERN_DOCUMENT, seq, B, 0, rep & 1);
+        bsa_preset p = tu_preset(BSA_PATTERN_DOCUMENT, seq, B, 0, rep & 1);
         p.doc_lengths = len;
         p.num_docs = n;
         check_preset(&p, doc);
@@ -249,18 +236,18 @@ static void expect_bad(const bsa_preset *p, bsa_status want, const char *needle)
 static void test_bad_fields(void **state)
 {
     (void)state;
-    bsa_preset p = base(BSA_PATTERN_DILATED, 64, 16, 2, 1);
+    bsa_preset p = tu_preset(BSA_PATTERN_DILATED, 64, 16, 2, 1);
     p.dilation = -1;
     expect_bad(&p, BSA_ERROR_INVALID_ARGUMENT, "dilation");
-    p = base(BSA_PATTERN_LONGFORMER, 64, 16, -1, 1);
+    p = tu_preset(BSA_PATTERN_LONGFORMER, 64, 16, -1, 1);
     expect_bad(&p, BSA_ERROR_INVALID_ARGUMENT, "ctx");
-    p = base(BSA_PATTERN_LONGFORMER, 64, 16, 2, 1);
+    p = tu_preset(BSA_PATTERN_LONGFORMER, 64, 16, 2, 1);
     p.global_tokens = 65;
     expect_bad(&p, BSA_ERROR_INVALID_ARGUMENT, "global_tokens");
-    p = base(BSA_PATTERN_BIGBIRD, 64, 16, 2, 1);
+    p = tu_preset(BSA_PATTERN_BIGBIRD, 64, 16, 2, 1);
     p.random_blocks = -2;
     expect_bad(&p, BSA_ERROR_INVALID_ARGUMENT, "random_blocks");
-    p = base(BSA_PATTERN_DOCUMENT, 64, 16, 0, 1);
+    p = tu_preset(BSA_PATTERN_DOCUMENT, 64, 16, 0, 1);
     expect_bad(&p, BSA_ERROR_NULL_POINTER, "doc_lengths");
     int32_t len[3] = {10, 20, 30};
     p.doc_lengths = len;
@@ -270,7 +257,7 @@ static void test_bad_fields(void **state)
     expect_bad(&p, BSA_ERROR_INVALID_ARGUMENT, "doc_lengths[1]");
     p.num_docs = 0;
     expect_bad(&p, BSA_ERROR_INVALID_ARGUMENT, "num_docs");
-    p = base(BSA_PATTERN_SLIDING_WINDOW, 60, 16, 2, 1);
+    p = tu_preset(BSA_PATTERN_SLIDING_WINDOW, 60, 16, 2, 1);
     expect_bad(&p, BSA_ERROR_INVALID_SHAPE, "multiple of block");
 }
 
@@ -330,17 +317,17 @@ static void test_attention_on_presets(void **state)
 {
     (void)state;
     bsa_preset p[5];
-    p[0] = base(BSA_PATTERN_SLIDING_WINDOW, 128, 16, 20, 1);
-    p[1] = base(BSA_PATTERN_DILATED, 128, 16, 4, 0);
+    p[0] = tu_preset(BSA_PATTERN_SLIDING_WINDOW, 128, 16, 20, 1);
+    p[1] = tu_preset(BSA_PATTERN_DILATED, 128, 16, 4, 0);
     p[1].dilation = 5;
-    p[2] = base(BSA_PATTERN_LONGFORMER, 128, 32, 24, 1);
+    p[2] = tu_preset(BSA_PATTERN_LONGFORMER, 128, 32, 24, 1);
     p[2].global_tokens = 5;
-    p[3] = base(BSA_PATTERN_BIGBIRD, 128, 16, 10, 0);
+    p[3] = tu_preset(BSA_PATTERN_BIGBIRD, 128, 16, 10, 0);
     p[3].global_tokens = 3;
     p[3].random_blocks = 2;
     p[3].seed = 42;
     int32_t docs[4] = {37, 50, 1, 40};
-    p[4] = base(BSA_PATTERN_DOCUMENT, 128, 16, 0, 0);
+    p[4] = tu_preset(BSA_PATTERN_DOCUMENT, 128, 16, 0, 0);
     p[4].doc_lengths = docs;
     p[4].num_docs = 4;
     bsa_layout_t l[5];

@@ -322,3 +322,16 @@ void tu_f32_to_f64(const float *in, double *out, int64_t n)
     for (int64_t i = 0; i < n; i++)
         out[i] = in[i];
 }
+
+bsa_preset tu_preset(bsa_pattern pat, int seq, int block, int ctx, int bidir)
+{
+    bsa_preset p;
+    memset(&p, 0, sizeof p);
+    p.pattern = pat;
+    p.seq = seq;
+    p.block = block;
+    p.heads = 1;
+    p.ctx = ctx;
+    p.bidirectional = bidir;
+    return p;
+}

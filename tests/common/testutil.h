@@ -30,6 +30,12 @@ double tu_uniform(double lo, double hi);
 /* Uniform integer in [lo, hi). */
 int tu_randint(int lo, int hi);
 
+/* -------------------------------------------------------------- presets */
+
+/* A one-head preset of pattern pat (the rest zero: defaults, causal unless
+ * bidir). */
+bsa_preset tu_preset(bsa_pattern pat, int seq, int block, int ctx, int bidir);
+
 /* --------------------------------------------------------------- dtypes */
 
 size_t tu_dtype_size(bsa_dtype dtype);
