@@ -54,7 +54,8 @@ int bsa_cpu_group_union(const struct bsa_layout *l, int lh, int qb0, int ng, int
 }
 
 /* O = acc / l for rows [r0, r0 + n) (layout order) of the slice, and lse;
- * a row that saw no key keeps acc = 0 and gets lse -inf. */
+ * a row that saw no key keeps acc = 0 and gets lse -inf; a NaN row (l NaN)
+ * stays NaN in both. */
 static void store_out(const struct bsa_plan *plan, const bsa_fwd_args *args, const cpu_seg *sg,
                       int64_t h, const fused_thread *t, int64_t r0, int64_t n)
 {
@@ -63,7 +64,7 @@ static void store_out(const struct bsa_plan *plan, const bsa_fwd_args *args, con
     int perm = plan->layout->stride_perm;
     int64_t seq = plan->layout->seq_q;
     for (int64_t r = 0; r < n; r++)
-        t->alpha[r] = t->l[r] > 0.0f ? 1.0f / t->l[r] : 0.0f;
+        t->alpha[r] = t->l[r] == 0.0f ? 0.0f : 1.0f / t->l[r];
     bsa_cpu_scale_rows(t->acc, n, dv, dv, t->alpha);
     char *obase =
         (char *)args->o + (sg->b * s->o_stride[0] + h * s->o_stride[1] + sg->q0 * s->o_stride[2]) *
@@ -73,7 +74,7 @@ static void store_out(const struct bsa_plan *plan, const bsa_fwd_args *args, con
         float *lse = args->lse + (sg->b * s->heads + h) * s->seq_q + sg->q0;
         for (int64_t r = 0; r < n; r++) {
             int64_t tq = bsa_perm_row(r0 + r, perm, seq);
-            lse[tq] = t->l[r] > 0.0f ? t->m[r] * BSA_LN2 + logf(t->l[r]) : -INFINITY;
+            lse[tq] = t->l[r] == 0.0f ? -INFINITY : t->m[r] * BSA_LN2 + logf(t->l[r]);
         }
     }
 }

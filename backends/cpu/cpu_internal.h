@@ -92,7 +92,8 @@ void bsa_cpu_mask_block(float *s, int64_t lds, const struct bsa_layout *l, int64
  * (base-2 logits): updates the running max m and sum l, writes the
  * probabilities 2^(s - m_new) into s and the rescale factor of the old
  * accumulator into alpha.  Rows that have seen no key stay at m = -inf,
- * l = 0 with zero probabilities. */
+ * l = 0 with zero probabilities; a row with a NaN visible logit gets m, l
+ * and probabilities NaN from then on. */
 void bsa_cpu_softmax_step(float *s, int64_t rows, int64_t w, int64_t lds, float *m, float *l,
                           float *alpha);
 /* p = 2^(s - lse2[row]) in place (base-2 logits and log-sum-exp); a row

@@ -219,10 +219,19 @@ void bsa_cpu_softmax_step(float *s, int64_t rows, int64_t w, int64_t lds, float 
         float m_old = m[r];
         float m_new = mx > m_old ? mx : m_old;
         if (m_new == -INFINITY) {
-            /* Nothing visible yet: the probabilities are all 0. */
-            memset(row, 0, (size_t)w * sizeof(float));
-            alpha[r] = 1.0f;
-            continue;
+            /* Nothing visible yet, unless a visible logit is NaN (a NaN or
+             * Inf in the query or a key): the max skips NaN, so check.  A
+             * NaN row max is sticky (no comparison with it is true) and
+             * makes the row's probabilities, sum and output NaN. */
+            int nan = 0;
+            for (int64_t j = 0; j < w; j++)
+                nan |= row[j] != row[j];
+            if (!nan) {
+                memset(row, 0, (size_t)w * sizeof(float));
+                alpha[r] = 1.0f;
+                continue;
+            }
+            m_new = NAN;
         }
         float sum = 0.0f;
 #ifdef _OPENMP

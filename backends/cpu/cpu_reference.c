@@ -103,9 +103,11 @@ bsa_status bsa_cpu_ref_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
         for (int64_t r = 0; r < sg->nq; r++) {
             load_row(qrow, qb, s, s->q_stride, r, perm, l->seq_q, d);
             int64_t n = row_logits(plan, lh, sg, kb, r, qrow, logit, krow);
+            /* a NaN logit (NaN or Inf in the query or a key) makes the
+             * row NaN: the max takes it */
             float mx = -INFINITY;
             for (int64_t x = 0; x < n; x++)
-                mx = logit[x] > mx ? logit[x] : mx;
+                mx = logit[x] > mx || logit[x] != logit[x] ? logit[x] : mx;
             memset(orow, 0, (size_t)dv * sizeof(float));
             float sum = 0.0f;
             if (mx != -INFINITY) {

@@ -112,7 +112,8 @@ bsa_status bsa_cpu_sparse_softmax(bsa_plan_t plan, const float *w, float *p, flo
                 const float *x = w + wtile(plan, b, h, i) + r * bs;
                 for (int c = 0; c < bs; c++)
                     if (!masked || bsa_layout_keep(l, i, r, c))
-                        mx = fmaxf(mx, scale * x[c]);
+                        /* a NaN logit makes the row NaN: the max takes it */
+                        mx = scale * x[c] > mx || x[c] != x[c] ? scale * x[c] : mx;
             }
             float sum = 0.0f;
             for (int64_t i = rp[qb]; i < rp[qb + 1]; i++) {

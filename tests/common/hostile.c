@@ -1,0 +1,314 @@
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "hostile.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void set_elem(tu_tensor *t, int64_t b, int64_t h, int64_t time, int64_t x, double v)
+{
+    tu_set(t->dtype, t->data, tu_desc_offset(&t->desc, b, h, time, x), v);
+    int64_t H = t->desc.dims[1], T = t->desc.dims[2], D = t->desc.dims[3];
+    t->val[((b * H + h) * T + time) * D + x] = v;
+}
+
+static int row_finite(const tu_tensor *o, int64_t d, int64_t b, int64_t h, int64_t t)
+{
+    for (int64_t x = 0; x < d; x++)
+        if (!isfinite(tu_get(o->dtype, o->data, tu_desc_offset(&o->desc, b, h, t, x))))
+            return 0;
+    return 1;
+}
+
+static int row_all_nan(const tu_tensor *o, int64_t d, int64_t b, int64_t h, int64_t t)
+{
+    for (int64_t x = 0; x < d; x++)
+        if (!isnan(tu_get(o->dtype, o->data, tu_desc_offset(&o->desc, b, h, t, x))))
+            return 0;
+    return 1;
+}
+
+static int row_zero(const tu_tensor *o, int64_t d, int64_t b, int64_t h, int64_t t)
+{
+    for (int64_t x = 0; x < d; x++)
+        if (tu_get(o->dtype, o->data, tu_desc_offset(&o->desc, b, h, t, x)) != 0.0)
+            return 0;
+    return 1;
+}
+
+static int row_equal(const tu_tensor *o, const void *clean, int64_t d, int64_t b, int64_t h,
+                     int64_t t)
+{
+    size_t es = tu_dtype_size(o->dtype);
+    const char *a = (const char *)o->data + tu_desc_offset(&o->desc, b, h, t, 0) * es;
+    const char *c = (const char *)clean + tu_desc_offset(&o->desc, b, h, t, 0) * es;
+    return memcmp(a, c, (size_t)d * es) == 0;
+}
+
+/* Plans with r->impl forced; 0 (reported) when that implementation declines. */
+static int plan_on(const hz_runner *r, bsa_plan_t *plan, const bsa_attn_desc *d, bsa_layout_t lay,
+                   const char *what)
+{
+    if (r->impl)
+        setenv("BSA_IMPL", r->impl, 1);
+    bsa_status st = bsa_plan_create(r->ctx, plan, d, lay);
+    if (r->impl)
+        unsetenv("BSA_IMPL");
+    if (st == BSA_ERROR_UNSUPPORTED && r->impl) {
+        printf("%-28s %s: declined (%s)\n", r->name, what, bsa_last_error());
+        return 0;
+    }
+    if (st != BSA_SUCCESS)
+        fprintf(stderr, "%s %s: %s\n", r->name, what, bsa_last_error());
+    assert_int_equal(st, BSA_SUCCESS);
+    return 1;
+}
+
+static void *copy_of(const tu_tensor *t)
+{
+    size_t bytes = (size_t)t->span * tu_dtype_size(t->dtype);
+    void *c = tu_xmalloc(bytes);
+    memcpy(c, t->data, bytes);
+    return c;
+}
+
+/* Whether block (query block of row t, key block kb) keeps a visible element
+ * (presets keep exactly such blocks; test_layouts checks that). */
+static int block_kept(const ac_problem *p, int64_t B, int64_t t, int64_t kb)
+{
+    for (int64_t q = t / B * B; q < (t / B + 1) * B && q < p->seq_q; q++)
+        for (int64_t k = kb * B; k < (kb + 1) * B && k < p->seq_k; k++)
+            if (p->mask[q * p->seq_k + k])
+                return 1;
+    return 0;
+}
+
+/* Rows an Inf in value row `key` may poison besides those that see it: see
+ * hostile.h.  may[t] for t < seq_q. */
+static void value_spread(const hz_runner *r, const ac_problem *p, int64_t B, int64_t key,
+                         uint8_t *may)
+{
+    int64_t kb0 = key / B;
+    memset(may, 0, (size_t)p->seq_q);
+    if (!r->tile) {
+        for (int64_t t = 0; t < p->seq_q; t++)
+            may[t] = (uint8_t)block_kept(p, B, t, kb0);
+        return;
+    }
+    int64_t tile = r->tile, nkb = (p->seq_k + B - 1) / B;
+    uint8_t *near = tu_xmalloc((size_t)p->seq_q);
+    for (int64_t t = 0; t < p->seq_q; t++) {
+        near[t] = 0;
+        for (int64_t kb = 0; kb < nkb && !near[t]; kb++)
+            if (llabs(kb * B - key) < tile + B && block_kept(p, B, t, kb))
+                near[t] = 1;
+    }
+    for (int64_t t = 0; t < p->seq_q; t++)
+        for (int64_t u = t - tile + 1; u < t + tile && !may[t]; u++)
+            if (u >= 0 && u < p->seq_q && near[u])
+                may[t] = 1;
+    free(near);
+}
+
+int hz_poison_key(const hz_runner *r, bsa_dtype dtype, int in_value, double bad)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s %s in a %s", tu_dtype_name(dtype), isnan(bad) ? "NaN" : "Inf",
+             in_value ? "value" : "key");
+    bsa_layout_t lay;
+    bsa_preset preset = {BSA_PATTERN_LOCAL, 512, 16, 2, 32, 0, 0, 0};
+    assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(&preset);
+    ac_problem p;
+    bsa_attn_desc desc;
+    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 2, 2, 64, AC_BTHD, 0.0f, &desc),
+                     BSA_SUCCESS);
+    bsa_plan_t plan;
+    if (!plan_on(r, &plan, &desc, lay, what)) {
+        ac_problem_free(&p);
+        bsa_layout_destroy(lay);
+        return 0;
+    }
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    void *clean = copy_of(&p.o);
+
+    const int64_t bb = 1, hh = 0, key = 200;
+    uint8_t *may = tu_xmalloc((size_t)p.seq_q);
+    value_spread(r, &p, preset.block, key, may);
+    set_elem(in_value ? &p.v : &p.k, bb, hh, key, 3, bad);
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    int64_t seen = 0, spread = 0;
+    for (int64_t b = 0; b < p.batch; b++)
+        for (int64_t h = 0; h < p.heads; h++)
+            for (int64_t t = 0; t < p.seq_q; t++) {
+                int sees = b == bb && h == hh && p.mask[t * p.seq_k + key];
+                /* an Inf key entry gives a logit of +-inf (NaN where the
+                 * query entry is 0): -inf is probability 0, as in any
+                 * softmax, and leaves the row as it was */
+                double qx = p.q.val[((b * p.heads + h) * p.seq_q + t) * p.head_dim + 3];
+                int ignored = !in_value && isinf(bad) && qx * bad < 0.0;
+                if (sees && !ignored) {
+                    seen++;
+                    /* a NaN key, a +inf logit (inf - inf) and an Inf value
+                     * (that output column): poisoned */
+                    if (row_finite(&p.o, p.head_dim, b, h, t))
+                        print_error("%s %s: row t%lld sees key %lld but is finite\n", r->name, what,
+                                    (long long)t, (long long)key);
+                    assert_false(row_finite(&p.o, p.head_dim, b, h, t));
+                } else if (sees) {
+                    /* logit -inf: the key drops out, the row stays finite */
+                    assert_true(row_finite(&p.o, p.head_dim, b, h, t));
+                } else if (in_value && b == bb && h == hh && may[t]) {
+                    spread += !row_equal(&p.o, clean, p.head_dim, b, h, t);
+                } else if (!row_equal(&p.o, clean, p.head_dim, b, h, t)) {
+                    print_error("%s %s: row b%lld h%lld t%lld changed although it does not see "
+                                "key %lld\n",
+                                r->name, what, (long long)b, (long long)h, (long long)t,
+                                (long long)key);
+                    fail();
+                }
+            }
+    int64_t expect_seen = 0; /* local L=32: queries 200..231 see key 200 */
+    for (int64_t t = 200; t < 232; t++) {
+        double qx = p.q.val[((bb * p.heads + hh) * p.seq_q + t) * p.head_dim + 3];
+        expect_seen += in_value || !isinf(bad) || qx * bad >= 0.0;
+    }
+    assert_int_equal(seen, expect_seen);
+    printf("%-28s %s: %lld rows that see it poisoned, %lld more rows of its tiles changed\n",
+           r->name, what, (long long)seen, (long long)spread);
+    free(may);
+    free(clean);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    return 1;
+}
+
+int hz_poison_query(const hz_runner *r, bsa_dtype dtype, double bad)
+{
+    char what[96];
+    snprintf(what, sizeof what, "%s %s in a query", tu_dtype_name(dtype),
+             isnan(bad) ? "NaN" : "Inf");
+    /* random blocks; query block 3 keeps none (its rows see no key) */
+    enum { B = 32, QB = 8, KB = 8 };
+    uint8_t blocks[QB * KB];
+    for (int i = 0; i < QB * KB; i++)
+        blocks[i] = i / KB == 3 ? 0 : (i % KB == i / KB || tu_uniform(0.0, 1.0) < 0.4);
+    bsa_layout_desc ld = {B, 1, QB, KB, BSA_PRED_NONE, 0, 0};
+    bsa_layout_t lay;
+    assert_int_equal(bsa_layout_create_dense(r->ctx, &lay, &ld, blocks), BSA_SUCCESS);
+    cm_source masks = cm_of_dense(&ld, blocks);
+    ac_problem p;
+    bsa_attn_desc desc;
+    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 1, 2, 64, AC_BHTD, 0.0f, &desc),
+                     BSA_SUCCESS);
+    bsa_plan_t plan;
+    if (!plan_on(r, &plan, &desc, lay, what)) {
+        ac_problem_free(&p);
+        bsa_layout_destroy(lay);
+        return 0;
+    }
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    void *clean = copy_of(&p.o);
+    float *clean_lse = tu_xmalloc((size_t)p.n_lse * sizeof(float));
+    memcpy(clean_lse, p.lse, (size_t)p.n_lse * sizeof(float));
+
+    /* one entry of rows 5, 70 (they see keys) and 100 (block 3: sees none) */
+    const int64_t hh = 1, rows[3] = {5, 70, 100};
+    for (int i = 0; i < 3; i++)
+        set_elem(&p.q, 0, hh, rows[i], 7 + i, bad);
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    assert_int_equal(r->backward(plan, &p), BSA_SUCCESS);
+    for (int64_t h = 0; h < p.heads; h++)
+        for (int64_t t = 0; t < p.seq_q; t++) {
+            int64_t li = h * p.seq_q + t;
+            int poisoned = h == hh && (t == rows[0] || t == rows[1]);
+            int empty = t / B == 3;
+            if (poisoned) {
+                if (!row_all_nan(&p.o, p.head_dim, 0, h, t) || !isnan(p.lse[li]))
+                    print_error("%s %s: row t%lld: output or lse (%g) not NaN\n", r->name, what,
+                                (long long)t, p.lse[li]);
+                assert_true(row_all_nan(&p.o, p.head_dim, 0, h, t));
+                assert_true(isnan(p.lse[li]));
+                assert_false(row_finite(&p.dq, p.head_dim, 0, h, t));
+            } else if (empty) {
+                if (!row_zero(&p.o, p.head_dim, 0, h, t) || p.lse[li] != -INFINITY)
+                    print_error("%s %s: row t%lld sees no key: output not 0 or lse %g\n", r->name,
+                                what, (long long)t, p.lse[li]);
+                assert_true(row_zero(&p.o, p.head_dim, 0, h, t));
+                assert_true(p.lse[li] == -INFINITY);
+                assert_true(row_zero(&p.dq, p.head_dim, 0, h, t));
+            } else {
+                if (!row_equal(&p.o, clean, p.head_dim, 0, h, t) ||
+                    memcmp(&p.lse[li], &clean_lse[li], sizeof(float)) != 0)
+                    print_error("%s %s: clean row h%lld t%lld changed\n", r->name, what,
+                                (long long)h, (long long)t);
+                assert_true(row_equal(&p.o, clean, p.head_dim, 0, h, t));
+                assert_memory_equal(&p.lse[li], &clean_lse[li], sizeof(float));
+            }
+        }
+    printf("%-28s %s: rows that see keys NaN (output, lse; dQ non-finite), the row that sees "
+           "none 0, the others unchanged\n",
+           r->name, what);
+    free(clean_lse);
+    free(clean);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    return 1;
+}
+
+int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, double gtol)
+{
+    bsa_layout_t lay;
+    bsa_preset preset = {BSA_PATTERN_ALL, 64, 16, 1, 0, 0, 0, 0};
+    assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(&preset);
+    ac_problem p;
+    bsa_attn_desc desc;
+    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 1, 2, 16, AC_BHTD, 0.0f, &desc),
+                     BSA_SUCCESS);
+    for (int64_t h = 0; h < p.heads; h++)
+        for (int64_t t = 0; t < p.seq_q; t++)
+            for (int64_t x = 0; x < p.head_dim; x++) {
+                /* signs vary so that logits of both signs and ties appear */
+                double sq = ((t * 7 + x) % 3) ? 1.0 : -1.0, sk = ((t * 5 + x * 3) % 4) ? 1.0 : -1.0;
+                set_elem(&p.q, 0, h, t, x, tu_round(dtype, sq * entry * tu_uniform(0.5, 1.0)));
+                set_elem(&p.k, 0, h, t, x, tu_round(dtype, sk * entry * tu_uniform(0.5, 1.0)));
+            }
+    char what[64];
+    snprintf(what, sizeof what, "%s extreme logits", tu_dtype_name(dtype));
+    bsa_plan_t plan;
+    if (!plan_on(r, &plan, &desc, lay, what)) {
+        ac_problem_free(&p);
+        bsa_layout_destroy(lay);
+        return 0;
+    }
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    assert_int_equal(r->backward(plan, &p), BSA_SUCCESS);
+    ac_problem_oracle(&p);
+    ac_errors e;
+    ac_compare(&p, 1, &e);
+    char label[96];
+    snprintf(label, sizeof label, "%s extreme", r->name);
+    ac_print(label, &p, &e);
+    assert_int_equal(e.nonfinite, 0);
+    for (int64_t i = 0; i < p.n_lse; i++)
+        assert_true(isfinite(p.lse[i]));
+    assert_true(e.o < tol);
+    assert_true(e.lse < tol);
+    /* dQ and dK are P * (dP - delta): with near one-hot rows their exact
+     * values are tiny differences that fp32 rounding swamps, so a relative
+     * bound cannot hold; they must stay finite (nonfinite above) */
+    if (gtol > 0.0)
+        assert_true(e.dv < gtol);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    return 1;
+}

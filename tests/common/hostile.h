@@ -1,0 +1,52 @@
+/*
+ * The README's numerics guarantees (section "Numerics") as checks that run
+ * on any backend: a runner says how to plan and how to run a forward and a
+ * backward of an ac_problem on it (host memory for the CPU backend, device
+ * copies for a GPU one).  tests/test_hostile.c runs them on the CPU backend,
+ * tests/test_cuda_hostile.c on every CUDA implementation.
+ *
+ * Guarantees checked:
+ *   - a NaN in a key poisons exactly the output rows that see that key
+ *     (masked logits are selected away, never computed with); an Inf gives
+ *     those rows a logit of +inf (poisoned: inf - inf) or -inf (probability
+ *     0, as in any softmax: the row stays finite);
+ *   - a NaN or Inf in a value row poisons the rows that see it, and may
+ *     poison other rows of the tiles that compute its key: on the CPU
+ *     backend the query blocks that keep its key block; on a GPU, whose
+ *     kernels work on tiles of at most `tile` rows and keys, rows within
+ *     `tile` of a row that keeps a key block within `tile` of the key.
+ *     Every other row is bit-identical to the clean run;
+ *   - a NaN or Inf in a query row makes that row's output and lse NaN (as
+ *     the peers do) when the row sees a key, and dQ of the row non-finite;
+ *     a row that sees no key stays exactly 0 with lse -inf; other rows are
+ *     bit-identical to the clean run;
+ *   - extreme logits (|x| up to 1e4 from f32 inputs; f16/bf16 inputs at the
+ *     dtype's largest values) keep the softmax finite and accurate, and the
+ *     gradients finite (dV accurate too at |logit| up to 1e4; dQ and dK,
+ *     differences that rounding swamps at one-hot rows, finite only).
+ */
+#ifndef BSA_TEST_HOSTILE_H
+#define BSA_TEST_HOSTILE_H
+
+#include "attn_check.h"
+
+typedef struct hz_runner {
+    const char *name;  /* printed with each check */
+    bsa_context_t ctx; /* the backend's context */
+    const char *impl;  /* BSA_IMPL forced at plan creation; NULL: the default choice */
+    int tile;          /* 0: poisoning spreads by layout block; else the largest kernel tile */
+    bsa_status (*forward)(bsa_plan_t plan, ac_problem *p);  /* poisons, runs, reads back */
+    bsa_status (*backward)(bsa_plan_t plan, ac_problem *p); /* the same for dq, dk, dv */
+} hz_runner;
+
+/* Each returns 1 when it ran, 0 when a forced implementation declined the
+ * plan (reported on stdout); a failed guarantee fails the cmocka test. */
+int hz_poison_key(const hz_runner *r, bsa_dtype dtype, int in_value, double bad);
+int hz_poison_query(const hz_runner *r, bsa_dtype dtype, double bad);
+/* entry: the magnitude of q and k entries; tol bounds o and lse, gtol dv
+ * (relative L2 against the oracle; 0: no bound, for logits so large that
+ * the backward's recomputed products round differently from the
+ * forward's, as the README says).  dq and dk must be finite. */
+int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, double gtol);
+
+#endif
