@@ -109,7 +109,7 @@ template <typename T> __global__ void ref_fwd(const bsa_cuda_params p)
     for (int d = 0; d < p.dim_v; ++d)
         st(o + d, acc[d] * inv);
     if (p.lse)
-        p.lse[sv.lse0 + (int64_t)h * p.time_q + qn] = l > 0.f ? m + logf(l) : -CUDART_INF_F;
+        p.lse[sv.lse0 + (int64_t)h * p.time_q + qn] = l == 0.f ? -CUDART_INF_F : m + logf(l);
 }
 
 /* One thread per (segment, query head, query row). */

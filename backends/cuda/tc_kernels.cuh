@@ -200,10 +200,12 @@ __device__ __forceinline__ void finish_rows(float *l, float *inv)
 }
 
 /* The lse (natural log) of a row from its base-2 max m and sum l; -inf for
- * a row that saw no key. */
+ * a row that saw no key (l = 0), NaN for a row with a NaN logit (l NaN: a
+ * NaN or Inf in its query or a key it sees; the max skips NaN, the sum
+ * does not). */
 __device__ __forceinline__ float lse_value(float m, float l)
 {
-    return l > 0.f ? (m + fast_log2(l)) * 0.69314718055994531f : -CUDART_INF_F;
+    return l == 0.f ? -CUDART_INF_F : (m + fast_log2(l)) * 0.69314718055994531f;
 }
 
 /* Writes the lse (natural log) of a warp's owner rows; rows0: the layout

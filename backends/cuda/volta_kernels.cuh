@@ -205,7 +205,7 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
     int rr = row0 + warp * 16 + r;
     if (p.lse && (lane & 1) == 0 && rr < sv.len_q)
         p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] =
-            l > 0.f ? (m + log2f(l)) * 0.69314718055994531f : -CUDART_INF_F;
+            l == 0.f ? -CUDART_INF_F : (m + log2f(l)) * 0.69314718055994531f;
 #endif
 }
 
