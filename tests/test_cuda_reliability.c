@@ -328,12 +328,82 @@ static void device_failures(void **state)
     bsa_context_destroy(ctx);
 }
 
+/* Host memory handed to a CUDA context: refused at the call with the
+ * tensor's name (it used to fault asynchronously in a later launch);
+ * page-locked host memory, which the device can read, runs. */
+static void host_pointers(void **state)
+{
+    (void)state;
+    SKIP_WITHOUT_GPU();
+    bsa_context_t ctx = NULL;
+    expect_ok(bsa_context_create(&ctx, &(bsa_context_params){BSA_BACKEND_CUDA, 0, 0}), "ctx");
+    bsa_layout_t lay = NULL;
+    expect_ok(
+        bsa_layout_create_preset(ctx, &lay, &(bsa_preset){BSA_PATTERN_ALL, 256, 64, 1, 0, 0, 0, 0}),
+        "layout");
+    bsa_attn_desc d;
+    memset(&d, 0, sizeof d);
+    d.dtype = BSA_DTYPE_F16;
+    d.q = d.k = d.v = d.o = bsa_tensor_bthd(1, 256, 1, 64);
+    bsa_plan_t plan = NULL;
+    expect_ok(bsa_plan_create(ctx, &plan, &d, lay), "plan");
+    const size_t bytes = 256 * 64 * 2;
+    void *dev[8], *ws = NULL;
+    uint16_t *host = aligned_alloc(64, bytes);
+    for (size_t i = 0; i < bytes / 2; i++)
+        host[i] = (uint16_t)(0x3c00u ^ (i & 0x3ffu)); /* finite f16 values */
+    for (int i = 0; i < 8; i++) {
+        CU(cudaMalloc(&dev[i], bytes));
+        CU(cudaMemcpy(dev[i], host, bytes, cudaMemcpyHostToDevice));
+    }
+    float *lse = NULL;
+    CU(cudaMalloc((void **)&lse, 256 * 4));
+    size_t wsb = 0;
+    expect_ok(bsa_plan_workspace_size(plan, &wsb), "ws");
+    CU(cudaMalloc(&ws, wsb));
+    CU(cudaMemset(dev[3], 0xff, bytes)); /* o poisoned */
+    bsa_fwd_args fa = {host, dev[1], dev[2], dev[3], lse};
+    bsa_status st = bsa_forward(plan, &fa, ws, wsb, NULL);
+    print_message("host q: %s: %s\n", bsa_status_string(st), bsa_last_error());
+    assert_int_equal(st, BSA_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(bsa_last_error(), "args->q"));
+    assert_non_null(strstr(bsa_last_error(), "host memory"));
+    uint16_t *back = malloc(bytes);
+    CU(cudaMemcpy(back, dev[3], bytes, cudaMemcpyDeviceToHost));
+    for (size_t i = 0; i < bytes / 2; i++)
+        assert_int_equal(back[i], 0xffffu); /* untouched */
+    fa.q = dev[0];
+    expect_ok(bsa_forward(plan, &fa, ws, wsb, NULL), "forward on device memory");
+    bsa_bwd_args ba = {dev[0], dev[1], dev[2], dev[3], lse, dev[4], dev[5], host, dev[7]};
+    st = bsa_backward(plan, &ba, ws, wsb, NULL);
+    assert_int_equal(st, BSA_ERROR_INVALID_ARGUMENT);
+    assert_non_null(strstr(bsa_last_error(), "args->dk"));
+    /* page-locked host memory is readable by the device: it runs */
+    void *pinned = NULL;
+    CU(cudaMallocHost(&pinned, bytes));
+    memcpy(pinned, host, bytes);
+    fa.q = pinned;
+    expect_ok(bsa_forward(plan, &fa, ws, wsb, NULL), "forward on page-locked q");
+    CU(cudaDeviceSynchronize());
+    CU(cudaFreeHost(pinned));
+    free(back);
+    free(host);
+    for (int i = 0; i < 8; i++)
+        cudaFree(dev[i]);
+    cudaFree(lse);
+    cudaFree(ws);
+    bsa_plan_destroy(plan);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+}
+
 int main(void)
 {
     exit_skipped_without_gpu("test_cuda_reliability");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(streams_equal_serial),
         cmocka_unit_test(device_failures),
+        cmocka_unit_test(host_pointers),
         cmocka_unit_test(huge_tensor_sampled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

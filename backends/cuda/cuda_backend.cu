@@ -241,9 +241,51 @@ void plan_fini(bsa_plan_t plan)
     plan->backend_data = nullptr;
 }
 
+#if !defined(BSA_VENDOR_HIP)
+/* Every array of a call is memory the plan's device can read: a host
+ * pointer would make the kernels fault later, asynchronously, in a launch
+ * that names no argument.  Device, managed and page-locked host memory
+ * pass; pageable host memory and another device's memory are refused. */
+bsa_status check_device_memory(const char *fn, const void *const *ptrs, const char *const *names,
+                               int n, int dev)
+{
+    for (int i = 0; i < n; ++i) {
+        if (!ptrs[i])
+            continue;
+        cudaPointerAttributes at;
+        cudaError_t e = cudaPointerGetAttributes(&at, ptrs[i]);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p: the CUDA runtime cannot place it (%s)", fn,
+                            names[i], ptrs[i], cudaGetErrorString(e));
+        }
+        if (at.type == cudaMemoryTypeUnregistered)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p is host memory; a CUDA context takes device "
+                            "memory (cudaMalloc)",
+                            fn, names[i], ptrs[i]);
+        if (at.type == cudaMemoryTypeDevice && at.device != dev)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p is memory of device %d; the context's device is %d",
+                            fn, names[i], ptrs[i], at.device, dev);
+    }
+    return BSA_SUCCESS;
+}
+#endif
+
 bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_bytes, void *stream)
 {
     const gpu_plan *gp = static_cast<const gpu_plan *>(plan->backend_data);
+#if !defined(BSA_VENDOR_HIP)
+    const void *const ptrs[] = {
+        a->q, a->k, a->v, a->o, a->lse, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k};
+    static const char *const names[] = {
+        "q", "k", "v", "o", "lse", "key_lengths", "cu_seqlens_q", "cu_seqlens_k"};
+    bsa_status st = check_device_memory("bsa_forward", ptrs, names, 8, plan->ctx->device);
+    if (st != BSA_SUCCESS)
+        return st;
+#endif
     device_guard g(plan->ctx->device);
     if (g.err != cudaSuccess)
         return gpu_status(g.err, "forward: selecting the device");
@@ -271,6 +313,19 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
                         "backward: workspace of %zu bytes, the %s backend needs %zu "
                         "(bsa_plan_workspace_size)",
                         ws ? ws_bytes : (size_t)0, kVendor, plan->workspace_bytes);
+#if !defined(BSA_VENDOR_HIP)
+    const void *const ptrs[] = {
+        a->q,  a->k,  a->v,  a->o,           a->lse,          a->dout,
+        a->dq, a->dk, a->dv, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k,
+        ws};
+    static const char *const names[] = {
+        "q",        "k",  "v",  "o",           "lse",          "dout",
+        "dq",       "dk", "dv", "key_lengths", "cu_seqlens_q", "cu_seqlens_k",
+        "workspace"};
+    bsa_status st = check_device_memory("bsa_backward", ptrs, names, 13, plan->ctx->device);
+    if (st != BSA_SUCCESS)
+        return st;
+#endif
     device_guard g(plan->ctx->device);
     if (g.err != cudaSuccess)
         return gpu_status(g.err, "backward: selecting the device");
