@@ -95,6 +95,7 @@ static const struct path_info {
 };
 static double worst[N_PATHS][3][5]; /* [path][dtype][o, lse, dq, dk, dv] */
 static int cases_run[N_PATHS], cases_skipped[N_PATHS];
+static int wgmma_chunk_runs; /* cases whose plan named cuda-wgmma-sm90a-chunk */
 
 /* Plans with BSA_IMPL set to impl (NULL: unset) around bsa_plan_create. */
 static bsa_status plan_forced(bsa_context_t ctx, bsa_plan_t *plan, const bsa_attn_desc *d,
@@ -649,6 +650,7 @@ static void test_chunk_local(void **state)
         cm_source masks = cm_of_callback(&ld, blk, random_callback, &cs);
         run_case(ctx, lay, &masks, label, dt, 2, 2, dim, (ac_form)(i % 2), 0.0f);
         assert_int_equal(cases_run[P_MMA_CHUNK], chunk_before + 1);
+        wgmma_chunk_runs += sm90 && dim > 32 && dim <= 128; /* the default path ran it */
         bsa_layout_destroy(lay);
         free(blk);
     }
@@ -1242,6 +1244,28 @@ static void test_explain_text(void **state)
     bsa_context_destroy(ctx);
 }
 
+/* Each entry the device can run ran at least one case against the oracle:
+ * an entry that declined every case (or a list that stopped choosing it)
+ * would leave its kernels unchecked while the suite passed.  The wgmma
+ * entries count on sm_90 only. */
+static void test_every_entry_ran(void **state)
+{
+    (void)state;
+    const int sm90 = is_sm90();
+    for (int path = 0; path < N_PATHS; path++) {
+        const char *impl = paths_[path].impl;
+        if (!impl || (strstr(impl, "wgmma") && !sm90))
+            continue;
+        if (!cases_run[path])
+            fprintf(stderr, "%s (%s): no case ran\n", paths_[path].name, impl);
+        assert_true(cases_run[path] > 0);
+    }
+    if (sm90) {
+        fprintf(stderr, "cuda-wgmma-sm90a-chunk: %d cases ran\n", wgmma_chunk_runs);
+        assert_true(wgmma_chunk_runs > 0);
+    }
+}
+
 static int print_summary(void **state)
 {
     (void)state;
@@ -1287,6 +1311,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_block_rows),
         cmocka_unit_test(test_large_vs_reference),
         cmocka_unit_test(test_graph_and_determinism),
+        cmocka_unit_test(test_every_entry_ran),
     };
     return cmocka_run_group_tests(tests, NULL, print_summary);
 }
