@@ -5,11 +5,14 @@
 #include <math.h>
 #include <string.h>
 
-/* Visible keys of query q: local 0 <= q-k < L, strided k <= q and
- * (q-k) mod L == 0; both are progressions ending at q. */
+/* Visible keys of query q: all k <= q, local 0 <= q-k < L, strided k <= q
+ * and (q-k) mod L == 0; each a progression ending at q. */
 static void keys_of(const sr_pattern *p, int64_t q, int64_t *first, int64_t *step)
 {
-    if (p->kind == BSA_PATTERN_LOCAL) {
+    if (p->kind == BSA_PATTERN_ALL) {
+        *first = 0;
+        *step = 1;
+    } else if (p->kind == BSA_PATTERN_LOCAL) {
         *first = q - p->ctx + 1 > 0 ? q - p->ctx + 1 : 0;
         *step = 1;
     } else {
@@ -21,7 +24,10 @@ static void keys_of(const sr_pattern *p, int64_t q, int64_t *first, int64_t *ste
 /* Queries that see key k: the mirror progression, starting at k. */
 static void queries_of(const sr_pattern *p, int64_t k, int64_t *last, int64_t *step)
 {
-    if (p->kind == BSA_PATTERN_LOCAL) {
+    if (p->kind == BSA_PATTERN_ALL) {
+        *last = p->seq - 1;
+        *step = 1;
+    } else if (p->kind == BSA_PATTERN_LOCAL) {
         *last = k + p->ctx - 1 < p->seq - 1 ? k + p->ctx - 1 : p->seq - 1;
         *step = 1;
     } else {

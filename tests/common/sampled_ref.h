@@ -2,7 +2,7 @@
  * A double-precision reference for single rows of very long sequences,
  * where a dense oracle (T^2) is out of reach: the output, lse and dq of one
  * query row and the dv of one key row, computed straight from the causal
- * `local` and `strided` patterns' element-level definitions (README,
+ * `all`, `local` and `strided` patterns' element-level definitions (README,
  * "Patterns"), not from the library's layout.  Used by the long-sequence
  * CPU test and the huge-shape GPU test.
  */
@@ -18,7 +18,7 @@ extern "C" {
 #endif
 
 typedef struct sr_pattern {
-    bsa_pattern kind; /* BSA_PATTERN_LOCAL or BSA_PATTERN_STRIDED, causal */
+    bsa_pattern kind; /* BSA_PATTERN_ALL, _LOCAL or _STRIDED, causal */
     int ctx;          /* L */
     int64_t seq;
 } sr_pattern;
