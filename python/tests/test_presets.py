@@ -66,7 +66,7 @@ def _check_attention(lay, masks, rng, dtype, batch, heads, dim, scale=None, refe
     want_o, want_lse, _ = ref.forward(q, k, v, masks, s)
     tol = ref.TOL[np.dtype(dtype).name]
     assert ref.rel_err(o, want_o) < tol
-    assert ref.rel_err(lse, want_lse) < tol
+    assert ref.rel_err(lse, want_lse) < ref.TOL["float32"]  # lse is fp32 for every dtype
     dq, dk, dv = bsa.backward(q, k, v, o, lse, do, lay, scale, force_reference=reference)
     want = ref.backward(q, k, v, masks, s, do)
     for name, got, w in zip("qkv", (dq, dk, dv), want):

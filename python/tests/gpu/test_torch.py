@@ -7,7 +7,6 @@ No fixtures and no pytest decorators, so `python3 test_torch.py` runs them
 without pytest too; skips raise unittest.SkipTest, which pytest also honours.
 """
 
-import ctypes
 import os
 import sys
 import traceback
@@ -15,6 +14,7 @@ import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # python/
+sys.path.insert(0, os.path.dirname(HERE))  # python/tests/ (closed_masks)
 
 try:
     import torch
@@ -31,8 +31,8 @@ if torch is None:
         pass
 
 import bsa  # noqa: E402
+import closed_masks  # noqa: E402  (python/tests/)
 import bsa.functional  # noqa: E402
-from bsa import _lib  # noqa: E402
 
 SKIP = unittest.SkipTest
 TOL = {"float32": 2e-5, "float16": 5e-3, "bfloat16": 3e-2}
@@ -66,19 +66,14 @@ def randn(g, shape, dtype, device):
     return torch.randn(shape, generator=g, dtype=torch.float32).to(device=device, dtype=dtype)
 
 
-def mask_tensor(layout, device):
-    """bool [layout heads, T, S] from the library's element mask (no numpy)."""
-    t, s = layout.seq_q, layout.seq_k
-    out = torch.empty((layout.heads, t, s), dtype=torch.uint8)
-    for h in range(layout.heads):
-        ptr = out[h].data_ptr()
-        _lib.call(
-            "bsa_layout_element_mask",
-            layout.handle(bsa._core.cpu_context()),
-            h,
-            ctypes.c_void_p(ptr),
-        )
-    return out.bool().to(device)
+def preset_and_mask(device, pattern, heads=1, **p):
+    """Layout.preset(pattern, heads=heads, **p) and its bool element mask
+    [layout heads, T, T] on device, from the closed forms of
+    python/tests/closed_masks.py (never the library's own element mask)."""
+    lay = bsa.Layout.preset(pattern, heads=heads, **p)
+    m = closed_masks.preset_masks(pattern, heads=heads, **p)
+    assert m.shape == (lay.heads, lay.seq_q, lay.seq_k)
+    return lay, torch.from_numpy(m).to(device)
 
 
 def rel_err(got, want):
@@ -108,8 +103,8 @@ PRESETS = [
 
 def _check_against_sdpa(device, dtype, p, batch=2, heads=4, dim=64):
     g = gen(device)
-    lay = bsa.Layout.preset(heads=heads, **p)
-    mask = mask_tensor(lay, device)[None]  # [1, Hl, T, T] broadcasts over batch (and heads)
+    lay, mask = preset_and_mask(device, heads=heads, **p)
+    mask = mask[None]  # [1, Hl, T, T] broadcasts over batch (and heads)
     shape = (batch, heads, lay.seq_q, dim)
     q, k, v, do = (randn(g, shape, dtype, device) for _ in range(4))
     q64, k64, v64 = (x.double().requires_grad_() for x in (q, k, v))
@@ -159,8 +154,8 @@ def _fused_qkv(device):
     b, t, h, d = 2, 128, 4, 32
     e = h * d
     dtype = torch.float16 if device == "cuda" else torch.float32
-    lay = bsa.Layout.preset("fixed", seq=t, block=16, heads=h, ctx=64, num_verts=4)
-    mask = mask_tensor(lay, device)[None]
+    lay, mask = preset_and_mask(device, "fixed", seq=t, block=16, heads=h, ctx=64, num_verts=4)
+    mask = mask[None]
     x = randn(g, (b, t, e), dtype, device)
     w = (randn(g, (3 * e, e), dtype, device) * e**-0.5).requires_grad_()
     w64 = w.detach().double().requires_grad_()
@@ -201,7 +196,7 @@ def test_cuda_current_stream():
     torch's current stream, not on the default one."""
     need("cuda")
     g = gen("cuda")
-    lay = bsa.Layout.preset("local", seq=512, block=64, ctx=128)
+    lay, mask = preset_and_mask("cuda", "local", seq=512, block=64, ctx=128)
     shape = (1, 2, 512, 64)
     q_old, q_new, k, v = (randn(g, shape, torch.float16, "cuda") for _ in range(4))
     q = q_old.clone()
@@ -212,7 +207,7 @@ def test_cuda_current_stream():
         q.copy_(q_new)  # queued behind the sleep
         o = bsa.attention(q, k, v, lay)
     s.synchronize()
-    mask = mask_tensor(lay, "cuda")[None]
+    mask = mask[None]
     want = sdpa64(q_new.double(), k.double(), v.double(), mask, 64**-0.5)
     assert rel_err(o, want) < TOL["float16"]
 
@@ -222,11 +217,11 @@ def test_cuda_other_device():
     if torch.cuda.device_count() < 2:
         raise SKIP("one GPU")
     g = gen("cuda")
-    lay = bsa.Layout.preset("all", seq=128, block=32)
+    lay, mask = preset_and_mask("cuda:1", "all", seq=128, block=32)
     q, k, v = (randn(g, (1, 2, 128, 64), torch.float16, "cuda:1") for _ in range(3))
     o = bsa.attention(q, k, v, lay)
     assert o.device == q.device
-    want = sdpa64(q.double(), k.double(), v.double(), mask_tensor(lay, "cuda:1")[None], 0.125)
+    want = sdpa64(q.double(), k.double(), v.double(), mask[None], 0.125)
     assert rel_err(o, want) < TOL["float16"]
 
 
@@ -295,7 +290,8 @@ def _check_features(device, dtype):
     sequences with key lengths, through autograd; the oracle runs SDPA in
     float64 per sequence with the kv heads repeated."""
     g = gen(device)
-    lay = bsa.Layout.preset("local", seq=128, block=32, ctx=48)
+    lay, mask_all = preset_and_mask(device, "local", seq=128, block=32, ctx=48)
+    mask_all = mask_all[0]
     h, hkv, d, dv = 4, 2, 64, 32
     lens = [128, 7, 70, 0, 33]
     offs = [0]
@@ -314,7 +310,6 @@ def _check_features(device, dtype):
     assert o.shape == (1, h, tot, dv)
     o.backward(do)
     q64, k64, v64 = (x.double().requires_grad_() for x in (q, k, v))
-    mask_all = mask_tensor(lay, device)[0]
     outs = []
     for i in range(len(lens)):
         a, b = int(cu[i]), int(cu[i + 1])
