@@ -561,17 +561,23 @@ def attention(
 
     numpy arrays: returns ``o`` (or ``(o, lse)`` with ``return_lse``).
     torch tensors: differentiable through autograd (``loss.backward()``
-    gives q/k/v gradients); runs on the tensors' device and current stream.
+    gives q/k/v gradients); runs on the tensors' device and current stream;
+    with torch >= 2.4 it is the custom op ``torch.ops.bsa.forward`` (its
+    backward ``bsa.backward``), so ``torch.compile(fullgraph=True)`` traces
+    through it and CUDA graphs capture it (see bsa/torch_ops.py).
     ``scale`` defaults to 1/sqrt(head_dim).  See the module doc for shapes.
     """
-    ops = _ops_for(q)
-    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
     if _is_torch(q):
+        # the index arrays go to the op as they are: it converts and checks
+        # them where no trace sees it (torch_ops.py)
         from . import torch_ops
 
         return torch_ops.attention(
-            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference), ex
-        )
+            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference),
+            kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k,
+        )  # fmt: skip
+    ops = _ops_for(q)
+    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
     o, lse = forward_impl(ops, q, k, v, layout, scale, heads, order, _flags(force_reference), ex)
     return (o, lse) if return_lse else o
 
