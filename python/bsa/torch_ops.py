@@ -220,7 +220,12 @@ def _time_length(q, order):
 
 
 def resolve(sid, q, order):
-    """The Layout behind an op's layout id, for these tensors."""
+    """The Layout behind an op's layout id, for these tensors.  Under
+    torch.compile's dynamic shapes the id may arrive as a SymInt (dynamo makes
+    an int that changed between calls symbolic): int() specialises the graph
+    to this layout, so another layout recompiles instead of being taken for
+    this one."""
+    sid = int(sid)
     source = _core.lookup(sid)
     if source is None:
         raise RuntimeError(
