@@ -68,12 +68,14 @@ def _tables(num, idx, nq, nk, what):
 
 
 def _reads_batch_head(mask_mod, device):
-    """(reads b, reads h): whether mask_mod's traced graph uses them."""
+    """(reads b, reads h): whether mask_mod's traced graph uses them.  Traced
+    under vmap, as flex runs it (indexing a tensor with the 0-d index then
+    becomes an index op instead of a data-dependent read)."""
     from torch.fx.experimental.proxy_tensor import make_fx
 
-    z = [torch.zeros((), dtype=torch.int32, device=device) for _ in range(4)]
+    z = [torch.zeros(2, dtype=torch.int32, device=device) for _ in range(4)]
     try:
-        g = make_fx(mask_mod)(*z)
+        g = make_fx(torch.vmap(mask_mod))(*z)
     except Exception:  # noqa: BLE001 - untraceable: assume it reads both
         return True, True
     ph = [n for n in g.graph.nodes if n.op == "placeholder"]
