@@ -49,7 +49,7 @@ def backends():
 def __getattr__(name):
     # bsa.nn and bsa.torch_ops need torch: imported on first use, so that
     # `import bsa` works without it
-    if name in ("nn", "torch_ops", "picture"):
+    if name in ("nn", "torch_ops", "picture", "flex"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)

@@ -7,11 +7,17 @@ that use it next to it; both are released together when the Layout is
 garbage-collected.  Contexts live as long as the process: they are few
 (one per backend and device) and destroying them at interpreter exit would
 race with the CUDA runtime's own teardown.
+
+Every Layout (and every other layout source, such as the per-length preset
+layouts of ``bsa.nn.SparseAttention``) also gets a process-wide integer id,
+never reused, by which the torch custom op names it: a traced graph can hold
+an int, not a Python object (see torch_ops.py).
 """
 
 import collections
 import contextlib
 import ctypes
+import itertools
 import threading
 import weakref
 
@@ -39,6 +45,24 @@ def cpu_context():
     return context(_lib.BACKEND_CPU, 0)
 
 
+_sources = weakref.WeakValueDictionary()  # id -> layout source, alive while its owner is
+_next_id = itertools.count(1)
+
+
+def register(source):
+    """A new id for a layout source, held weakly: lookup(id) gives the
+    source while something else keeps it alive, then None.  Ids are never
+    reused, so an id that outlives its source can never name another one."""
+    with _lock:
+        sid = next(_next_id)
+        _sources[sid] = source
+        return sid
+
+
+def lookup(sid):
+    return _sources.get(sid)
+
+
 def _release(state):
     """Destroys the plans, then the layouts, of one Layout (finalizer)."""
     for entry in state["plans"].values():
@@ -60,6 +84,7 @@ class Handles:
 
     def __init__(self, owner, build):
         self._build = build
+        self.id = register(owner)
         self._state = {"layouts": {}, "plans": collections.OrderedDict()}
         self._finalizer = weakref.finalize(owner, _release, self._state)
         self._finalizer.atexit = False  # the process is ending: let the OS reclaim

@@ -381,9 +381,11 @@ def _o_shape(q, pq, pv):
     return tuple(q.shape[:3]) + (dv,)
 
 
-def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", flags=0, extras=None):
-    """Generic forward; returns (o in q's user shape with v's head dim,
-    lse [batch, heads, seq_q] fp32)."""
+def forward_setup(ops, q, k, v, layout, heads=None, order="bhtd", extras=None):
+    """The checks and C views of a forward call, and its outputs allocated:
+    (dtype, pq, pk, pv, o, po, lse).  Touches no data, so the torch op's
+    fake kernel runs it too: its o and lse are the real ones' shapes,
+    dtypes and strides by construction."""
     kvh = extras.kv_heads if extras else None
     dtype, (pq, pk, pv) = _prepare(ops, [q, k, v], ["q", "k", "v"], order, heads, layout, kvh)
     if extras:
@@ -392,6 +394,13 @@ def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", fla
     po = Prepared(ops, o, order, pq.dims[1] if len(o.shape) == 3 else None, "o")
     b, h, t, _ = pq.dims
     lse = ops.empty_f32((b, h, t), pq.x)
+    return dtype, pq, pk, pv, o, po, lse
+
+
+def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", flags=0, extras=None):
+    """Generic forward; returns (o in q's user shape with v's head dim,
+    lse [batch, heads, seq_q] fp32)."""
+    dtype, pq, pk, pv, o, po, lse = forward_setup(ops, q, k, v, layout, heads, order, extras)
     flags |= extras.flags() if extras else 0
     with _plan(ops, layout, dtype, pq, pk, pv, po, _scale(scale), flags, pq.x) as (plan, wsb):
         ws, ws_len = ops.workspace(wsb, pq.x)
@@ -403,15 +412,15 @@ def forward_impl(ops, q, k, v, layout, scale=None, heads=None, order="bhtd", fla
     return o, lse
 
 
-def backward_impl(
-    ops, q, k, v, o, lse, dout, layout, scale=None, heads=None, order="bhtd", flags=0, extras=None
-):
-    """Generic backward; returns (dq, dk, dv) shaped and strided like q, k, v."""
+def backward_setup(ops, q, k, v, o, lse, dout, layout, heads=None, order="bhtd", extras=None):
+    """The checks and C views of a backward call, and dq, dk, dv allocated
+    (shaped and strided like the prepared q, k, v: the library writes each
+    gradient with its tensor's strides).  Like forward_setup, runs on fake
+    tensors too.  Returns (dtype, [pq, pk, pv, po, pd], lse, dq, dk, dv)."""
     kvh = extras.kv_heads if extras else None
     dtype, (pq, pk, pv, po, pd) = _prepare(
         ops, [q, k, v, o, dout], ["q", "k", "v", "o", "dout"], order, heads, layout, kvh
     )
-    flags |= extras.flags() if extras else 0
     if extras:
         extras.check(pq.dims[0])
     if tuple(pd.dims) != tuple(po.dims):
@@ -427,6 +436,17 @@ def backward_impl(
     if not ops.is_contiguous(lse):
         lse = ops.contiguous(lse)
     dq, dk, dv = (ops.empty_strided(p.x) for p in (pq, pk, pv))
+    return dtype, [pq, pk, pv, po, pd], lse, dq, dk, dv
+
+
+def backward_impl(
+    ops, q, k, v, o, lse, dout, layout, scale=None, heads=None, order="bhtd", flags=0, extras=None
+):
+    """Generic backward; returns (dq, dk, dv) shaped and strided like q, k, v."""
+    dtype, (pq, pk, pv, po, pd), lse, dq, dk, dv = backward_setup(
+        ops, q, k, v, o, lse, dout, layout, heads, order, extras
+    )
+    flags |= extras.flags() if extras else 0
     ptrs = (pq.x, pk.x, pv.x, po.x, lse, pd.x, dq, dk, dv)
     args = _lib.BwdArgs(*(ops.ptr(x) for x in ptrs))
     if extras:
@@ -541,17 +561,23 @@ def attention(
 
     numpy arrays: returns ``o`` (or ``(o, lse)`` with ``return_lse``).
     torch tensors: differentiable through autograd (``loss.backward()``
-    gives q/k/v gradients); runs on the tensors' device and current stream.
+    gives q/k/v gradients); runs on the tensors' device and current stream;
+    with torch >= 2.4 it is the custom op ``torch.ops.bsa.forward`` (its
+    backward ``bsa.backward``), so ``torch.compile(fullgraph=True)`` traces
+    through it and CUDA graphs capture it (see bsa/torch_ops.py).
     ``scale`` defaults to 1/sqrt(head_dim).  See the module doc for shapes.
     """
-    ops = _ops_for(q)
-    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
     if _is_torch(q):
+        # the index arrays go to the op as they are: it converts and checks
+        # them where no trace sees it (torch_ops.py)
         from . import torch_ops
 
         return torch_ops.attention(
-            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference), ex
-        )
+            q, k, v, layout, scale, heads, order, return_lse, _flags(force_reference),
+            kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k,
+        )  # fmt: skip
+    ops = _ops_for(q)
+    ex = _extras(ops, q, kv_heads, key_lengths, cu_seqlens_q, cu_seqlens_k)
     o, lse = forward_impl(ops, q, k, v, layout, scale, heads, order, _flags(force_reference), ex)
     return (o, lse) if return_lse else o
 

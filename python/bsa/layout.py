@@ -235,6 +235,20 @@ class Layout:
 
         return cls(build, dict(kind="callback", block=block, heads=heads))
 
+    @classmethod
+    def from_block_mask(cls, block_mask, heads=None, batch=None):
+        """A FlexAttention ``BlockMask`` (same block size for queries and keys)
+        as the layout that masks exactly as it does: full blocks full, partial
+        blocks with ``mask_mod`` evaluated on them, so a Flex user switches in
+        one line.  What a layout cannot say raises (different block sizes,
+        lengths not multiples of the block, masks that differ across the
+        batch); ``heads`` / ``batch`` (the attention's) are needed only when
+        ``mask_mod`` reads h / b of a mask broadcast over them.  Needs torch
+        with flex_attention; see bsa/flex.py."""
+        from . import flex
+
+        return flex.layout_from_block_mask(block_mask, heads=heads, batch=batch)
+
     # ------------------------------------------------------------ queries
 
     @property

@@ -4,8 +4,8 @@ import math
 
 from torch import nn
 
-from .functional import attention, check_int, check_layout
-from .layout import Layout
+from . import torch_ops
+from .functional import check_int, check_layout
 
 
 class SparseAttention(nn.Module):
@@ -17,6 +17,8 @@ class SparseAttention(nn.Module):
     the preset ``pattern`` ("all", "local", "strided", "fixed"), with ``ctx``
     the local bandwidth / strided stride / fixed window, or given directly
     as ``layout=`` (a :class:`bsa.Layout` for one sequence length).
+    ``torch.compile(model, fullgraph=True)`` traces through it (the layout
+    for a new length is then built by the op itself, see bsa/torch_ops.py).
     """
 
     def __init__(
@@ -44,32 +46,31 @@ class SparseAttention(nn.Module):
         self.num_verts = num_verts
         self.vertsize, self.causal = vertsize, causal
         self._fixed_layout = layout
-        self._layouts = {}
+        self._layouts = None
+        if layout is None:
+            self._layouts = torch_ops.PresetLayouts(
+                pattern=pattern,
+                block=block,
+                heads=heads,
+                ctx=ctx,
+                num_verts=num_verts,
+                vertsize=vertsize,
+                causal=causal,
+            )
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)
         self.out = nn.Linear(embed_dim, embed_dim, bias=bias)
 
     def layout_for(self, seq):
         if self._fixed_layout is not None:
             return self._fixed_layout
-        lay = self._layouts.get(seq)
-        if lay is None:
-            lay = self._layouts[seq] = Layout.preset(
-                self.pattern,
-                seq=seq,
-                block=self.block,
-                heads=self.heads,
-                ctx=self.ctx,
-                num_verts=self.num_verts,
-                vertsize=self.vertsize,
-                causal=self.causal,
-            )
-        return lay
+        return self._layouts.layout(seq)
 
     def forward(self, x):
         b, t, e = x.shape
         qkv = self.qkv(x)  # [b, t, 3e]: q, k, v are column slices, strided views
         q, k, v = qkv[..., :e], qkv[..., e : 2 * e], qkv[..., 2 * e :]
-        a = attention(q, k, v, self.layout_for(t), 1.0 / math.sqrt(self.head_dim), heads=self.heads)
+        source = self._layouts if self._fixed_layout is None else self._fixed_layout
+        a = torch_ops.attention(q, k, v, source, 1.0 / math.sqrt(self.head_dim), heads=self.heads)
         return self.out(a)
 
     def extra_repr(self):

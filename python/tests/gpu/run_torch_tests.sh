@@ -1,7 +1,9 @@
 #!/bin/sh
 # The torch tests on a machine with PyTorch (and a GPU): builds libbsa with the
-# CUDA backend unless BSA_LIBRARY names a build, then runs
-# python/tests/gpu/test_torch.py and prints "N passed, N failed, N skipped".
+# CUDA backend unless BSA_LIBRARY names a build, then runs every
+# python/tests/gpu/test_*.py (test_torch: eager torch; test_torch_compile:
+# the custom op under torch.compile and CUDA graphs; test_flex: BlockMask
+# conversion) through run_all.py, which prints "N passed, N failed, N skipped".
 #   sh python/tests/gpu/run_torch_tests.sh
 # Environment: BSA_LIBRARY (use this libbsa.so), BSA_TORCH_BUILD (build folder,
 # default build-torch), BSA_CUDA_ARCH (default 90: H100/H200), PYTHON (python3).
@@ -22,4 +24,4 @@ BSA_LIBRARY=$(cd "$(dirname "$BSA_LIBRARY")" && pwd)/$(basename "$BSA_LIBRARY") 
 export BSA_LIBRARY
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
 cd "$root/python"
-PYTHONDONTWRITEBYTECODE=1 exec "$PY" tests/gpu/test_torch.py
+PYTHONDONTWRITEBYTECODE=1 exec "$PY" tests/gpu/run_all.py "$@"
