@@ -69,6 +69,21 @@ static int plan_on(const hz_runner *r, bsa_plan_t *plan, const bsa_attn_desc *d,
     return 1;
 }
 
+/* The problem (2 heads, random inputs) on lay and its plan on r; 0 when
+ * r's forced implementation declines (p is then freed). */
+static int problem_on(const hz_runner *r, bsa_layout_t lay, const cm_source *masks, bsa_dtype dtype,
+                      int64_t batch, int64_t dim, ac_form form, ac_problem *p, bsa_plan_t *plan,
+                      const char *what)
+{
+    bsa_attn_desc desc;
+    assert_int_equal(ac_problem_init(p, lay, masks, dtype, batch, 2, dim, form, 0.0f, &desc),
+                     BSA_SUCCESS);
+    if (plan_on(r, plan, &desc, lay, what))
+        return 1;
+    ac_problem_free(p);
+    return 0;
+}
+
 static void *copy_of(const tu_tensor *t)
 {
     size_t bytes = (size_t)t->span * tu_dtype_size(t->dtype);
@@ -125,12 +140,8 @@ int hz_poison_key(const hz_runner *r, bsa_dtype dtype, int in_value, double bad)
     assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
     cm_source masks = cm_of_preset(&preset);
     ac_problem p;
-    bsa_attn_desc desc;
-    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 2, 2, 64, AC_BTHD, 0.0f, &desc),
-                     BSA_SUCCESS);
     bsa_plan_t plan;
-    if (!plan_on(r, &plan, &desc, lay, what)) {
-        ac_problem_free(&p);
+    if (!problem_on(r, lay, &masks, dtype, 2, 64, AC_BTHD, &p, &plan, what)) {
         bsa_layout_destroy(lay);
         return 0;
     }
@@ -204,12 +215,8 @@ int hz_poison_query(const hz_runner *r, bsa_dtype dtype, double bad)
     assert_int_equal(bsa_layout_create_dense(r->ctx, &lay, &ld, blocks), BSA_SUCCESS);
     cm_source masks = cm_of_dense(&ld, blocks);
     ac_problem p;
-    bsa_attn_desc desc;
-    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 1, 2, 64, AC_BHTD, 0.0f, &desc),
-                     BSA_SUCCESS);
     bsa_plan_t plan;
-    if (!plan_on(r, &plan, &desc, lay, what)) {
-        ac_problem_free(&p);
+    if (!problem_on(r, lay, &masks, dtype, 1, 64, AC_BHTD, &p, &plan, what)) {
         bsa_layout_destroy(lay);
         return 0;
     }
@@ -269,10 +276,14 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
     bsa_preset preset = {BSA_PATTERN_ALL, 64, 16, 1, 0, 0, 0, 0};
     assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
     cm_source masks = cm_of_preset(&preset);
+    char what[64];
+    snprintf(what, sizeof what, "%s extreme logits", tu_dtype_name(dtype));
     ac_problem p;
-    bsa_attn_desc desc;
-    assert_int_equal(ac_problem_init(&p, lay, &masks, dtype, 1, 2, 16, AC_BHTD, 0.0f, &desc),
-                     BSA_SUCCESS);
+    bsa_plan_t plan;
+    if (!problem_on(r, lay, &masks, dtype, 1, 16, AC_BHTD, &p, &plan, what)) {
+        bsa_layout_destroy(lay);
+        return 0;
+    }
     for (int64_t h = 0; h < p.heads; h++)
         for (int64_t t = 0; t < p.seq_q; t++)
             for (int64_t x = 0; x < p.head_dim; x++) {
@@ -281,14 +292,6 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
                 set_elem(&p.q, 0, h, t, x, tu_round(dtype, sq * entry * tu_uniform(0.5, 1.0)));
                 set_elem(&p.k, 0, h, t, x, tu_round(dtype, sk * entry * tu_uniform(0.5, 1.0)));
             }
-    char what[64];
-    snprintf(what, sizeof what, "%s extreme logits", tu_dtype_name(dtype));
-    bsa_plan_t plan;
-    if (!plan_on(r, &plan, &desc, lay, what)) {
-        ac_problem_free(&p);
-        bsa_layout_destroy(lay);
-        return 0;
-    }
     assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
     assert_int_equal(r->backward(plan, &p), BSA_SUCCESS);
     ac_problem_oracle(&p);
