@@ -17,15 +17,19 @@ all: build
 deps:
 	@sh scripts/install-deps.sh $(APT_PACKAGES)
 
-# The CUDA backend is built where a CUDA compiler exists (AUTO); the
-# toolkit's usual place counts even when it is not on the PATH.
+# The CUDA backend (minutes of kernel compilation) is built where a CUDA
+# compiler exists and `nvidia-smi -L` lists a GPU (AUTO, cmake/cuda.cmake),
+# or when asked: `make run BSA_WITH_CUDA=ON` (or the same environment
+# variable); OFF never.  The toolkit's usual place counts even when it is
+# not on the PATH.
+BSA_WITH_CUDA ?= AUTO
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifneq ($(NVCC),)
 CUDA_FLAGS = -DCMAKE_CUDA_COMPILER=$(NVCC)
 endif
 
 configure: deps
-	cmake -S . -B $(BUILD) $(CUDA_FLAGS) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -DBSA_WITH_CUDA=$(BSA_WITH_CUDA) $(CUDA_FLAGS) $(CMAKE_FLAGS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -86,8 +90,7 @@ valgrind: build
 test-pip: deps
 	@python3 -m venv --help >/dev/null 2>&1 || sh scripts/install-deps.sh python3-venv
 	rm -rf build-pip && python3 -m venv build-pip/venv
-	build-pip/venv/bin/python -m pip install -q --disable-pip-version-check \
-	    -C cmake.define.BSA_WITH_CUDA=OFF ./python numpy
+	build-pip/venv/bin/python -m pip install -q --disable-pip-version-check ./python numpy
 	cd build-pip && venv/bin/python -c "import numpy as np, bsa; \
 	    lay = bsa.Layout.preset('fixed', seq=256, block=16, heads=2, ctx=64, num_verts=2); \
 	    q = np.random.randn(1, 2, 256, 32).astype(np.float32); \
