@@ -406,8 +406,24 @@ demo_refused "fixed pattern" --quick --pattern fixed --verts 3
 demo_refused "multiple of 8" --quick --dim 12
 
 # ------------------------------------------------------------ help, version
-if "$BSA" --version >"$TMP/out" 2>&1 && grep -q "^bsa [0-9]*\.[0-9]*\.[0-9]" "$TMP/out" &&
-    grep -q "backends:.*cpu" "$TMP/out"; then ok; else fail "--version: $(cat "$TMP/out")"; fi
+# --version: CMakeLists.txt's project version, and the commit the build was
+# configured from: an ancestor of (or) HEAD in a git checkout, else "unknown"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+want=$(sed -n 's/^project(bsa VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
+if "$BSA" --version >"$TMP/out" 2>&1 && grep -q "^bsa $want (git .*; header $want)$" "$TMP/out" &&
+    grep -q "backends:.*cpu" "$TMP/out"; then ok; else
+    fail "--version, want $want: $(cat "$TMP/out")"
+fi
+hash=$(sed -n 's/^bsa [0-9.]* (git \([0-9a-z]*\);.*/\1/p' "$TMP/out")
+if git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
+    if echo "$hash" | grep -Eq '^[0-9a-f]{12}$' && git -C "$ROOT" merge-base --is-ancestor "$hash" HEAD; then
+        ok
+    else
+        fail "--version: git '$hash' is not a commit of $ROOT's history"
+    fi
+elif [ "$hash" = unknown ]; then ok; else
+    fail "--version: git '$hash' outside a git checkout (want unknown)"
+fi
 if "$BSA" help >"$TMP/out" 2>&1 && grep -q demo "$TMP/out" && grep -q layout "$TMP/out" &&
     grep -q bench "$TMP/out"; then ok; else fail "help: $(cat "$TMP/out")"; fi
 if "$BSA" help demo >"$TMP/out" 2>&1 && grep -q -- "--quick" "$TMP/out"; then ok; else
