@@ -381,6 +381,99 @@ if "$BSA" layout --pattern local --seq 64 --block 8 --ctx 16 --format info >"$TM
     fail "layout info estimate: $(cat "$TMP/out" "$TMP/err")"
 fi
 
+# ------------------------------------------------------------ bench progress
+# The header comes first, then a progress line per pattern set up and per
+# pattern and round (stderr), then the table.  One file holding both streams
+# shows the order they were written in; off a terminal every update is a
+# plain line of its own.
+B="$BSA bench --seq 256 --pattern all,local,fixed --iters 1 --rounds 2 --warmup 0 --sgemm 0"
+# shellcheck disable=SC2086
+if $B --threads 1 >"$TMP/both" 2>&1; then
+    line_of() { grep -n "$1" "$TMP/both" | head -n 1 | cut -d: -f1; }
+    hdr=$(line_of "^device: ")
+    mem=$(line_of "^memory estimate: ")
+    first=$(line_of "^bench: ")
+    table=$(line_of "^pattern ")
+    got=$(grep "^bench: " "$TMP/both" | sed 's/: fwd [0-9.]* ms bwd [0-9.]* ms$//')
+    want="bench: setting up all (1 of 3 patterns)
+bench: setting up local (2 of 3 patterns)
+bench: setting up fixed (3 of 3 patterns)
+bench: round 1 of 2: all (1 of 3)
+bench: round 1 of 2: local (2 of 3)
+bench: round 1 of 2: fixed (3 of 3)
+bench: round 2 of 2: all (1 of 3)
+bench: round 2 of 2: local (2 of 3)
+bench: round 2 of 2: fixed (3 of 3)"
+    if [ -z "$hdr" ] || [ -z "$mem" ] || [ -z "$first" ] || [ -z "$table" ] ||
+        [ "$hdr" -gt "$mem" ] || [ "$mem" -gt "$first" ] || [ "$first" -gt "$table" ]; then
+        fail "bench: header (line $hdr, estimate $mem), progress ($first), table ($table) out of order"
+    elif [ "$got" != "$want" ]; then
+        fail "bench progress lines: got
+$got
+want
+$want"
+    elif [ "$(grep -c "^bench: round .* fwd [0-9.]* ms bwd [0-9.]* ms$" "$TMP/both")" != 6 ] ||
+        grep -q "$(printf '\r')" "$TMP/both"; then
+        fail "bench progress: want 6 plain round lines with their times, no carriage return"
+    else
+        ok
+    fi
+else
+    fail "bench progress run: $(cat "$TMP/both")"
+fi
+# on a terminal (script(1) gives it one) the updates rewrite one line in place
+if command -v script >/dev/null 2>&1; then
+    if TERM=xterm script -qec "$B --pattern all,local --threads 1" /dev/null >"$TMP/tty" 2>&1 &&
+        [ "$(grep -o "$(printf '\r\033')\[Kbench: " "$TMP/tty" | wc -l)" = 6 ] &&
+        ! grep -q "^bench: " "$TMP/tty" && grep -q "^local  *bwd " "$TMP/tty"; then ok; else
+        fail "bench on a terminal: $(cat -v "$TMP/tty")"
+    fi
+fi
+
+# ------------------------------------------------------------ shared options
+# one --seq range, one --block range and default, backend auto everywhere
+for sub in demo layout bench; do
+    expect 2 "--seq: 7 is outside \[8, 1073741824\]" $sub --seq 7
+    expect 2 "--seq: 1073741825 is outside \[8, 1073741824\]" $sub --seq 1073741825
+    expect 2 "--block: 256 is outside \[8, 128\]" $sub --seq 256 --block 256
+    expect 2 "--block: 4 is outside \[8, 128\]" $sub --seq 256 --block 4
+    if "$BSA" help $sub | grep -q -- "--block N .*(default 32)"; then ok; else
+        fail "help $sub: --block's default is not 32"
+    fi
+done
+for sub in demo bench; do
+    if "$BSA" help $sub | grep -q -- "--backend S .*(default auto"; then ok; else
+        fail "help $sub: --backend's default is not auto"
+    fi
+done
+
+# ------------------------------------------------------------ densities
+# "element density" (kept pairs / all) and "block density" (kept blocks /
+# all), named so wherever shown; the causal "all" pattern of seq T, block B
+# keeps T(T+1)/2 of T^2 elements and n(n+1)/2 of n^2 blocks (n = T/B)
+dens() { awk -v t="$1" -v b="$2" -v f="$3" 'BEGIN { n = t / b
+    printf f " " f, t * (t + 1) / 2 / (t * t), n * (n + 1) / 2 / (n * n) }'; }
+info_case "--pattern all --seq 1024 --block 32" element_density "$(dens 1024 32 %.6f | cut -d' ' -f1)"
+info_case "--pattern all --seq 1024 --block 32" block_density "$(dens 1024 32 %.6f | cut -d' ' -f2)"
+if [ -s "$TMP/both" ] &&
+    [ "$(awk '$1 == "all" && $2 == "fwd" { print $5, $6 }' "$TMP/both")" = "$(dens 256 32 %.4f)" ] &&
+    grep -q "^pattern .* elem-dens blk-dens " "$TMP/both"; then ok; else
+    fail "bench: elem-dens / blk-dens of 'all' are not $(dens 256 32 %.4f): $(cat "$TMP/both")"
+fi
+if "$BSA" bench --seq 256 --iters 1 --rounds 1 --warmup 0 --sgemm 0 --threads 1 --json \
+    >"$TMP/out" 2>/dev/null && grep -q "\"element_density\": $(dens 256 32 %.6f |
+    sed 's/ /, "block_density": /')," "$TMP/out"; then ok; else
+    fail "bench --json densities: $(cat "$TMP/out")"
+fi
+# no bare "density" left in what bench, demo and layout print
+"$BSA" layout --pattern all --seq 64 --block 8 --format info >"$TMP/info.txt" 2>/dev/null
+"$BSA" demo --quick --pattern local --reps 1 >"$TMP/demo" 2>&1
+if grep -q "elem-dens" "$TMP/demo" &&
+    ! cat "$TMP/both" "$TMP/info.txt" "$TMP/demo" |
+    sed 's/element[ _]density//g; s/block[ _]density//g' | grep -qi "density"; then ok; else
+    fail "an unqualified 'density' is shown: $(grep -i density "$TMP/both" "$TMP/info.txt" "$TMP/demo")"
+fi
+
 # ------------------------------------------------------------ demo arguments
 # Bad demo arguments are refused before the header, once, with exit 2.
 demo_refused() { # demo_refused PATTERN ARGS...

@@ -21,9 +21,27 @@ class LayoutInfo:
             setattr(self, name, getattr(c_info, name))
 
     @property
-    def density(self):
+    def block_density(self):
         """Kept blocks over all blocks of the (q_blocks x k_blocks) grid, per layout head."""
         return self.blocks_total / float(self.heads * self.q_blocks * self.k_blocks)
+
+    @property
+    def element_density(self):
+        """Kept (q, k) pairs over all pairs (seq_q x seq_k), per layout head."""
+        return self.kept_elements / float(self.heads * self.seq_q * self.seq_k)
+
+    @property
+    def density(self):
+        """Deprecated: the block density; say block_density or element_density."""
+        import warnings
+
+        warnings.warn(
+            "LayoutInfo.density is ambiguous and deprecated: use block_density (kept blocks / "
+            "all) or element_density (kept (q, k) pairs / all)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.block_density
 
     def __repr__(self):
         fields = ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__)
@@ -302,5 +320,6 @@ class Layout:
         i = self.info
         return (
             f"<bsa.Layout {self.description['kind']}({d}): {i.seq_q}x{i.seq_k}, "
-            f"{i.blocks_total} blocks, density {i.density:.3f}>"
+            f"{i.blocks_total} blocks, block density {i.block_density:.3f}, "
+            f"element density {i.element_density:.3f}>"
         )
