@@ -31,7 +31,7 @@ clean=--clean-first
 build() {
     nvcc_bin=$1 archs=$2 dir=$3
     shift 3
-    targets=${BUILD_TARGETS:-bsa}
+    targets=${BUILD_TARGETS:-bsa} # the sm_80/86/90 build adds the GPU test programs
     sms=$(echo "$archs" | tr ';' '\n' | sed 's/^/sm_/' | tr '\n' ' ' | sed 's/ $//')
     mkdir -p "$dir"
     log=$dir/ci-build.log
@@ -67,8 +67,11 @@ NVCC13=$(command -v nvcc || true)
 if [ -n "$NVCC13" ]; then
     sh scripts/install-deps.sh libcmocka-dev # the test programs' framework
     gpu_tests=$(ls tests/test_cuda*.c | sed 's|.*/||; s|\.c$||' | tr '\n' ' ')
-    BUILD_TARGETS="bsa $gpu_tests bsa_gpu_bench" build "$NVCC13" "80;86;90" build-ci-cuda \
-        -DBSA_BUILD_TESTS=ON -DBSA_BUILD_TOOLS=ON
+    # (set and reset around the call: a shell may keep an assignment that
+    # prefixes a function call)
+    BUILD_TARGETS="bsa $gpu_tests bsa_gpu_bench"
+    build "$NVCC13" "80;86;90" build-ci-cuda -DBSA_BUILD_TESTS=ON -DBSA_BUILD_TOOLS=ON
+    BUILD_TARGETS=""
     echo "bsa ci: GPU test programs and harness built: $gpu_tests bsa_gpu_bench"
 else
     echo "bsa ci: no nvcc found: sm_80/sm_86/sm_90 build skipped"
