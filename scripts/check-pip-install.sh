@@ -66,6 +66,16 @@ else
     fail "the wheel's metadata has no copy of LICENSE ($lic)"
 fi
 
+# what the package holds besides its Python modules: the headers and the
+# libraries, not the tools or tests (pyproject's cmake.define turns them
+# off; a build that ignored it would also need cmocka on the user's machine)
+extra=$(cd "$pkg" && find . -type f ! -name '*.py' ! -name '*.pyc' | sort | tr '\n' ' ')
+if echo "$extra" | grep -Eq '^(\./include/bsa(_version)?\.h |\./lib/lib[A-Za-z0-9_.+-]+\.so[0-9.]* )+$'; then
+    ok "the package holds headers and libraries only: $extra"
+else
+    fail "the package holds more than headers and libraries (tools or tests built?): $extra"
+fi
+
 system='^(linux-vdso|ld-linux|libc|libm|libdl|librt|libpthread|libutil|libresolv|libnsl|libcrypt|libstdc\+\+|libgcc_s)\.so'
 libdir=$(dirname "$lib")
 for f in "$libdir"/*.so*; do
