@@ -9,7 +9,8 @@ APT_PACKAGES = cmake make gcc g++ pkg-config libdnnl-dev libcmocka-dev libpng-de
 SANITIZE_PACKAGES = clang libclang-rt-14-dev libomp-dev valgrind
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind test-pip
+.PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind test-pip \
+	test-install
 
 all: build
 
@@ -17,15 +18,19 @@ all: build
 deps:
 	@sh scripts/install-deps.sh $(APT_PACKAGES)
 
-# The CUDA backend is built where a CUDA compiler exists (AUTO); the
-# toolkit's usual place counts even when it is not on the PATH.
+# The CUDA backend (minutes of kernel compilation) is built where a CUDA
+# compiler exists and `nvidia-smi -L` lists a GPU (AUTO, cmake/cuda.cmake),
+# or when asked: `make run BSA_WITH_CUDA=ON` (or the same environment
+# variable); OFF never.  The toolkit's usual place counts even when it is
+# not on the PATH.
+BSA_WITH_CUDA ?= AUTO
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 ifneq ($(NVCC),)
 CUDA_FLAGS = -DCMAKE_CUDA_COMPILER=$(NVCC)
 endif
 
 configure: deps
-	cmake -S . -B $(BUILD) $(CUDA_FLAGS) $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -DBSA_WITH_CUDA=$(BSA_WITH_CUDA) $(CUDA_FLAGS) $(CMAKE_FLAGS)
 
 build: configure
 	cmake --build $(BUILD) -j $(JOBS)
@@ -39,6 +44,13 @@ test: build
 
 install: build
 	cmake --install $(BUILD)
+
+# The build installed into build-install/prefix and used from there with
+# LD_LIBRARY_PATH unset: the README's C example built with pkg-config and
+# with find_package(bsa) and run, the installed bsa --version, ldd of every
+# installed file (scripts/test-install.sh).
+test-install: build
+	sh scripts/test-install.sh $(BUILD) build-install
 
 # The CPU suite under AddressSanitizer + UndefinedBehaviorSanitizer (gcc,
 # oneDNN on) and under ThreadSanitizer (clang with LLVM's OpenMP and its
@@ -81,18 +93,14 @@ valgrind: build
 	    ./$(BUILD)/bsa demo --quick
 
 # `pip install ./python` into a fresh virtual environment (the CMake build
-# backend comes from PyPI), then one attention call through the installed
-# package: what a Python user does first.
+# backend comes from PyPI), as a user does it: then the README's Python
+# example, the versions, the license and the wheel's self-containment (ldd)
+# are checked (scripts/check-pip-install.sh).
 test-pip: deps
 	@python3 -m venv --help >/dev/null 2>&1 || sh scripts/install-deps.sh python3-venv
 	rm -rf build-pip && python3 -m venv build-pip/venv
-	build-pip/venv/bin/python -m pip install -q --disable-pip-version-check \
-	    -C cmake.define.BSA_WITH_CUDA=OFF ./python numpy
-	cd build-pip && venv/bin/python -c "import numpy as np, bsa; \
-	    lay = bsa.Layout.preset('fixed', seq=256, block=16, heads=2, ctx=64, num_verts=2); \
-	    q = np.random.randn(1, 2, 256, 32).astype(np.float32); \
-	    o = bsa.attention(q, q, q, lay); assert o.shape == q.shape and np.isfinite(o).all(); \
-	    print('bsa', bsa.__file__, 'installed and ran: ok')"
+	build-pip/venv/bin/python -m pip install -q --disable-pip-version-check ./python numpy
+	sh scripts/check-pip-install.sh build-pip/venv/bin/python build-pip
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip build-install

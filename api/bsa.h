@@ -28,9 +28,10 @@ extern "C" {
 #define BSA_API
 #endif
 
-#define BSA_VERSION_MAJOR 0
-#define BSA_VERSION_MINOR 1
-#define BSA_VERSION_PATCH 0
+/* BSA_VERSION_MAJOR, _MINOR, _PATCH, BSA_VERSION_STRING and BSA_VERSION
+ * (10000 * major + 100 * minor + patch): the header that CMake generates
+ * from the project version, installed beside this one. */
+#include "bsa_version.h"
 
 /* ------------------------------------------------------------------ status */
 
@@ -59,6 +60,8 @@ BSA_API const char *bsa_status_string(bsa_status status);
 /* Detail message of the last failing call on this thread ("" if none). */
 BSA_API const char *bsa_last_error(void);
 
+/* The loaded library's version (compare with the BSA_VERSION_* macros the
+ * caller was compiled against); NULL pointers are skipped. */
 BSA_API void bsa_version(int *major, int *minor, int *patch);
 
 /* ------------------------------------------------------------------ enums */

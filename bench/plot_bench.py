@@ -5,7 +5,8 @@ density, per pattern, bsa against its peers, with the device in the title.
     plot_bench.py RESULTS.jsonl [MORE.jsonl ...] [--out PREFIX] [--dtype f16]
 
 Reads JSON lines of three kinds (other lines are ignored):
-  * `bsa bench --json` (tools/bench.c): pattern, pass, seq, density, time_ms,
+  * `bsa bench --json` (tools/bench.c): pattern, pass, seq, element_density
+    (older records: density), time_ms,
     block_gflops, impl;
   * bench/gpu/gpu_bench: name (e.g. "fixed-L128-b32"), impl, seq, density,
     fwd_ms / fwdbwd_ms, fwd_block_tflops / fwdbwd_block_tflops;
@@ -51,7 +52,9 @@ def _rec(r, series, pattern, pass_, time_ms, gflops):
         pattern=pattern,
         pass_=pass_,
         seq=r.get("seq"),
-        density=r.get("density"),
+        # element density: `bsa bench --json` names it so; gpu_bench and
+        # records written before it did call it "density"
+        density=r.get("element_density", r.get("density")),
         dtype=r.get("dtype"),
         threads=r.get("threads"),
         time_ms=time_ms,

@@ -87,6 +87,8 @@ def bench_rows(exe, seqs, heads, dim, block, iters, threads):
                 "0",
                 "--threads",
                 str(threads),
+                "--backend",
+                "cpu",  # the chart is the CPU's: auto would take a GPU where one is
             ]
             if ctx:
                 cmd += ["--ctx", str(ctx)]
@@ -147,7 +149,7 @@ def peer_rows(rows, iters, threads):
                 seq=seq,
                 dtype="f32",
                 threads=threads,
-                density=r["density"],
+                density=r.get("element_density", r.get("density")),
                 fwd_ms=median_ms(fwd),
                 fwdbwd_ms=median_ms(both),
             )

@@ -2,7 +2,10 @@
 # CI (no GPU): builds the CUDA backend so that a compile error cannot land.
 # Each build is CMake's own build of the shared library (target bsa: bsa_obj,
 # and with sm_90 the Hopper object library bsa_cuda_hopper), so every file
-# the build has is compiled here and none can be missed.
+# the build has is compiled here and none can be missed.  The sm_80/86/90
+# build also builds the GPU test programs (tests/test_cuda*.c) and the GPU
+# timing harness: `make test` builds them only where a GPU is present
+# (cmake/cuda.cmake), so this is where a machine without one compiles them.
 #   sm_80, sm_86, sm_90: with the CUDA 13 nvcc on the PATH or
 #   /usr/local/cuda (skipped if none), in build-ci-cuda;
 #   sm_70 (V100): CUDA 13 dropped it, so a CUDA 12 nvcc comes from the
@@ -28,6 +31,7 @@ clean=--clean-first
 build() {
     nvcc_bin=$1 archs=$2 dir=$3
     shift 3
+    targets=${BUILD_TARGETS:-bsa} # the sm_80/86/90 build adds the GPU test programs
     sms=$(echo "$archs" | tr ';' '\n' | sed 's/^/sm_/' | tr '\n' ' ' | sed 's/ $//')
     mkdir -p "$dir"
     log=$dir/ci-build.log
@@ -35,7 +39,7 @@ build() {
     if ! { cmake -S . -B "$dir" -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$archs" \
         -DBSA_BUILD_TESTS=OFF -DBSA_BUILD_TOOLS=OFF -DBSA_WITH_CPU_DNNL=OFF \
         -DCMAKE_CUDA_COMPILER="$nvcc_bin" "$@" &&
-        cmake --build "$dir" --target bsa -j "$JOBS" $clean; } >"$log" 2>&1; then
+        cmake --build "$dir" --target $targets -j "$JOBS" $clean; } >"$log" 2>&1; then
         tail -n 40 "$log" >&2
         echo "bsa ci: the CUDA build for $sms failed (log: $log)" >&2
         exit 1
@@ -61,7 +65,14 @@ build() {
 NVCC13=$(command -v nvcc || true)
 [ -z "$NVCC13" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC13=/usr/local/cuda/bin/nvcc
 if [ -n "$NVCC13" ]; then
-    build "$NVCC13" "80;86;90" build-ci-cuda
+    sh scripts/install-deps.sh libcmocka-dev # the test programs' framework
+    gpu_tests=$(ls tests/test_cuda*.c | sed 's|.*/||; s|\.c$||' | tr '\n' ' ')
+    # (set and reset around the call: a shell may keep an assignment that
+    # prefixes a function call)
+    BUILD_TARGETS="bsa $gpu_tests bsa_gpu_bench"
+    build "$NVCC13" "80;86;90" build-ci-cuda -DBSA_BUILD_TESTS=ON -DBSA_BUILD_TOOLS=ON
+    BUILD_TARGETS=""
+    echo "bsa ci: GPU test programs and harness built: $gpu_tests bsa_gpu_bench"
 else
     echo "bsa ci: no nvcc found: sm_80/sm_86/sm_90 build skipped"
 fi

@@ -381,6 +381,104 @@ if "$BSA" layout --pattern local --seq 64 --block 8 --ctx 16 --format info >"$TM
     fail "layout info estimate: $(cat "$TMP/out" "$TMP/err")"
 fi
 
+# ------------------------------------------------------------ bench progress
+# The header comes first, then a progress line per pattern set up and per
+# pattern and round (stderr), then the table.  One file holding both streams
+# shows the order they were written in; off a terminal every update is a
+# plain line of its own.
+B="$BSA bench --seq 256 --pattern all,local,fixed --iters 1 --rounds 2 --warmup 0 --sgemm 0"
+# shellcheck disable=SC2086
+if $B --threads 1 >"$TMP/both" 2>&1; then
+    line_of() { grep -n "$1" "$TMP/both" | head -n 1 | cut -d: -f1; }
+    hdr=$(line_of "^device: ")
+    mem=$(line_of "^memory estimate: ")
+    first=$(line_of "^bench: ")
+    table=$(line_of "^pattern ")
+    got=$(grep "^bench: " "$TMP/both" | sed 's/: fwd [0-9.]* ms bwd [0-9.]* ms$//')
+    want="bench: setting up all (1 of 3 patterns)
+bench: setting up local (2 of 3 patterns)
+bench: setting up fixed (3 of 3 patterns)
+bench: round 1 of 2: all (1 of 3)
+bench: round 1 of 2: local (2 of 3)
+bench: round 1 of 2: fixed (3 of 3)
+bench: round 2 of 2: all (1 of 3)
+bench: round 2 of 2: local (2 of 3)
+bench: round 2 of 2: fixed (3 of 3)"
+    if [ -z "$hdr" ] || [ -z "$mem" ] || [ -z "$first" ] || [ -z "$table" ] ||
+        [ "$hdr" -gt "$mem" ] || [ "$mem" -gt "$first" ] || [ "$first" -gt "$table" ]; then
+        fail "bench: header (line $hdr, estimate $mem), progress ($first), table ($table) out of order"
+    elif [ "$got" != "$want" ]; then
+        fail "bench progress lines: got
+$got
+want
+$want"
+    elif [ "$(grep -c "^bench: round .* fwd [0-9.]* ms bwd [0-9.]* ms$" "$TMP/both")" != 6 ] ||
+        grep -q "$(printf '\r')" "$TMP/both"; then
+        fail "bench progress: want 6 plain round lines with their times, no carriage return"
+    else
+        ok
+    fi
+else
+    fail "bench progress run: $(cat "$TMP/both")"
+fi
+# on a terminal (script(1) gives it one) the updates rewrite one line in place;
+# skipped where script is missing or cannot open a pseudo-terminal
+if ! command -v script >/dev/null 2>&1 || ! script -qec true /dev/null >/dev/null 2>&1; then
+    SKIPS=$((SKIPS + 1))
+    CHECKS=$((CHECKS + 1))
+    echo "skipped: bench on a terminal (no working script(1))"
+else
+    if TERM=xterm script -qec "$B --pattern all,local --threads 1" /dev/null >"$TMP/tty" 2>&1 &&
+        [ "$(grep -o "$(printf '\r\033')\[Kbench: " "$TMP/tty" | wc -l)" = 6 ] &&
+        ! grep -q "^bench: " "$TMP/tty" && grep -q "^local  *bwd " "$TMP/tty"; then ok; else
+        fail "bench on a terminal: $(cat -v "$TMP/tty")"
+    fi
+fi
+
+# ------------------------------------------------------------ shared options
+# one --seq range, one --block range and default, backend auto everywhere
+for sub in demo layout bench; do
+    expect 2 "--seq: 7 is outside \[8, 1073741824\]" $sub --seq 7
+    expect 2 "--seq: 1073741825 is outside \[8, 1073741824\]" $sub --seq 1073741825
+    expect 2 "--block: 256 is outside \[8, 128\]" $sub --seq 256 --block 256
+    expect 2 "--block: 4 is outside \[8, 128\]" $sub --seq 256 --block 4
+    if "$BSA" help $sub | grep -q -- "--block N .*(default 32)"; then ok; else
+        fail "help $sub: --block's default is not 32"
+    fi
+done
+for sub in demo bench; do
+    if "$BSA" help $sub | grep -q -- "--backend S .*(default auto"; then ok; else
+        fail "help $sub: --backend's default is not auto"
+    fi
+done
+
+# ------------------------------------------------------------ densities
+# "element density" (kept pairs / all) and "block density" (kept blocks /
+# all), named so wherever shown; the causal "all" pattern of seq T, block B
+# keeps T(T+1)/2 of T^2 elements and n(n+1)/2 of n^2 blocks (n = T/B)
+dens() { awk -v t="$1" -v b="$2" -v f="$3" 'BEGIN { n = t / b
+    printf f " " f, t * (t + 1) / 2 / (t * t), n * (n + 1) / 2 / (n * n) }'; }
+info_case "--pattern all --seq 1024 --block 32" element_density "$(dens 1024 32 %.6f | cut -d' ' -f1)"
+info_case "--pattern all --seq 1024 --block 32" block_density "$(dens 1024 32 %.6f | cut -d' ' -f2)"
+if [ -s "$TMP/both" ] &&
+    [ "$(awk '$1 == "all" && $2 == "fwd" { print $5, $6 }' "$TMP/both")" = "$(dens 256 32 %.4f)" ] &&
+    grep -q "^pattern .* elem-dens blk-dens " "$TMP/both"; then ok; else
+    fail "bench: elem-dens / blk-dens of 'all' are not $(dens 256 32 %.4f): $(cat "$TMP/both")"
+fi
+if "$BSA" bench --seq 256 --iters 1 --rounds 1 --warmup 0 --sgemm 0 --threads 1 --json \
+    >"$TMP/out" 2>/dev/null && grep -q "\"element_density\": $(dens 256 32 %.6f |
+    sed 's/ /, "block_density": /')," "$TMP/out"; then ok; else
+    fail "bench --json densities: $(cat "$TMP/out")"
+fi
+# no bare "density" left in what bench, demo and layout print
+"$BSA" layout --pattern all --seq 64 --block 8 --format info >"$TMP/info.txt" 2>/dev/null
+"$BSA" demo --quick --pattern local --reps 1 >"$TMP/demo" 2>&1
+if grep -q "elem-dens" "$TMP/demo" &&
+    ! cat "$TMP/both" "$TMP/info.txt" "$TMP/demo" |
+    sed 's/element[ _]density//g; s/block[ _]density//g' | grep -qi "density"; then ok; else
+    fail "an unqualified 'density' is shown: $(grep -i density "$TMP/both" "$TMP/info.txt" "$TMP/demo")"
+fi
+
 # ------------------------------------------------------------ demo arguments
 # Bad demo arguments are refused before the header, once, with exit 2.
 demo_refused() { # demo_refused PATTERN ARGS...
@@ -406,8 +504,24 @@ demo_refused "fixed pattern" --quick --pattern fixed --verts 3
 demo_refused "multiple of 8" --quick --dim 12
 
 # ------------------------------------------------------------ help, version
-if "$BSA" --version >"$TMP/out" 2>&1 && grep -q "^bsa [0-9]*\.[0-9]*\.[0-9]" "$TMP/out" &&
-    grep -q "backends:.*cpu" "$TMP/out"; then ok; else fail "--version: $(cat "$TMP/out")"; fi
+# --version: CMakeLists.txt's project version, and the commit the build was
+# configured from: an ancestor of (or) HEAD in a git checkout, else "unknown"
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+want=$(sed -n 's/^project(bsa VERSION \([0-9.]*\).*/\1/p' "$ROOT/CMakeLists.txt")
+if "$BSA" --version >"$TMP/out" 2>&1 && grep -q "^bsa $want (git .*; header $want)$" "$TMP/out" &&
+    grep -q "backends:.*cpu" "$TMP/out"; then ok; else
+    fail "--version, want $want: $(cat "$TMP/out")"
+fi
+hash=$(sed -n 's/^bsa [0-9.]* (git \([0-9a-z]*\);.*/\1/p' "$TMP/out")
+if git -C "$ROOT" rev-parse HEAD >/dev/null 2>&1; then
+    if echo "$hash" | grep -Eq '^[0-9a-f]{12}$' && git -C "$ROOT" merge-base --is-ancestor "$hash" HEAD; then
+        ok
+    else
+        fail "--version: git '$hash' is not a commit of $ROOT's history"
+    fi
+elif [ "$hash" = unknown ]; then ok; else
+    fail "--version: git '$hash' outside a git checkout (want unknown)"
+fi
 if "$BSA" help >"$TMP/out" 2>&1 && grep -q demo "$TMP/out" && grep -q layout "$TMP/out" &&
     grep -q bench "$TMP/out"; then ok; else fail "help: $(cat "$TMP/out")"; fi
 if "$BSA" help demo >"$TMP/out" 2>&1 && grep -q -- "--quick" "$TMP/out"; then ok; else
@@ -454,5 +568,5 @@ elif grep -q "^local .*[0-9].* FAIL$" "$TMP/demo"; then ok; else
     fail "demo --perturb: no FAIL in output: $(cat "$TMP/demo")"
 fi
 
-echo "$((CHECKS - SKIPS)) checks, $FAILS failed, $SKIPS skipped (no python3)"
+echo "$((CHECKS - SKIPS)) checks, $FAILS failed, $SKIPS skipped (no python3, or no terminal for script)"
 [ "$FAILS" = 0 ]

@@ -11,7 +11,12 @@
  *   useful FLOP = the same over kept (q, k) elements only;
  *   time = median over --iters timed calls after --warmup calls;
  *   peak RSS = getrusage() ru_maxrss of the whole process (inputs,
- *              outputs, workspace, everything), host memory only.
+ *              outputs, workspace, everything), host memory only;
+ *   element density = kept (q, k) pairs / all pairs, block density = kept
+ *              blocks / all blocks of the grid, per layout head.
+ * The header comes first, then a progress line per pattern set up and per
+ * pattern and round timed (cli_progress: stderr, live on a terminal), then
+ * the table.
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bsa.h"
@@ -47,11 +52,11 @@ static const char *const pass_names[] = {"fwd", "bwd", "both"};
 typedef struct bench_cfg {
     int seq, dim, heads, batch, block, ctx, verts, vertsize, iters, warmup, threads, bidir, json;
     int sgemm_n, rounds;
-    int kv_heads;       /* k/v heads (grouped-query); 0 = heads */
-    int key_length;     /* every batch entry's valid keys; 0 = all */
-    int varlen;         /* packed sequences (BSA_PLAN_VARLEN); 0 = off */
-    int global, random; /* longformer / bigbird */
-    double density;
+    int kv_heads;         /* k/v heads (grouped-query); 0 = heads */
+    int key_length;       /* every batch entry's valid keys; 0 = all */
+    int varlen;           /* packed sequences (BSA_PLAN_VARLEN); 0 = off */
+    int global, random;   /* longformer / bigbird */
+    double block_density; /* dense-random: kept block fraction */
     bsa_dtype dtype;
     bsa_backend backend;
     int pass; /* 0 fwd, 1 bwd, 2 both */
@@ -161,7 +166,7 @@ static void bench_preset(const bench_cfg *c, int pat, bsa_preset *ps)
 static int make_layout(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_layout_t *lay)
 {
     if (pat == 4) {
-        /* Random blocks at --density, causal at block granularity (the
+        /* Random blocks at --block-density, causal at block granularity (the
          * diagonal is always kept, so every row sees at least itself). */
         int nb = c->seq / c->block;
         uint8_t *m = malloc((size_t)nb * nb);
@@ -172,7 +177,7 @@ static int make_layout(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_layou
         for (int i = 0; i < nb; i++)
             for (int j = 0; j < nb; j++)
                 m[i * nb + j] =
-                    (j == i) || ((c->bidir || j < i) && cli_rng_uniform(&r) < c->density);
+                    (j == i) || ((c->bidir || j < i) && cli_rng_uniform(&r) < c->block_density);
         bsa_layout_desc d;
         memset(&d, 0, sizeof d);
         d.block = c->block;
@@ -237,7 +242,7 @@ typedef struct bench_case {
     bench_bufs b;
     size_t wsb;
     const char *impl;
-    double blocks, fwd_block, fwd_useful, density;
+    double blocks, fwd_block, fwd_useful, element_density, block_density;
     double *med[2]; /* per-round medians, fwd and bwd */
 } bench_case;
 
@@ -276,7 +281,10 @@ static int setup_case(const bench_cfg *c, int pat, bsa_context_t ctx, bsa_backen
     k->blocks = per * (double)info.blocks_total;
     k->fwd_block = 4.0 * c->dim * k->blocks * bs2;
     k->fwd_useful = 4.0 * c->dim * per * (double)info.kept_elements;
-    k->density = (double)info.kept_elements / ((double)info.heads * info.seq_q * info.seq_k);
+    k->element_density =
+        (double)info.kept_elements / ((double)info.heads * info.seq_q * info.seq_k);
+    k->block_density =
+        (double)info.blocks_total / ((double)info.heads * info.q_blocks * info.k_blocks);
 
     bsa_attn_desc d;
     memset(&d, 0, sizeof d);
@@ -393,16 +401,15 @@ static double bench_time(const bench_cfg *c)
     return t;
 }
 
-/* Estimates a run's memory before anything large exists, prints it (text:
- * stdout; --json: stderr) and refuses (CLI_EXIT_USAGE) what the machine
- * cannot hold.  Per pattern: q, o, dout, dq [batch, time, heads, dim] and
- * k, v, dk, dv [.., kv_heads, ..] in the dtype, lse in fp32 (setup_case
- * allocates all of them for every pattern), and the layout tables
- * (cli_layout_bytes); on the host besides: one tensor staged for upload,
- * dense-random's seq/block squared block matrix and the SGEMM yardstick's
- * three n x n matrices (freed again: the largest counts). */
+/* Estimates a run's memory before anything large exists, writes it into
+ * line (the header prints it: text on stdout, --json on stderr) and
+ * refuses (CLI_EXIT_USAGE, on stderr) what the machine cannot hold.  Per pattern: q, o, dout, dq
+ * [batch, time, heads, dim] and k, v, dk, dv [.., kv_heads, ..] in the dtype, lse in fp32
+ * (setup_case allocates all of them for every pattern), and the layout tables (cli_layout_bytes);
+ * on the host besides: one tensor staged for upload, dense-random's seq/block squared block matrix
+ * and the SGEMM yardstick's three n x n matrices (freed again: the largest counts). */
 static int bench_memory(const bench_cfg *c, const int *pats, int n_pats, bsa_backend be,
-                        mem_budget *m)
+                        mem_budget *m, char *line, size_t len)
 {
     double es = c->dtype == BSA_DTYPE_F32 ? 4.0 : 2.0, time = bench_time(c);
     double bt = c->varlen ? 1 : c->batch, kvh = c->kv_heads ? c->kv_heads : c->heads;
@@ -415,7 +422,7 @@ static int bench_memory(const bench_cfg *c, const int *pats, int n_pats, bsa_bac
         if (pats[i] == 4) { /* dense-random: the block matrix, ~density of it kept */
             bench_preset(c, BSA_PATTERN_ALL, &ps);
             double nb = c->seq / c->block;
-            b = nb + c->density * (c->bidir ? nb * nb : nb * (nb - 1) / 2);
+            b = nb + c->block_density * (c->bidir ? nb * nb : nb * (nb - 1) / 2);
             if (nb * nb > scratch)
                 scratch = nb * nb;
         } else {
@@ -452,15 +459,14 @@ static int bench_memory(const bench_cfg *c, const int *pats, int n_pats, bsa_bac
              cli_mem_format(layouts, l, sizeof l), blocks,
              be == BSA_BACKEND_CPU ? ", host scratch " : "",
              be == BSA_BACKEND_CPU ? cli_mem_format(scratch, s, sizeof s) : "");
-    FILE *f = c->json ? stderr : stdout;
-    fprintf(f, "memory estimate: %s (%s; plan workspaces come on top) of %s available (%s)\n",
-            cli_mem_format(m->need, a, sizeof a), detail,
-            m->limit > 0 ? cli_mem_format(m->limit, b, sizeof b) : "?", m->where);
-    if (be != BSA_BACKEND_CPU)
-        fprintf(f, "host memory estimate: %s of %s available (%s)\n",
-                cli_mem_format(m->host_need, a, sizeof a), cli_mem_format(host, b, sizeof b),
-                host_src);
-    fflush(f);
+    int w = snprintf(line, len,
+                     "memory estimate: %s (%s; plan workspaces come on top) of %s available (%s)",
+                     cli_mem_format(m->need, a, sizeof a), detail,
+                     m->limit > 0 ? cli_mem_format(m->limit, b, sizeof b) : "?", m->where);
+    if (be != BSA_BACKEND_CPU && w >= 0 && (size_t)w < len)
+        snprintf(line + w, len - (size_t)w, "\nhost memory estimate: %s of %s available (%s)",
+                 cli_mem_format(m->host_need, a, sizeof a), cli_mem_format(host, b, sizeof b),
+                 host_src);
     static const char hint[] = "reduce --seq, --batch, --heads, --dim or the patterns";
     int rc = cli_mem_refuse("bench", m->need, detail, m->limit, m->where, hint);
     if (rc == CLI_EXIT_OK && be != BSA_BACKEND_CPU)
@@ -477,9 +483,13 @@ static void usage(const cli_opt *opts, int n)
            "shows its time and block count relative to the first pattern's.\n"
            "Block FLOP/s = 4*batch*heads*dim*(computed blocks*block^2) per second\n"
            "(x2.5 backward); useful FLOP/s counts kept elements only; peak RSS is\n"
-           "getrusage(RUSAGE_SELF).ru_maxrss of the whole process.  The memory the run\n"
-           "needs is estimated first and printed (stderr with --json); a run that needs\n"
-           "more than is available (MemAvailable; free device memory on a GPU) is refused.\n"
+           "getrusage(RUSAGE_SELF).ru_maxrss of the whole process; element density =\n"
+           "kept (q, k) pairs / all pairs, block density = kept blocks / all blocks.  The\n"
+           "header (with the memory the run needs, estimated first) comes before anything\n"
+           "runs, then one progress line per pattern set up and per pattern and round timed\n"
+           "(stderr: rewritten in place on a terminal), then the table; with --json the\n"
+           "header goes to stderr and stdout holds the JSON lines.  A run that needs more\n"
+           "memory than is available (MemAvailable; free device memory on a GPU) is refused.\n"
            "\noptions:\n");
     cli_print_options(stdout, opts, n);
 }
@@ -492,20 +502,20 @@ int bsa_cmd_bench(int argc, char **argv)
     c.dim = 64;
     c.heads = 4;
     c.batch = 1;
-    c.block = 64;
+    c.block = CLI_BLOCK_DEFAULT;
     c.verts = 1;
     c.vertsize = 1;
     c.iters = 10;
     c.warmup = 2;
-    c.density = 0.1;
+    c.block_density = 0.1;
     c.sgemm_n = 2048;
     c.rounds = 3;
-    const char *pattern = "all", *dtype = "f32", *backend = "cpu", *pass = "both";
+    const char *pattern = "all", *dtype = "f32", *backend = "auto", *pass = "both";
     cli_opt opts[] = {
         {"pattern", CLI_OPT_STR, &pattern, 0, 0,
          "all|local|strided|fixed|dense-random|sliding|longformer|bigbird, or a comma list "
          "(default all)"},
-        {"seq", CLI_OPT_INT, &c.seq, 8, 1 << 22, "sequence length (default 4096)"},
+        {"seq", CLI_OPT_INT, &c.seq, CLI_SEQ_MIN, CLI_SEQ_MAX, "sequence length (default 4096)"},
         {"dim", CLI_OPT_INT, &c.dim, 1, 1024, "head dim (default 64)"},
         {"heads", CLI_OPT_INT, &c.heads, 1, 4096, "heads (default 4)"},
         {"kv-heads", CLI_OPT_INT, &c.kv_heads, 0, 4096,
@@ -518,14 +528,16 @@ int bsa_cmd_bench(int argc, char **argv)
         {"random", CLI_OPT_INT, &c.random, 0, 1024, "bigbird: random blocks per row"},
         {"batch", CLI_OPT_INT, &c.batch, 1, 1 << 20, "batch (default 1)"},
         {"dtype", CLI_OPT_STR, &dtype, 0, 0, "f32|f16|bf16 (default f32)"},
-        {"block", CLI_OPT_INT, &c.block, 8, 128, "layout block (default 64)"},
+        {"block", CLI_OPT_INT, &c.block, CLI_BLOCK_MIN, CLI_BLOCK_MAX, "layout block (default 32)"},
         {"ctx", CLI_OPT_INT, &c.ctx, 0, 1 << 22,
          "local bandwidth / strided stride / fixed window (default 4*block; strided seq/block)"},
         {"verts", CLI_OPT_INT, &c.verts, 1, 4096, "fixed: summary columns per window (1)"},
         {"vertsize", CLI_OPT_INT, &c.vertsize, 1, 4096, "fixed: blocks per summary column (1)"},
-        {"density", CLI_OPT_FLOAT, &c.density, 0, 1, "dense-random: kept block fraction (0.1)"},
+        {"block-density", CLI_OPT_FLOAT, &c.block_density, 0, 1,
+         "dense-random: kept block fraction (default 0.1)"},
         {"bidirectional", CLI_OPT_FLAG, &c.bidir, 0, 0, "not causal"},
-        {"backend", CLI_OPT_STR, &backend, 0, 0, "cpu|cuda|hip|auto (default cpu)"},
+        {"backend", CLI_OPT_STR, &backend, 0, 0,
+         "auto|cpu|cuda|hip (default auto: a GPU where one is, else the CPU)"},
         {"threads", CLI_OPT_INT, &c.threads, 0, 4096, "CPU threads (default 0 = OpenMP's)"},
         {"pass", CLI_OPT_STR, &pass, 0, 0, "fwd|bwd|both (default both)"},
         {"iters", CLI_OPT_INT, &c.iters, 1, 100000, "timed calls per round (default 10)"},
@@ -593,10 +605,28 @@ int bsa_cmd_bench(int argc, char **argv)
         omp_set_num_threads(c.threads); /* the SGEMM yardstick uses as many threads */
 #endif
     mem_budget budget;
-    if (bench_memory(&c, pats, n_pats, be, &budget) != CLI_EXIT_OK) {
+    char mem_line[768];
+    if (bench_memory(&c, pats, n_pats, be, &budget, mem_line, sizeof mem_line) != CLI_EXIT_OK) {
         bsa_context_destroy(ctx);
         return CLI_EXIT_USAGE;
     }
+    /* The header first, before anything is set up or timed (--json: on
+     * stderr, so stdout stays JSON). */
+    FILE *hf = c.json ? stderr : stdout;
+    fprintf(hf, "device: %s, %d threads (backend %s)\n", dev, bench_threads(&c),
+            bsa_backend_name(be));
+    fprintf(hf,
+            "problem: batch %d heads %d seq %d dim %d block %d dtype %s; %d rounds x %d "
+            "iters (+%d warm-up)\n",
+            c.batch, c.heads, c.seq, c.dim, c.block, dtype_names[di], c.rounds, c.iters, c.warmup);
+    if (c.kv_heads || c.key_length || c.varlen)
+        fprintf(hf, "features: kv_heads %d, key_length %d, varlen %d sequences\n",
+                c.kv_heads ? c.kv_heads : c.heads, c.key_length, c.varlen);
+    fprintf(hf, "%s\n", mem_line);
+    fflush(hf);
+
+    cli_progress prog;
+    cli_progress_init(&prog);
     bench_case *cases = calloc((size_t)n_pats, sizeof *cases);
     double *gemm_r = calloc((size_t)c.rounds, sizeof(double));
     double *t = malloc((size_t)c.iters * sizeof(double));
@@ -604,40 +634,42 @@ int bsa_cmd_bench(int argc, char **argv)
     int rc = CLI_EXIT_OK, set = 0;
     if (!cases || !gemm_r || !t || !tmp)
         rc = cli_report("bench", "allocation", BSA_ERROR_OUT_OF_MEMORY);
-    for (; set < n_pats && rc == CLI_EXIT_OK; set++)
+    for (; set < n_pats && rc == CLI_EXIT_OK; set++) {
+        cli_progress_line(&prog, "bench: setting up %s (%d of %d patterns)",
+                          pattern_names[pats[set]], set + 1, n_pats);
         rc = setup_case(&c, pats[set], ctx, be, c.rounds, &budget, &cases[set]);
+    }
     /* Rounds interleave the patterns (and the SGEMM), so a change of load
      * on a shared machine hits all of them alike; ratios are taken within
      * a round, then the median over rounds is reported. */
     for (int r = 0; r < c.rounds && rc == CLI_EXIT_OK; r++) {
+        if (c.sgemm_n > 0 && be == BSA_BACKEND_CPU)
+            cli_progress_line(&prog, "bench: round %d of %d: SGEMM %d^3", r + 1, c.rounds,
+                              c.sgemm_n);
         gemm_r[r] = c.sgemm_n > 0 && be == BSA_BACKEND_CPU ? sgemm_gflops(c.sgemm_n, 3) : 0;
-        for (int i = 0; i < n_pats && rc == CLI_EXIT_OK; i++)
+        for (int i = 0; i < n_pats && rc == CLI_EXIT_OK; i++) {
+            char done[96] = "";
             for (int w = 0; w < 2 && rc == CLI_EXIT_OK; w++)
-                if (c.pass == 2 || c.pass == w)
+                if (c.pass == 2 || c.pass == w) {
                     rc = time_pass(&c, be, &cases[i], w, t, &cases[i].med[w][r]);
+                    size_t n = strlen(done);
+                    snprintf(done + n, sizeof done - n, " %s %.3f ms", w ? "bwd" : "fwd",
+                             cases[i].med[w][r] * 1e3);
+                }
+            if (rc == CLI_EXIT_OK)
+                cli_progress_line(&prog, "bench: round %d of %d: %s (%d of %d):%s", r + 1, c.rounds,
+                                  pattern_names[cases[i].pat], i + 1, n_pats, done);
+        }
     }
+    cli_progress_done(&prog);
     double rss = peak_rss_mib();
     double gemm =
         rc == CLI_EXIT_OK ? cli_median(memcpy(tmp, gemm_r, (size_t)c.rounds * 8), c.rounds) : 0;
 
-    if (rc == CLI_EXIT_OK && !c.json) {
-        printf("device: %s, %d threads (backend %s)\n", dev, bench_threads(&c),
-               bsa_backend_name(be));
-        printf("problem: batch %d heads %d seq %d dim %d block %d dtype %s; %d rounds x %d "
-               "iters (+%d warm-up)\n",
-               c.batch, c.heads, c.seq, c.dim, c.block, dtype_names[di], c.rounds, c.iters,
-               c.warmup);
-        if (c.kv_heads || c.key_length || c.varlen)
-            printf("features: kv_heads %d, key_length %d, varlen %d sequences\n",
-                   c.kv_heads ? c.kv_heads : c.heads, c.key_length, c.varlen);
-        if (gemm > 0)
-            printf("SGEMM %d^3 (oneDNN, same threads): %.1f GFLOP/s (median of rounds)\n",
-                   c.sgemm_n, gemm);
-        else
-            printf("SGEMM yardstick: n/a\n");
-        printf("%-13s %-4s %-14s %9s %8s %9s %9s %8s %7s %7s %9s\n", "pattern", "pass", "impl",
-               "blocks", "density", "time ms", "blkGF/s", "usefGF/s", "%sgemm", "t/t0", "blk/blk0");
-    }
+    if (rc == CLI_EXIT_OK && !c.json)
+        printf("%-13s %-4s %-14s %9s %9s %8s %9s %9s %8s %7s %7s %9s\n", "pattern", "pass", "impl",
+               "blocks", "elem-dens", "blk-dens", "time ms", "blkGF/s", "usefGF/s", "%sgemm",
+               "t/t0", "blk/blk0");
     for (int w = 0; w < 2 && rc == CLI_EXIT_OK; w++) {
         if (!(c.pass == 2 || c.pass == w))
             continue;
@@ -663,7 +695,8 @@ int bsa_cmd_bench(int argc, char **argv)
                        "\"%s\", \"pattern\": \"%s\", \"pass\": \"%s\", \"dtype\": \"%s\", "
                        "\"batch\": %d, \"heads\": %d, \"kv_heads\": %d, \"key_length\": %d, "
                        "\"varlen\": %d, \"seq\": %d, \"dim\": %d, \"block\": %d, "
-                       "\"blocks\": %.0f, \"density\": %.6f, \"time_ms\": %.4f, "
+                       "\"blocks\": %.0f, \"element_density\": %.6f, \"block_density\": %.6f, "
+                       "\"time_ms\": %.4f, "
                        "\"block_gflops\": %.3f, \"useful_gflops\": %.3f, \"sgemm_gflops\": "
                        "%.3f, \"pct_sgemm\": %.2f, \"time_ratio\": %.4f, \"block_ratio\": %.4f, "
                        "\"workspace_bytes\": %zu, \"peak_rss_mib\": %.1f, \"rounds\": %d, "
@@ -671,25 +704,32 @@ int bsa_cmd_bench(int argc, char **argv)
                        dev, bench_threads(&c), bsa_backend_name(be), k->impl, pattern_names[k->pat],
                        w ? "bwd" : "fwd", dtype_names[di], c.batch, c.heads,
                        c.kv_heads ? c.kv_heads : c.heads, c.key_length, c.varlen, c.seq, c.dim,
-                       c.block, k->blocks, k->density, ms, bgf, ugf, gemm, pct, ratio, bratio,
-                       k->wsb, rss, c.rounds, c.iters);
+                       c.block, k->blocks, k->element_density, k->block_density, ms, bgf, ugf, gemm,
+                       pct, ratio, bratio, k->wsb, rss, c.rounds, c.iters);
             } else {
                 char pcts[16];
                 if (gemm > 0)
                     snprintf(pcts, sizeof pcts, "%.1f", pct);
                 else
                     snprintf(pcts, sizeof pcts, "n/a");
-                printf("%-13s %-4s %-14s %9.0f %8.4f %9.3f %9.1f %8.1f %7s %7.3f %9.3f\n",
-                       pattern_names[k->pat], w ? "bwd" : "fwd", k->impl, k->blocks, k->density, ms,
-                       bgf, ugf, pcts, ratio, bratio);
+                printf("%-13s %-4s %-14s %9.0f %9.4f %8.4f %9.3f %9.1f %8.1f %7s %7.3f %9.3f\n",
+                       pattern_names[k->pat], w ? "bwd" : "fwd", k->impl, k->blocks,
+                       k->element_density, k->block_density, ms, bgf, ugf, pcts, ratio, bratio);
             }
         }
     }
-    if (rc == CLI_EXIT_OK && !c.json)
-        printf("t/t0, blk/blk0: time and computed blocks relative to the first pattern "
-               "(median of per-round ratios)\npeak RSS (whole process, getrusage "
+    if (rc == CLI_EXIT_OK && !c.json) {
+        if (gemm > 0)
+            printf("SGEMM %d^3 (oneDNN, same threads): %.1f GFLOP/s (median of rounds)\n",
+                   c.sgemm_n, gemm);
+        else
+            printf("SGEMM yardstick: n/a\n");
+        printf("elem-dens: element density, kept (q, k) pairs / all; blk-dens: block density, "
+               "kept blocks / all\nt/t0, blk/blk0: time and computed blocks relative to the "
+               "first pattern (median of per-round ratios)\npeak RSS (whole process, getrusage "
                "ru_maxrss): %.1f MiB; workspace of the first plan %.2f MiB\n",
                rss, (double)cases[0].wsb / 1048576.0);
+    }
     for (int i = 0; i < set; i++)
         free_case(be, &cases[i]);
     free(cases);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -129,6 +130,35 @@ int cli_report(const char *cmd, const char *what, bsa_status status)
         fprintf(stderr, "bsa %s: %s: %s%s%s\n", cmd, what, bsa_status_string(status),
                 *detail ? ": " : "", detail);
     return CLI_EXIT_FAIL;
+}
+
+void cli_progress_init(cli_progress *p)
+{
+    const char *term = getenv("TERM");
+    p->live = isatty(fileno(stderr)) && !(term && !strcmp(term, "dumb"));
+    p->shown = 0;
+}
+
+void cli_progress_line(cli_progress *p, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (p->live)
+        fputs("\r\033[K", stderr); /* back to the start, erase the line */
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    if (!p->live)
+        fputc('\n', stderr);
+    p->shown = p->live;
+    fflush(stderr);
+}
+
+void cli_progress_done(cli_progress *p)
+{
+    if (p->shown)
+        fputs("\r\033[K", stderr);
+    p->shown = 0;
+    fflush(stderr);
 }
 
 double cli_now(void)

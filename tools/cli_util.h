@@ -10,6 +10,17 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* Options every subcommand shares take one range and one default.  Ranges
+ * are the library's (block sizes 8..128) or, for --seq, what an int holds
+ * with room to spare; what a command cannot afford at a length (the demo's
+ * dense reference, the layout's element mask) is refused with its reason,
+ * and runs too large for the machine by the memory estimates. */
+#define CLI_SEQ_MIN 8
+#define CLI_SEQ_MAX (1 << 30)
+#define CLI_BLOCK_MIN 8
+#define CLI_BLOCK_MAX 128
+#define CLI_BLOCK_DEFAULT 32
+
 /* Exit statuses of every subcommand. */
 enum {
     CLI_EXIT_OK = 0,
@@ -51,6 +62,19 @@ int cli_choice(const char *cmd, const char *opt, const char *value, const char *
 /* Prints "bsa CMD: WHAT: STATUS: last error" to stderr; returns
  * CLI_EXIT_FAIL. */
 int cli_report(const char *cmd, const char *what, bsa_status status);
+
+/* Progress of a long run, on stderr (stdout keeps the results): on a
+ * terminal one line rewritten in place, elsewhere (a log, a pipe) one
+ * plain line per update. */
+typedef struct cli_progress {
+    int live;  /* stderr is a terminal */
+    int shown; /* a live line is on the screen */
+} cli_progress;
+
+void cli_progress_init(cli_progress *p);
+void cli_progress_line(cli_progress *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Clears a live line (a no-op for plain lines). */
+void cli_progress_done(cli_progress *p);
 
 /* Monotonic wall clock in seconds. */
 double cli_now(void);

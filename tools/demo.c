@@ -547,7 +547,7 @@ int bsa_cmd_demo(int argc, char **argv)
                   .seq = 1024,
                   .heads = 4,
                   .dim = 64,
-                  .block = 32,
+                  .block = CLI_BLOCK_DEFAULT,
                   .local_ctx = 32,
                   .stride = 32,
                   .window = 128,
@@ -571,10 +571,11 @@ int bsa_cmd_demo(int argc, char **argv)
         {"threads", CLI_OPT_INT, &threads, 0, 4096, "CPU threads (default 0: OpenMP's)"},
         {"dtype", CLI_OPT_STR, &dtype, 0, 0, "auto | f32 | f16 | bf16 (auto: f32 on CPU, f16 GPU)"},
         {"batch", CLI_OPT_INT, &c.batch, 1, 1 << 16, "batch (default 2)"},
-        {"seq", CLI_OPT_INT, &c.seq, 1, 1 << 15, "sequence length (default 1024)"},
+        {"seq", CLI_OPT_INT, &c.seq, CLI_SEQ_MIN, CLI_SEQ_MAX,
+         "sequence length (default 1024; the reference allows 8192)"},
         {"heads", CLI_OPT_INT, &c.heads, 1, 1 << 10, "heads (default 4)"},
         {"dim", CLI_OPT_INT, &c.dim, 1, 1 << 10, "head dim (default 64)"},
-        {"block", CLI_OPT_INT, &c.block, 1, 1 << 10, "layout block (default 32)"},
+        {"block", CLI_OPT_INT, &c.block, CLI_BLOCK_MIN, CLI_BLOCK_MAX, "layout block (default 32)"},
         {"local", CLI_OPT_INT, &c.local_ctx, 1, 1 << 30, "local bandwidth L (default 32)"},
         {"stride", CLI_OPT_INT, &c.stride, 1, 1 << 30, "strided stride L (default 32)"},
         {"window", CLI_OPT_INT, &c.window, 1, 1 << 30, "fixed window L (default 128)"},
@@ -665,9 +666,9 @@ int bsa_cmd_demo(int argc, char **argv)
     printf("oracle: dense attention in double precision over bsa_layout_element_mask; "
            "limits: out rel %.0e, grad rel %.0e, lse %.0e\n\n",
            tol->out_rel, tol->grad_rel, tol->lse_abs);
-    printf("%-8s %8s %7s %-16s %9s %9s %9s %9s %9s %9s %9s %9s %9s %4s %s\n", "pattern", "density",
-           "blocks", "implementation", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s", "out max",
-           "out rel", "lse max", "grad max", "grad rel", "det", "check");
+    printf("%-8s %9s %7s %-16s %9s %9s %9s %9s %9s %9s %9s %9s %9s %4s %s\n", "pattern",
+           "elem-dens", "blocks", "implementation", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s",
+           "out max", "out rel", "lse max", "grad max", "grad rel", "det", "check");
     fflush(stdout);
 
     int failed = 0, run = 0;
@@ -677,12 +678,12 @@ int bsa_cmd_demo(int argc, char **argv)
         result r;
         run++;
         if (run_pattern(&c, ctx, &d, pi, &r) != 0) {
-            printf("%-8s %8s %7s %-16s  (not run: see the error above)\n", pattern_names[pi], "-",
+            printf("%-8s %9s %7s %-16s  (not run: see the error above)\n", pattern_names[pi], "-",
                    "-", r.impl);
             failed++;
             continue;
         }
-        printf("%-8s %8.4f %7" PRId64 " %-16s %9.3f %9.2f %9.3f %9.2f %9.2e %9.2e %9.2e %9.2e "
+        printf("%-8s %9.4f %7" PRId64 " %-16s %9.3f %9.2f %9.3f %9.2f %9.2e %9.2e %9.2e %9.2e "
                "%9.2e %4s %s\n",
                pattern_names[pi], r.density, r.blocks, r.impl, 1e3 * r.fwd_s,
                r.fwd_flops / r.fwd_s * 1e-9, 1e3 * r.bwd_s, r.bwd_flops / r.bwd_s * 1e-9,
@@ -691,8 +692,9 @@ int bsa_cmd_demo(int argc, char **argv)
         fflush(stdout);
         failed += !r.pass;
     }
-    printf("\nblocks: computed blocks over all heads; GF/s: block-FLOP/s, 4*batch*dim*block^2*"
-           "blocks forward, x2.5 backward;\ndet: timed re-runs reproduce the first run's bits; "
+    printf("\nelem-dens: element density, kept (q, k) pairs / all; blocks: computed blocks over "
+           "all heads;\nGF/s: block-FLOP/s, 4*batch*dim*block^2*blocks forward, x2.5 backward; "
+           "det: timed re-runs reproduce the first run's bits;\n"
            "grad: worst of dq, dk, dv; times: median of %d runs\n",
            c.reps);
     if (failed)

@@ -127,8 +127,8 @@ static int write_info(FILE *out, bsa_layout_t lay, const bsa_preset *pr)
     fprintf(out, "nn_max         %d\n", in.max_row_blocks);
     fprintf(out, "tn_max         %d\n", in.max_col_blocks);
     fprintf(out, "kept_elements  %lld\n", (long long)in.kept_elements);
-    fprintf(out, "density        %.6f\n", cells > 0 ? (double)in.kept_elements / cells : 0.0);
-    fprintf(out, "block_density  %.6f\n",
+    fprintf(out, "element_density %.6f\n", cells > 0 ? (double)in.kept_elements / cells : 0.0);
+    fprintf(out, "block_density   %.6f\n",
             block_cells > 0 ? (double)in.blocks_total / block_cells : 0.0);
     return CLI_EXIT_OK;
 }
@@ -148,15 +148,17 @@ static void usage(FILE *f, const cli_opt *opts, int n)
 int bsa_cmd_layout(int argc, char **argv)
 {
     const char *pattern = "all", *format = "text", *out_path = NULL;
-    int seq = 0, block = 32, ctx_len = 0, verts = 1, vertsize = 1, heads = 1, head = 0;
+    int seq = 0, block = CLI_BLOCK_DEFAULT, ctx_len = 0, verts = 1, vertsize = 1, heads = 1,
+        head = 0;
     int bidir = 0, scale = 1, grid = 0, dilation = 0, global = 0, random = 0, seed = 0;
     const char *docs = NULL;
     const cli_opt opts[] = {
         {"pattern", CLI_OPT_STR, &pattern, 0, 0,
          "all | local | strided | fixed | sliding | dilated | longformer | bigbird | document "
          "(default all)"},
-        {"seq", CLI_OPT_INT, &seq, 1, 1 << 30, "sequence length (required)"},
-        {"block", CLI_OPT_INT, &block, 1, 1 << 30, "layout block size (default 32)"},
+        {"seq", CLI_OPT_INT, &seq, CLI_SEQ_MIN, CLI_SEQ_MAX, "sequence length (required)"},
+        {"block", CLI_OPT_INT, &block, CLI_BLOCK_MIN, CLI_BLOCK_MAX,
+         "layout block size (default 32)"},
         {"ctx", CLI_OPT_INT, &ctx_len, 1, 1 << 30,
          "L: local bandwidth, strided stride, fixed window"},
         {"verts", CLI_OPT_INT, &verts, 1, 1 << 30, "fixed: summary column sets (default 1)"},

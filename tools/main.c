@@ -3,8 +3,9 @@
  * commands.h from one table, so adding a command is one line.
  */
 #include "bsa.h"
-#include "commands.h"
+#include "cli_build.h"
 #include "cli_util.h"
+#include "commands.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -30,15 +31,15 @@ static void usage(FILE *f)
     for (int i = 0; i < n_commands; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
     fprintf(f, "  %-8s %s\n", "help", "this text; 'bsa help COMMAND' shows a command's options");
-    fprintf(f, "\n  bsa --version    library version and compiled backends\n");
+    fprintf(f, "\n  bsa --version    version, git commit and compiled backends\n");
 }
 
 static void version(void)
 {
     int major = 0, minor = 0, patch = 0;
     bsa_version(&major, &minor, &patch);
-    printf("bsa %d.%d.%d (built against header %d.%d.%d)\nbackends:", major, minor, patch,
-           BSA_VERSION_MAJOR, BSA_VERSION_MINOR, BSA_VERSION_PATCH);
+    printf("bsa %d.%d.%d (git %s; header %s)\nbackends:", major, minor, patch, BSA_GIT_HASH,
+           BSA_VERSION_STRING);
     static const bsa_backend all[] = {BSA_BACKEND_CPU, BSA_BACKEND_CUDA, BSA_BACKEND_HIP};
     for (int i = 0; i < 3; i++)
         if (bsa_backend_compiled(all[i]))

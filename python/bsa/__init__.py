@@ -30,7 +30,28 @@ __all__ = [
     "library_path",
     "backends",
 ]
-__version__ = "0.1.0"
+
+
+def _package_version():
+    """The installed distribution's version when this package is the one it
+    installed; otherwise (a source checkout, an editable install) the loaded
+    library's, which CMake built from the same project version.  Either way
+    it comes from CMakeLists.txt's project(bsa VERSION ...)."""
+    import os
+
+    try:
+        from importlib import metadata
+
+        dist = metadata.distribution("bsa")
+        here = os.path.dirname(os.path.abspath(__file__))
+        if os.path.samefile(str(dist.locate_file("bsa")), here):
+            return dist.version
+    except Exception:  # noqa: BLE001 - not installed, or installed elsewhere
+        pass
+    return "%d.%d.%d" % _version()
+
+
+__version__ = _package_version()
 
 
 def library_version():

@@ -37,7 +37,18 @@ ERROR_CALLBACK = STATUS_NAMES.index("BSA_ERROR_CALLBACK")
 DTYPE_F32, DTYPE_F16, DTYPE_BF16 = 0, 1, 2
 BACKEND_AUTO, BACKEND_CPU, BACKEND_CUDA, BACKEND_HIP = 0, 1, 2, 3
 PRED_NONE, PRED_CAUSAL, PRED_WINDOW, PRED_PREFIX = 0, 1, 2, 4
-PATTERNS = {"all": 0, "local": 1, "strided": 2, "fixed": 3}
+# bsa_pattern; the names are the CLI's (bsa layout --pattern)
+PATTERNS = {
+    "all": 0,
+    "local": 1,
+    "strided": 2,
+    "fixed": 3,
+    "sliding": 4,  # BSA_PATTERN_SLIDING_WINDOW
+    "dilated": 5,
+    "longformer": 6,
+    "bigbird": 7,
+    "document": 8,
+}
 PLAN_FORCE_REFERENCE = 1
 PLAN_VARLEN = 2
 PLAN_KEY_LENGTHS = 4  # calls may pass key_lengths (required then)

@@ -12,6 +12,9 @@ order [batch, heads, time, dim], so the accepted memory layouts cost no copy:
 Anything else (negative or zero strides, a non-unit dim stride) is copied
 to a contiguous array first.
 
+Dtypes: float32, float16 and bfloat16 (numpy's through ml_dtypes), the C
+API's; float64 raises TypeError saying why (check_dtype).
+
 Beyond the seed (``bsa.h``): k and v may have fewer heads than q
 (grouped-query / multi-query attention; 3-D k/v take ``kv_heads=``), v a
 head dim of its own (o gets v's), ``key_lengths`` masks keys at or past
@@ -217,9 +220,34 @@ class Prepared:
         self.strides = tuple(s if n > 1 else 0 for n, s in zip(dims, strides))
 
 
+# float64: the C API has no such dtype (bsa.h: f32, f16, bf16, all computed
+# with fp32 accumulation and softmax), and a float64 path that rounded to
+# float32 inside would make torch.autograd.gradcheck fail or, with loose
+# tolerances, pass without checking much.  So it is refused, saying why.
+_FLOAT64_HINT = (
+    "bsa computes in float32 at best (bsa.h has float32, float16 and bfloat16 inputs, with "
+    "fp32 accumulation and softmax; no float64), so float64 tensors are refused rather "
+    "than rounded: cast them (torch: .float(); numpy: .astype(np.float32)).  "
+    "torch.autograd.gradcheck wants float64: check bsa's gradients on float32 inputs with "
+    "central finite differences of a float64 loss and eps ~ 1e-2 instead "
+    "(python/tests/test_gradcheck.py)"
+)
+
+
+def check_dtype(ops, x, name):
+    """A clear error for float64 (and a named one for any other dtype the
+    library lacks), before the library sees the tensor."""
+    dt = ops.dtype_name(x)
+    if dt == "float64":
+        raise TypeError(f"{name} is float64: {_FLOAT64_HINT}")
+    return ops.dtype_code(x)
+
+
 def _prepare(ops, tensors, names, order, heads, layout, kv_heads=None):
     """kv_heads: heads of the 3-D k and v (tensors 1 and 2); default heads."""
     heads, kv_heads = check_args(layout, heads, kv_heads)
+    for t, n in zip(tensors, names):
+        check_dtype(ops, t, n)
     given = heads
     if heads is None and layout.heads > 1:
         heads = layout.heads

@@ -21,9 +21,27 @@ class LayoutInfo:
             setattr(self, name, getattr(c_info, name))
 
     @property
-    def density(self):
+    def block_density(self):
         """Kept blocks over all blocks of the (q_blocks x k_blocks) grid, per layout head."""
         return self.blocks_total / float(self.heads * self.q_blocks * self.k_blocks)
+
+    @property
+    def element_density(self):
+        """Kept (q, k) pairs over all pairs (seq_q x seq_k), per layout head."""
+        return self.kept_elements / float(self.heads * self.seq_q * self.seq_k)
+
+    @property
+    def density(self):
+        """Deprecated: the block density; say block_density or element_density."""
+        import warnings
+
+        warnings.warn(
+            "LayoutInfo.density is ambiguous and deprecated: use block_density (kept blocks / "
+            "all) or element_density (kept (q, k) pairs / all)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.block_density
 
     def __repr__(self):
         fields = ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__)
@@ -58,6 +76,99 @@ def _block_matrix(blocks):
     return np.ascontiguousarray(m != 0, dtype=np.uint8)
 
 
+# Layout.preset's fields beyond the seed: which patterns use each one
+_PATTERN_FIELDS = {
+    "dilation": ("dilated",),
+    "global_tokens": ("longformer", "bigbird"),
+    "random_blocks": ("bigbird",),
+    "seed": ("bigbird",),
+    "doc_lengths": ("document",),
+}
+
+
+def _int(name, value, minimum):
+    from .functional import check_int  # functional imports this module
+
+    return check_int(name, value, minimum)
+
+
+def _doc_lengths(value):
+    """A 1-D sequence of ints (list, tuple, numpy array, torch tensor)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        raise TypeError(
+            f"doc_lengths must be a sequence of ints (one length per document), got "
+            f"{type(value).__name__} {value!r}"
+        )
+    if hasattr(value, "tolist"):  # numpy / torch: floats and bools refused below
+        dtype = str(getattr(value, "dtype", ""))
+        if "float" in dtype or "bool" in dtype or "complex" in dtype:
+            raise TypeError(f"doc_lengths must hold integers, got dtype {dtype}")
+        if len(getattr(value, "shape", (0,))) != 1:
+            raise ValueError(f"doc_lengths must be 1-D, got shape {tuple(value.shape)}")
+        value = value.tolist()
+    out = []
+    for i, x in enumerate(value):
+        try:
+            out.append(_int(f"doc_lengths[{i}]", x, 1))
+        except TypeError:
+            raise TypeError(
+                f"doc_lengths must hold ints, got {type(x).__name__} {x!r} at index {i}"
+            ) from None
+        if out[-1] > 2**31 - 1:
+            raise ValueError(f"doc_lengths[{i}] = {out[-1]} exceeds int32")
+    if not out:
+        raise ValueError("doc_lengths is empty: the document pattern needs one length per document")
+    return out
+
+
+def _preset_fields(
+    pattern, seq, block, heads, ctx, num_verts, vertsize, causal,
+    dilation, global_tokens, random_blocks, seed, doc_lengths,
+):  # fmt: skip
+    """Layout.preset's arguments checked for type (and for belonging to the
+    pattern); returns them as a dict of plain ints / bool / list (None where
+    not given).  Shared with bsa.nn.SparseAttention, which checks them when
+    it is made, long before its first layout is built."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"pattern must be a str, got {type(pattern).__name__} {pattern!r}")
+    if pattern not in _lib.PATTERNS:
+        raise ValueError(f"pattern must be one of {', '.join(_lib.PATTERNS)}; got {pattern!r}")
+    if not isinstance(causal, bool) and not (np is not None and isinstance(causal, np.bool_)):
+        raise TypeError(f"causal must be a bool, got {type(causal).__name__} {causal!r}")
+    f = dict(
+        pattern=pattern,
+        seq=_int("seq", seq, 1),
+        block=_int("block", block, 1),
+        heads=_int("heads", heads, 1),
+        ctx=_int("ctx", 0 if ctx is None else ctx, 0),
+        num_verts=_int("num_verts", num_verts, 1),
+        vertsize=_int("vertsize", vertsize, 1),
+        causal=bool(causal),
+        dilation=None if dilation is None else _int("dilation", dilation, 1),
+        global_tokens=None if global_tokens is None else _int("global_tokens", global_tokens, 0),
+        random_blocks=None if random_blocks is None else _int("random_blocks", random_blocks, 0),
+        seed=None if seed is None else _int("seed", seed, 0),
+        doc_lengths=None if doc_lengths is None else _doc_lengths(doc_lengths),
+    )
+    for name in ("seq", "block", "heads", "ctx", "num_verts", "vertsize", "dilation",
+                 "global_tokens", "random_blocks"):  # fmt: skip
+        if f[name] is not None and f[name] > 2**31 - 1:
+            raise ValueError(f"{name} = {f[name]} exceeds the library's int (2^31 - 1)")
+    if f["seed"] is not None and f["seed"] > 2**64 - 1:
+        raise ValueError(f"seed = {f['seed']} exceeds 64 bits")
+    for name, patterns in _PATTERN_FIELDS.items():
+        if f[name] is not None and pattern not in patterns:
+            raise ValueError(
+                f"{name} belongs to the {' and '.join(patterns)} pattern"
+                f"{'s' if len(patterns) > 1 else ''}, not to {pattern!r}"
+            )
+    if pattern != "fixed" and (f["num_verts"] != 1 or f["vertsize"] != 1):
+        raise ValueError(f"num_verts and vertsize belong to the fixed pattern, not to {pattern!r}")
+    if pattern == "document" and f["doc_lengths"] is None:
+        raise ValueError("the document pattern needs doc_lengths (lengths >= 1 summing to seq)")
+    return f
+
+
 class Layout:
     """A compiled sparsity pattern, reusable across calls, layers and devices.
 
@@ -88,44 +199,68 @@ class Layout:
         num_verts=1,
         vertsize=1,
         causal=True,
+        *,
+        dilation=None,
+        global_tokens=None,
+        random_blocks=None,
+        seed=None,
+        doc_lengths=None,
     ):
-        """One of the seed's patterns ("all", "local", "strided", "fixed").
+        """A preset pattern (bsa.h's bsa_pattern), by the CLI's names:
 
-        ``ctx`` is the local bandwidth, the strided stride or the fixed window
-        (in elements); ``num_verts``/``vertsize`` are the fixed pattern's
-        summary columns (vertsize in blocks).  With ``causal=False`` the
-        bidirectional form.  The fixed pattern with ``num_verts > 1`` makes a
-        per-head layout, so ``heads`` must be the attention's heads.
+        * the seed's "all", "local", "strided", "fixed": ``ctx`` is the local
+          bandwidth, the strided stride or the fixed window (in elements);
+          ``num_verts``/``vertsize`` are the fixed pattern's summary columns
+          (vertsize in blocks); the fixed pattern with ``num_verts > 1`` makes
+          a per-head layout, so ``heads`` must be the attention's heads;
+        * "sliding" (|q-k| <= ctx), "dilated" (|q-k| <= ctx * dilation and
+          dilation divides q-k), "longformer" (the sliding window, or
+          q < global_tokens, or k < global_tokens), "bigbird" (longformer's,
+          or one of ``random_blocks`` random key blocks of each query block
+          row, drawn from ``seed``: the same seed gives the same layout) and
+          "document" (q and k in the same document; ``doc_lengths``, lengths
+          >= 1 summing to ``seq``).
+
+        With ``causal=False`` the bidirectional form (the causal one keeps the
+        same elements with k <= q).  ``ctx`` is ignored by "all" and
+        "document"; the keyword-only fields belong to the patterns named above
+        and raise ValueError with any other.  Types are checked here (an int
+        is an int: no bool, float or str); value ranges by the library, whose
+        message the BsaError carries.
         """
-        if pattern not in _lib.PATTERNS:
-            raise ValueError(f"pattern must be one of {sorted(_lib.PATTERNS)}, got {pattern!r}")
+        f = _preset_fields(
+            pattern, seq, block, heads, ctx, num_verts, vertsize, causal,
+            dilation, global_tokens, random_blocks, seed, doc_lengths,
+        )  # fmt: skip
+        docs = None
+        if f["doc_lengths"] is not None:
+            docs = (ctypes.c_int32 * len(f["doc_lengths"]))(*f["doc_lengths"])
         preset = _lib.Preset(
             _lib.PATTERNS[pattern],
-            int(seq),
-            int(block),
-            int(heads),
-            int(ctx or 0),
-            int(num_verts),
-            int(vertsize),
-            0 if causal else 1,
+            f["seq"],
+            f["block"],
+            f["heads"],
+            f["ctx"],
+            f["num_verts"],
+            f["vertsize"],
+            0 if f["causal"] else 1,
+            f["dilation"] or 0,
+            f["global_tokens"] or 0,
+            f["random_blocks"] or 0,
+            f["seed"] or 0,
+            ctypes.cast(docs, ctypes.c_void_p) if docs is not None else None,
+            len(docs) if docs is not None else 0,
         )
 
         def build(c):
+            # docs stays alive with this closure: a context compiled later
+            # (a GPU) reads the lengths again
             handle = ctypes.c_void_p()
             call("bsa_layout_create_preset", c, ctypes.byref(handle), ctypes.byref(preset))
             return handle.value
 
-        desc = dict(
-            kind="preset",
-            pattern=pattern,
-            seq=seq,
-            block=block,
-            heads=heads,
-            ctx=ctx,
-            num_verts=num_verts,
-            vertsize=vertsize,
-            causal=causal,
-        )
+        desc = dict(kind="preset")
+        desc.update((k, v) for k, v in f.items() if v is not None)
         return cls(build, desc)
 
     @classmethod
@@ -316,5 +451,6 @@ class Layout:
         i = self.info
         return (
             f"<bsa.Layout {self.description['kind']}({d}): {i.seq_q}x{i.seq_k}, "
-            f"{i.blocks_total} blocks, density {i.density:.3f}>"
+            f"{i.blocks_total} blocks, block density {i.block_density:.3f}, "
+            f"element density {i.element_density:.3f}>"
         )

@@ -6,6 +6,7 @@ from torch import nn
 
 from . import torch_ops
 from .functional import check_int, check_layout
+from .layout import _preset_fields
 
 
 class SparseAttention(nn.Module):
@@ -14,11 +15,17 @@ class SparseAttention(nn.Module):
     ``x`` [batch, time, embed] -> [batch, time, embed].  One fused q/k/v
     projection; q, k and v reach the kernel as strided views of its output
     (no copies).  The layout is built per sequence length on first use from
-    the preset ``pattern`` ("all", "local", "strided", "fixed"), with ``ctx``
-    the local bandwidth / strided stride / fixed window, or given directly
-    as ``layout=`` (a :class:`bsa.Layout` for one sequence length).
-    ``torch.compile(model, fullgraph=True)`` traces through it (the layout
-    for a new length is then built by the op itself, see bsa/torch_ops.py).
+    the preset ``pattern`` with its fields, as :meth:`bsa.Layout.preset`
+    takes them: "all", "local", "strided", "fixed" (``ctx`` the local
+    bandwidth / strided stride / fixed window; ``num_verts``, ``vertsize``),
+    "sliding", "dilated" (``dilation``), "longformer" (``global_tokens``),
+    "bigbird" (``global_tokens``, ``random_blocks``, ``seed``), "document"
+    (``doc_lengths``, summing to the sequence length), with ``ctx`` the
+    window radius of the last four; or given directly as ``layout=`` (a
+    :class:`bsa.Layout` for one sequence length).  The preset's arguments
+    are checked here, when the module is made.  Tensors are float32,
+    float16 or bfloat16 (the library has no float64: ``.double()`` raises
+    TypeError at the first call).
     """
 
     def __init__(
@@ -33,11 +40,25 @@ class SparseAttention(nn.Module):
         causal=True,
         layout=None,
         bias=True,
+        *,
+        dilation=None,
+        global_tokens=None,
+        random_blocks=None,
+        seed=None,
+        doc_lengths=None,
     ):
         super().__init__()
         embed_dim, heads = check_int("embed_dim", embed_dim), check_int("heads", heads)
         if layout is not None:
             check_layout(layout)
+            self._preset = None
+        else:
+            # seq is the first input's: any valid length stands in for the check
+            self._preset = _preset_fields(
+                pattern, 1, block, heads, ctx, num_verts, vertsize, causal,
+                dilation, global_tokens, random_blocks, seed, doc_lengths,
+            )  # fmt: skip
+            del self._preset["seq"]
         if embed_dim % heads:
             raise ValueError(f"embed_dim {embed_dim} must be a multiple of heads {heads}")
         self.embed_dim, self.heads = embed_dim, heads
@@ -46,17 +67,7 @@ class SparseAttention(nn.Module):
         self.num_verts = num_verts
         self.vertsize, self.causal = vertsize, causal
         self._fixed_layout = layout
-        self._layouts = None
-        if layout is None:
-            self._layouts = torch_ops.PresetLayouts(
-                pattern=pattern,
-                block=block,
-                heads=heads,
-                ctx=ctx,
-                num_verts=num_verts,
-                vertsize=vertsize,
-                causal=causal,
-            )
+        self._layouts = None if layout is not None else torch_ops.PresetLayouts(**self._preset)
         self.qkv = nn.Linear(embed_dim, 3 * embed_dim, bias=bias)
         self.out = nn.Linear(embed_dim, embed_dim, bias=bias)
 
@@ -74,7 +85,16 @@ class SparseAttention(nn.Module):
         return self.out(a)
 
     def extra_repr(self):
-        return (
-            f"embed_dim={self.embed_dim}, heads={self.heads}, pattern={self.pattern!r}, "
-            f"block={self.block}, ctx={self.ctx}, causal={self.causal}"
-        )
+        r = f"embed_dim={self.embed_dim}, heads={self.heads}"
+        if self._preset is None:
+            return r + ", layout=" + repr(self._fixed_layout)
+        p = self._preset
+        r += f", pattern={p['pattern']!r}, block={p['block']}"
+        if p["pattern"] not in ("all", "document"):
+            r += f", ctx={p['ctx']}"
+        if p["pattern"] == "fixed":
+            r += f", num_verts={p['num_verts']}, vertsize={p['vertsize']}"
+        for k in ("dilation", "global_tokens", "random_blocks", "seed", "doc_lengths"):
+            if p[k] is not None:
+                r += f", {k}={p[k]!r}"
+        return r + f", causal={p['causal']}"

@@ -246,3 +246,108 @@ def test_extras_direct(problem):
     with pytest.raises(ValueError, match="batch = 2"):
         ex.check(2)
     ex.check(3)
+
+
+# ------------------------------------------------------------ Layout.preset
+
+_GOOD = dict(pattern="bigbird", seq=64, block=16, ctx=8, global_tokens=4, random_blocks=1, seed=3)
+
+
+@pytest.mark.parametrize(
+    "change, exc, words",
+    [
+        (dict(pattern=3), TypeError, ("pattern must be a str", "int")),
+        (dict(pattern="sliding_window"), ValueError, ("pattern must be one of", "document")),
+        (dict(seq=64.0), TypeError, ("seq must be an int", "float")),
+        (dict(seq="64"), TypeError, ("seq must be an int", "str")),
+        (dict(block=True), TypeError, ("block must be an int", "bool")),
+        (dict(heads=np.float32(1)), TypeError, ("heads must be an int",)),
+        (dict(heads=0), ValueError, ("heads must be >= 1",)),
+        (dict(ctx=8.5), TypeError, ("ctx must be an int", "float")),
+        (dict(ctx=-1), ValueError, ("ctx must be >= 0",)),
+        (dict(causal=1), TypeError, ("causal must be a bool", "int")),
+        (dict(causal="no"), TypeError, ("causal must be a bool", "str")),
+        (dict(global_tokens=4.0), TypeError, ("global_tokens must be an int",)),
+        (dict(global_tokens=-1), ValueError, ("global_tokens must be >= 0",)),
+        (dict(random_blocks="2"), TypeError, ("random_blocks must be an int",)),
+        (dict(seed=-5), ValueError, ("seed must be >= 0",)),
+        (dict(seed=2**64), ValueError, ("seed", "64 bits")),
+        (dict(seed=1.5), TypeError, ("seed must be an int",)),
+        (dict(seq=2**31), ValueError, ("seq", "2^31 - 1")),
+        (dict(dilation=2), ValueError, ("dilation belongs to the dilated pattern", "'bigbird'")),
+        (dict(doc_lengths=[64]), ValueError, ("doc_lengths belongs to the document", "'bigbird'")),
+        (dict(num_verts=2), ValueError, ("num_verts and vertsize belong to the fixed",)),
+        (dict(pattern="sliding"), ValueError, ("global_tokens belongs to the longformer and",)),
+    ],
+)
+def test_preset_arguments(library_calls, change, exc, words):
+    with _refused(library_calls, exc, *words):
+        bsa.Layout.preset(**dict(_GOOD, **change))
+
+
+@pytest.mark.parametrize(
+    "docs, exc, words",
+    [
+        (None, ValueError, ("the document pattern needs doc_lengths",)),
+        ([], ValueError, ("doc_lengths is empty",)),
+        ("32,32", TypeError, ("doc_lengths must be a sequence of ints", "str")),
+        (64, TypeError, ("doc_lengths must be a sequence of ints", "int")),
+        ([32.0, 32.0], TypeError, ("doc_lengths must hold ints", "float", "index 0")),
+        ([32, True], TypeError, ("doc_lengths must hold ints", "bool", "index 1")),
+        (np.array([32.0, 32.0]), TypeError, ("doc_lengths must hold integers", "float64")),
+        (np.array([[32, 32]]), ValueError, ("doc_lengths must be 1-D",)),
+        ([32, 0, 32], ValueError, ("doc_lengths[1] must be >= 1",)),
+    ],
+)
+def test_preset_doc_lengths(library_calls, docs, exc, words):
+    with _refused(library_calls, exc, *words):
+        bsa.Layout.preset("document", seq=64, block=16, doc_lengths=docs)
+
+
+def test_preset_ranges_from_the_library():
+    """Values of the right type but out of range: the library's own message."""
+    with pytest.raises(bsa.BsaError, match="sum to 48; they must sum to seq = 64"):
+        bsa.Layout.preset("document", seq=64, block=16, doc_lengths=[16, 32])
+    with pytest.raises(bsa.BsaError, match="global_tokens = 65"):
+        bsa.Layout.preset("longformer", seq=64, block=16, ctx=4, global_tokens=65)
+    with pytest.raises(bsa.BsaError, match="random_blocks = 2000"):
+        bsa.Layout.preset("bigbird", seq=64, block=16, ctx=4, random_blocks=2000)
+
+
+def test_preset_accepts_numpy_and_sequences():
+    """numpy integers, numpy bools and arrays / tuples of lengths are fine,
+    and the same layout comes out."""
+    a = bsa.Layout.preset("document", seq=64, block=16, doc_lengths=[16, 48], causal=False)
+    for docs in ((16, 48), np.array([16, 48], np.int64), np.array([16, 48], np.uint8)):
+        b = bsa.Layout.preset(
+            "document", seq=np.int32(64), block=np.int64(16), doc_lengths=docs, causal=np.bool_(False)
+        )
+        np.testing.assert_array_equal(a.element_mask(), b.element_mask())
+
+
+# ------------------------------------------------------------ float64
+
+
+def test_float64_refused(problem, library_calls):
+    """No float64 in the C API: refused with the reason and what to do (the
+    cast; finite differences instead of gradcheck), for every tensor."""
+    lay, q = problem
+    q64 = q.astype(np.float64)
+    for args in ((q64, q, q), (q, q64, q), (q, q, q64)):
+        with _refused(library_calls, TypeError, "is float64", "float32", "astype", "gradcheck"):
+            bsa.attention(*args, lay)
+    o = np.zeros_like(q)
+    lse = np.zeros(q.shape[:3], np.float32)
+    with _refused(library_calls, TypeError, "dout is float64"):
+        bsa.backward(q, q, q, o, lse, o.astype(np.float64), lay)
+
+
+def test_float64_refused_torch(rng):
+    torch = pytest.importorskip("torch")
+    lay = bsa.Layout.preset("all", seq=32, block=16, causal=False)
+    q = torch.randn(1, 2, 32, 16, dtype=torch.float64, requires_grad=True)
+    with pytest.raises(TypeError, match="q is float64.*float32.*gradcheck"):
+        bsa.attention(q, q, q, lay)
+    m = bsa.nn.SparseAttention(32, 2, pattern="local", block=16, ctx=16).double()
+    with pytest.raises(TypeError, match="float64"):
+        m(torch.randn(1, 32, 32, dtype=torch.float64))

@@ -47,7 +47,35 @@ def _random_preset(rng):
     return p
 
 
+def _random_ext_preset(rng):
+    """A preset beyond the seed with random fields (causal or not)."""
+    block = int(rng.choice([8, 16, 32]))
+    seq = block * int(rng.integers(1, 13))
+    pattern = str(rng.choice(["sliding", "dilated", "longformer", "bigbird", "document"]))
+    p = dict(pattern=pattern, block=block, seq=seq)
+    if pattern != "document":
+        p["ctx"] = int(rng.integers(0, seq + 2))
+    if pattern == "dilated":
+        p["dilation"] = int(rng.integers(1, 9))
+        p["ctx"] //= p["dilation"]
+    if pattern in ("longformer", "bigbird"):
+        p["global_tokens"] = int(rng.integers(0, seq + 1))
+    if pattern == "bigbird":
+        p["ctx"] = int(rng.integers(0, 2 * block))
+        p["global_tokens"] //= 4
+        p.update(random_blocks=int(rng.integers(0, seq // block + 2)), seed=int(rng.integers(0, 2**63)))
+    if pattern == "document":
+        cuts = np.sort(rng.choice(np.arange(1, seq), size=int(rng.integers(0, min(seq - 1, 9) + 1)),
+                                  replace=False))
+        p["doc_lengths"] = np.diff(np.concatenate([[0], cuts, [seq]])).tolist()
+    return p
+
+
 def test_random_presets(rng):
+    for _ in range(40):
+        p = _random_ext_preset(rng)
+        causal = bool(rng.integers(0, 2))
+        _check(bsa.Layout.preset(causal=causal, **p), cm.preset_masks(causal=causal, **p))
     for _ in range(40):
         p = _random_preset(rng)
         causal = bool(rng.integers(0, 2))

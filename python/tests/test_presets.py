@@ -19,10 +19,25 @@ PRESETS = [
     dict(pattern="fixed", seq=128, block=8, ctx=32, num_verts=1, vertsize=2),
     dict(pattern="fixed", seq=128, block=16, ctx=64, num_verts=2, vertsize=1),
 ]
+SEED_PRESETS = list(PRESETS)
+# beyond the seed (bsa.h's bsa_pattern), with every field of Layout.preset
+PRESETS += [
+    dict(pattern="sliding", seq=128, block=16, ctx=24),
+    dict(pattern="sliding", seq=64, block=8, ctx=1),  # three keys a row
+    dict(pattern="dilated", seq=128, block=8, ctx=4, dilation=6),
+    dict(pattern="dilated", seq=96, block=16, ctx=7),  # dilation 1: sliding
+    dict(pattern="longformer", seq=128, block=16, ctx=16, global_tokens=8),
+    dict(pattern="longformer", seq=64, block=8, ctx=3, global_tokens=0),
+    dict(pattern="bigbird", seq=256, block=16, ctx=16, global_tokens=8, random_blocks=2, seed=7),
+    # more random blocks than half a causal row: the draw's shuffle branch
+    dict(pattern="bigbird", seq=128, block=16, ctx=8, random_blocks=5, seed=2**63 + 3),
+    dict(pattern="document", seq=128, block=16, doc_lengths=[40, 50, 6, 32]),
+    dict(pattern="document", seq=64, block=8, doc_lengths=[64]),
+]
 
 
 def _id(p):
-    return "-".join(f"{v}" for v in p.values())
+    return "-".join(str(v).replace(" ", "") for v in p.values())
 
 
 def _masks(p, heads, causal):
@@ -96,9 +111,9 @@ def test_preset_attention_f16(p, rng):
 
 def test_preset_attention_bf16(rng):
     ml_dtypes = pytest.importorskip("ml_dtypes")
-    p = PRESETS[-1]
-    lay = bsa.Layout.preset(heads=2, **p)
-    _check_attention(lay, _masks(p, 2, True), rng, ml_dtypes.bfloat16, 1, 2, 16)
+    for p in (SEED_PRESETS[-1], PRESETS[-1]):
+        lay = bsa.Layout.preset(heads=2, **p)
+        _check_attention(lay, _masks(p, 2, True), rng, ml_dtypes.bfloat16, 1, 2, 16)
 
 
 def test_reference_implementation_and_scale(rng):
