@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Peer timings for bench/gpu/run.sh: PyTorch FlexAttention (BlockMask built
 from the same element mask as bsa's layout, its default block size 128) and
-scaled_dot_product_attention (flash backend) for dense/causal, fp16,
+scaled_dot_product_attention (its flash backend, FlashAttention-2, and its
+cuDNN backend, each alone) for dense/causal, fp16,
 batch * time = 65536 tokens, same shapes as bench/gpu/gpu_bench.c.
 
 One JSON line per (config, peer) on stdout.  Give one config name as the
@@ -115,14 +116,19 @@ def run_flex(name, mask_mod, h, t, d, per_head, permute=None, hkv=None):
     torch.cuda.empty_cache()
 
 
-def run_sdpa(name, h, t, d, causal, hkv=None):
+SDPA_BACKENDS = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
+
+
+def run_sdpa(name, h, t, d, causal, hkv=None, backend="flash"):
+    """SDPA on one backend alone: "flash" (FlashAttention-2) or "cudnn"
+    (cuDNN's fused attention, the fastest dense kernel on Hopper)."""
     b = TOKENS // t
     q, k, v, do = inputs(b, h, t, d, hkv)
     gqa = hkv is not None and hkv != h
-    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]):
+    with sdpa_kernel([SDPA_BACKENDS[backend]]):
         fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal, enable_gqa=gqa)
         fwd, both = bench(fn, do)
-    emit(name, "sdpa-flash" + ("-causal" if causal else "-dense"), fwd, both)
+    emit(name, f"sdpa-{backend}" + ("-causal" if causal else "-dense"), fwd, both)
     del q, k, v, do
     torch.cuda.empty_cache()
 
@@ -146,8 +152,9 @@ def main():
     for name, h, d in (("all-d128", 8, 128), ("all-d64", 16, 64)):
         if want(name):
             guarded(run_flex, name, causal, h, 8192, d, False)
-            guarded(run_sdpa, name, h, 8192, d, True)
-            guarded(run_sdpa, name, h, 8192, d, False)
+            for backend in SDPA_BACKENDS:
+                guarded(run_sdpa, name, h, 8192, d, True, backend=backend)
+                guarded(run_sdpa, name, h, 8192, d, False, backend=backend)
 
     if want("strided-L128-b32"):
         L, t = 128, 16384
@@ -176,7 +183,8 @@ def main():
 
     if want("gqa-all-d128"):
         guarded(run_flex, "gqa-all-d128", causal, 16, 8192, 128, False, hkv=4)
-        guarded(run_sdpa, "gqa-all-d128", 16, 8192, 128, True, hkv=4)
+        for backend in SDPA_BACKENDS:
+            guarded(run_sdpa, "gqa-all-d128", 16, 8192, 128, True, hkv=4, backend=backend)
 
     if want("varlen-all-d128"):
         assert sum(VARLEN_LENGTHS) == TOKENS
