@@ -821,9 +821,10 @@ static sampled_err sampled_vs_double(bsa_pattern pat, int ctx_len, bsa_dtype dt,
 }
 
 /* Bounds of the sampled comparison [f16, bf16][o, dq, dv (relative L2),
- * lse (absolute)]: tests/README.md, "Tolerances", gives the measurements
- * they come from; sampled_worst keeps this run's largest errors. */
-static const double sampled_tol[2][4] = {{2e-3, 5e-3, 5e-3, 1e-3}, {1.6e-2, 4e-2, 4e-2, 1e-3}};
+ * lse (absolute)]: about 4x the worst error measured on an H100
+ * (tests/README.md, "Tolerances"); sampled_worst keeps this run's largest
+ * errors. */
+static const double sampled_tol[2][4] = {{1.2e-3, 2e-3, 2e-3, 6e-6}, {1e-2, 1.2e-2, 1.2e-2, 6e-6}};
 static double sampled_worst[2][4];
 
 static void test_large_vs_reference(void **state)

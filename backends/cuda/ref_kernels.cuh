@@ -97,6 +97,10 @@ template <typename T> __global__ void ref_fwd(const bsa_cuda_params p)
             for (int d = 0; d < p.dim; ++d)
                 s += qf[d] * ld(kr + d);
             s *= p.scale;
+            /* a logit of -inf (an Inf in q or k) is probability 0: skipped,
+             * as if masked; the update below would give (-inf) - (-inf) */
+            if (s == -CUDART_INF_F)
+                continue;
             float mn = fmaxf(m, s);
             float alpha = expf(m - mn), e = expf(s - mn);
             l = l * alpha + e;

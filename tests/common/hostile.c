@@ -205,11 +205,14 @@ int hz_poison_query(const hz_runner *r, bsa_dtype dtype, double bad)
     char what[96];
     snprintf(what, sizeof what, "%s %s in a query", tu_dtype_name(dtype),
              isnan(bad) ? "NaN" : "Inf");
-    /* random blocks; query block 3 keeps none (its rows see no key) */
+    /* random blocks within 128-row chunks (so that the chunk kernels take
+     * the layout too); query block 3 keeps none (its rows see no key) */
     enum { B = 32, QB = 8, KB = 8 };
     uint8_t blocks[QB * KB];
     for (int i = 0; i < QB * KB; i++)
-        blocks[i] = i / KB == 3 ? 0 : (i % KB == i / KB || tu_uniform(0.0, 1.0) < 0.4);
+        blocks[i] = i / KB == 3 || i / KB / 4 != i % KB / 4
+                        ? 0
+                        : (i % KB == i / KB || tu_uniform(0.0, 1.0) < 0.5);
     bsa_layout_desc ld = {B, 1, QB, KB, BSA_PRED_NONE, 0, 0};
     bsa_layout_t lay;
     assert_int_equal(bsa_layout_create_dense(r->ctx, &lay, &ld, blocks), BSA_SUCCESS);
