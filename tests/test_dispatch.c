@@ -162,7 +162,9 @@ static size_t smem_expected(bsa_gpu_kernel k, int dp, int is_amd)
     case BSA_FAM_VOLTA: {
         const size_t scratch = 16 * 64 * 4 * 4;
         const size_t fwd = (te > scratch ? te : scratch) + 2 * te + (size_t)4 * 16 * dp * 4;
-        const size_t dq = (2 * te > 2 * scratch ? 2 * te : 2 * scratch) + 2 * te;
+        /* above head dim 64 dQ's dO tile is not under the scratch */
+        const size_t dq_a = (dp > 64 ? 1 : 2) * te;
+        const size_t dq = (dq_a > 2 * scratch ? dq_a : 2 * scratch) + (dp > 64 ? 3 : 2) * te;
         const size_t dkdv = 4 * te + 4 * 16 * 64 * 6 + 2 * 64 * 4;
         return k.pass == BSA_PASS_FWD ? fwd : k.pass == BSA_PASS_DQ ? dq : dkdv;
     }
