@@ -1057,7 +1057,7 @@ static void test_graph_and_determinism(void **state)
             CU(cudaStreamEndCapture(s, &graph));
             expect_ok(st1, "captured forward");
             expect_ok(st2, "captured backward");
-            CU(cudaGraphInstantiate(&exec, graph, 0));
+            CU(cudaGraphInstantiateWithFlags(&exec, graph, 0)); /* CUDA 11.4+ and 12+ alike */
             for (int rep = 0; rep < 2; rep++)
                 CU(cudaGraphLaunch(exec, s));
             CU(cudaStreamSynchronize(s));

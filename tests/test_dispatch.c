@@ -31,10 +31,13 @@
 
 /* ------------------------------------------------------------- the cards */
 
-enum { SM70, SM75, SM80, SM86, SM89, SM90, GFX90A, GFX942, GFX1100, N_CARDS };
+enum { SM70, SM75, SM80, SM86, SM89, SM90, SM100, SM120, GFX90A, GFX942, GFX1100, N_CARDS };
 
 /* Opt-in shared memory / LDS a block (vendor data sheets and CUDA's
- * occupancy tables: 96, 64, 163, 99, 99, 227 KB; 64 KB of LDS on AMD). */
+ * occupancy tables: 96, 64, 163, 99, 99, 227, 227, 99 KB; 64 KB of LDS on
+ * AMD).  Blackwell (sm_100: B200, 148 SMs; sm_120: RTX 5090, 170 SMs) as a
+ * default build sees it: the library holds the sm_90a kernels (they are
+ * not for these cards) and the driver the tensor-map encoder. */
 static const bsa_gpu_profile cards[N_CARDS] = {
     {BSA_GPU_NVIDIA, 70, "sm_70", 98304, 80, 32, 0},
     {BSA_GPU_NVIDIA, 75, "sm_75", 65536, 40, 32, 0},
@@ -42,6 +45,8 @@ static const bsa_gpu_profile cards[N_CARDS] = {
     {BSA_GPU_NVIDIA, 86, "sm_86", 101376, 84, 32, 0},
     {BSA_GPU_NVIDIA, 89, "sm_89", 101376, 58, 32, 0},
     {BSA_GPU_NVIDIA, 90, "sm_90", 232448, 132, 32, BSA_GPU_HAS_WGMMA | BSA_GPU_HAS_TMA},
+    {BSA_GPU_NVIDIA, 100, "sm_100", 232448, 148, 32, BSA_GPU_HAS_WGMMA | BSA_GPU_HAS_TMA},
+    {BSA_GPU_NVIDIA, 120, "sm_120", 101376, 170, 32, BSA_GPU_HAS_WGMMA | BSA_GPU_HAS_TMA},
     {BSA_GPU_AMD, 0, "gfx90a:sramecc+:xnack-", 65536, 104, 64, 0},
     {BSA_GPU_AMD, 0, "gfx942:sramecc+:xnack-", 65536, 304, 64, 0},
     {BSA_GPU_AMD, 0, "gfx1100", 65536, 48, 32, 0},
@@ -162,7 +167,9 @@ static size_t smem_expected(bsa_gpu_kernel k, int dp, int is_amd)
     case BSA_FAM_VOLTA: {
         const size_t scratch = 16 * 64 * 4 * 4;
         const size_t fwd = (te > scratch ? te : scratch) + 2 * te + (size_t)4 * 16 * dp * 4;
-        const size_t dq = (2 * te > 2 * scratch ? 2 * te : 2 * scratch) + 2 * te;
+        /* above head dim 64 dQ's dO tile is not under the scratch */
+        const size_t dq_a = (dp > 64 ? 1 : 2) * te;
+        const size_t dq = (dq_a > 2 * scratch ? dq_a : 2 * scratch) + (dp > 64 ? 3 : 2) * te;
         const size_t dkdv = 4 * te + 4 * 16 * 64 * 6 + 2 * 64 * 4;
         return k.pass == BSA_PASS_FWD ? fwd : k.pass == BSA_PASS_DQ ? dq : dkdv;
     }
@@ -191,10 +198,12 @@ static int promise(int card, bsa_dtype dt, int dim, int bwd)
     case SM75: /* the same on 64 KB: up to head dim 64 */
         return dt == BSA_DTYPE_F16 && dp <= 64 ? 2 : 0;
     case SM80:
-    case SM90: /* mma.sync / wgmma: every head dim up to 256 */
+    case SM90:
+    case SM100: /* mma.sync / wgmma: every head dim up to 256 */
         return 2;
     case SM86:
-    case SM89: /* 99 KB a block: forward up to 256, backward up to 128 */
+    case SM89:
+    case SM120: /* 99 KB a block: forward up to 256, backward up to 128 */
         return !bwd || dp <= 128 ? 2 : 0;
     case GFX90A:
     case GFX942: /* MFMA, 64 KB of LDS: forward up to 128, backward up to 64 */
@@ -313,8 +322,9 @@ static void promises_hold(void **state)
     printf("%d selections checked against the README's promise\n", checked);
 }
 
-/* The 99 KB parts at head dim 128: the tile dK/dV runs one query-side
- * stage (two need 105,472 bytes), on both dtypes; sm_80 keeps two. */
+/* The 99 KB parts at head dim 128 (sm_86, sm_89, sm_120): the tile dK/dV
+ * runs one query-side stage (two need 105,472 bytes), on both dtypes;
+ * sm_80 and sm_100 keep two. */
 static void ampere_consumer_head_dim_128(void **state)
 {
     (void)state;
@@ -322,8 +332,8 @@ static void ampere_consumer_head_dim_128(void **state)
     bsa_gpu_layout_stats st = stats_of(lay);
     const bsa_gpu_kernel two = {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2};
     assert_int_equal(bsa_gpu_kernel_smem(two, 128, 0), 105472);
-    const int cs[3] = {SM86, SM89, SM80};
-    for (int c = 0; c < 3; c++)
+    const int cs[5] = {SM86, SM89, SM120, SM80, SM100};
+    for (int c = 0; c < 5; c++)
         for (int ti = 0; ti < 2; ti++) {
             bsa_gpu_problem pb =
                 problem(&st, 1024, ti ? BSA_DTYPE_BF16 : BSA_DTYPE_F16, 128, 2, 2, 0);
@@ -335,7 +345,7 @@ static void ampere_consumer_head_dim_128(void **state)
             for (int i = 0; i < ch.bwd.n; i++)
                 if (ch.bwd.k[i].pass == BSA_PASS_DKDV) {
                     found = 1;
-                    assert_int_equal(ch.bwd.k[i].stages, cs[c] == SM80 ? 2 : 1);
+                    assert_int_equal(ch.bwd.k[i].stages, cs[c] == SM80 || cs[c] == SM100 ? 2 : 1);
                 }
             assert_true(found);
         }
@@ -430,6 +440,57 @@ static void layout_choices(void **state)
     assert_string_equal(ch.name, "fwd cuda-mma-sm80-gather, bwd cuda-mma-sm80");
     bsa_layout_destroy(fixed);
     bsa_layout_destroy(fixed_h);
+}
+
+/* Blackwell, sm_100 (B200) and sm_120 (RTX 50xx): the mma.sync entries
+ * (native code since CUDA 12.8 builds them by default); the wgmma entries
+ * decline, sm_90a code being Hopper's alone, though a default build holds
+ * it; sm_120's 99 KB a block takes the 99 KB configuration of sm_86. */
+static void blackwell(void **state)
+{
+    (void)state;
+    bsa_layout_t all = preset(BSA_PATTERN_ALL, 8192, 64, 8, 0, 0);
+    bsa_gpu_layout_stats st = stats_of(all);
+    bsa_gpu_choice ch;
+    char ex[16384];
+    const int bw[2] = {SM100, SM120};
+    bsa_gpu_problem pb;
+    for (int c = 0; c < 2; c++) {
+        const bsa_gpu_profile *pf = &cards[bw[c]];
+        for (int d = 64; d <= 128; d *= 2) {
+            pb = problem(&st, 8192, BSA_DTYPE_BF16, d, 8, 8, 0);
+            /* Hopper: the wgmma entries (layout_choices) */
+            assert_int_equal(bsa_gpu_select(&pb, &cards[SM90], NULL, 0, &ch, NULL, 0), BSA_SUCCESS);
+            assert_non_null(strstr(ch.name, "wgmma"));
+            assert_int_equal(bsa_gpu_select(&pb, pf, NULL, 0, &ch, ex, sizeof ex), BSA_SUCCESS);
+            assert_string_equal(ch.name, "cuda-mma-sm80");
+            char why[96];
+            snprintf(why, sizeof why, "compute capability 9.0 device; the device is %s", pf->arch);
+            for (const char *at = strstr(ex, "cuda-wgmma-sm90a"); at;
+                 at = strstr(at + 1, "cuda-wgmma-sm90a")) {
+                const char *eol = strchr(at, '\n');
+                const char *r = strstr(at, why);
+                assert_true(r && (!eol || r < eol));
+            }
+            /* at head dim 128 the 128-row forward and the two-stage dK/dV
+             * need more than 99 KB */
+            const int big = pf->smem_optin > 200000;
+            assert_int_equal(ch.fwd.k[0].rows, d == 128 && big ? 128 : 64);
+            for (int i = 0; i < ch.bwd.n; i++)
+                if (ch.bwd.k[i].pass == BSA_PASS_DKDV)
+                    assert_int_equal(ch.bwd.k[i].stages, d == 128 && !big ? 1 : 2);
+        }
+        /* forced onto Hopper's entry: refused, with the reason */
+        bsa_status s = bsa_gpu_select(&pb, pf, "cuda-wgmma-sm90a", 0, &ch, NULL, 0);
+        assert_int_equal(s, BSA_ERROR_UNSUPPORTED);
+        assert_non_null(strstr(bsa_last_error(), "9.0"));
+        assert_non_null(strstr(bsa_last_error(), pf->arch));
+        /* the Volta path runs there when forced, as on every sm_70+ card */
+        pb = problem(&st, 8192, BSA_DTYPE_F16, 64, 8, 8, 0);
+        assert_int_equal(bsa_gpu_select(&pb, pf, "cuda-wmma-sm70", 0, &ch, NULL, 0), BSA_SUCCESS);
+        assert_string_equal(ch.name, "cuda-wmma-sm70");
+    }
+    bsa_layout_destroy(all);
 }
 
 /* BSA_IMPL: forcing, declining, unknown names, the reference flag. */
@@ -597,6 +658,7 @@ int main(void)
         cmocka_unit_test(promises_hold),
         cmocka_unit_test(ampere_consumer_head_dim_128),
         cmocka_unit_test(layout_choices),
+        cmocka_unit_test(blackwell),
         cmocka_unit_test(forcing),
         cmocka_unit_test(explanation),
         cmocka_unit_test(operand_limits),

@@ -66,8 +66,14 @@ __device__ __forceinline__ float row_sum(float x)
 }
 
 /* A operand fragments of a warp's 16 rows (sa: their first row), for
- * gemm_abt_reg: [DP / 16][4] registers. */
-template <int DP> using afrag = uint32_t[DP / 16][4];
+ * gemm_abt_reg: [DP / 16][4] registers.  (Through a struct's typedef: an
+ * alias template of the array type itself crashes CUDA 11.8's cicc, an
+ * assertion in make_bound_expr_referenceable_from_file_scope or a
+ * segmentation fault.) */
+template <int DP> struct afrag_of {
+    typedef uint32_t type[DP / 16][4];
+};
+template <int DP> using afrag = typename afrag_of<DP>::type;
 template <int DP, typename T>
 __device__ __forceinline__ void load_a(uint32_t (*af)[4], const T *sa, int lane)
 {

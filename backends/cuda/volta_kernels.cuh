@@ -28,11 +28,23 @@ namespace volta
 using namespace nvcuda;
 constexpr int kThreads = 128;
 constexpr int kWarps = 4;
+/* Shared memory holds at most two blocks of any of these kernels on an SM
+ * (96 KB on a V100, 64 KB on a T4), so up to 255 registers a thread cost
+ * no occupancy.  Saying so (__launch_bounds__ min blocks 2) keeps ptxas
+ * from capping the forward and dQ at 128 or 168 registers, where it
+ * spilled on sm_75 and newer.  dK/dV takes no hint: with it ptxas used all
+ * 255 registers at head dim 64 and spilled (sm_75, sm_80). */
+constexpr int kMinBlocks = 2;
 
 template <int DP> struct cfg {
     static constexpr int sr = DP + 8; /* padded row; 16-row steps stay 32-byte aligned */
     static constexpr int tile_bytes = kTile * sr * 2;
     static constexpr int scratch_bytes = 16 * kTile * 4; /* one warp's 16 x 64 floats */
+    /* dQ at head dim 128: the Q, dO and dQ fragments (3 x 64 registers)
+     * spill at sm_70, so the dO tile keeps shared memory of its own (no
+     * longer under the scratch) and its fragments are read from there in
+     * every step instead of being held in registers */
+    static constexpr bool dq_do_smem = DP > 64;
 };
 
 using frag_a = wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major>;
@@ -90,7 +102,8 @@ store_rows(const float *o, const float *mul, __half *base, int64_t st, int row0,
     }
 }
 
-template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const bsa_cuda_params p)
+template <int DP>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) fwd_kernel(const bsa_cuda_params p)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
     constexpr int sr = cfg<DP>::sr;
@@ -209,26 +222,44 @@ template <int DP> __global__ void __launch_bounds__(kThreads) fwd_kernel(const b
 #endif
 }
 
+/* Where the half dS (or P) value of element (row, col) of a warp's 16 x 64
+ * tile goes when it is written over the fp32 scratch it is computed from
+ * (row stride 64 floats = 128 halves): column block kk = col / 16 at halves
+ * [32 kk, 32 kk + 16) of the row, i.e. bytes [64 kk, 64 kk + 32) -- inside
+ * the floats of that same column block, at or before col's own float.  So
+ * a lane that reads its fp32 elements in ascending column order overwrites
+ * only floats it has already read, never another lane's: no buffer and no
+ * __syncwarp between the reads and the writes.  wmma reads column block kk
+ * at ds_at(0, 16 kk) with leading dimension 128. */
+__device__ __forceinline__ int ds_at(int row, int col)
+{
+    return row * 2 * kTile + 2 * col - (col & 15);
+}
+
 __device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
 {
     return lse_log2 == -CUDART_INF_F ? 0.f : exp2f(s * scale_log2 - lse_log2);
 }
 
-template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bsa_cuda_params p)
+template <int DP>
+__global__ void __launch_bounds__(kThreads, kMinBlocks) dq_kernel(const bsa_cuda_params p)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
     constexpr int sr = cfg<DP>::sr;
     constexpr float log2e = 1.4426950408889634f;
-    /* region A: Q and dO tiles, then each warp's two 16 x 64 float scratches
-     * (also the 16 x DP dQ staging at the end) */
-    constexpr int a_bytes = 2 * cfg<DP>::tile_bytes > kWarps * 2 * cfg<DP>::scratch_bytes
-                                ? 2 * cfg<DP>::tile_bytes
+    constexpr bool do_smem = cfg<DP>::dq_do_smem;
+    /* region A: the Q tile (and the dO tile unless do_smem), then each
+     * warp's two 16 x 64 float scratches (also the 16 x DP dQ staging at
+     * the end); then K, V (and dO where do_smem) */
+    constexpr int a_tiles = (do_smem ? 1 : 2) * cfg<DP>::tile_bytes;
+    constexpr int a_bytes = a_tiles > kWarps * 2 * cfg<DP>::scratch_bytes
+                                ? a_tiles
                                 : kWarps * 2 * cfg<DP>::scratch_bytes;
     extern __shared__ __align__(128) unsigned char smem_raw[];
     __half *sQ = reinterpret_cast<__half *>(smem_raw);
-    __half *sO = sQ + kTile * sr;
     __half *sK = reinterpret_cast<__half *>(smem_raw + a_bytes);
     __half *sV = sK + kTile * sr;
+    __half *sO = do_smem ? sV + kTile * sr : sQ + kTile * sr;
     __shared__ float s_mul[kWarps][16];
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
@@ -246,11 +277,12 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);
     __syncthreads();
-    frag_a qf[DP / 16], of[DP / 16];
+    frag_a qf[DP / 16], of[do_smem ? 1 : DP / 16];
 #pragma unroll
     for (int kk = 0; kk < DP / 16; ++kk) {
         wmma::load_matrix_sync(qf[kk], sQ + warp * 16 * sr + kk * 16, sr);
-        wmma::load_matrix_sync(of[kk], sO + warp * 16 * sr + kk * 16, sr);
+        if (!do_smem)
+            wmma::load_matrix_sync(of[kk], sO + warp * 16 * sr + kk * 16, sr);
     }
     frag_c acc[DP / 16];
 #pragma unroll
@@ -287,7 +319,12 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
                 wmma::load_matrix_sync(bk, sK + nj * 16 * sr + kk * 16, sr);
                 wmma::load_matrix_sync(bv, sV + nj * 16 * sr + kk * 16, sr);
                 wmma::mma_sync(cs, qf[kk], bk, cs);
-                wmma::mma_sync(cd, of[kk], bv, cd);
+                if (do_smem) {
+                    wmma::load_matrix_sync(of[0], sO + warp * 16 * sr + kk * 16, sr);
+                    wmma::mma_sync(cd, of[0], bv, cd);
+                } else {
+                    wmma::mma_sync(cd, of[kk], bv, cd);
+                }
             }
             wmma::store_matrix_sync(S + nj * 16, cs, kTile, wmma::mem_row_major);
             wmma::store_matrix_sync(Dp + nj * 16, cd, kTile, wmma::mem_row_major);
@@ -295,7 +332,6 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
         __syncwarp();
         const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
         const bool cut = tile_needs_cut(p, sv, p.kgrp, e.x);
-        float ds[32];
 #pragma unroll
         for (int i = 0; i < 32; ++i) {
             float pr = prob(S[r * kTile + hc + i], p.scale_log2, lse2);
@@ -303,12 +339,8 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
                                         key_group(p, lh, e.x))) ||
                 (cut && key_cut(p, sv, key_group(p, lh, e.x), e.x, hc + i)))
                 pr = 0.f;
-            ds[i] = pr * (Dp[r * kTile + hc + i] - dl);
+            dS[ds_at(r, hc + i)] = __float2half_rn(pr * (Dp[r * kTile + hc + i] - dl));
         }
-        __syncwarp();
-#pragma unroll
-        for (int i = 0; i < 32; ++i)
-            dS[r * kTile + hc + i] = __float2half_rn(ds[i]);
         __syncwarp();
 #pragma unroll
         for (int dj = 0; dj < DP / 16; ++dj) {
@@ -316,15 +348,16 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dq_kernel(const bs
             for (int kk = 0; kk < kTile / 16; ++kk) {
                 frag_a af;
                 frag_br bf;
-                wmma::load_matrix_sync(af, dS + kk * 16, kTile);
+                wmma::load_matrix_sync(af, dS + ds_at(0, kk * 16), 2 * kTile);
                 wmma::load_matrix_sync(bf, sK + kk * 16 * sr + dj * 16, sr);
                 wmma::mma_sync(acc[dj], af, bf, acc[dj]);
             }
         }
         __syncwarp();
     }
-    /* the scratch aliases the Q / dO tiles that other warps may still be
-     * reading their fragments from when the list is empty */
+    /* the scratch aliases the Q tile (and the dO tile unless do_smem) that
+     * other warps may still be reading their fragments from when the list
+     * is empty */
     __syncthreads();
     /* stage 16 x DP floats in this warp's scratch (2 x 16 x 64 >= 16 x DP) */
 #pragma unroll
@@ -349,7 +382,8 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
     __half *sV = reinterpret_cast<__half *>(smem_raw + tb);
     __half *sQ = reinterpret_cast<__half *>(smem_raw + 2 * tb);
     __half *sO = reinterpret_cast<__half *>(smem_raw + 3 * tb);
-    /* per warp: 16 x 64 floats (S^T, then dP^T) and 16 x 64 halves (P^T, then dS^T) */
+    /* per warp: R1, 16 x 64 floats (S^T, then P^T, then dS^T as halves:
+     * ds_at), and R2, 16 x 64 halves (P^T, then 16 x 32 floats of dP^T) */
     constexpr int wscr = 16 * kTile * 4 + 16 * kTile * 2;
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     float *R1 = reinterpret_cast<float *>(smem_raw + 4 * tb + warp * wscr);
@@ -430,7 +464,8 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
             }
             __syncwarp();
             const int32_t *sub = e.y >= 0 ? p.sub + (int64_t)e.y * p.ns * p.ns : nullptr;
-            float pv[32];
+            /* P^T over S^T in R1 (fp32, each lane its own elements: dS reads
+             * it) and as halves in R2 (dV's operand) */
 #pragma unroll
             for (int i = 0; i < 32; ++i) {
                 int c = hc + i;
@@ -438,11 +473,11 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
                 if ((sub && !keep_at<true>(p, sub, warp * 16 + r, c, row0, q0, kgrp)) ||
                     (cut && key_cut(p, sv, kgrp, kt, warp * 16 + r)))
                     pr = 0.f;
-                pv[i] = pr;
+                R1[r * kTile + c] = pr;
                 R2[r * kTile + c] = __float2half_rn(pr);
             }
             __syncwarp();
-            /* dV += P^T dO; dP^T = V dO^T */
+            /* dV += P^T dO */
 #pragma unroll
             for (int dj = 0; dj < DP / 16; ++dj) {
 #pragma unroll
@@ -454,25 +489,40 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
                     wmma::mma_sync(adv[dj], af, bf, adv[dj]);
                 }
             }
+            /* dP^T = V dO^T, 32 query columns at a time into R2 (16 x 32
+             * floats, over the consumed P halves), and dS^T = P^T (dP^T -
+             * delta) written as halves over R1's P (ds_at): the fp32 P never
+             * has to wait in registers (at head dim 128 those 32 registers
+             * beside the 128 of dK and dV spilled at sm_70).  The lane of
+             * (row r, column block 2 h + (lane & 1)) is the only reader of
+             * that block's P in half h. */
+            float *dPh = reinterpret_cast<float *>(R2);
+            __half *dS = reinterpret_cast<__half *>(R1);
+            /* a loop at head dim 128 (unrolled, ptxas spilled at sm_75+) */
+#pragma unroll(DP > 64 ? 1 : 2)
+            for (int h = 0; h < 2; ++h) {
+                __syncwarp(); /* R2 read: the P halves, or the previous half's dP^T */
 #pragma unroll
-            for (int nj = 0; nj < kTile / 16; ++nj) {
-                frag_c acc;
-                wmma::fill_fragment(acc, 0.f);
+                for (int nh = 0; nh < 2; ++nh) {
+                    frag_c acc;
+                    wmma::fill_fragment(acc, 0.f);
 #pragma unroll
-                for (int kk = 0; kk < DP / 16; ++kk) {
-                    frag_a af;
-                    frag_bc bf;
-                    wmma::load_matrix_sync(af, sV + warp * 16 * sr + kk * 16, sr);
-                    wmma::load_matrix_sync(bf, sO + nj * 16 * sr + kk * 16, sr);
-                    wmma::mma_sync(acc, af, bf, acc);
+                    for (int kk = 0; kk < DP / 16; ++kk) {
+                        frag_a af;
+                        frag_bc bf;
+                        wmma::load_matrix_sync(af, sV + warp * 16 * sr + kk * 16, sr);
+                        wmma::load_matrix_sync(bf, sO + (2 * h + nh) * 16 * sr + kk * 16, sr);
+                        wmma::mma_sync(acc, af, bf, acc);
+                    }
+                    wmma::store_matrix_sync(dPh + nh * 16, acc, kTile / 2, wmma::mem_row_major);
                 }
-                wmma::store_matrix_sync(R1 + nj * 16, acc, kTile, wmma::mem_row_major);
-            }
-            __syncwarp();
+                __syncwarp();
 #pragma unroll
-            for (int i = 0; i < 32; ++i) {
-                int c = hc + i;
-                R2[r * kTile + c] = __float2half_rn(pv[i] * (R1[r * kTile + c] - sD[c]));
+                for (int t = 0; t < 16; ++t) {
+                    const int c = 32 * h + 16 * (lane & 1) + t;
+                    dS[ds_at(r, c)] = __float2half_rn(R1[r * kTile + c] *
+                                                      (dPh[r * (kTile / 2) + c - 32 * h] - sD[c]));
+                }
             }
             __syncwarp();
             /* dK += dS^T Q */
@@ -482,7 +532,7 @@ template <int DP> __global__ void __launch_bounds__(kThreads) dkdv_kernel(const 
                 for (int kk = 0; kk < kTile / 16; ++kk) {
                     frag_a af;
                     frag_br bf;
-                    wmma::load_matrix_sync(af, R2 + kk * 16, kTile);
+                    wmma::load_matrix_sync(af, dS + ds_at(0, kk * 16), 2 * kTile);
                     wmma::load_matrix_sync(bf, sQ + kk * 16 * sr + dj * 16, sr);
                     wmma::mma_sync(adk[dj], af, bf, adk[dj]);
                 }
@@ -523,10 +573,10 @@ template <int DP> constexpr size_t smem_bytes(int pass)
                                                                     : kWarps * c::scratch_bytes) +
                      2 * c::tile_bytes + (size_t)kWarps * 16 * DP * 4
            : pass == BSA_PASS_DQ
-               ? (size_t)(2 * c::tile_bytes > kWarps * 2 * c::scratch_bytes
-                              ? 2 * c::tile_bytes
+               ? (size_t)((c::dq_do_smem ? 1 : 2) * c::tile_bytes > kWarps * 2 * c::scratch_bytes
+                              ? (c::dq_do_smem ? 1 : 2) * c::tile_bytes
                               : kWarps * 2 * c::scratch_bytes) +
-                     2 * c::tile_bytes
+                     (c::dq_do_smem ? 3 : 2) * c::tile_bytes
                : (size_t)4 * c::tile_bytes + kWarps * (16 * kTile * 6) + 2 * kTile * 4;
 }
 #define BSA_VOLTA_SMEM_CHECK(dp)                                                                   \

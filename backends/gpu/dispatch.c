@@ -151,7 +151,7 @@ static const char *need_sm90(const bsa_gpu_profile *pf, char *why, size_t n)
 }
 
 /* The tile family's dK/dV: two query-side stages where they fit, else one
- * (sm_86 / sm_89 at head dim 128: 99 KB a block). */
+ * (sm_86 / sm_89 / sm_120 at head dim 128: 99 KB a block). */
 static bsa_gpu_kernel tile_dkdv(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf)
 {
     int st = BSA_SMEM_TILE_STAGES(pb->dpad, amd(pf));

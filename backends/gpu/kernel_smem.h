@@ -82,9 +82,11 @@ typedef struct bsa_gpu_kernel {
 #define BSA_SMEM_VOLTA_FWD(dp)                                                                     \
     ((size_t)BSA_SMEM_VOLTA_MAX(BSA_SMEM_VOLTA_TILE(dp), 4 * 16 * 64 * 4) +                        \
      2 * BSA_SMEM_VOLTA_TILE(dp) + (size_t)4 * 16 * (dp)*4)
+/* above head dim 64 the dQ kernel's dO tile has its own space (dq_do_smem) */
 #define BSA_SMEM_VOLTA_DQ(dp)                                                                      \
-    ((size_t)BSA_SMEM_VOLTA_MAX(2 * BSA_SMEM_VOLTA_TILE(dp), 4 * 2 * 16 * 64 * 4) +                \
-     2 * BSA_SMEM_VOLTA_TILE(dp))
+    ((size_t)BSA_SMEM_VOLTA_MAX(((dp) > 64 ? 1 : 2) * BSA_SMEM_VOLTA_TILE(dp),                     \
+                                4 * 2 * 16 * 64 * 4) +                                             \
+     ((dp) > 64 ? 3 : 2) * BSA_SMEM_VOLTA_TILE(dp))
 #define BSA_SMEM_VOLTA_DKDV(dp)                                                                    \
     ((size_t)4 * BSA_SMEM_VOLTA_TILE(dp) + 4 * (16 * 64 * 6) + 2 * 64 * 4)
 
