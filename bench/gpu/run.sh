@@ -12,7 +12,8 @@
 #      its runs alternating with this version's, for before/after figures,
 #   4. runs the reduced GPU suite under compute-sanitizer memcheck, racecheck and initcheck,
 #   5. prints the summary table last.
-# STAGES=build,test,bench,peers,sanitize selects steps (SAN_TOOLS the sanitizer's tools);
+# STAGES=build,test,torch,bench,peers,sanitize selects steps (torch: the
+# python/tests/gpu suites, run beside the C suites) (SAN_TOOLS the sanitizer's tools);
 # logs go to $OUT (or bench/gpu/out).
 # CMAKE_EXTRA: more CMake flags (e.g. -DCMOCKA_INCLUDE_DIR=... -DCMOCKA_LIBRARY=...
 # for a cmocka carried to a machine without it: the tests need it).
@@ -29,7 +30,7 @@ has() { [[ ",$STAGES," == *",$1,"* ]]; }
 # into one on every exit, also when a time limit stops the script (a run
 # stopped in its peer stage once lost every test log).
 fold_logs() {
-    for f in device.txt build.log build_base.log test_cuda.log test_cuda_features.log test_cuda_reliability.log ctest.log sanitize_memcheck.log sanitize_racecheck.log sanitize_initcheck.log \
+    for f in device.txt build.log build_base.log test_cuda.log test_cuda_features.log test_cuda_reliability.log ctest.log torch_tests.log sanitize_memcheck.log sanitize_racecheck.log sanitize_initcheck.log \
         bsa_bench.err peers.err; do
         [ -f "$OUT/$f" ] && { echo "######## $f"; cat "$OUT/$f"; rm -f "$OUT/$f"; }
     done >>"$OUT/logs.txt"
@@ -72,6 +73,14 @@ if has build; then
     fi
 fi
 
+torch_pid=
+if has torch; then
+    # the torch tests (python/tests/gpu) beside the C suites: correctness only
+    BSA_LIBRARY="$PWD/$BUILD/libbsa.so" timeout ${TORCH_TIMEOUT:-400} sh python/tests/gpu/run_torch_tests.sh \
+        >"$OUT/torch_tests.log" 2>&1 &
+    torch_pid=$!
+fi
+
 if has test; then
     for t in test_cuda test_cuda_features test_cuda_reliability; do
         t0=$(date +%s)
@@ -87,6 +96,12 @@ if has test; then
             -E '^(test_cuda|test_cuda_features|test_cuda_reliability)$') >"$OUT/ctest.log" 2>&1
         note "ctest (all): rc=$? $(grep 'tests passed' "$OUT/ctest.log")"
     fi
+fi
+
+if [ -n "$torch_pid" ]; then
+    wait "$torch_pid"
+    note "torch tests: rc=$? $(grep -E 'passed' "$OUT/torch_tests.log" | tail -1)"
+    grep -E "FAIL|Error" "$OUT/torch_tests.log" | head -20
 fi
 
 if has bench; then
