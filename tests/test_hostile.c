@@ -70,7 +70,9 @@ static void extreme_logits_stay_finite(void **state)
     hz_extreme(&cpu, BSA_DTYPE_F16, 50.0, 1e-2, 1e-2);
     hz_extreme(&cpu, BSA_DTYPE_BF16, 50.0, 3e-2, 3e-2);
     /* inputs at f16's largest values (65504); bf16 near 1e18, logits near
-     * 1e36 (fp32 logits stay finite): gradients finite only */
+     * 1e36 (fp32 logits stay finite); f32 at 1e5, logits near 1e10:
+     * gradients finite only */
+    hz_extreme(&cpu, BSA_DTYPE_F32, 1e5, 1e-2, 0.0);
     hz_extreme(&cpu, BSA_DTYPE_F16, 65504.0, 1e-2, 0.0);
     hz_extreme(&cpu, BSA_DTYPE_BF16, 1e18, 3e-2, 0.0);
 }

@@ -153,7 +153,7 @@ template <typename T> __global__ void ref_dq(const bsa_cuda_params p)
                     s += ld(q + d) * ld(kr + d);
                 for (int d = 0; d < p.dim_v; ++d)
                     dp += ld(dout + d) * ld(vr + d);
-                float pr = expf(s * p.scale - lse);
+                float pr = expf(fminf(s * p.scale - lse, 0.f)); /* at most 1 */
                 float ds = pr * (dp - dl);
                 for (int d = 0; d < p.dim; ++d)
                     acc[d] += ds * ld(kr + d);
@@ -208,7 +208,7 @@ template <typename T> __global__ void ref_dkdv(const bsa_cuda_params p)
                     s += ld(qr + d) * ld(kr + d);
                 for (int d = 0; d < p.dim_v; ++d)
                     dp += ld(dr + d) * ld(vr + d);
-                float pr = expf(s * p.scale - lse);
+                float pr = expf(fminf(s * p.scale - lse, 0.f)); /* at most 1 */
                 float ds = pr * (dp - p.delta[li]);
                 for (int d = 0; d < p.dim_v; ++d)
                     adv[d] += pr * ld(dr + d);

@@ -139,6 +139,11 @@ template <int N> __device__ __forceinline__ void scale_rows(float *acc, const fl
         acc[e] *= f[slot(e)];
 }
 
+/* |c max(s)| from which the softmax's exponents are taken from the
+ * rounded products c s (softmax_step): 2^20, where fp32's spacing is
+ * 1/8, far below any overflow and far above the logits of training. */
+constexpr float kWideExponent = 1048576.f;
+
 /* One online-softmax step (base 2) over a warp's 16 x 64 scores s: scales
  * them by scale_log2, updates the row maxima m and sums l, leaves the
  * unnormalised probabilities in s and in alpha the factor the output
@@ -177,6 +182,21 @@ __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float
         mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
         alpha[r] = fast_exp2(m[r] - mu[r]);
         m[r] = mn;
+    }
+    /* fma(s, c, -mu) is the exact c s less the rounded c max(s): for the
+     * row's largest score the residual is half an ulp of mu, which past
+     * |mu| ~ 2^31 overflows 2^x.  Rows that large (logits ~1e6 and up)
+     * take the rounded product instead, round(c s) <= round(c max(s)) = mu,
+     * so that every exponent is <= 0; other rows keep the one fma. */
+    bool wide = false;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        wide = wide || fabsf(mu[r]) >= kWideExponent;
+    if (wide && c != 1.f) {
+#pragma unroll
+        for (int e = 0; e < elems<kTile>(); ++e)
+            s[e] *= c;
+        c = 1.f;
     }
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
@@ -530,11 +550,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
     }
 }
 
-/* P = exp2(s * scale_log2 + off) with off = lse_offset(lse): masked
- * scores (-inf) and rows without keys (off -inf) give exp2(-inf) = 0. */
+/* P = exp2(min(s * scale_log2 + off, 0)) with off = lse_offset(lse):
+ * masked scores (-inf) and rows without keys (off -inf) give exp2(-inf) =
+ * 0.  A probability is at most 1: the cap keeps the rounding of the
+ * forward's lse, which at logits of ~1e6 and up exceeds 1 in the exponent,
+ * from giving probabilities above 1 or infinite ones (the CPU backend
+ * caps them the same way). */
 __device__ __forceinline__ float prob(float s, float scale_log2, float off)
 {
-    return fast_exp2(fmaf(s, scale_log2, off));
+    return fast_exp2(fminf(fmaf(s, scale_log2, off), 0.f));
 }
 
 /* The rest of a dK/dV step once a warp's masked scores s = S^T (its 16

@@ -238,7 +238,8 @@ __device__ __forceinline__ int ds_at(int row, int col)
 
 __device__ __forceinline__ float prob(float s, float scale_log2, float lse_log2)
 {
-    return lse_log2 == -CUDART_INF_F ? 0.f : exp2f(s * scale_log2 - lse_log2);
+    /* at most 1: see tc_kernels.cuh's prob() */
+    return lse_log2 == -CUDART_INF_F ? 0.f : exp2f(fminf(s * scale_log2 - lse_log2, 0.f));
 }
 
 template <int DP>
