@@ -2,7 +2,9 @@
 """Runs every test_*.py here without pytest (the GPU machine's entry point,
 run_torch_tests.sh): each module's test_* functions, then one closing line
 "N passed, N failed, N skipped" over all of them.  Skips (unittest.SkipTest)
-print their reason."""
+print their reason.  With BSA_REQUIRE_GPU=1 (run_torch_tests.sh sets it where
+nvidia-smi lists a GPU) a skip is a failure: on a GPU machine every test must
+run, so that a missing CUDA path cannot pass as a skip."""
 
 import importlib
 import os
@@ -11,6 +13,7 @@ import traceback
 import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+REQUIRE_GPU = os.environ.get("BSA_REQUIRE_GPU") == "1"
 sys.path.insert(0, HERE)
 
 
@@ -25,8 +28,12 @@ def run_module(mod, totals=None):
             print(f"PASS {mod.__name__}.{name}", flush=True)
             counts[0] += 1
         except unittest.SkipTest as e:
-            print(f"SKIP {mod.__name__}.{name}: {e}", flush=True)
-            counts[2] += 1
+            if REQUIRE_GPU:
+                print(f"FAIL {mod.__name__}.{name}: skipped on a GPU machine: {e}", flush=True)
+                counts[1] += 1
+            else:
+                print(f"SKIP {mod.__name__}.{name}: {e}", flush=True)
+                counts[2] += 1
         except Exception:  # noqa: BLE001 - report and go on
             print(f"FAIL {mod.__name__}.{name}", flush=True)
             traceback.print_exc()
@@ -45,13 +52,13 @@ def main(names):
         try:
             mod = importlib.import_module(name)
         except unittest.SkipTest as e:
-            print(f"SKIP {name}: {e}")
-            totals[2] += 1
+            print(f"{'FAIL' if REQUIRE_GPU else 'SKIP'} {name}: {e}")
+            totals[1 if REQUIRE_GPU else 2] += 1
             continue
         except BaseException as e:  # noqa: BLE001 - pytest's module-level skip, or a broken module
             if type(e).__name__ == "Skipped":  # pytest.skip(allow_module_level=True): no torch
-                print(f"SKIP {name}: {e}")
-                totals[2] += 1
+                print(f"{'FAIL' if REQUIRE_GPU else 'SKIP'} {name}: {e}")
+                totals[1 if REQUIRE_GPU else 2] += 1
                 continue
             if isinstance(e, (KeyboardInterrupt, SystemExit)):
                 raise
