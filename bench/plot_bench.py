@@ -15,7 +15,10 @@ Reads JSON lines of three kinds (other lines are ignored):
     A peer's rate is bsa's block FLOPs of the same problem over the peer's
     time, so rates compare as the times do (higher = faster).
 bsa bench's separate fwd and bwd rows also give a fwd+bwd row (their sum).
-Writes PREFIX_seq.png and PREFIX_density.png (default PREFIX: bench).
+Writes PREFIX_seq.png and PREFIX_density.png (default PREFIX: bench) and,
+from gpu_bench rows and their peers, PREFIX_configs.png: per benchmark
+configuration, each one's fwd and fwd+bwd time as bars, the median of its
+repeated rows with a min-max whisker (bench/gpu/run.sh's REPS runs).
 """
 
 import argparse
@@ -48,6 +51,7 @@ def pattern_of(name):
 def _rec(r, series, pattern, pass_, time_ms, gflops):
     return dict(
         device=r.get("device", "?"),
+        config=r.get("name"),
         series=series,
         pattern=pattern,
         pass_=pass_,
@@ -246,6 +250,71 @@ def plot_vs_density(recs, path):
     return True
 
 
+PEER_LABELS = {
+    "flex": "Flex",
+    "flex-permuted": "Flex (permuted)",
+    "sdpa-cudnn-causal": "cuDNN causal",
+    "sdpa-cudnn-dense": "cuDNN dense",
+    "sdpa-flash-causal": "FA2 causal",
+    "sdpa-flash-dense": "FA2 dense",
+}
+
+
+def _who(series):
+    """'bsa cuda-wgmma-sm90a' -> 'bsa' (the implementation varies by config)."""
+    return "bsa" if series.startswith("bsa") else PEER_LABELS.get(series, series)
+
+
+def plot_by_config(recs, path):
+    """Grouped bars: per gpu_bench configuration, bsa and every peer timed on
+    it, fwd above and fwd+bwd below; median of the repeated rows, whiskers
+    from min to max."""
+    import matplotlib.pyplot as plt
+
+    recs = [r for r in recs if r.get("config") and r["pass_"] in ("fwd", "fwd+bwd")]
+    configs = sorted({r["config"] for r in recs if r["series"].startswith("bsa")})
+    recs = [r for r in recs if r["config"] in configs]
+    if not configs:
+        return False
+    whos = sorted({_who(r["series"]) for r in recs}, key=lambda w: (w != "bsa", w))
+    color = _style(whos)
+    color["bsa"] = "black"
+    times = collections.defaultdict(list)
+    for r in recs:
+        times[(r["config"], _who(r["series"]), r["pass_"])].append(r["time_ms"])
+    width = 0.8 / len(whos)
+    fig, axes = plt.subplots(2, 1, figsize=(max(8.0, 1.3 * len(configs) * len(whos) / 3), 8))
+    for ax, pas in zip(axes, ("fwd", "fwd+bwd")):
+        for i, who in enumerate(whos):
+            xs, med, lo, hi = [], [], [], []
+            for j, cfg in enumerate(configs):
+                t = sorted(times.get((cfg, who, pas), []))
+                if not t:
+                    continue
+                m = t[len(t) // 2] if len(t) % 2 else 0.5 * (t[len(t) // 2 - 1] + t[len(t) // 2])
+                xs.append(j + (i - (len(whos) - 1) / 2) * width)
+                med.append(m)
+                lo.append(m - t[0])
+                hi.append(t[-1] - m)
+            if xs:
+                ax.bar(xs, med, width, color=color[who], label=who, yerr=[lo, hi], capsize=2)
+        ax.set_xticks(range(len(configs)))
+        ax.set_xticklabels(configs, rotation=20, ha="right", fontsize=8)
+        ax.set_yscale("log")
+        ax.set_ylabel(f"{pas} time (ms, lower is faster)")
+        ax.grid(True, axis="y", which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=min(4, len(whos)))
+    reps = max(len(v) for (c, w, p), v in times.items() if w == "bsa")
+    fig.suptitle(
+        _title(recs, "bsa against its peers per configuration")
+        + f"\nbsa: median of {reps} runs, whiskers min-max"
+    )
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="JSON-lines files")
@@ -271,7 +340,11 @@ def main(argv=None):
         print("plot_bench: no benchmark rows found", file=sys.stderr)
         return 1
     wrote = []
-    for suffix, fn in (("seq", plot_vs_seq), ("density", plot_vs_density)):
+    for suffix, fn in (
+        ("seq", plot_vs_seq),
+        ("density", plot_vs_density),
+        ("configs", plot_by_config),
+    ):
         path = f"{a.out}_{suffix}.png"
         if fn(recs, path):
             wrote.append(path)
