@@ -43,6 +43,8 @@ static const cfg configs[] = {
     {"all-d128", BSA_PATTERN_ALL, 8192, 128, 0, 0, 0, 8, 128, 0},
     {"all-d64", BSA_PATTERN_ALL, 8192, 128, 0, 0, 0, 16, 64, 0},
     {"all-d64-b64", BSA_PATTERN_ALL, 8192, 64, 0, 0, 0, 16, 64, 0},
+    {"all-d128-t16k", BSA_PATTERN_ALL, 16384, 128, 0, 0, 0, 8, 128, 0},
+    {"all-d64-t16k", BSA_PATTERN_ALL, 16384, 128, 0, 0, 0, 16, 64, 0},
     {"strided-L128-b32", BSA_PATTERN_STRIDED, 16384, 32, 128, 0, 0, 16, 64, 0},
     {"fixed-L128-b32", BSA_PATTERN_FIXED, 16384, 32, 128, 4, 1, 16, 64, 0},
     {"local-L256-b64", BSA_PATTERN_LOCAL, 8192, 64, 256, 0, 0, 16, 64, 0},

@@ -132,7 +132,7 @@ fi
 if has peers; then
     : >"$OUT/peers.jsonl"
     : >"$OUT/peers.err"
-    for cfg in ${PEER_CONFIGS:-all-d128 all-d64 strided-L128-b32 fixed-L128-b32 local-L256-b64 gqa-all-d128 varlen-all-d128}; do
+    for cfg in ${PEER_CONFIGS:-all-d128 all-d64 all-d128-t16k all-d64-t16k strided-L128-b32 fixed-L128-b32 local-L256-b64 gqa-all-d128 varlen-all-d128}; do
         PYTHONUNBUFFERED=1 timeout ${PEER_TIMEOUT:-150} python3 bench/peers/flex_peer.py "$cfg" \
             >>"$OUT/peers.jsonl" 2>>"$OUT/peers.err" || echo "peer $cfg: rc=$?" >>"$OUT/peers.err"
     done

@@ -99,6 +99,16 @@ for k in ("fwd_block_tflops", "fwdbwd_block_tflops"):
     line(f"local L256 b64 {k} / all (d64, b128)", rate("local-L256-b64", k) / base, 0.7)
     line(f"random 10% b32 {k} / all (d64, b128)", rate("random10-b32", k) / base, 0.5)
 out.append("")
+out.append("issue 24 (Hopper training speed), speed ratio = peer ms / bsa ms:")
+for n in ("all-d128", "all-d64", "all-d128-t16k", "all-d64-t16k"):
+    for k, lab in (("fwd_ms", "fwd"), ("fwdbwd_ms", "fwd+bwd")):
+        line(f"{n} {lab} vs cuDNN", ratio(n, "sdpa-cudnn-causal", k), 1.0)
+for k in ("fwd_block_tflops", "fwdbwd_block_tflops"):
+    line(f"local L256 b64 {k} / all (d64, b128)",
+         rate("local-L256-b64", k) / rate("all-d64", k), 0.8)
+line("random 10% b32 d128 fwdbwd_block_tflops / all (d128)",
+     rate("random10-b32-d128", "fwdbwd_block_tflops") / rate("all-d128", "fwdbwd_block_tflops"), 0.5)
+out.append("")
 out.append("beyond the seed (issue 7), speed ratio = peer ms / bsa ms:")
 for n, p in (("gqa-all-d128", "flex"), ("gqa-all-d128", "sdpa-flash-causal"),
              ("varlen-all-d128", "flex")):

@@ -150,11 +150,18 @@ def main():
         return only in n
 
     for name, h, d in (("all-d128", 8, 128), ("all-d64", 16, 64)):
-        if want(name):
+        if want(name) and not only.endswith("-t16k"):
             guarded(run_flex, name, causal, h, 8192, d, False)
             for backend in SDPA_BACKENDS:
                 guarded(run_sdpa, name, h, 8192, d, True, backend=backend)
                 guarded(run_sdpa, name, h, 8192, d, False, backend=backend)
+    # causal at T = 16384 (batch 4): named exactly, so that "all-d128" alone
+    # does not also run these
+    for name, h, d in (("all-d128-t16k", 8, 128), ("all-d64-t16k", 16, 64)):
+        if only == name:
+            guarded(run_flex, name, causal, h, 16384, d, False)
+            for backend in SDPA_BACKENDS:
+                guarded(run_sdpa, name, h, 16384, d, True, backend=backend)
 
     if want("strided-L128-b32"):
         L, t = 128, 16384
