@@ -58,7 +58,7 @@ constexpr int kRows = 1;
 /* The forward holds Q's fragments in registers up to this head dim: a
  * wave32 WMMA lane holds twice a wave64 lane's accumulators and scores,
  * and with Q's 128 columns too they spilled (gfx1100, gfx1201) */
-constexpr int kQRegsMax = BSA_HIP_WMMA ? 64 : 128;
+constexpr int kQRegsMax = BSA_HIP_WMMA == 11 ? 32 : BSA_HIP_WMMA ? 64 : 128;
 
 template <int N> constexpr int elems()
 {
@@ -421,36 +421,57 @@ store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int r
     }
 }
 
+/* One value's mask test under a sub-block code that is not FULL; kblk:
+ * under a PRED code of a gathered key tile, the layout key block of the
+ * value's key (tile_row's lookup, done once for its group). */
+template <bool transposed>
+__device__ __forceinline__ void mask_one(float &s, const bsa_cuda_params &p, int code,
+                                         int row_tile0, int col_tile0, int rw, int cl,
+                                         const int32_t *kgrp, int kblk)
+{
+    int q = transposed ? col_tile0 + cl : row_tile0 + rw;
+    int kn = transposed ? row_tile0 + rw : col_tile0 + cl;
+    bool keep;
+    if (code == BSA_CUDA_SUB_ABSENT) {
+        keep = false;
+    } else if (code == BSA_CUDA_SUB_PRED) {
+        const int r = transposed ? rw : cl; /* the key's row in its tile */
+        int k = !kgrp ? kn : kblk < 0 ? p.seq_k : (kblk << p.log2g) + (r & ((1 << p.log2g) - 1));
+        keep = pred_keep(p.pred, q, k);
+    } else {
+        keep = keep_code(p, code, q, kn);
+    }
+    if (!keep)
+        s = -CUDART_INF_F;
+}
+
 /* Masked elements of a 16 x 64 result to -inf (transposed: owner rows are
- * keys, columns queries), one sub-block code read per element. */
+ * keys, columns queries).  A lane's values come in groups of G within one
+ * 8-column chunk of the tile, and sub-blocks are at least 8 wide (layout
+ * blocks of 8 or more): one sub-block code read and one FULL test per
+ * group, not per value (per-value branches cost the wave32 tiles their
+ * registers). */
 template <bool transposed>
 __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, const int32_t *sub,
                                            int row_tile0, int col_tile0, int warp, int lane,
                                            const int32_t *kgrp)
 {
     const int rw = warp * 16 + (lane & 15);
+    constexpr int G = kInterleaved ? 4 : kEPB < 8 ? kEPB : 8;
+    static_assert(elems<kTile>() % G == 0, "mask groups");
 #pragma unroll
-    for (int e = 0; e < elems<kTile>(); ++e) {
-        const int cl = col(lane, e);
-        int code = transposed ? __ldg(sub + (cl >> p.log2g) * p.ns + (rw >> p.log2g))
-                              : __ldg(sub + (rw >> p.log2g) * p.ns + (cl >> p.log2g));
+    for (int e0 = 0; e0 < elems<kTile>(); e0 += G) {
+        const int cl0 = col(lane, e0);
+        const int code = transposed ? __ldg(sub + (cl0 >> p.log2g) * p.ns + (rw >> p.log2g))
+                                    : __ldg(sub + (rw >> p.log2g) * p.ns + (cl0 >> p.log2g));
         if (code == BSA_CUDA_SUB_FULL)
             continue;
-        int q = transposed ? col_tile0 + cl : row_tile0 + rw;
-        int kn = transposed ? row_tile0 + rw : col_tile0 + cl;
-        bool keep;
-        if (code == BSA_CUDA_SUB_ABSENT) {
-            keep = false;
-        } else if (code == BSA_CUDA_SUB_PRED) {
-            int k = kgrp ? tile_row(kgrp, p.log2g, 0, kn - (transposed ? row_tile0 : col_tile0),
-                                    p.seq_k)
-                         : kn;
-            keep = pred_keep(p.pred, q, k);
-        } else {
-            keep = keep_code(p, code, q, kn);
-        }
-        if (!keep)
-            s[e] = -CUDART_INF_F;
+        int kblk = 0; /* the group's keys lie in one key block */
+        if (kgrp && code == BSA_CUDA_SUB_PRED)
+            kblk = __ldg(kgrp + ((transposed ? rw : cl0) >> p.log2g));
+#pragma unroll
+        for (int e = e0; e < e0 + G; ++e)
+            mask_one<transposed>(s[e], p, code, row_tile0, col_tile0, rw, col(lane, e), kgrp, kblk);
     }
 }
 
