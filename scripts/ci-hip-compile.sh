@@ -19,10 +19,10 @@
 #   - on RDNA3 / RDNA4 (gfx11xx, gfx12xx) contains v_wmma instructions
 #     (the backward above head dim 64 excepted: the list never runs it
 #     there, its instances are traps; tc_kernels.cuh),
-#   - on CDNA has zero scratch (.private_segment_fixed_size) and zero
-#     spilled VGPRs (SGPR spills go to VGPR lanes, not memory: reported,
-#     not failed); on RDNA3 / RDNA4 scratch and spills are reported and
-#     counted, not failed: several wave32 WMMA kernels spill (an open item,
+#   - has zero scratch (.private_segment_fixed_size) and zero spilled VGPRs
+#     (SGPR spills go to VGPR lanes, not memory: reported, not failed);
+#     on RDNA3 (gfx11xx) scratch and spills are reported and counted, not
+#     failed: a few of its wave32 WMMA kernels spill (an open item,
 #     backends/hip/README.md).
 # gfx1030's FMA tile is compiled and reported, not held to the rule.
 # Prints one table per target (kernel, target, MFMA / WMMA count, VGPRs,
@@ -212,13 +212,17 @@ for a in $all_archs; do
         echo "$nomm" >&2
         fail=1
     fi
-    if [ -n "$spill" ] && [ $kind = MFMA ]; then
+    # gfx11 (RDNA3) spills in a few kernels: reported, not failed (open)
+    strict=1
+    case $a in gfx11*) strict=0 ;; esac
+    if [ -n "$spill" ] && [ $strict = 1 ]; then
         echo "bsa ci: FAIL on $a: attention kernels with scratch / VGPR spills:" >&2
         echo "$spill" >&2
         fail=1
     elif [ -n "$spill" ]; then
-        # RDNA3 / RDNA4: a wave32 lane holds twice a wave64 lane's
-        # accumulators; these spills are an open item (backends/hip/README.md)
+        # RDNA3: a wave32 lane holds twice a wave64 lane's accumulators, and
+        # gfx11's WMMA operands twice gfx12's; an open item
+        # (backends/hip/README.md)
         echo "bsa ci: $a: $(echo "$spill" | grep -c .) of $nc $kind kernels use scratch / spill VGPRs (reported, not failed: an open item)"
     fi
     if [ -z "$nomm" ] && [ -z "$spill" ]; then
