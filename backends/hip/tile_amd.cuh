@@ -251,9 +251,10 @@ __device__ __forceinline__ void abt(float *acc, const uint32_t (*af)[kAW], const
     for (int kk = 0; kk < DP / 16; ++kk) {
         bsa_wop b = REG ? fragw(af[kk]) : loadw(sa + o * sr + kk * 16 + k0);
 #pragma unroll
-        for (int jb = 0; jb < kTile / 16; ++jb)
+        for (int jb = 0; jb < kTile / 16; ++jb) {
             wmma<T>(acc + 8 * jb, loadw(sb + (16 * jb + o) * sr + kk * 16 + k0), b);
-        BSA_WMMA_SCHED_FENCE();
+            BSA_WMMA_SCHED_FENCE();
+        }
     }
 #else /* rolled k loops: the element loops stay unrolled (registers) */
 #pragma unroll 1
