@@ -1,29 +1,54 @@
 #!/bin/sh
-# CI (no AMD GPU): builds the HIP backend for gfx90a, gfx940 (CDNA, MFMA)
-# and gfx1030 (RDNA, no MFMA) with Debian's hipcc, through CMake: the real
-# target bsa_hip_objects (backends/hip/CMakeLists.txt), so that every file the
-# build has is compiled here and none can be missed.  Then inspects the device
-# assembly of the CDNA code objects (BSA_HIP_EXTRA_FLAGS=-save-temps=obj leaves
-# NAME-hip-amdgcn-amd-amdhsa-ARCH.s next to each object).  Fails when a compile
-# fails, or unless every tensor-core attention kernel of the shared CUDA
-# source (bsa_cuda::fwd_kernel, fwd2_kernel, dq_kernel, dkdv_kernel) of
-# gfx90a and gfx940
-#   - contains v_mfma instructions,
-#   - has zero scratch (.private_segment_fixed_size) and zero spilled VGPRs.
-# Prints the per-kernel resource report (all kernels, all targets; the scalar
-# reference kernels are listed for information only: they keep per-row arrays
-# in scratch by design and never use MFMA).
-# Env: JOBS (default 2); BSA_HIP_ARCHS (default "gfx90a gfx940 gfx1030");
-# BSA_CI_BUILD_HIP (build directory, default build-ci-hip); BSA_CI_KEEP=1
-# keeps the objects of an earlier run (incremental: only what changed is
-# rebuilt, and its time is what is printed).
+# CI (no AMD GPU): builds the HIP backend through CMake, the real targets of
+# backends/hip/CMakeLists.txt, so that every file the build has is compiled
+# here and none can be missed:
+#   - bsa_hip_objects: the library's objects, Debian's hipcc 5.2 (clang 15)
+#     for gfx90a, gfx940 (CDNA, MFMA) and gfx1030 (RDNA2, the FMA tile);
+#   - bsa_hip_device_check: device code only, for the targets hipcc 5.2
+#     cannot build, each with a newer Debian clang against the same HIP 5.2
+#     headers: gfx942 (MI300X) and gfx1100 (RDNA3) with clang-19, gfx950
+#     (MI355X) and gfx1201 (RDNA4) with clang-22 (not in the library: see
+#     that file).
+# Then inspects the device assembly of every target (BSA_HIP_EXTRA_FLAGS=
+# -save-temps=obj leaves NAME-hip-amdgcn-amd-amdhsa-ARCH.s next to each
+# object).  Fails when a compile fails, or unless every tensor-core
+# attention kernel of the shared CUDA source (bsa_cuda::fwd_kernel,
+# dq_kernel, dkdv_kernel), forward and backward at head dims 64 and 128 at
+# least,
+#   - on CDNA (gfx90a, gfx94x, gfx950) contains v_mfma instructions,
+#   - on RDNA3 / RDNA4 (gfx11xx, gfx12xx) contains v_wmma instructions
+#     (the backward above head dim 64 excepted: the list never runs it
+#     there, its instances are traps; tc_kernels.cuh),
+#   - has zero scratch (.private_segment_fixed_size) and zero spilled VGPRs
+#     (SGPR spills go to VGPR lanes, not memory: reported, not failed);
+#     on RDNA3 (gfx11xx) scratch and spills are reported and counted, not
+#     failed: a few of its wave32 WMMA kernels spill (an open item,
+#     backends/hip/README.md).
+# gfx1030's FMA tile is compiled and reported, not held to the rule.
+# Prints one table per target (kernel, target, MFMA / WMMA count, VGPRs,
+# AGPRs, LDS, scratch, spills) of every kernel; the scalar reference kernels
+# are listed for information only (per-row arrays in scratch by design).
+# Env: JOBS (default 2); BSA_HIP_ARCHS (hipcc targets, default "gfx90a
+# gfx940 gfx1030"); BSA_HIP_CLANG_TARGETS (ARCH=COMPILER pairs, default
+# "gfx942=clang++-19 gfx950=clang++-22 gfx1100=clang++-19
+# gfx1201=clang++-22"; empty: none); BSA_CI_BUILD_HIP (build directory,
+# default build-ci-hip); BSA_CI_KEEP=1 keeps the objects of an earlier run
+# (incremental: only what changed is rebuilt, and its time is printed).
 set -eu
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-2}
 ARCHS=${BSA_HIP_ARCHS:-"gfx90a gfx940 gfx1030"}
+CLANG_TARGETS=${BSA_HIP_CLANG_TARGETS-"gfx942=clang++-19 gfx950=clang++-22 gfx1100=clang++-19 gfx1201=clang++-22"}
 BUILD=${BSA_CI_BUILD_HIP:-build-ci-hip}
 t0=$(date +%s)
-sh scripts/install-deps.sh hipcc libamdhip64-dev
+# the clang packages the device-code targets name (clang++-19: clang-19, lld-19)
+pkgs=""
+for t in $CLANG_TARGETS; do
+    v=${t##*clang++-}
+    case " $pkgs " in *" clang-$v "*) ;; *) pkgs="$pkgs clang-$v lld-$v" ;; esac
+done
+# shellcheck disable=SC2086 # word lists
+sh scripts/install-deps.sh hipcc libamdhip64-dev rocm-device-libs $pkgs
 command -v cmake >/dev/null || sh scripts/install-deps.sh cmake
 HIPCC=$(command -v hipcc || true)
 if [ -z "$HIPCC" ]; then
@@ -49,26 +74,31 @@ clean=--clean-first
 if [ "${BSA_CI_KEEP:-0}" = 1 ]; then clean=""; else rm -f "$obj"/*-hip-amdgcn-amd-amdhsa-*.s; fi
 # shellcheck disable=SC2086 # ARCHS is a word list
 archlist=$(echo $ARCHS | tr ' ' ';')
+# shellcheck disable=SC2086
+clanglist=$(echo $CLANG_TARGETS | tr ' ' ';')
 t1=$(date +%s)
 if ! { cmake -S . -B "$BUILD" -DBSA_WITH_CUDA=OFF -DBSA_WITH_HIP=ON \
-    -DBSA_HIP_ARCHITECTURES="$archlist" -DBSA_HIP_EXTRA_FLAGS=-save-temps=obj \
+    -DBSA_HIP_ARCHITECTURES="$archlist" -DBSA_HIP_CLANG_TARGETS="$clanglist" \
+    -DBSA_HIP_EXTRA_FLAGS=-save-temps=obj \
     -DBSA_BUILD_TESTS=OFF -DBSA_BUILD_TOOLS=OFF -DBSA_WITH_CPU_DNNL=OFF &&
-    cmake --build "$BUILD" --target bsa_hip_objects -j "$JOBS" $clean; } >"$log" 2>&1; then
+    cmake --build "$BUILD" --target bsa_hip_objects bsa_hip_device_check -j "$JOBS" $clean; } \
+    >"$log" 2>&1; then
     filter "$log" | tail -n 40 >&2
     echo "bsa ci: the HIP build failed (log: $log)" >&2
     exit 1
 fi
-echo "bsa ci: HIP backend for $ARCHS with $("$HIPCC" --version 2>/dev/null | grep -i 'clang version' | head -1): $(($(date +%s) - t1)) s"
+echo "bsa ci: HIP backend for $ARCHS with $("$HIPCC" --version 2>/dev/null | grep -i 'clang version' | head -1); device code for $CLANG_TARGETS: $(($(date +%s) - t1)) s"
 warn=$(filter "$log" | grep -c 'warning:' || true)
 echo "bsa ci: $warn compiler warning lines in $log"
 
-# report FILE: one line per kernel: name, v_mfma count, scratch bytes,
-# SGPR / VGPR spills, VGPRs, AGPRs, LDS bytes, wave size.
+# report FILE ARCH: one line per kernel: mangled name, target, v_mfma /
+# v_wmma count, VGPRs, AGPRs, LDS bytes, scratch bytes, SGPR / VGPR spills,
+# wave size.
 report() {
-    awk '
-    /^_Z[^ ]*:/ { fn = $1; sub(/:.*/, "", fn); mf[fn] = 0; next }
+    awk -v arch="$2" '
+    /^_Z[^ ]*:/ { fn = $1; sub(/:.*/, "", fn); mm[fn] = 0; next }
     /^\.Lfunc_end/ { fn = ""; next }
-    fn != "" && /v_mfma/ { mf[fn]++; next }
+    fn != "" && /v_mfma|v_wmma/ { mm[fn]++; next }
     /^  - \./ { flush(); }
     /^      - |^        / { next }  # argument lists
     /^ *(- )?\.[a-z_]+:/ {
@@ -77,20 +107,62 @@ report() {
     }
     /^amdhsa\.target|^\.\.\./ { flush() }
     function flush() {
-        if (rec[".name"] != "" && rec[".name"] in mf)
-            printf "%s mfma=%d scratch=%s sgpr_spill=%s vgpr_spill=%s vgpr=%s agpr=%s lds=%s wave=%s\n",
-                rec[".name"], mf[rec[".name"]], rec[".private_segment_fixed_size"],
-                rec[".sgpr_spill_count"], rec[".vgpr_spill_count"], rec[".vgpr_count"],
+        if (rec[".name"] != "" && rec[".name"] in mm)
+            printf "%s %s %d %s %s %s %s %s %s %s\n",
+                rec[".name"], arch, mm[rec[".name"]], rec[".vgpr_count"],
                 rec[".agpr_count"] == "" ? 0 : rec[".agpr_count"],
-                rec[".group_segment_fixed_size"], rec[".wavefront_size"]
+                rec[".group_segment_fixed_size"], rec[".private_segment_fixed_size"],
+                rec[".sgpr_spill_count"], rec[".vgpr_spill_count"], rec[".wavefront_size"]
         delete rec
     }
     END { flush() }' "$1"
 }
 
+# lds SHORTNAME: the dynamic LDS a tile kernel is launched with on AMD
+# (backends/gpu/kernel_smem.h, AMD rows: one K/V stage above head dim 64;
+# at 128 the backward's own-row operands in registers), "-" for others
+lds_of() {
+    set -- $(echo "$1" | sed -n 's/^\([a-z_0-9]*\)<[a-z0-9]*,\([0-9]*\),[a-z]*,[a-z]*,*[a-z]*,*\([0-9]*\)>$/\1 \2 \3/p')
+    [ $# -ge 2 ] || { echo -; return; }
+    te=$((64 * ($2 + 8) * 2))
+    st=1; [ "$2" -le 64 ] && st=2
+    own=2; [ "$2" -eq 128 ] && own=0
+    case $1 in
+    fwd_kernel) echo $(((1 + 2 * st) * te)) ;;
+    dq_kernel) dst=$st; [ "$2" -eq 128 ] && dst=1; echo $(((own + 2 * dst) * te)) ;;
+    dkdv_kernel) k=${3:-$st}; echo $(((own + 2 * k) * te + 2 * k * 256)) ;;
+    *) echo - ;;
+    esac
+}
+
+# table FILE: the report as a table, kernel names demangled and shortened;
+# lds: static + the launch's dynamic LDS
+table() {
+    printf '    %-46s %-8s %4s %5s %5s %6s %7s %6s %6s %4s\n' kernel target mm vgpr agpr lds \
+        scratch sspill vspill wave
+    # (names of their own: the caller's loop variable is "a")
+    while read -r kn ka kmm kvg kag klds kscr kss kvs kwv; do
+        short=$(echo "$kn" | c++filt | sed -e 's/bsa_cuda:://g' -e 's/(bsa_cuda_params)//' \
+            -e 's/__half/f16/; s/hip_bfloat16/bf16/' -e 's/, /,/g' -e 's/^void //')
+        dyn=$(lds_of "$short")
+        [ "$dyn" = - ] || klds=$((klds + dyn))
+        short=$(echo "$short" | sed -e 's/_kernel</</' -e 's/true/1/g; s/false/0/g')
+        printf '    %-46s %-8s %4s %5s %5s %6s %7s %6s %6s %4s\n' "$short" "$ka" "$kmm" "$kvg" \
+            "$kag" "$klds" "$kscr" "$kss" "$kvs" "$kwv"
+    done <"$1"
+}
+
+# the tensor-core kernels shared with CUDA (tc_kernels.cuh: forward,
+# 128-row forward, dQ, dK/dV, whatever their template parameters)
+tk='^_ZN8bsa_cuda([0-9]+fwd_kernel|[0-9]+fwd2_kernel|9dq_kernel|11dkdv_kernel)I'
+bwd='^_ZN8bsa_cuda(9dq_kernel|11dkdv_kernel)I'
+# the padded head dim of a tile kernel: its first integer template argument
+dim_of() { sed -n 's/^[^ ]*I[0-9]*[a-z_0-9]*Li\([0-9]*\)E.*/\1/p'; }
+
 fail=0
-for a in $ARCHS; do
-    echo "bsa ci: $a kernels (name mfma scratch spills registers lds wave):"
+# shellcheck disable=SC2086
+all_archs="$ARCHS $(for t in $CLANG_TARGETS; do printf '%s ' "${t%%=*}"; done)"
+for a in $all_archs; do
     rep="$BUILD/report-$a.txt"
     : >"$rep"
     for s in "$obj"/*-hip-amdgcn-amd-amdhsa-"$a".s; do
@@ -99,29 +171,64 @@ for a in $ARCHS; do
             fail=1
             continue
         fi
-        report "$s" >>"$rep"
+        report "$s" "$a" >>"$rep"
     done
-    sed 's/^/    /' "$rep"
-    echo "bsa ci: $a: $(($(wc -l <"$rep"))) kernels"
-    case $a in gfx90a | gfx94*) ;; *) continue ;; esac
-    # the tensor-core kernels shared with CUDA (tc_kernels.cuh: forward,
-    # 128-row forward, dQ, dK/dV, whatever their template parameters):
-    # v_mfma, no scratch memory, no VGPR spills (SGPR spills go to VGPR
-    # lanes, not memory: reported above, not failed)
-    tk='^_ZN8bsa_cuda([0-9]+fwd_kernel|[0-9]+fwd2_kernel|9dq_kernel|11dkdv_kernel)I'
+    echo "bsa ci: $a: $(($(wc -l <"$rep"))) kernels (mm: v_mfma / v_wmma instructions)"
+    table "$rep"
+    case $a in
+    gfx90a | gfx94* | gfx950) kind=MFMA ;;
+    gfx11* | gfx12*) kind=WMMA ;;
+    *) continue ;;
+    esac
     n=$(grep -cE "$tk" "$rep" || true)
     if [ "$n" -eq 0 ]; then
         echo "bsa ci: FAIL: no tensor-core attention kernel found in the $a code object" >&2
         fail=1
         continue
     fi
-    bad=$(grep -E "$tk" "$rep" | grep -vE ' mfma=[1-9][0-9]* scratch=0 sgpr_spill=[0-9]+ vgpr_spill=0 ' || true)
-    if [ -n "$bad" ]; then
-        echo "bsa ci: FAIL on $a: attention kernels without MFMA, or with scratch / VGPR spills:" >&2
-        echo "$bad" >&2
+    # forward and backward at head dims 64 and 128 must be there
+    for k in 10fwd_kernel 9dq_kernel 11dkdv_kernel; do
+        for d in 64 128; do
+            if ! grep -qE "^_ZN8bsa_cuda${k}I[0-9]+[a-z_0-9]+Li${d}E" "$rep"; then
+                echo "bsa ci: FAIL on $a: no ${k#[0-9]*[0-9]} instance at head dim $d" >&2
+                fail=1
+            fi
+        done
+    done
+    # the rule: matrix instructions, no scratch, no VGPR spills; on WMMA
+    # targets the backward above head dim 64 is a trap (never chosen)
+    checked=$(grep -E "$tk" "$rep" | while read -r name rest; do
+        if [ $kind = WMMA ] && echo "$name" | grep -qE "$bwd" &&
+            [ "$(echo "$name" | dim_of)" -gt 64 ]; then
+            continue
+        fi
+        echo "$name $rest"
+    done)
+    nc=$(echo "$checked" | grep -c . || true)
+    nomm=$(echo "$checked" | awk '$3 == 0' || true)
+    spill=$(echo "$checked" | awk '$7 != 0 || $9 != 0' || true)
+    if [ -n "$nomm" ]; then
+        echo "bsa ci: FAIL on $a: attention kernels without $kind instructions:" >&2
+        echo "$nomm" >&2
         fail=1
-    else
-        echo "bsa ci: $a: $n tensor-core attention kernels checked (the CUDA source), all with v_mfma, no scratch, no VGPR spills"
+    fi
+    # gfx11 (RDNA3) spills in a few kernels: reported, not failed (open)
+    strict=1
+    case $a in gfx11*) strict=0 ;; esac
+    if [ -n "$spill" ] && [ $strict = 1 ]; then
+        echo "bsa ci: FAIL on $a: attention kernels with scratch / VGPR spills:" >&2
+        echo "$spill" >&2
+        fail=1
+    elif [ -n "$spill" ]; then
+        # RDNA3: a wave32 lane holds twice a wave64 lane's accumulators, and
+        # gfx11's WMMA operands twice gfx12's; an open item
+        # (backends/hip/README.md)
+        echo "bsa ci: $a: $(echo "$spill" | grep -c .) of $nc $kind kernels use scratch / spill VGPRs (reported, not failed: an open item)"
+    fi
+    if [ -z "$nomm" ] && [ -z "$spill" ]; then
+        echo "bsa ci: $a: $nc of $n tensor-core attention kernels checked (the CUDA source), all with $kind, no scratch, no VGPR spills"
+    elif [ -z "$nomm" ]; then
+        echo "bsa ci: $a: $nc of $n tensor-core attention kernels checked (the CUDA source), all with $kind"
     fi
 done
 echo "bsa ci: HIP compile and code-object check: $(($(date +%s) - t0)) s"

@@ -31,13 +31,31 @@
 
 /* ------------------------------------------------------------- the cards */
 
-enum { SM70, SM75, SM80, SM86, SM89, SM90, SM100, SM120, GFX90A, GFX942, GFX1100, N_CARDS };
+enum {
+    SM70,
+    SM75,
+    SM80,
+    SM86,
+    SM89,
+    SM90,
+    SM100,
+    SM120,
+    GFX90A,
+    GFX942,
+    GFX950,
+    GFX1030,
+    GFX1100,
+    GFX1201,
+    N_CARDS
+};
 
 /* Opt-in shared memory / LDS a block (vendor data sheets and CUDA's
- * occupancy tables: 96, 64, 163, 99, 99, 227, 227, 99 KB; 64 KB of LDS on
- * AMD).  Blackwell (sm_100: B200, 148 SMs; sm_120: RTX 5090, 170 SMs) as a
- * default build sees it: the library holds the sm_90a kernels (they are
- * not for these cards) and the driver the tensor-map encoder. */
+ * occupancy tables: 96, 64, 163, 99, 99, 227, 227, 99 KB; 64 KB of LDS a
+ * workgroup on AMD, 160 KB on gfx950 / MI355X).  AMD: MI250X (gfx90a),
+ * MI300X (gfx942), MI355X (gfx950), RX 6800 XT (gfx1030), RX 7900 XTX
+ * (gfx1100), RX 9070 XT (gfx1201); HIP runs RDNA in wave32.  Blackwell (sm_100: B200, 148 SMs;
+ * sm_120: RTX 5090, 170 SMs) as a default build sees it: the library holds the sm_90a kernels (they
+ * are not for these cards) and the driver the tensor-map encoder. */
 static const bsa_gpu_profile cards[N_CARDS] = {
     {BSA_GPU_NVIDIA, 70, "sm_70", 98304, 80, 32, 0},
     {BSA_GPU_NVIDIA, 75, "sm_75", 65536, 40, 32, 0},
@@ -49,7 +67,10 @@ static const bsa_gpu_profile cards[N_CARDS] = {
     {BSA_GPU_NVIDIA, 120, "sm_120", 101376, 170, 32, BSA_GPU_HAS_WGMMA | BSA_GPU_HAS_TMA},
     {BSA_GPU_AMD, 0, "gfx90a:sramecc+:xnack-", 65536, 104, 64, 0},
     {BSA_GPU_AMD, 0, "gfx942:sramecc+:xnack-", 65536, 304, 64, 0},
-    {BSA_GPU_AMD, 0, "gfx1100", 65536, 48, 32, 0},
+    {BSA_GPU_AMD, 0, "gfx950:sramecc+:xnack-", 163840, 256, 64, 0},
+    {BSA_GPU_AMD, 0, "gfx1030", 65536, 72, 32, 0},
+    {BSA_GPU_AMD, 0, "gfx1100", 65536, 96, 32, 0},
+    {BSA_GPU_AMD, 0, "gfx1201", 65536, 64, 32, 0},
 };
 
 static bsa_context_t ctx;
@@ -145,13 +166,15 @@ static size_t smem_expected(bsa_gpu_kernel k, int dp, int is_amd)
     const size_t te = (size_t)64 * (dp + 8) * 2; /* a padded 64-row tile, bytes */
     const size_t hw = (size_t)64 * dp * 2;       /* a Hopper 64-row tile */
     const int st = is_amd ? (dp <= 64 ? 2 : 1) : (dp <= 128 ? 2 : 1);
+    /* AMD at 128: the backward's own-row tiles (Q, dO / K, V) in registers */
+    const size_t own = is_amd && dp == 128 ? 0 : 2;
     switch (k.family) {
     case BSA_FAM_TILE:
         if (k.pass == BSA_PASS_FWD)
             return k.rows == 128 ? 6 * te : (1 + 2 * st) * te;
         if (k.pass == BSA_PASS_DQ)
-            return (2 + 2 * (dp == 128 ? 1 : st)) * te;
-        return (2 + 2 * (size_t)k.stages) * te + 2 * (size_t)k.stages * 64 * 4;
+            return (own + 2 * (dp == 128 ? 1 : st)) * te;
+        return (own + 2 * (size_t)k.stages) * te + 2 * (size_t)k.stages * 64 * 4;
     case BSA_FAM_BROW:
         return k.pass == BSA_PASS_FWD ? 4 * te : k.pass == BSA_PASS_DQ ? 8 * te : 10 * te + 2048;
     case BSA_FAM_CHUNK:
@@ -188,7 +211,7 @@ static int entry_index(const char *name)
 
 /* What the README's Backends section promises for a card, dtype, head dim
  * and pass: 2 = a tensor-core entry; 1 = the tile kernels on scalar FMA
- * (RDNA: no matrix path yet); 0 = the reference kernels. */
+ * (RDNA2: no matrix instructions); 0 = the reference kernels. */
 static int promise(int card, bsa_dtype dt, int dim, int bwd)
 {
     const int dp = pad(dim);
@@ -206,11 +229,23 @@ static int promise(int card, bsa_dtype dt, int dim, int bwd)
     case SM120: /* 99 KB a block: forward up to 256, backward up to 128 */
         return !bwd || dp <= 128 ? 2 : 0;
     case GFX90A:
-    case GFX942: /* MFMA, 64 KB of LDS: forward up to 128, backward up to 64 */
+    case GFX942:
+    case GFX950: /* MFMA: forward and backward up to 128 (64 KB of LDS) */
+        return dp <= 128 ? 2 : 0;
+    case GFX1100:
+    case GFX1201: /* WMMA (wave32): forward up to 128, backward up to 64 */
         return dp <= (bwd ? 64 : 128) ? 2 : 0;
-    default: /* gfx1100: the same tiles on FMA */
+    default: /* gfx1030: the same tiles on FMA */
         return dp <= (bwd ? 64 : 128) ? 1 : 0;
     }
+}
+
+/* The tensor-core entry an AMD card's promise means (NULL: NVIDIA). */
+static const char *amd_entry(int card)
+{
+    return card == GFX90A || card == GFX942 || card == GFX950 ? "hip-mfma"
+           : card == GFX1100 || card == GFX1201               ? "hip-wmma"
+                                                              : NULL;
 }
 
 static const char *const pass_name[2] = {"forward", "backward"};
@@ -253,6 +288,9 @@ static void check_choice(int card, const bsa_gpu_problem *pb, int dim, const cha
             fail_msg("%s on %s, %s head dim %d: the README promises tensor cores, the list "
                      "chose %s\n%s",
                      label, pf->arch, pass_name[bwd], dim, name, explain);
+        if (want == 2 && amd_entry(card) && strcmp(name, amd_entry(card)))
+            fail_msg("%s on %s, %s head dim %d: the README promises %s, the list chose %s\n%s",
+                     label, pf->arch, pass_name[bwd], dim, amd_entry(card), name, explain);
         if (want == 1 && strcmp(name, "hip-tile-fma"))
             fail_msg("%s on %s: %s chose %s, not the FMA tile\n%s", label, pf->arch, pass_name[bwd],
                      name, explain);
@@ -617,18 +655,94 @@ static void operand_limits(void **state)
     bsa_layout_destroy(lay);
 }
 
+/* The AMD targets: the entry of each matrix-instruction family, the
+ * backward at head dim 128 within 64 KB of LDS on MFMA (one query-side
+ * stage, the own-row operands in registers) and on the reference kernels
+ * for wave32 tiles; checks that name why they decline. */
+static void amd_targets(void **state)
+{
+    (void)state;
+    bsa_layout_t lay = preset(BSA_PATTERN_ALL, 1024, 64, 2, 0, 0);
+    bsa_gpu_layout_stats st = stats_of(lay);
+    bsa_gpu_choice ch;
+    char ex[16384];
+    const int cdna[3] = {GFX90A, GFX942, GFX950};
+    for (int i = 0; i < 3; i++) {
+        bsa_gpu_problem pb = problem(&st, 1024, BSA_DTYPE_BF16, 128, 2, 2, 0);
+        assert_int_equal(bsa_gpu_select(&pb, &cards[cdna[i]], NULL, 0, &ch, ex, sizeof ex),
+                         BSA_SUCCESS);
+        assert_string_equal(ch.name, "hip-mfma");
+        assert_int_equal(ch.bwd.n, 2);
+        assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
+        assert_int_equal(ch.bwd.k[0].stages, 1);
+        /* K, V in registers: one Q and one dO stage, their lse and delta */
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, 1), 2 * 64 * 136 * 2 + 2 * 64 * 4);
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, 1), 2 * 64 * 136 * 2);
+        assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, 1) <= 65536);
+        /* NVIDIA's sizes at 128 are unchanged (K, V and Q, dO in shared) */
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, 0), 4 * 64 * 136 * 2 + 2 * 64 * 4);
+        /* forced onto another family's entry: declined, with the reason */
+        assert_int_equal(bsa_gpu_select(&pb, &cards[cdna[i]], "hip-wmma", 0, &ch, NULL, 0),
+                         BSA_ERROR_UNSUPPORTED);
+        assert_non_null(strstr(bsa_last_error(), "has MFMA"));
+        assert_int_equal(bsa_gpu_select(&pb, &cards[cdna[i]], "hip-tile-fma", 0, &ch, NULL, 0),
+                         BSA_ERROR_UNSUPPORTED);
+    }
+    const int rdna[2] = {GFX1100, GFX1201};
+    for (int i = 0; i < 2; i++) {
+        bsa_gpu_problem pb = problem(&st, 1024, BSA_DTYPE_F16, 64, 2, 2, 0);
+        assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], NULL, 0, &ch, ex, sizeof ex),
+                         BSA_SUCCESS);
+        assert_string_equal(ch.name, "hip-wmma");
+        pb = problem(&st, 1024, BSA_DTYPE_F16, 128, 2, 2, 0);
+        assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], NULL, 0, &ch, ex, sizeof ex),
+                         BSA_SUCCESS);
+        assert_string_equal(ch.name, "fwd hip-wmma, bwd hip-reference");
+        assert_non_null(strstr(ex, "wave32 tile backward takes head dims up to 64"));
+        assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], "hip-mfma", 0, &ch, NULL, 0),
+                         BSA_ERROR_UNSUPPORTED);
+        assert_non_null(strstr(bsa_last_error(), "has WMMA"));
+        /* a wave64 RDNA device (not HIP's default): the WMMA tile declines */
+        bsa_gpu_profile w64 = cards[rdna[i]];
+        w64.wave = 64;
+        pb = problem(&st, 1024, BSA_DTYPE_F16, 64, 2, 2, 0);
+        assert_int_equal(bsa_gpu_select(&pb, &w64, NULL, 0, &ch, ex, sizeof ex), BSA_SUCCESS);
+        assert_string_equal(ch.name, "hip-reference");
+        assert_non_null(strstr(ex, "wave32 one"));
+    }
+    /* gfx1030: the FMA tile, never the matrix entries */
+    bsa_gpu_problem pb = problem(&st, 1024, BSA_DTYPE_F16, 64, 2, 2, 0);
+    assert_int_equal(bsa_gpu_select(&pb, &cards[GFX1030], NULL, 0, &ch, ex, sizeof ex),
+                     BSA_SUCCESS);
+    assert_string_equal(ch.name, "hip-tile-fma");
+    assert_non_null(strstr(ex, "gfx1030 has no MFMA / WMMA"));
+    bsa_layout_destroy(lay);
+}
+
 static void arch_names_and_padding(void **state)
 {
     (void)state;
     const char *yes[] = {"gfx90a", "gfx90a:sramecc+:xnack-", "gfx940", "gfx941",
-                         "gfx942", "gfx942:sramecc+:xnack-"};
-    const char *no[] = {"gfx1030", "gfx1100", "gfx908", "gfx906", "gfx90",
-                        "gfx9400", "gfx90ab", "",       "sm_90",  "gfx1030:xnack-"};
-    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++)
+                         "gfx942", "gfx942:sramecc+:xnack-", "gfx950", "gfx950:xnack+"};
+    const char *no[] = {"gfx1030", "gfx1100", "gfx908", "gfx906",  "gfx90",         "gfx9400",
+                        "gfx90ab", "",        "sm_90",  "gfx9500", "gfx1030:xnack-"};
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
         assert_int_equal(bsa_gpu_arch_mfma(yes[i]), 1);
+        assert_int_equal(bsa_gpu_arch_matrix(yes[i]), BSA_GPU_MATRIX_MFMA);
+    }
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
         assert_int_equal(bsa_gpu_arch_mfma(no[i]), 0);
     assert_int_equal(bsa_gpu_arch_mfma(NULL), 0);
+    /* RDNA3 (gfx110x), RDNA3.5 (gfx115x), RDNA4 (gfx120x): WMMA */
+    const char *wmma[] = {"gfx1100", "gfx1101", "gfx1102", "gfx1103",
+                          "gfx1151", "gfx1200", "gfx1201", "gfx1201:xnack-"};
+    const char *none[] = {"gfx1030",  "gfx1010", "gfx906",   "gfx11",  "gfx110", "gfx11000",
+                          "gfx1100x", "gfx1300", "gfx1201+", "sm_120", "gfx12",  ""};
+    for (size_t i = 0; i < sizeof wmma / sizeof wmma[0]; i++)
+        assert_int_equal(bsa_gpu_arch_matrix(wmma[i]), BSA_GPU_MATRIX_WMMA);
+    for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+        assert_int_equal(bsa_gpu_arch_matrix(none[i]), BSA_GPU_MATRIX_NONE);
+    assert_int_equal(bsa_gpu_arch_matrix(NULL), BSA_GPU_MATRIX_NONE);
     for (int64_t d = -8; d <= 300; d++) {
         int p = bsa_gpu_pad_dim(d);
         if (d < 1 || d > 256) {
@@ -662,6 +776,7 @@ int main(void)
         cmocka_unit_test(forcing),
         cmocka_unit_test(explanation),
         cmocka_unit_test(operand_limits),
+        cmocka_unit_test(amd_targets),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -24,11 +24,13 @@ def slot(family, pas, dtype, dpad, fn, rows=64, stages=0, feat=0, pred=0, gather
 
 # ---- the tile family (tc_kernels.cuh), per (dtype, pass) ----
 # AMD compiles the same file as HIP: 64 KB of LDS per workgroup holds the
-# 64-row forward up to head dim 128 and the backward up to 64 (larger
-# problems take the reference kernels there); the implementation list
-# never gives AMD the 128-row forward (dispatch.c), so it is not compiled
+# 64-row forward and backward up to head dim 128 (the backward at 128 with
+# its own-row operands in registers and one query-side stage: tc_cfg;
+# larger problems take the reference kernels there); the implementation
+# list never gives AMD the 128-row forward (dispatch.c), nor dK/dV with two
+# query-side stages at 128, so they are not compiled
 TILE_DPADS = [32, 64, 128, 256]
-HIP_MAX = {"fwd": 128, "fwd128": 0, "bwd": 64}
+HIP_MAX = {"fwd": 128, "fwd128": 0, "bwd": 128, "dkdv2_128": 0}
 PRED_MAX = 128  # dQ, dK/dV: a PRED instance (interval masks) up to here
 
 
@@ -61,6 +63,7 @@ def tile_slots(ctype, dt, ps):
             stages = [st] + ([1] if d == 128 else [])  # one stage: 99 KB parts (sm_86/89)
             for kind, tmpl in (("BSA_PASS_DQ", "dq_kernel"), ("BSA_PASS_DKDV", "dkdv_kernel")):
                 for s in stages if kind == "BSA_PASS_DKDV" else [0]:
+                    hip_max = HIP_MAX["dkdv2_128"] if d == 128 and s == 2 else HIP_MAX["bwd"]
                     lines = []
                     variants = [(0, 0), (1, 0)] + ([(0, 1)] if d <= PRED_MAX else [])
                     for f, p in variants:
@@ -69,7 +72,7 @@ def tile_slots(ctype, dt, ps):
                             args += f", {s}"
                         lines.append(slot("BSA_FAM_TILE", kind, dt, d, f"{tmpl}<{args}>",
                                           stages=s, feat=f, pred=p))
-                    emit(lines, d, HIP_MAX["bwd"])
+                    emit(lines, d, hip_max)
     return out
 
 

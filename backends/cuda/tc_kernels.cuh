@@ -51,6 +51,15 @@ template <int DP> struct tc_cfg {
      * against two stages at 2 blocks in bench/NOTES.md (v10) */
     static constexpr int dq_stages = DP == 128 ? 1 : stages;
     static constexpr int tile_elems = kTile * srow;
+#if defined(BSA_VENDOR_HIP)
+    /* AMD at head dim 128: the backward keeps the warps' own rows of its A
+     * operands (dQ: Q and dO; dK/dV: K and V) in registers, loaded once
+     * through the first stage's LDS, so that their two tiles leave LDS and
+     * the rest fits in 64 KB (four tiles of 128 + 8 columns would need 68) */
+    static constexpr bool own_rows_in_regs = DP == 128;
+#else
+    static constexpr bool own_rows_in_regs = false;
+#endif
 };
 
 /* Asynchronously loads rows [row0, row0 + 64) (layout order) of one
@@ -113,6 +122,29 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
 namespace bsa_cuda
 {
 using namespace tile;
+
+/* The forward's largest head dim with Q's fragments in registers. */
+#if defined(BSA_VENDOR_HIP)
+constexpr int kFwdQRegsMax = tile::kQRegsMax;
+#else
+constexpr int kFwdQRegsMax = 128;
+#endif
+
+/* AMD targets without MFMA (RDNA: the WMMA and FMA tiles, wave32) take the
+ * tile backward up to head dim 64 only (gpu/dispatch.c): at 128 a wave32
+ * lane holds 128 fp32 dK/dV accumulators and 64 of S / dP, which leaves no
+ * room for the register-held operands that 64 KB of LDS needs.  Their
+ * instances at 128 exist (one instance table for every AMD target) but
+ * trap: the list never launches them. */
+#if defined(BSA_VENDOR_HIP) && defined(__HIP_DEVICE_COMPILE__) && !BSA_HIP_MFMA
+#define BSA_TC_AMD_BWD_GUARD(dp)                                                                   \
+    if constexpr ((dp) > 64) {                                                                     \
+        __builtin_trap();                                                                          \
+        return;                                                                                    \
+    }
+#else
+#define BSA_TC_AMD_BWD_GUARD(dp)
+#endif
 
 /* Sets a 16 x N result to zero (E = elems<N>()). */
 template <int E> __device__ __forceinline__ void zero(float *x)
@@ -274,9 +306,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
     const T *v = seg_base<const T>(p.v, p.v_s, sv, job.kvh, true);
     T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false);
 
-    /* Q in its own group: its fragments go to registers (head dim <= 128)
-     * while the first K/V tile is still in flight */
-    constexpr bool q_in_regs = DP <= 128;
+    /* Q in its own group: its fragments go to registers (head dim <= 128;
+     * AMD's wave32 WMMA tile: <= 64) while the first K/V tile is still in
+     * flight */
+    constexpr bool q_in_regs = DP <= kFwdQRegsMax;
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     cp_async_commit();
     if (n > 0) {
@@ -592,11 +625,13 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
+    constexpr bool RR = cfg::own_rows_in_regs; /* Q, dO in registers */
+    BSA_TC_AMD_BWD_GUARD(DP);
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sQ = reinterpret_cast<T *>(smem_raw);
-    T *sO = sQ + te; /* dO */
-    T *sK = sO + te;
+    T *sK = reinterpret_cast<T *>(smem_raw) + (RR ? 0 : 2 * te);
     T *sV = sK + ST * te;
+    T *sQ = RR ? sK : reinterpret_cast<T *>(smem_raw); /* RR: K/V stage 0 until loaded */
+    T *sO = RR ? sV : sQ + te;                         /* dO */
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     q_job job;
@@ -612,6 +647,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
 
     load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
     load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);
+    afrag<RR ? DP : 16> qf, of;
+    if constexpr (RR) { /* to registers, then the space is K/V's */
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        load_a<DP>(qf, sQ + warp * 16 * sr, lane);
+        load_a<DP>(of, sO + warp * 16 * sr, lane);
+        __syncthreads();
+    }
     if (n > 0) {
         int kt = p.row_tent[beg].x;
         load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
@@ -657,7 +701,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         float s[elems<kTile>()], dp[elems<kTile>()];
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
-        gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
+        if constexpr (RR)
+            gemm_abt_reg<DP>(s, qf, ks, lane);
+        else
+            gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
         if (e.y >= 0) {
             if constexpr (PRED)
                 apply_pred_tile(s, p.pred, row0, e.x * kTile, warp, lane);
@@ -667,7 +714,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         }
         if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
             apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
-        gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
+        if constexpr (RR)
+            gemm_abt_reg<DP>(dp, of, vs, lane);
+        else
+            gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e) {
             float pr = prob(s[e], p.scale_log2, loff[slot(e)]);
@@ -690,6 +740,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         mul[r] = p.scale;
+    /* (RR: sQ is K's first stage, free after the barrier above) */
     store_rows<DP>(acc, mul, sQ, dq, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm, warp, lane);
 }
 
@@ -707,12 +758,14 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
+    constexpr bool RR = cfg::own_rows_in_regs; /* K, V in registers */
     static_assert(ST == 1 || ST == 2, "one or two query-side stages");
+    BSA_TC_AMD_BWD_GUARD(DP);
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sK = reinterpret_cast<T *>(smem_raw);
-    T *sV = sK + te;
-    T *sQ = sV + te;                                     /* ST stages */
-    T *sO = sQ + ST * te;                                /* dO, ST stages */
+    T *sQ = reinterpret_cast<T *>(smem_raw) + (RR ? 0 : 2 * te); /* ST stages */
+    T *sO = sQ + ST * te;                                        /* dO, ST stages */
+    T *sK = RR ? sQ : reinterpret_cast<T *>(smem_raw);           /* RR: Q/dO stage 0 until loaded */
+    T *sV = RR ? sO : sK + te;
     float *sL = reinterpret_cast<float *>(sO + ST * te); /* [ST][64] lse_offset */
     float *sD = sL + ST * kTile;                         /* [ST][64] delta */
 
@@ -778,6 +831,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
     bool have = gi < G;
     load_tile<DP>(sK, k, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, kgrp, p.log2g);
     load_tile<DP>(sV, v, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, kgrp, p.log2g);
+    afrag<RR ? DP : 16> kf, vf;
+    if constexpr (RR) { /* to registers, then the space is Q/dO's */
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        load_a<DP>(kf, sK + warp * 16 * sr, lane);
+        load_a<DP>(vf, sV + warp * 16 * sr, lane);
+        __syncthreads();
+    }
     if (have)
         load_q_side(0, gi, p.col_tent[j].x);
     cp_async_commit();
@@ -807,7 +869,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
         float s[elems<kTile>()], dp[elems<kTile>()];
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
-        gemm_abt<DP>(s, sK + warp * 16 * sr, qs, lane);
+        if constexpr (RR)
+            gemm_abt_reg<DP>(s, kf, qs, lane);
+        else
+            gemm_abt<DP>(s, sK + warp * 16 * sr, qs, lane);
         if (e.y >= 0) {
             if constexpr (PRED)
                 apply_pred_tile<true>(s, p.pred, row0, e.x * kTile, warp, lane);
@@ -820,8 +885,11 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
             s[e] = prob(s[e], p.scale_log2, ls[col(lane, e)]);
-        gemm_pb<DP>(adv, s, os, lane);                   /* dV += P^T dO */
-        gemm_abt<DP>(dp, sV + warp * 16 * sr, os, lane); /* dP^T = V dO^T */
+        gemm_pb<DP>(adv, s, os, lane); /* dV += P^T dO */
+        if constexpr (RR)              /* dP^T = V dO^T */
+            gemm_abt_reg<DP>(dp, vf, os, lane);
+        else
+            gemm_abt<DP>(dp, sV + warp * 16 * sr, os, lane);
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e)
             s[e] = s[e] * (dp[e] - ds[col(lane, e)]);
@@ -842,6 +910,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         one[r] = 1.f, sc[r] = p.scale;
+    /* (RR: sK, sV are the first Q / dO stage, free after the barrier above) */
     store_rows<DP>(adv, one, sV, dv, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, warp, lane,
                    kgrp, p.log2g);
     store_rows<DP>(adk, sc, sK, dk, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, warp, lane,
@@ -857,11 +926,12 @@ template <int DP> constexpr size_t tc_smem_fwd_bytes(int rows)
 }
 template <int DP> constexpr size_t tc_smem_dq_bytes()
 {
-    return (size_t)(2 + 2 * tc_cfg<DP>::dq_stages) * tc_cfg<DP>::tile_elems * 2;
+    return (size_t)((tc_cfg<DP>::own_rows_in_regs ? 0 : 2) + 2 * tc_cfg<DP>::dq_stages) *
+           tc_cfg<DP>::tile_elems * 2;
 }
 template <int DP, int ST> constexpr size_t tc_smem_dkdv_bytes()
 {
-    return (size_t)(2 + 2 * ST) * tc_cfg<DP>::tile_elems * 2 +
+    return (size_t)((tc_cfg<DP>::own_rows_in_regs ? 0 : 2) + 2 * ST) * tc_cfg<DP>::tile_elems * 2 +
            (size_t)2 * ST * kTile * sizeof(float);
 }
 #if defined(BSA_VENDOR_HIP)
@@ -873,9 +943,10 @@ template <int DP, int ST> constexpr size_t tc_smem_dkdv_bytes()
     static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_AMD), "smem table");   \
     static_assert(tc_smem_dq_bytes<dp>() == BSA_SMEM_TILE_DQ(dp, BSA_TC_AMD), "smem table");       \
     static_assert(tc_smem_dkdv_bytes<dp, tc_cfg<dp>::stages>() ==                                  \
-                      BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_AMD)),                \
+                      BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_AMD), BSA_TC_AMD),    \
                   "smem table");                                                                   \
-    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1), "smem table");
+    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1, BSA_TC_AMD),            \
+                  "smem table");
 BSA_TC_SMEM_CHECK(32)
 BSA_TC_SMEM_CHECK(64)
 BSA_TC_SMEM_CHECK(128)

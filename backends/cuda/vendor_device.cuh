@@ -23,13 +23,22 @@ __device__ __forceinline__ float __bfloat162float(hip_bfloat16 x)
 {
     return static_cast<float>(x);
 }
+/* float -> bf16, round to nearest even, bit for bit hip_bfloat16(x) but
+ * without its branches: per-lane branches on each converted value split
+ * the tile kernels into divergent blocks, and on RDNA3 (gfx1100) the
+ * values live across them spilled hundreds of VGPRs */
 __device__ __forceinline__ hip_bfloat16 __float2bfloat16_rn(float x)
 {
-    return hip_bfloat16(x);
+    const uint32_t u = __builtin_bit_cast(uint32_t, x);
+    const uint32_t rne = u + 0x7fffu + ((u >> 16) & 1u);   /* zero, subnormal, normal */
+    const uint32_t nan = (u & 0xffffu) ? u | 0x10000u : u; /* Inf, NaN: keep NaN a NaN */
+    hip_bfloat16 h;
+    h.data = (uint16_t)(((~u & 0x7f800000u) ? rne : nan) >> 16);
+    return h;
 }
 __device__ __forceinline__ __nv_bfloat162 __floats2bfloat162_rn(float a, float b)
 {
-    return {hip_bfloat16(a), hip_bfloat16(b)};
+    return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)};
 }
 #define __shfl_xor_sync(mask, v, off) __shfl_xor((v), (off))
 #ifndef CUDART_INF_F

@@ -156,7 +156,7 @@ static bsa_gpu_kernel tile_dkdv(const bsa_gpu_problem *pb, const bsa_gpu_profile
 {
     int st = BSA_SMEM_TILE_STAGES(pb->dpad, amd(pf));
     if (st == 2 && pb->dpad == 128 && !amd(pf) &&
-        BSA_SMEM_TILE_DKDV(128, 2) > (size_t)pf->smem_optin)
+        BSA_SMEM_TILE_DKDV(128, 2, 0) > (size_t)pf->smem_optin)
         st = 1;
     return kern(BSA_FAM_TILE, BSA_PASS_DKDV, 64, st);
 }
@@ -329,10 +329,16 @@ static const char *tiles(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, i
     if (amd(pf)) {
         if (pf->wave != 32 && pf->wave != 64)
             return say(why, n, "the device's wave width %d is neither 32 nor 64", pf->wave);
-        /* 64 KB of LDS: the instances compiled for AMD (gen_instances.py) */
-        if (pb->dpad > (bwd ? 64 : 128))
-            return bwd ? "the tile backward's tiles fill 64 KB of LDS above head dim 64"
+        /* the instances compiled for AMD (gen_instances.py): up to head dim
+         * 128 in 64 KB of LDS, the backward at 128 with its own-row operands
+         * in registers; a wave32 lane has no room for them (tc_kernels.cuh) */
+        const int mfma = bsa_gpu_arch_matrix(pf->arch) == BSA_GPU_MATRIX_MFMA;
+        if (pb->dpad > 128)
+            return bwd ? "the tile backward takes head dims up to 128 on AMD"
                        : "the tile forward's tiles fill 64 KB of LDS above head dim 128";
+        if (bwd && !mfma && pb->dpad > 64)
+            return "the wave32 tile backward takes head dims up to 64 (at 128 a lane's dK / dV "
+                   "accumulators leave no registers for the operands 64 KB of LDS cannot hold)";
     }
     if ((r = key_tiles(pb, bwd, forced, gather)))
         return r;
@@ -383,13 +389,19 @@ static const char *check_volta(const bsa_gpu_problem *pb, const bsa_gpu_profile 
 }
 
 static const char *check_amd_tile(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, int bwd,
-                                  int forced, bsa_gpu_pass_plan *pp, char *why, size_t n, int mfma)
+                                  int forced, bsa_gpu_pass_plan *pp, char *why, size_t n,
+                                  bsa_gpu_matrix kind)
 {
+    static const char *const what[] = {"no MFMA / WMMA f16 / bf16 instructions: the FMA tile",
+                                       "MFMA: the tile compiles to it there",
+                                       "WMMA: the tile compiles to it there"};
     if (!amd(pf))
         return "an AMD entry";
-    if (bsa_gpu_arch_mfma(pf->arch) != mfma)
-        return mfma ? say(why, n, "%s has no MFMA f16 / bf16 instructions", pf->arch)
-                    : say(why, n, "%s has MFMA: the tile compiles to it there", pf->arch);
+    const bsa_gpu_matrix has = bsa_gpu_arch_matrix(pf->arch);
+    if (has != kind)
+        return say(why, n, "%s has %s", pf->arch, what[has]);
+    if (kind == BSA_GPU_MATRIX_WMMA && pf->wave != 32)
+        return say(why, n, "the WMMA tile is a wave32 one; the device runs wave %d", pf->wave);
     /* the key tiles the layout's tables favour */
     return tiles(pb, pf, bwd, 1, prefers_gather(pb, bwd), pp, why, n);
 }
@@ -397,13 +409,19 @@ static const char *check_amd_tile(const bsa_gpu_problem *pb, const bsa_gpu_profi
 static const char *check_mfma(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, int bwd,
                               int forced, bsa_gpu_pass_plan *pp, char *why, size_t n)
 {
-    return check_amd_tile(pb, pf, bwd, forced, pp, why, n, 1);
+    return check_amd_tile(pb, pf, bwd, forced, pp, why, n, BSA_GPU_MATRIX_MFMA);
+}
+
+static const char *check_wmma(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, int bwd,
+                              int forced, bsa_gpu_pass_plan *pp, char *why, size_t n)
+{
+    return check_amd_tile(pb, pf, bwd, forced, pp, why, n, BSA_GPU_MATRIX_WMMA);
 }
 
 static const char *check_tile_fma(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, int bwd,
                                   int forced, bsa_gpu_pass_plan *pp, char *why, size_t n)
 {
-    return check_amd_tile(pb, pf, bwd, forced, pp, why, n, 0);
+    return check_amd_tile(pb, pf, bwd, forced, pp, why, n, BSA_GPU_MATRIX_NONE);
 }
 
 /* The scalar fp32 reference kernels: every valid problem (CSR walk). */
@@ -428,6 +446,7 @@ static const bsa_gpu_entry entries[] = {
     {"cuda-wmma-sm70", BSA_GPU_NVIDIA, FWD | BWD, 1, 16, check_volta},
     {"cuda-reference", BSA_GPU_NVIDIA, FWD | BWD, 0, 0, check_reference},
     {"hip-mfma", BSA_GPU_AMD, FWD | BWD, 1, 16, check_mfma},
+    {"hip-wmma", BSA_GPU_AMD, FWD | BWD, 1, 16, check_wmma},
     {"hip-tile-fma", BSA_GPU_AMD, FWD | BWD, 0, 16, check_tile_fma},
     {"hip-reference", BSA_GPU_AMD, FWD | BWD, 0, 0, check_reference},
 };
@@ -473,7 +492,8 @@ size_t bsa_gpu_kernel_smem(bsa_gpu_kernel k, int dp, int is_amd)
         case BSA_PASS_DQ:
             return BSA_SMEM_TILE_DQ(dp, is_amd);
         case BSA_PASS_DKDV:
-            return BSA_SMEM_TILE_DKDV(dp, k.stages ? k.stages : BSA_SMEM_TILE_STAGES(dp, is_amd));
+            return BSA_SMEM_TILE_DKDV(dp, k.stages ? k.stages : BSA_SMEM_TILE_STAGES(dp, is_amd),
+                                      is_amd);
         default:
             return 0;
         }
@@ -517,18 +537,40 @@ int bsa_gpu_pad_dim(int64_t d)
     return d <= 0 ? 0 : d <= 32 ? 32 : d <= 64 ? 64 : d <= 128 ? 128 : d <= 256 ? 256 : 0;
 }
 
-int bsa_gpu_arch_mfma(const char *arch)
+/* Whether arch names a processor of the list; "*" in a name matches one
+ * hexadecimal digit.  The name may carry target features:
+ * "gfx90a:sramecc+:xnack-". */
+static int arch_in(const char *arch, const char *const *names, size_t count)
 {
-    static const char *const names[] = {"gfx90a", "gfx940", "gfx941", "gfx942"};
     if (!arch)
         return 0;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-        size_t n = strlen(names[i]);
-        /* the name may carry target features: "gfx90a:sramecc+:xnack-" */
-        if (!strncmp(arch, names[i], n) && (arch[n] == '\0' || arch[n] == ':'))
+    for (size_t i = 0; i < count; i++) {
+        const char *p = names[i], *a = arch;
+        while (*p && (*p == '*' ? strchr("0123456789abcdef", *a) && *a : *a == *p))
+            p++, a++;
+        if (!*p && (*a == '\0' || *a == ':'))
             return 1;
     }
     return 0;
+}
+
+int bsa_gpu_arch_mfma(const char *arch)
+{
+    /* CDNA2 / CDNA3 / CDNA4: v_mfma_f32_16x16x16{f16,bf16_1k} (tile_amd.cuh) */
+    static const char *const names[] = {"gfx90a", "gfx940", "gfx941", "gfx942", "gfx950"};
+    return arch_in(arch, names, sizeof names / sizeof names[0]);
+}
+
+bsa_gpu_matrix bsa_gpu_arch_matrix(const char *arch)
+{
+    /* RDNA3 / RDNA3.5 (gfx110x, gfx115x) and RDNA4 (gfx120x):
+     * v_wmma_f32_16x16x16_{f16,bf16}, wave32 */
+    static const char *const wmma[] = {"gfx110*", "gfx115*", "gfx120*"};
+    if (bsa_gpu_arch_mfma(arch))
+        return BSA_GPU_MATRIX_MFMA;
+    if (arch_in(arch, wmma, sizeof wmma / sizeof wmma[0]))
+        return BSA_GPU_MATRIX_WMMA;
+    return BSA_GPU_MATRIX_NONE;
 }
 
 void bsa_gpu_problem_init(bsa_gpu_problem *pb, const bsa_shape *s, unsigned flags,

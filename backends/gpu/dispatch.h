@@ -104,8 +104,17 @@ int bsa_gpu_entry_tensor_core(int i);
 /* The padded head dim of the kernels: 32, 64, 128, 256; 0 above 256. */
 int bsa_gpu_pad_dim(int64_t head_dim);
 /* 1 if an AMD target of this gcnArchName has the MFMA instructions the
- * tile uses (gfx90a, gfx940-942). */
+ * tile uses (gfx90a, gfx940-942, gfx950). */
 int bsa_gpu_arch_mfma(const char *arch);
+
+/* The matrix instructions the AMD tile (backends/hip/tile_amd.cuh) uses on
+ * a target of this gcnArchName. */
+typedef enum bsa_gpu_matrix {
+    BSA_GPU_MATRIX_NONE = 0, /* scalar FMA (gfx1030, other RDNA2 / GCN) */
+    BSA_GPU_MATRIX_MFMA,     /* CDNA: gfx90a, gfx940-942, gfx950 */
+    BSA_GPU_MATRIX_WMMA      /* RDNA3 / 3.5 / 4: gfx110x, gfx115x, gfx120x (wave32) */
+} bsa_gpu_matrix;
+bsa_gpu_matrix bsa_gpu_arch_matrix(const char *arch);
 
 /* Fills the problem's plan part from a validated shape and plan flags. */
 void bsa_gpu_problem_init(bsa_gpu_problem *pb, const bsa_shape *s, unsigned flags,

@@ -50,13 +50,19 @@ typedef struct bsa_gpu_kernel {
 #define BSA_SMEM_TILE_STAGES(dp, amd) ((amd) ? ((dp) <= 64 ? 2 : 1) : ((dp) <= 128 ? 2 : 1))
 /* dQ at head dim 128: one stage (3 blocks an SM; bench/NOTES.md v10) */
 #define BSA_SMEM_TILE_DQ_STAGES(dp, amd) ((dp) == 128 ? 1 : BSA_SMEM_TILE_STAGES(dp, amd))
+/* AMD at head dim 128: the backward's own-row operands (dQ: Q, dO; dK/dV:
+ * K, V) live in registers, their two tiles not in LDS (tc_cfg::
+ * own_rows_in_regs): 2 tiles fewer, so that dQ and dK/dV fit 64 KB */
+#define BSA_SMEM_TILE_OWN_TILES(dp, amd) (((amd) && (dp) == 128) ? 0 : 2)
 #define BSA_SMEM_TILE_FWD(dp, amd)                                                                 \
     ((size_t)(1 + 2 * BSA_SMEM_TILE_STAGES(dp, amd)) * BSA_SMEM_TILE_ELEMS(dp) * 2)
 #define BSA_SMEM_TILE_FWD128(dp) ((size_t)6 * BSA_SMEM_TILE_ELEMS(dp) * 2)
 #define BSA_SMEM_TILE_DQ(dp, amd)                                                                  \
-    ((size_t)(2 + 2 * BSA_SMEM_TILE_DQ_STAGES(dp, amd)) * BSA_SMEM_TILE_ELEMS(dp) * 2)
-#define BSA_SMEM_TILE_DKDV(dp, st)                                                                 \
-    ((size_t)(2 + 2 * (st)) * BSA_SMEM_TILE_ELEMS(dp) * 2 + (size_t)2 * (st)*64 * 4)
+    ((size_t)(BSA_SMEM_TILE_OWN_TILES(dp, amd) + 2 * BSA_SMEM_TILE_DQ_STAGES(dp, amd)) *           \
+     BSA_SMEM_TILE_ELEMS(dp) * 2)
+#define BSA_SMEM_TILE_DKDV(dp, st, amd)                                                            \
+    ((size_t)(BSA_SMEM_TILE_OWN_TILES(dp, amd) + 2 * (st)) * BSA_SMEM_TILE_ELEMS(dp) * 2 +         \
+     (size_t)2 * (st)*64 * 4)
 
 /* Block rows: two lanes' tiles. */
 #define BSA_SMEM_BROW_FWD(dp) ((size_t)4 * BSA_SMEM_TILE_ELEMS(dp) * 2)

@@ -18,21 +18,17 @@ const instance_slot tile_f16_bwd_slots[] = {
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2, BSA_DTYPE_F16, 64, 0, 0, 0, (const void *)&dkdv_kernel<__half, 64, false, false, 2>},
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2, BSA_DTYPE_F16, 64, 1, 0, 0, (const void *)&dkdv_kernel<__half, 64, true, false, 2>},
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2, BSA_DTYPE_F16, 64, 0, 1, 0, (const void *)&dkdv_kernel<__half, 64, false, true, 2>},
-#if !defined(BSA_VENDOR_HIP)
     {BSA_FAM_TILE, BSA_PASS_DQ, 64, 0, BSA_DTYPE_F16, 128, 0, 0, 0, (const void *)&dq_kernel<__half, 128, false, false>},
     {BSA_FAM_TILE, BSA_PASS_DQ, 64, 0, BSA_DTYPE_F16, 128, 1, 0, 0, (const void *)&dq_kernel<__half, 128, true, false>},
     {BSA_FAM_TILE, BSA_PASS_DQ, 64, 0, BSA_DTYPE_F16, 128, 0, 1, 0, (const void *)&dq_kernel<__half, 128, false, true>},
-#endif
 #if !defined(BSA_VENDOR_HIP)
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2, BSA_DTYPE_F16, 128, 0, 0, 0, (const void *)&dkdv_kernel<__half, 128, false, false, 2>},
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2, BSA_DTYPE_F16, 128, 1, 0, 0, (const void *)&dkdv_kernel<__half, 128, true, false, 2>},
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2, BSA_DTYPE_F16, 128, 0, 1, 0, (const void *)&dkdv_kernel<__half, 128, false, true, 2>},
 #endif
-#if !defined(BSA_VENDOR_HIP)
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 1, BSA_DTYPE_F16, 128, 0, 0, 0, (const void *)&dkdv_kernel<__half, 128, false, false, 1>},
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 1, BSA_DTYPE_F16, 128, 1, 0, 0, (const void *)&dkdv_kernel<__half, 128, true, false, 1>},
     {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 1, BSA_DTYPE_F16, 128, 0, 1, 0, (const void *)&dkdv_kernel<__half, 128, false, true, 1>},
-#endif
 #if !defined(BSA_VENDOR_HIP)
     {BSA_FAM_TILE, BSA_PASS_DQ, 64, 0, BSA_DTYPE_F16, 256, 0, 0, 0, (const void *)&dq_kernel<__half, 256, false, false>},
     {BSA_FAM_TILE, BSA_PASS_DQ, 64, 0, BSA_DTYPE_F16, 256, 1, 0, 0, (const void *)&dq_kernel<__half, 256, true, false>},
