@@ -38,7 +38,7 @@ typedef struct tol {
 /* About 4x the worst error measured over every case (tests/README.md,
  * "Tolerances"); lse is fp32 for every dtype. */
 static const tol tolerances[3] = {
-    [BSA_DTYPE_F32] = {2e-6, 2e-6, 5e-7},
+    [BSA_DTYPE_F32] = {2e-6, 1e-5, 5e-7},
     [BSA_DTYPE_F16] = {1e-3, 1.2e-3, 5e-7},
     [BSA_DTYPE_BF16] = {7e-3, 1.4e-2, 5e-7},
 };

@@ -55,7 +55,7 @@ typedef struct tol {
 /* About 4x the worst relative L2 error measured on an H100 over every path
  * (tests/README.md, "Tolerances"); lse is fp32 for every dtype. */
 static const tol tolerances[3] = {
-    [BSA_DTYPE_F32] = {2e-6, 4e-6, 2.5e-7},
+    [BSA_DTYPE_F32] = {2e-6, 1e-5, 2.5e-7},
     [BSA_DTYPE_F16] = {1.3e-3, 1.8e-3, 2.5e-7},
     [BSA_DTYPE_BF16] = {1e-2, 1.2e-2, 2.5e-7},
 };
