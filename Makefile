@@ -7,10 +7,11 @@ CMAKE_FLAGS ?=
 APT_PACKAGES = cmake make gcc g++ pkg-config libdnnl-dev libcmocka-dev libpng-dev libomp-dev
 
 SANITIZE_PACKAGES = clang libclang-rt-14-dev libomp-dev valgrind
+DIST_PACKAGES = libopenmpi-dev openmpi-bin
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind test-pip \
-	test-install
+	test-install test-dist
 
 all: build
 
@@ -72,6 +73,17 @@ test-sanitize: deps
 	    OMP_TOOL_LIBRARIES=$$(clang -print-resource-dir)/../../libarcher.so \
 	    ctest --output-on-failure -j $(JOBS) -E python
 
+# Context parallelism on CPU ranks (README "Context parallelism"): a build
+# with the MPI engine (Open MPI from Debian) in build-dist, then
+# tests/dist/test_dist_mpi.c under mpiexec with 2 and 4 ranks, one OpenMP
+# thread each (oversubscribed where there are fewer cores; as root too),
+# and the README's example of it on 2 ranks.
+test-dist: deps
+	@sh scripts/install-deps.sh $(DIST_PACKAGES)
+	cmake -S . -B build-dist -DBSA_WITH_CUDA=OFF -DBSA_WITH_MPI=ON $(CMAKE_FLAGS)
+	cmake --build build-dist -j $(JOBS) --target test_dist_mpi readme_dist_example
+	cd build-dist && ctest --output-on-failure -R '^dist_mpi_'
+
 # The libFuzzer target for FUZZ_SECONDS, from the checked-in seed corpus
 # (copied, so that new inputs do not dirty the tree).  Prints the executions.
 fuzz: deps
@@ -103,4 +115,4 @@ test-pip: deps
 	sh scripts/check-pip-install.sh build-pip/venv/bin/python build-pip
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip build-install
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip build-install build-dist

@@ -147,12 +147,49 @@ static void test_dense_predicates(void **state)
     assert_int_equal(bsa_context_destroy(ctx), BSA_SUCCESS);
 }
 
+/* Without an engine compiled (the default build) the communicators say
+ * so; the dist calls check their arguments. */
+static void test_dist_unavailable(void **state)
+{
+    bsa_comm_t comm = NULL;
+    int dummy = 0;
+    if (!bsa_comm_compiled(BSA_COMM_MPI)) {
+        assert_int_equal(bsa_comm_create_mpi(&comm, &dummy), BSA_ERROR_BACKEND_UNAVAILABLE);
+        assert_non_null(strstr(bsa_last_error(), "without MPI"));
+        assert_null(comm);
+    }
+    assert_int_equal(bsa_comm_create_mpi(NULL, &dummy), BSA_ERROR_NULL_POINTER);
+    assert_int_equal(bsa_comm_create_mpi(&comm, NULL), BSA_ERROR_NULL_POINTER);
+    if (!bsa_comm_compiled(BSA_COMM_NCCL)) {
+        assert_int_equal(bsa_comm_create_nccl(&comm, &dummy, 0, 2), BSA_ERROR_BACKEND_UNAVAILABLE);
+        assert_non_null(strstr(bsa_last_error(), "without NCCL"));
+    }
+    assert_int_equal(bsa_comm_create_nccl(&comm, &dummy, 2, 2), BSA_ERROR_INVALID_ARGUMENT);
+    assert_null(comm);
+    assert_int_equal(bsa_comm_destroy(NULL), BSA_SUCCESS);
+    assert_int_equal(bsa_dist_plan_destroy(NULL), BSA_SUCCESS);
+    assert_int_equal(bsa_comm_rank(NULL, NULL, NULL), BSA_ERROR_NULL_POINTER);
+    bsa_dist_plan_t dp = NULL;
+    bsa_attn_desc d;
+    memset(&d, 0, sizeof d);
+    assert_int_equal(bsa_dist_plan_create(NULL, &dp, &d, NULL, NULL, NULL), BSA_ERROR_NULL_POINTER);
+    assert_int_equal(bsa_dist_forward(NULL, NULL, NULL), BSA_ERROR_NULL_POINTER);
+    assert_int_equal(bsa_dist_backward(NULL, NULL, NULL), BSA_ERROR_NULL_POINTER);
+    const char *name = NULL;
+    assert_int_equal(bsa_dist_plan_implementation(NULL, &name), BSA_ERROR_NULL_POINTER);
+    bsa_dist_info info;
+    assert_int_equal(bsa_dist_plan_info(NULL, &info), BSA_ERROR_NULL_POINTER);
+    int64_t pos;
+    assert_int_equal(bsa_dist_shard_positions(NULL, 0, &pos), BSA_ERROR_NULL_POINTER);
+}
+
 int main(void)
 {
     tu_seed();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_presets),
         cmocka_unit_test(test_dense_predicates),
+        cmocka_unit_test(test_dist_unavailable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
