@@ -136,14 +136,15 @@ static bsa_status start(struct bsa_dist_plan *p, const void *k, const void *v, v
     return p->size > 1 ? post_kv(p, 1, stream, &pend[1]) : BSA_SUCCESS;
 }
 
-/* At the top of step s: the shard of step s has arrived; step s + 1's is
- * posted (into the buffer step s - 1 used, whose compute is done). */
+/* At the top of step s >= 1: the shard of step s has arrived; step s + 1's
+ * is posted (into the buffer step s - 1 used, whose compute is done).
+ * start() posted step 1, so step 0 posts nothing. */
 static bsa_status step_top(struct bsa_dist_plan *p, int s, void *stream, bsa_comm_pending *pend)
 {
-    if (p->exchange == BSA_EXCHANGE_ALLGATHER)
+    if (p->exchange == BSA_EXCHANGE_ALLGATHER || s == 0)
         return BSA_SUCCESS;
-    bsa_status st;
-    if (s >= 1 && (st = p->comm->engine->wait(p->comm, &pend[s % 2])) != BSA_SUCCESS)
+    bsa_status st = p->comm->engine->wait(p->comm, &pend[s % 2]);
+    if (st != BSA_SUCCESS)
         return st;
     if (s + 1 < p->size)
         return post_kv(p, s + 1, stream, &pend[(s + 1) % 2]);
