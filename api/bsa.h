@@ -382,7 +382,8 @@ BSA_API bsa_status bsa_sparse_tn(bsa_plan_t plan, const float *w, const void *x,
  * -DBSA_WITH_NCCL=ON/OFF): the functions below always exist; without the
  * engine compiled, bsa_comm_create_mpi / _nccl return
  * BSA_ERROR_BACKEND_UNAVAILABLE with a message, and bsa_comm_compiled()
- * says 0.  The CPU backend runs over MPI; a dist plan over NCCL needs the
+ * says 0.  The CPU backend runs over MPI or over the caller's own
+ * transport (bsa_comm_create_callbacks); a dist plan over NCCL needs the
  * CUDA backend's dist kernels, which are not written yet: such a plan is
  * refused with BSA_ERROR_UNSUPPORTED (the NCCL communicator compiles, no
  * multi-GPU run was ever made).
@@ -392,7 +393,11 @@ BSA_API bsa_status bsa_sparse_tn(bsa_plan_t plan, const float *w, const void *x,
  * bad argument on one rank fails the call on every rank (the others'
  * message names that rank) instead of leaving them blocked. */
 
-typedef enum bsa_comm_kind { BSA_COMM_MPI = 1, BSA_COMM_NCCL = 2 } bsa_comm_kind;
+typedef enum bsa_comm_kind {
+    BSA_COMM_MPI = 1,
+    BSA_COMM_NCCL = 2,
+    BSA_COMM_CALLBACKS = 3 /* the caller's transport (bsa_comm_create_callbacks): always built */
+} bsa_comm_kind;
 
 /* 1 if the engine was compiled into this library. */
 BSA_API int bsa_comm_compiled(bsa_comm_kind kind);
@@ -410,6 +415,33 @@ BSA_API bsa_status bsa_comm_create_mpi(bsa_comm_t *comm, const void *mpi_comm);
  * rank and size.  Not duplicated: bsa's sends and receives are ordered on
  * the stream of each call.  Compiled only (no multi-GPU run made). */
 BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int rank, int size);
+/* A communicator over the caller's own transport, for host memory (the
+ * CPU backend): torch.distributed in the Python binding, threads in tests.
+ * bsa posts a step's sends and receives as one batch and later waits for
+ * the batch; a batch holds at most 4 messages, between this rank and the
+ * peers named, with one tag (a message's tag and the pair of ranks match a
+ * send with its receive; bsa never has two messages with the same tag,
+ * source and destination in flight).  Each callback returns 0 on success;
+ * nonzero fails the bsa call with BSA_ERROR_CALLBACK.  post must not block
+ * on the messages (every rank posts its sends before it waits); it sets
+ * *request to anything, which wait receives.  allgather is blocking:
+ * every rank's bytes into out[rank * bytes].  callbacks is copied; user is
+ * passed back unchanged and must outlive the communicator. */
+typedef struct bsa_comm_message {
+    int peer; /* rank in 0 .. size-1, never this rank */
+    int send; /* 1: send buf, 0: receive into buf */
+    void *buf;
+    size_t bytes;
+} bsa_comm_message;
+
+typedef struct bsa_comm_callbacks {
+    int (*post)(void *user, const bsa_comm_message *messages, int n, int tag, void **request);
+    int (*wait)(void *user, void *request);
+    int (*allgather)(void *user, const void *in, size_t bytes, void *out);
+} bsa_comm_callbacks;
+
+BSA_API bsa_status bsa_comm_create_callbacks(bsa_comm_t *comm, int rank, int size,
+                                             const bsa_comm_callbacks *callbacks, void *user);
 /* Refused while dist plans use it; NULL does nothing.  Frees bsa's copy,
  * never the caller's communicator. */
 BSA_API bsa_status bsa_comm_destroy(bsa_comm_t comm);
@@ -446,7 +478,8 @@ typedef struct bsa_dist_plan *bsa_dist_plan_t;
  * strided pattern also of stride L, and T/(P*L) (or T/(2P*L)) of the block.
  * params may be NULL (AUTO, AUTO).  The plan holds its exchange buffers and
  * sub-plans (one per key shard it needs), allocated here: the calls
- * allocate nothing.  ctx's backend must match the engine (CPU with MPI).
+ * allocate nothing.  ctx's backend must match the engine (CPU with MPI or
+ * callbacks).
  * Collective. */
 BSA_API bsa_status bsa_dist_plan_create(bsa_context_t ctx, bsa_dist_plan_t *plan,
                                         const bsa_attn_desc *desc, bsa_layout_t layout,

@@ -6,13 +6,14 @@
 #                 BSA_NCCL_ROOT, then the nvidia-nccl-cu13 wheel of the
 #                 python3 on the PATH (site-packages/nvidia/nccl), then the
 #                 system.
-# dist/comm.c and the dist plan are always built: without an engine the
-# bsa_comm_create_* calls return BSA_ERROR_BACKEND_UNAVAILABLE.
+# dist/comm.c, the callbacks engine (the caller's own transport) and the
+# dist plan are always built: without MPI or NCCL, bsa_comm_create_mpi /
+# _nccl return BSA_ERROR_BACKEND_UNAVAILABLE.
 set(BSA_WITH_MPI "OFF" CACHE STRING "Build the MPI engine of dist plans: ON, OFF or AUTO")
 set(BSA_WITH_NCCL "OFF" CACHE STRING "Build the NCCL communicator (needs BSA_WITH_CUDA): ON or OFF")
 set(BSA_NCCL_ROOT "" CACHE PATH "Prefix holding include/nccl.h and lib/libnccl.so*")
 
-target_sources(bsa_obj PRIVATE dist/comm.c dist/dist_plan.c dist/dist_exec.c)
+target_sources(bsa_obj PRIVATE dist/comm.c dist/comm_callbacks.c dist/dist_plan.c dist/dist_exec.c)
 set(BSA_HAVE_MPI OFF)
 if(BSA_WITH_MPI)
   if(BSA_WITH_MPI STREQUAL "AUTO")

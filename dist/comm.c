@@ -6,6 +6,8 @@
 
 BSA_API int bsa_comm_compiled(bsa_comm_kind kind)
 {
+    if (kind == BSA_COMM_CALLBACKS)
+        return 1;
 #ifdef BSA_HAVE_MPI
     if (kind == BSA_COMM_MPI)
         return 1;
@@ -66,6 +68,33 @@ BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int r
                     "bsa_comm_create_nccl: this libbsa was built without NCCL (configure with "
                     "-DBSA_WITH_CUDA=ON -DBSA_WITH_NCCL=ON)");
 #endif
+}
+
+BSA_API bsa_status bsa_comm_create_callbacks(bsa_comm_t *comm, int rank, int size,
+                                             const bsa_comm_callbacks *callbacks, void *user)
+{
+    if (!comm || !callbacks)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_comm_create_callbacks: %s is NULL",
+                        !comm ? "comm" : "callbacks");
+    if (!callbacks->post || !callbacks->wait || !callbacks->allgather)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_comm_create_callbacks: callbacks->%s is NULL",
+                        !callbacks->post   ? "post"
+                        : !callbacks->wait ? "wait"
+                                           : "allgather");
+    if (size < 1 || rank < 0 || rank >= size)
+        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                        "bsa_comm_create_callbacks: rank %d, size %d: need 0 <= rank < size", rank,
+                        size);
+    struct bsa_comm *c = calloc(1, sizeof *c);
+    if (!c)
+        return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "bsa_comm_create_callbacks: out of host memory");
+    bsa_status st = bsa_comm_callbacks_init(c, rank, size, callbacks, user);
+    if (st != BSA_SUCCESS) {
+        free(c);
+        return st;
+    }
+    *comm = c;
+    return BSA_SUCCESS;
 }
 
 BSA_API bsa_status bsa_comm_destroy(bsa_comm_t comm)

@@ -16,18 +16,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct bsa_comm_op {
-    int peer;  /* rank */
-    int send;  /* 1 send, 0 receive */
-    void *buf; /* host memory (MPI) or device memory (NCCL) */
-    size_t bytes;
-} bsa_comm_op;
+/* One message (bsa.h's bsa_comm_message: peer, send, buf, bytes). */
+typedef bsa_comm_message bsa_comm_op;
 
 enum { bsa_comm_max_ops = 4 };
 
 typedef struct bsa_comm_pending {
     int active;
-    _Alignas(16) unsigned char state[bsa_comm_max_ops * 16]; /* the engine's (MPI requests) */
+    _Alignas(16) unsigned char state[bsa_comm_max_ops * 16]; /* the engine's (MPI requests,
+                                                                a callback's request) */
 } bsa_comm_pending;
 
 typedef struct bsa_comm_engine {
@@ -56,5 +53,8 @@ struct bsa_comm {
 /* Defined where the engine is compiled (dist/comm_mpi.c, dist/comm_nccl.c). */
 bsa_status bsa_comm_mpi_init(struct bsa_comm *c, const void *mpi_comm);
 bsa_status bsa_comm_nccl_init(struct bsa_comm *c, void *nccl_comm, int rank, int size);
+/* dist/comm_callbacks.c (always built). */
+bsa_status bsa_comm_callbacks_init(struct bsa_comm *c, int rank, int size,
+                                   const bsa_comm_callbacks *cb, void *user);
 
 #endif
