@@ -506,7 +506,9 @@ BSA_API bsa_status bsa_dist_plan_implementation(bsa_dist_plan_t plan, const char
  * positions[0 .. shard_len) (so callers cut their shard with it). */
 BSA_API bsa_status bsa_dist_shard_positions(bsa_dist_plan_t plan, int rank, int64_t *positions);
 
-/* This rank's shard: args as for bsa_forward (key_lengths, cu_seqlens_*
+/* A dist plan holds its exchange buffers: its calls must not overlap (one
+ * thread at a time per plan; plans are independent of each other).
+ * This rank's shard: args as for bsa_forward (key_lengths, cu_seqlens_*
  * must be NULL); lse optional ([batch, heads, T/P], this shard's rows).
  * stream: NULL on the CPU.  Collective. */
 BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t plan, const bsa_fwd_args *args, void *stream);
