@@ -391,6 +391,16 @@ static void test_two_ranks(void **state)
     test_ranks(2);
 }
 
+/* One rank: no exchange at all, the dist plan is the single-process one. */
+static void test_one_rank(void **state)
+{
+    dcase c = {BSA_PATTERN_FIXED, 0, BSA_SHARD_AUTO, BSA_EXCHANGE_RING};
+    run(1, &c, 0);
+    c.exchange = BSA_EXCHANGE_ALLGATHER;
+    c.sharding = BSA_SHARD_ZIGZAG;
+    run(1, &c, 0);
+}
+
 static void test_failing_transport(void **state)
 {
     dcase c = {BSA_PATTERN_ALL, 0, BSA_SHARD_AUTO, BSA_EXCHANGE_AUTO};
@@ -419,9 +429,8 @@ int main(void)
 {
     tu_seed();
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_three_ranks),
-        cmocka_unit_test(test_two_ranks),
-        cmocka_unit_test(test_failing_transport),
+        cmocka_unit_test(test_three_ranks),   cmocka_unit_test(test_two_ranks),
+        cmocka_unit_test(test_one_rank),      cmocka_unit_test(test_failing_transport),
         cmocka_unit_test(test_bad_callbacks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
