@@ -7,10 +7,11 @@ CMAKE_FLAGS ?=
 APT_PACKAGES = cmake make gcc g++ pkg-config libdnnl-dev libcmocka-dev libpng-dev libomp-dev
 
 SANITIZE_PACKAGES = clang libclang-rt-14-dev libomp-dev valgrind
+DIST_PACKAGES = libopenmpi-dev openmpi-bin
 FUZZ_SECONDS ?= 60
 
 .PHONY: all deps configure build run test install clean test-sanitize fuzz valgrind test-pip \
-	test-install
+	test-install test-dist test-dist-python
 
 all: build
 
@@ -72,6 +73,33 @@ test-sanitize: deps
 	    OMP_TOOL_LIBRARIES=$$(clang -print-resource-dir)/../../libarcher.so \
 	    ctest --output-on-failure -j $(JOBS) -E python
 
+# Context parallelism on CPU ranks (README "Context parallelism"): a build
+# with the MPI engine (Open MPI from Debian) in build-dist, then
+# tests/dist/test_dist_mpi.c under mpiexec with 2 and 4 ranks, one OpenMP
+# thread each (oversubscribed where there are fewer cores; as root too),
+# and the README's example of it on 2 ranks.
+test-dist: deps
+	@sh scripts/install-deps.sh $(DIST_PACKAGES)
+	cmake -S . -B build-dist -DBSA_WITH_CUDA=OFF -DBSA_WITH_MPI=ON $(CMAKE_FLAGS)
+	cmake --build build-dist -j $(JOBS) --target test_dist_mpi readme_dist_example
+	cd build-dist && ctest --output-on-failure -R '^dist_mpi_'
+
+# bsa.distributed over torch.distributed (gloo): python/tests/
+# test_distributed.py spawns 2 CPU processes, against build-dist's libbsa.
+# torch comes from PyPI into a virtual environment of its own
+# (build-dist/torch-venv): PyPI's Linux torch brings its CUDA libraries,
+# ~5 GB, since there is no CPU-only torch there (about 1.5 min to install).
+TORCH_VENV ?= build-dist/torch-venv
+test-dist-python: test-dist
+	@python3 -m venv --help >/dev/null 2>&1 || sh scripts/install-deps.sh python3-venv
+	cmake --build build-dist -j $(JOBS) --target bsa
+	test -x $(TORCH_VENV)/bin/python || python3 -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -c "import torch, numpy, pytest" 2>/dev/null || \
+	    $(TORCH_VENV)/bin/python -m pip install -q --disable-pip-version-check torch numpy pytest
+	cd python && BSA_LIBRARY=$(CURDIR)/build-dist/libbsa.so BSA_REQUIRE_TORCH=1 OMP_NUM_THREADS=1 \
+	    PYTHONDONTWRITEBYTECODE=1 $(abspath $(TORCH_VENV))/bin/python -m pytest -q -rs \
+	    -p no:cacheprovider tests/test_distributed.py
+
 # The libFuzzer target for FUZZ_SECONDS, from the checked-in seed corpus
 # (copied, so that new inputs do not dirty the tree).  Prints the executions.
 fuzz: deps
@@ -103,4 +131,4 @@ test-pip: deps
 	sh scripts/check-pip-install.sh build-pip/venv/bin/python build-pip
 
 clean:
-	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip build-install
+	rm -rf $(BUILD) build-asan build-tsan build-fuzz build-pip build-install build-dist

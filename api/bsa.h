@@ -368,6 +368,154 @@ BSA_API bsa_status bsa_sparse_nn(bsa_plan_t plan, const float *w, const void *x,
 BSA_API bsa_status bsa_sparse_tn(bsa_plan_t plan, const float *w, const void *x, void *y,
                                  void *stream);
 
+/* ------------------------------------------ context parallelism (issue 27)
+ * Sequences longer than one device: P ranks each hold a contiguous or
+ * zig-zag shard of T / P positions of q, k, v ([batch, heads, T/P, dim],
+ * any strides) and get their shard of O, lse, dQ, dK, dV.  The layout
+ * covers the whole sequence (seq_q = seq_k = T, self-attention) and is the
+ * same on every rank.  Rank i computes its queries against the key shards
+ * whose slice of the layout is non-empty for its query blocks only; the
+ * partial outputs are merged by log-sum-exp; the backward returns dK/dV
+ * partials to their owners, summed in a fixed order (deterministic).
+ *
+ * Engines, optional at build time (CMake -DBSA_WITH_MPI=ON/OFF/AUTO and
+ * -DBSA_WITH_NCCL=ON/OFF): the functions below always exist; without the
+ * engine compiled, bsa_comm_create_mpi / _nccl return
+ * BSA_ERROR_BACKEND_UNAVAILABLE with a message, and bsa_comm_compiled()
+ * says 0.  The CPU backend runs over MPI or over the caller's own
+ * transport (bsa_comm_create_callbacks); a dist plan over NCCL needs the
+ * CUDA backend's dist kernels, which are not written yet: such a plan is
+ * refused with BSA_ERROR_UNSUPPORTED (the NCCL communicator compiles, no
+ * multi-GPU run was ever made).
+ *
+ * Every call below is collective over the communicator (each rank calls
+ * it, in the same order): plan creation agrees on the result, so a
+ * bad argument on one rank fails the call on every rank (the others'
+ * message names that rank) instead of leaving them blocked. */
+
+typedef enum bsa_comm_kind {
+    BSA_COMM_MPI = 1,
+    BSA_COMM_NCCL = 2,
+    BSA_COMM_CALLBACKS = 3 /* the caller's transport (bsa_comm_create_callbacks): always built */
+} bsa_comm_kind;
+
+/* 1 if the engine was compiled into this library. */
+BSA_API int bsa_comm_compiled(bsa_comm_kind kind);
+
+typedef struct bsa_comm *bsa_comm_t;
+
+/* Wraps the caller's MPI communicator: mpi_comm points to an MPI_Comm of
+ * the MPI the library was built with (bsa.h does not include mpi.h).  MPI
+ * must be initialised (MPI_THREAD_FUNNELED at least: bsa calls MPI from the
+ * calling thread only).  The communicator is duplicated (bsa's messages
+ * never meet the caller's) with MPI_ERRORS_RETURN on the copy, so an MPI
+ * failure becomes BSA_ERROR_DEVICE with MPI's message.  Collective. */
+BSA_API bsa_status bsa_comm_create_mpi(bsa_comm_t *comm, const void *mpi_comm);
+/* Wraps the caller's ncclComm_t (passed as void *), which must report this
+ * rank and size.  Not duplicated: bsa's sends and receives are ordered on
+ * the stream of each call.  Compiled only (no multi-GPU run made). */
+BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int rank, int size);
+/* A communicator over the caller's own transport, for host memory (the
+ * CPU backend): torch.distributed in the Python binding, threads in tests.
+ * bsa posts a step's sends and receives as one batch and later waits for
+ * the batch; a batch holds at most 4 messages, between this rank and the
+ * peers named, with one tag (a message's tag and the pair of ranks match a
+ * send with its receive; bsa never has two messages with the same tag,
+ * source and destination in flight).  Each callback returns 0 on success;
+ * nonzero fails the bsa call with BSA_ERROR_CALLBACK.  post must not block
+ * on the messages (every rank posts its sends before it waits); it sets
+ * *request to anything, which wait receives.  allgather is blocking:
+ * every rank's bytes into out[rank * bytes].  callbacks is copied; user is
+ * passed back unchanged and must outlive the communicator. */
+typedef struct bsa_comm_message {
+    int peer; /* rank in 0 .. size-1, never this rank */
+    int send; /* 1: send buf, 0: receive into buf */
+    void *buf;
+    size_t bytes;
+} bsa_comm_message;
+
+typedef struct bsa_comm_callbacks {
+    int (*post)(void *user, const bsa_comm_message *messages, int n, int tag, void **request);
+    int (*wait)(void *user, void *request);
+    int (*allgather)(void *user, const void *in, size_t bytes, void *out);
+} bsa_comm_callbacks;
+
+BSA_API bsa_status bsa_comm_create_callbacks(bsa_comm_t *comm, int rank, int size,
+                                             const bsa_comm_callbacks *callbacks, void *user);
+/* Refused while dist plans use it; NULL does nothing.  Frees bsa's copy,
+ * never the caller's communicator. */
+BSA_API bsa_status bsa_comm_destroy(bsa_comm_t comm);
+BSA_API bsa_status bsa_comm_rank(bsa_comm_t comm, int *rank, int *size);
+
+typedef enum bsa_sharding {
+    BSA_SHARD_AUTO = 0,       /* the plan picks the one with the lower most-loaded rank */
+    BSA_SHARD_CONTIGUOUS = 1, /* rank r holds positions [r*T/P, (r+1)*T/P) */
+    BSA_SHARD_ZIGZAG = 2      /* 2P chunks of T/(2P): rank r holds chunks r and 2P-1-r, in
+                                 that order (balanced work for causal layouts) */
+} bsa_sharding;
+
+typedef enum bsa_dist_exchange {
+    BSA_EXCHANGE_AUTO = 0,     /* all-gather when every rank needs every shard and the
+                                  gathered K/V is small (<= 16 MiB a rank); else ring */
+    BSA_EXCHANGE_RING = 1,     /* P - 1 steps; step s receives from rank - s and sends to
+                                  rank + s, only the shards the layout needs */
+    BSA_EXCHANGE_ALLGATHER = 2 /* one all-gather of every K/V shard, then compute */
+} bsa_dist_exchange;
+
+typedef struct bsa_dist_params {
+    bsa_sharding sharding;
+    bsa_dist_exchange exchange;
+} bsa_dist_params;
+
+typedef struct bsa_dist_plan *bsa_dist_plan_t;
+
+/* desc describes this rank's shard: q, k, v, o have time dims T/P (= the
+ * layout's seq / the communicator's size); every rank passes the same
+ * shapes, dtype, scale and flags (BSA_PLAN_FORCE_REFERENCE only: varlen
+ * and key lengths are refused) and an equal layout (its own handle, same
+ * pattern: compared by its tables).  Shards must cut whole layout blocks:
+ * T/P (contiguous) or T/(2P) (zig-zag) a multiple of the block; with the
+ * strided pattern also of stride L, and T/(P*L) (or T/(2P*L)) of the block.
+ * params may be NULL (AUTO, AUTO).  The plan holds its exchange buffers and
+ * sub-plans (one per key shard it needs), allocated here: the calls
+ * allocate nothing.  ctx's backend must match the engine (CPU with MPI or
+ * callbacks).
+ * Collective. */
+BSA_API bsa_status bsa_dist_plan_create(bsa_context_t ctx, bsa_dist_plan_t *plan,
+                                        const bsa_attn_desc *desc, bsa_layout_t layout,
+                                        bsa_comm_t comm, const bsa_dist_params *params);
+/* Not collective; NULL does nothing. */
+BSA_API bsa_status bsa_dist_plan_destroy(bsa_dist_plan_t plan);
+
+typedef struct bsa_dist_info {
+    int rank, size;
+    bsa_sharding sharding;      /* resolved: never AUTO */
+    bsa_dist_exchange exchange; /* resolved: never AUTO */
+    int64_t shard_len;          /* T / P positions on each rank */
+    int peers_needed;           /* key shards of other ranks this rank's queries need */
+    int64_t blocks_local;       /* kept layout blocks this rank computes (all layout heads) */
+    int64_t blocks_max;         /* the most any rank computes (balance = max / mean) */
+    size_t buffer_bytes;        /* host or device memory the plan holds */
+} bsa_dist_info;
+
+BSA_API bsa_status bsa_dist_plan_info(bsa_dist_plan_t plan, bsa_dist_info *info);
+/* "dist-ring(zigzag) over cpu-fused" or the like: the exchange, the
+ * sharding and the single-process implementation of the sub-problems. */
+BSA_API bsa_status bsa_dist_plan_implementation(bsa_dist_plan_t plan, const char **name);
+/* The natural sequence positions of rank r's rows, in row order:
+ * positions[0 .. shard_len) (so callers cut their shard with it). */
+BSA_API bsa_status bsa_dist_shard_positions(bsa_dist_plan_t plan, int rank, int64_t *positions);
+
+/* A dist plan holds its exchange buffers: its calls must not overlap (one
+ * thread at a time per plan; plans are independent of each other).
+ * This rank's shard: args as for bsa_forward (key_lengths, cu_seqlens_*
+ * must be NULL); lse optional ([batch, heads, T/P], this shard's rows).
+ * stream: NULL on the CPU.  Collective. */
+BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t plan, const bsa_fwd_args *args, void *stream);
+/* args->o and args->lse as bsa_dist_forward wrote them (the merged ones);
+ * writes this shard's dq and its shard's dk, dv.  Collective. */
+BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t plan, const bsa_bwd_args *args, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

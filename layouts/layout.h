@@ -107,6 +107,20 @@ bsa_status bsa_layout_build(bsa_context_t ctx, const bsa_layout_desc *desc, int 
 bsa_status bsa_layout_create_preset_ext(bsa_context_t ctx, const bsa_preset *preset,
                                         bsa_layout_t *layout);
 
+/* The sub-layout of one (query shard x key shard) sub-problem (layouts/
+ * layout_slice.c): query block rows qmap[0..nq) and key block columns
+ * kmap[0..nk) of l (global block indices, distinct), as a layout of nq x nk
+ * blocks with l's heads whose elements are l's at the mapped positions:
+ * predicates and callback bits are evaluated at the global positions and
+ * stored as bits, so the sub-layout has no predicates and any backend's
+ * kernels run it unchanged.  stride_perm is the sub-layout's own (0, or the
+ * strided pattern's L over the sub-problem's length; the caller checked
+ * that the shards cut whole permuted blocks).  Destroy it with
+ * bsa_layout_destroy. */
+bsa_status bsa_layout_slice(const struct bsa_layout *l, int nq, const int32_t *qmap, int nk,
+                            const int32_t *kmap, int stride_perm, const char *fn,
+                            bsa_layout_t *out);
+
 /* Frees a layout's host tables and the layout itself (no backend release). */
 void bsa_layout_free(struct bsa_layout *layout);
 

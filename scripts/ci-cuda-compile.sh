@@ -11,7 +11,8 @@
 #   CUDA 13 (the nvcc on the PATH or /usr/local/cuda; skipped if none):
 #     sm_80, sm_90 (+ the sm_90a Hopper kernels), sm_100, sm_120 (B200,
 #     RTX 50xx: the mma.sync and reference kernels; the Hopper ones are
-#     sm_90a only) in build-ci-cuda; sm_75 (T4) in build-ci-cuda-sm75;
+#     sm_90a only) in build-ci-cuda, with the NCCL communicator of context
+#     parallelism (NCCL from PyPI: scripts/install-nccl.sh); sm_75 (T4) in build-ci-cuda-sm75;
 #   CUDA 11.8 (Debian bookworm's non-free nvidia-cuda-toolkit, unpacked
 #     into a private prefix by scripts/install-cuda11.sh; host compiler
 #     clang++-14 from Debian, as nvcc 11.8 takes no g++ 12): sm_70 (V100:
@@ -161,8 +162,24 @@ elif [ -n "$NVCC13" ]; then
     # (set and reset around the call: a shell may keep an assignment that
     # prefixes a function call)
     BUILD_TARGETS="bsa $gpu_tests bsa_gpu_bench"
-    build "$NVCC13" "80;90;100;120" build-ci-cuda -DBSA_BUILD_TESTS=ON -DBSA_BUILD_TOOLS=ON
+    # this build also compiles the NCCL communicator (dist/comm_nccl.c)
+    # against the nvidia-nccl-cu13 wheel's header and library
+    t0=$(date +%s)
+    NCCL_ROOT=$(sh scripts/install-nccl.sh)
+    echo "bsa ci: NCCL at $NCCL_ROOT: $(($(date +%s) - t0)) s"
+    build "$NVCC13" "80;90;100;120" build-ci-cuda -DBSA_BUILD_TESTS=ON -DBSA_BUILD_TOOLS=ON \
+        -DBSA_WITH_NCCL=ON -DBSA_NCCL_ROOT="$NCCL_ROOT"
     BUILD_TARGETS=""
+    # the communicator is in libbsa and its NCCL calls resolve against
+    # libnccl (the GPU test programs linked against libbsa check that too)
+    lib=$(ls build-ci-cuda/libbsa.so.* | head -n 1)
+    if ! readelf -d "$lib" | grep -q 'NEEDED.*libnccl' ||
+        ! nm -D --defined-only "$lib" | grep -q ' bsa_comm_create_nccl$' ||
+        ! nm -D --undefined-only "$lib" | grep -q ' ncclSend$'; then
+        echo "bsa ci: FAILED: $lib lacks the NCCL communicator or its libnccl dependency" >&2
+        exit 1
+    fi
+    echo "bsa ci: NCCL communicator compiled into $lib (needs $(readelf -d "$lib" | sed -n 's/.*NEEDED.*\[\(libnccl[^]]*\)\].*/\1/p'))"
     echo "bsa ci: GPU test programs and harness built: $gpu_tests bsa_gpu_bench"
     volta_fresh build-ci-cuda-sm75
     build "$NVCC13" 75 build-ci-cuda-sm75

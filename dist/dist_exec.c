@@ -1,0 +1,383 @@
+/*
+ * Context-parallel execution (host memory: the MPI engine with the CPU
+ * backend).
+ *
+ * Schedule: P steps.  At step s rank i computes its queries against key
+ * shard src = i - s (mod P) with the sub-plan built for that shard, if the
+ * layout has any block there; the K/V shard arrives straight from its
+ * owner (sent at step s to rank owner + s), and the exchange of step s + 1
+ * is posted before step s computes, so the two overlap as far as the
+ * engine progresses messages in the background.  Step 0 is the rank's own
+ * shard.  With the all-gather exchange every shard is gathered first.
+ *
+ * Forward: the partial (O_s, lse_s) of each step is merged into running
+ * double-precision accumulators in step order:
+ *   lse = log(exp(lse_acc) + exp(lse_s)),
+ *   O   = O_acc exp(lse_acc - lse) + O_s exp(lse_s - lse).
+ * Backward: the sub-plans' backward with the merged O and lse (delta =
+ * rowsum(dO O) and P = exp(S - lse) are then those of the whole row) gives
+ * exact partials: dQ sums them over steps; the dK/dV partial for shard src
+ * goes back to its owner, which sums the partials in step order (its own
+ * first, then those of ranks owner + 1, owner + 2, ...): the same inputs
+ * give the same bits, whatever the message timing.
+ */
+#include "dist_internal.h"
+#include "../api/half.h"
+#include "../api/overlap.h"
+
+#include <math.h>
+#include <string.h>
+
+static double get(bsa_dtype dt, const void *b, int64_t i)
+{
+    if (dt == BSA_DTYPE_F32)
+        return ((const float *)b)[i];
+    uint16_t h = ((const uint16_t *)b)[i];
+    return dt == BSA_DTYPE_BF16 ? bsa_bf16_to_f32(h) : bsa_f16_to_f32(h);
+}
+
+static void set(bsa_dtype dt, void *b, int64_t i, double v)
+{
+    if (dt == BSA_DTYPE_F32)
+        ((float *)b)[i] = (float)v;
+    else if (dt == BSA_DTYPE_BF16)
+        ((uint16_t *)b)[i] = bsa_f32_to_bf16((float)v);
+    else
+        ((uint16_t *)b)[i] = bsa_f32_to_f16((float)v);
+}
+
+/* Strided caller tensor t (dims of t) into a contiguous copy, same dtype. */
+static void pack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const void *src,
+                 void *dst)
+{
+    size_t row = (size_t)t->dims[3] * p->es;
+    unsigned char *o = dst;
+    for (int64_t b = 0; b < t->dims[0]; b++)
+        for (int64_t h = 0; h < t->dims[1]; h++)
+            for (int64_t x = 0; x < t->dims[2]; x++) {
+                int64_t off = b * t->strides[0] + h * t->strides[1] + x * t->strides[2];
+                memcpy(o, (const unsigned char *)src + off * (int64_t)p->es, row);
+                o += row;
+            }
+}
+
+/* Contiguous double accumulator into the strided caller tensor t. */
+static void unpack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const double *acc,
+                   void *dst)
+{
+    int64_t i = 0;
+    for (int64_t b = 0; b < t->dims[0]; b++)
+        for (int64_t h = 0; h < t->dims[1]; h++)
+            for (int64_t x = 0; x < t->dims[2]; x++) {
+                int64_t off = b * t->strides[0] + h * t->strides[1] + x * t->strides[2];
+                for (int64_t e = 0; e < t->dims[3]; e++)
+                    set(p->dtype, dst, off + e, acc[i++]);
+            }
+}
+
+static void add_into(bsa_dtype dt, double *acc, const void *part, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        acc[i] += get(dt, part, i);
+}
+
+/* Merges (o_part, lse_part) into (acc_o, acc_lse). */
+static void merge(struct bsa_dist_plan *p)
+{
+    int64_t dv = p->dv;
+    for (int64_t r = 0; r < p->rows; r++) {
+        double ls = p->lse_part[r], la = p->acc_lse[r];
+        if (ls == -INFINITY)
+            continue;                 /* no visible key in this shard: O_s = 0 */
+        double m = la > ls ? la : ls; /* a NaN ls propagates (m = ls) */
+        double lse = m + log(exp(la - m) + exp(ls - m));
+        double wa = exp(la - lse), ws = exp(ls - lse);
+        double *o = p->acc_o + r * dv;
+        for (int64_t e = 0; e < dv; e++)
+            o[e] = o[e] * wa + ws * get(p->dtype, p->o_part, r * dv + e);
+        p->acc_lse[r] = lse;
+    }
+}
+
+/* The K/V exchange of step s (s >= 1) for the ring, into kv_recv[s % 2]. */
+static bsa_status post_kv(struct bsa_dist_plan *p, int s, void *stream, bsa_comm_pending *pend)
+{
+    int P = p->size, me = p->rank;
+    int src = (me - s + P) % P, dst = (me + s) % P;
+    bsa_comm_op ops[2];
+    int n = 0;
+    if (p->need[me * P + src])
+        ops[n++] = (bsa_comm_op){src, 0, p->kv_recv[s % 2], p->kv_bytes};
+    if (p->need[dst * P + me])
+        ops[n++] = (bsa_comm_op){dst, 1, p->kv_mine, p->kv_bytes};
+    return p->comm->engine->post(p->comm, ops, n, s, stream, pend);
+}
+
+/* The K/V shard of step s, after start_step. */
+static const unsigned char *kv_of(const struct bsa_dist_plan *p, int s)
+{
+    int src = (p->rank - s + p->size) % p->size;
+    if (s == 0)
+        return p->kv_mine;
+    if (p->exchange == BSA_EXCHANGE_ALLGATHER)
+        return p->kv_all + (size_t)src * p->kv_bytes;
+    return p->kv_recv[s % 2];
+}
+
+/* Before any step: packs this rank's K/V; all-gathers them or posts the
+ * ring's step 1. */
+static bsa_status start(struct bsa_dist_plan *p, const void *k, const void *v, void *stream,
+                        bsa_comm_pending *pend)
+{
+    pack(p, &p->k, k, p->kv_mine);
+    pack(p, &p->v, v, p->kv_mine + (size_t)p->k_elems * p->es);
+    if (p->exchange == BSA_EXCHANGE_ALLGATHER)
+        return p->comm->engine->allgather(p->comm, p->kv_mine, p->kv_bytes, p->kv_all, stream);
+    return p->size > 1 ? post_kv(p, 1, stream, &pend[1]) : BSA_SUCCESS;
+}
+
+/* At the top of step s >= 1: the shard of step s has arrived; step s + 1's
+ * is posted (into the buffer step s - 1 used, whose compute is done).
+ * start() posted step 1, so step 0 posts nothing. */
+static bsa_status step_top(struct bsa_dist_plan *p, int s, void *stream, bsa_comm_pending *pend)
+{
+    if (p->exchange == BSA_EXCHANGE_ALLGATHER || s == 0)
+        return BSA_SUCCESS;
+    bsa_status st = p->comm->engine->wait(p->comm, &pend[s % 2]);
+    if (st != BSA_SUCCESS)
+        return st;
+    if (s + 1 < p->size)
+        return post_kv(p, s + 1, stream, &pend[(s + 1) % 2]);
+    return BSA_SUCCESS;
+}
+
+/* Waits for everything posted, after a failure (so that no buffer is
+ * still being written when the call returns). */
+static void drain(struct bsa_dist_plan *p, bsa_comm_pending *pend, int n)
+{
+    for (int i = 0; i < n; i++)
+        p->comm->engine->wait(p->comm, &pend[i]);
+}
+
+static bsa_status check_args(const struct bsa_dist_plan *p, const char *fn, const void *const *ptrs,
+                             const char *const *names, int n, const int32_t *kl, const int32_t *cq,
+                             const int32_t *ck, int ns)
+{
+    for (int i = 0; i < n; i++)
+        if (!ptrs[i])
+            return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: args->%s is NULL", fn, names[i]);
+    if (kl || cq || ck || ns)
+        return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                        "%s: args->key_lengths, cu_seqlens_q/k and num_seqs must be NULL / 0 "
+                        "(not implemented for dist plans)",
+                        fn);
+    size_t align = p->es;
+    for (int i = 0; i < n; i++)
+        if (strcmp(names[i], "lse") && (uintptr_t)ptrs[i] % align)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p is not %zu-byte aligned (the element size)", fn,
+                            names[i], ptrs[i], align);
+    return BSA_SUCCESS;
+}
+
+static bsa_span span(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const void *base)
+{
+    bsa_span r = {base, (int64_t)p->es, 4, {0}, {0}};
+    for (int i = 0; i < 4; i++) {
+        r.dims[i] = t->dims[i];
+        r.strides[i] = t->strides[i] * (int64_t)p->es;
+    }
+    return r;
+}
+
+static bsa_span lse_span(const struct bsa_dist_plan *p, const void *base)
+{
+    bsa_span r = {base, 4, 1, {p->rows}, {4}};
+    return r;
+}
+
+/* outs[i] overlaps no later output and no input. */
+static bsa_status check_overlap(const char *fn, const bsa_span *outs, const char *const *on, int no,
+                                const bsa_span *ins, const char *const *in, int ni)
+{
+    for (int i = 0; i < no; i++) {
+        if (!outs[i].base)
+            continue;
+        for (int j = i + 1; j < no; j++)
+            if (outs[j].base && bsa_spans_overlap(&outs[i], &outs[j]))
+                return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                "%s: args->%s and args->%s share memory: outputs may not overlap "
+                                "inputs or other outputs",
+                                fn, on[i], on[j]);
+        for (int j = 0; j < ni; j++)
+            if (bsa_spans_overlap(&outs[i], &ins[j]))
+                return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                                "%s: args->%s shares memory with args->%s: outputs may not "
+                                "overlap inputs or other outputs",
+                                fn, on[i], in[j]);
+    }
+    return BSA_SUCCESS;
+}
+
+BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args, void *stream)
+{
+    const char *fn = "bsa_dist_forward";
+    if (!p || !args)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !p ? "plan" : "args");
+    const void *ptrs[] = {args->q, args->k, args->v, args->o};
+    static const char *const names[] = {"q", "k", "v", "o"};
+    bsa_status st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
+                               args->cu_seqlens_k, args->num_seqs);
+    if (st)
+        return st;
+    bsa_span outs[2] = {span(p, &p->o, args->o), lse_span(p, args->lse)};
+    bsa_span ins[3] = {span(p, &p->q, args->q), span(p, &p->k, args->k), span(p, &p->v, args->v)};
+    static const char *const on[] = {"o", "lse"};
+    if ((st = check_overlap(fn, outs, on, 2, ins, names, 3)))
+        return st;
+
+    bsa_comm_pending pend[2];
+    memset(pend, 0, sizeof pend);
+    pack(p, &p->q, args->q, p->q_c);
+    for (int64_t i = 0; i < p->o_elems; i++)
+        p->acc_o[i] = 0.0;
+    for (int64_t r = 0; r < p->rows; r++)
+        p->acc_lse[r] = -INFINITY;
+    if ((st = start(p, args->k, args->v, stream, pend)))
+        goto fail;
+    for (int s = 0; s < p->size; s++) {
+        int src = (p->rank - s + p->size) % p->size;
+        if ((st = step_top(p, s, stream, pend)))
+            goto fail;
+        if (!p->sub_plan[src])
+            continue; /* the layout has no block of this shard for our queries */
+        const unsigned char *kv = kv_of(p, s);
+        bsa_fwd_args a = {0};
+        a.q = p->q_c;
+        a.k = kv;
+        a.v = kv + (size_t)p->k_elems * p->es;
+        a.o = p->o_part;
+        a.lse = p->lse_part;
+        if ((st = bsa_forward(p->sub_plan[src], &a, p->ws, p->ws_bytes, stream)))
+            goto fail;
+        merge(p);
+    }
+    unpack(p, &p->o, p->acc_o, args->o);
+    float *lse = args->lse ? args->lse : p->lse_tmp;
+    for (int64_t r = 0; r < p->rows; r++)
+        lse[r] = (float)p->acc_lse[r];
+    return BSA_SUCCESS;
+fail:
+    drain(p, pend, 2);
+    return st;
+}
+
+/* The dK/dV partial exchange of step s >= 1: this rank's partial for
+ * shard src goes to src; the partial of rank dst for this rank's shard
+ * arrives into dkv_recv[s % 2]. */
+static bsa_status post_dkv(struct bsa_dist_plan *p, int s, void *stream, bsa_comm_pending *pend,
+                           int *has_recv)
+{
+    int P = p->size, me = p->rank;
+    int src = (me - s + P) % P, dst = (me + s) % P;
+    bsa_comm_op ops[2];
+    int n = 0;
+    *has_recv = 0;
+    if (p->need[dst * P + me]) {
+        ops[n++] = (bsa_comm_op){dst, 0, p->dkv_recv[s % 2], p->kv_bytes};
+        *has_recv = 1;
+    }
+    if (p->need[me * P + src])
+        ops[n++] = (bsa_comm_op){src, 1, p->dkv_send[s % 2], p->kv_bytes};
+    return p->comm->engine->post(p->comm, ops, n, P + s, stream, pend);
+}
+
+BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args, void *stream)
+{
+    const char *fn = "bsa_dist_backward";
+    if (!p || !args)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !p ? "plan" : "args");
+    const void *ptrs[] = {args->q,    args->k,  args->v,  args->o, args->lse,
+                          args->dout, args->dq, args->dk, args->dv};
+    static const char *const names[] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
+    bsa_status st = check_args(p, fn, ptrs, names, 9, args->key_lengths, args->cu_seqlens_q,
+                               args->cu_seqlens_k, args->num_seqs);
+    if (st)
+        return st;
+    bsa_span outs[3] = {span(p, &p->q, args->dq), span(p, &p->k, args->dk),
+                        span(p, &p->v, args->dv)};
+    bsa_span ins[6] = {span(p, &p->q, args->q), span(p, &p->k, args->k),
+                       span(p, &p->v, args->v), span(p, &p->o, args->o),
+                       lse_span(p, args->lse),  span(p, &p->o, args->dout)};
+    static const char *const on[] = {"dq", "dk", "dv"};
+    static const char *const in[] = {"q", "k", "v", "o", "lse", "dout"};
+    if ((st = check_overlap(fn, outs, on, 3, ins, in, 6)))
+        return st;
+
+    bsa_comm_pending pend[2], gpend[2];
+    int grecv[2] = {0, 0};
+    memset(pend, 0, sizeof pend);
+    memset(gpend, 0, sizeof gpend);
+    pack(p, &p->q, args->q, p->q_c);
+    pack(p, &p->o, args->o, p->o_c);
+    pack(p, &p->o, args->dout, p->do_c);
+    int64_t kv_elems = p->k_elems + p->v_elems;
+    for (int64_t i = 0; i < p->q_elems; i++)
+        p->acc_dq[i] = 0.0;
+    for (int64_t i = 0; i < kv_elems; i++)
+        p->acc_dkv[i] = 0.0;
+    if ((st = start(p, args->k, args->v, stream, pend)))
+        goto fail;
+    for (int s = 0; s < p->size; s++) {
+        int src = (p->rank - s + p->size) % p->size;
+        if ((st = step_top(p, s, stream, pend)))
+            goto fail;
+        /* dkv_send[s % 2] and dkv_recv[s % 2] were step s - 2's: its
+         * exchange must be done; its received partial is summed now (in
+         * step order) */
+        if ((st = p->comm->engine->wait(p->comm, &gpend[s % 2])))
+            goto fail;
+        if (grecv[s % 2]) {
+            add_into(p->dtype, p->acc_dkv, p->dkv_recv[s % 2], kv_elems);
+            grecv[s % 2] = 0;
+        }
+        if (p->sub_plan[src]) {
+            const unsigned char *kv = kv_of(p, s);
+            unsigned char *dkv = s == 0 ? p->dkv_send[0] : p->dkv_send[s % 2];
+            bsa_bwd_args a = {0};
+            a.q = p->q_c;
+            a.k = kv;
+            a.v = kv + (size_t)p->k_elems * p->es;
+            a.o = p->o_c;
+            a.lse = args->lse;
+            a.dout = p->do_c;
+            a.dq = p->dq_part;
+            a.dk = dkv;
+            a.dv = dkv + (size_t)p->k_elems * p->es;
+            if ((st = bsa_backward(p->sub_plan[src], &a, p->ws, p->ws_bytes, stream)))
+                goto fail;
+            add_into(p->dtype, p->acc_dq, p->dq_part, p->q_elems);
+            if (s == 0)
+                add_into(p->dtype, p->acc_dkv, dkv, kv_elems);
+        }
+        if (s >= 1 && (st = post_dkv(p, s, stream, &gpend[s % 2], &grecv[s % 2])))
+            goto fail;
+    }
+    /* the last two steps' partials, in step order */
+    for (int s = p->size; s < p->size + 2; s++) {
+        if ((st = p->comm->engine->wait(p->comm, &gpend[s % 2])))
+            goto fail;
+        if (grecv[s % 2]) {
+            add_into(p->dtype, p->acc_dkv, p->dkv_recv[s % 2], kv_elems);
+            grecv[s % 2] = 0;
+        }
+    }
+    unpack(p, &p->q, p->acc_dq, args->dq);
+    unpack(p, &p->k, p->acc_dkv, args->dk);
+    unpack(p, &p->v, p->acc_dkv + p->k_elems, args->dv);
+    return BSA_SUCCESS;
+fail:
+    drain(p, pend, 2);
+    drain(p, gpend, 2);
+    return st;
+}

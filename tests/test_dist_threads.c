@@ -1,0 +1,437 @@
+/*
+ * Context parallelism without MPI: P threads of one process are the ranks,
+ * joined by a mailbox transport given to bsa_comm_create_callbacks (so the
+ * default build and the sanitizer builds run the dist plan too).  P = 3
+ * (a ring that is not a power of two) and P = 2; patterns all, local,
+ * strided, fixed, causal and bidirectional, contiguous and zig-zag shards,
+ * ring and all-gather; against the single-process library on the whole
+ * sequence (f32: 1e-6 relative L2, as tests/dist/test_dist_mpi.c), outputs
+ * poisoned first; and a failing transport callback, which must fail plan
+ * creation on every rank with BSA_ERROR_CALLBACK.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "bsa.h"
+#include "testutil.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------- the transport */
+
+typedef struct msg {
+    int src, dst, tag;
+    size_t bytes;
+    struct msg *next;
+    unsigned char data[];
+} msg;
+
+typedef struct world {
+    int P;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    msg *head, *tail;
+    pthread_barrier_t bar;
+    unsigned char *ag; /* all-gather slots */
+    size_t ag_cap;
+    int fail_allgather; /* inject: every allgather callback fails */
+} world;
+
+typedef struct endpoint {
+    world *w;
+    int rank;
+} endpoint;
+
+typedef struct request {
+    int n;
+    bsa_comm_message recv[4];
+    int tag;
+} request;
+
+static int t_post(void *user, const bsa_comm_message *m, int n, int tag, void **out)
+{
+    endpoint *e = user;
+    world *w = e->w;
+    request *r = calloc(1, sizeof *r);
+    if (!r || n > 4)
+        return 1;
+    r->tag = tag;
+    for (int i = 0; i < n; i++) {
+        if (m[i].peer < 0 || m[i].peer >= w->P || m[i].peer == e->rank)
+            return 2;
+        if (!m[i].send) {
+            r->recv[r->n++] = m[i];
+            continue;
+        }
+        msg *x = malloc(sizeof *x + m[i].bytes);
+        if (!x)
+            return 1;
+        x->src = e->rank;
+        x->dst = m[i].peer;
+        x->tag = tag;
+        x->bytes = m[i].bytes;
+        x->next = NULL;
+        memcpy(x->data, m[i].buf, m[i].bytes);
+        pthread_mutex_lock(&w->mu);
+        if (w->tail)
+            w->tail->next = x;
+        else
+            w->head = x;
+        w->tail = x;
+        pthread_cond_broadcast(&w->cv);
+        pthread_mutex_unlock(&w->mu);
+    }
+    *out = r;
+    return 0;
+}
+
+static int t_wait(void *user, void *req)
+{
+    endpoint *e = user;
+    world *w = e->w;
+    request *r = req;
+    int rc = 0;
+    pthread_mutex_lock(&w->mu);
+    for (int i = 0; i < r->n; i++) {
+        for (;;) {
+            msg *prev = NULL, *x = w->head;
+            while (x && !(x->src == r->recv[i].peer && x->dst == e->rank && x->tag == r->tag)) {
+                prev = x;
+                x = x->next;
+            }
+            if (x) {
+                if (prev)
+                    prev->next = x->next;
+                else
+                    w->head = x->next;
+                if (w->tail == x)
+                    w->tail = prev;
+                if (x->bytes != r->recv[i].bytes)
+                    rc = 3;
+                else
+                    memcpy(r->recv[i].buf, x->data, x->bytes);
+                free(x);
+                break;
+            }
+            pthread_cond_wait(&w->cv, &w->mu);
+        }
+    }
+    pthread_mutex_unlock(&w->mu);
+    free(r);
+    return rc;
+}
+
+static int t_allgather(void *user, const void *in, size_t bytes, void *out)
+{
+    endpoint *e = user;
+    world *w = e->w;
+    pthread_barrier_wait(&w->bar);
+    if (e->rank == 0 && w->ag_cap < bytes * w->P) {
+        free(w->ag);
+        w->ag = malloc(bytes * w->P);
+        w->ag_cap = w->ag ? bytes * w->P : 0;
+    }
+    pthread_barrier_wait(&w->bar);
+    if (w->ag)
+        memcpy(w->ag + bytes * e->rank, in, bytes);
+    pthread_barrier_wait(&w->bar);
+    if (w->ag)
+        memcpy(out, w->ag, bytes * w->P);
+    pthread_barrier_wait(&w->bar);
+    return !w->ag ? 1 : w->fail_allgather ? 5 : 0;
+}
+
+/* ------------------------------------------------------------- a case */
+
+enum {
+    T = 768,
+    BLOCK = 16,
+    BATCH = 1,
+    HEADS = 2,
+    DIM = 16
+}; /* T/(2PL) a block multiple, P = 2, 3 */
+
+typedef struct dcase {
+    bsa_pattern pattern;
+    int bidir;
+    bsa_sharding sharding;
+    bsa_dist_exchange exchange;
+} dcase;
+
+typedef struct shared_case {
+    world *w;
+    const dcase *c;
+    /* the whole sequence: inputs and the single-process reference */
+    float *q, *k, *v, *g, *o, *lse, *dq, *dk, *dv;
+    double worst[5];
+    int failures;
+    pthread_mutex_t mu;
+} shared_case;
+
+typedef struct rank_arg {
+    shared_case *s;
+    int rank;
+} rank_arg;
+
+static bsa_preset preset_of(const dcase *c)
+{
+    bsa_preset p;
+    memset(&p, 0, sizeof p);
+    p.pattern = c->pattern;
+    p.seq = T;
+    p.block = BLOCK;
+    p.heads = HEADS;
+    p.bidirectional = c->bidir;
+    p.ctx = c->pattern == BSA_PATTERN_LOCAL     ? 32
+            : c->pattern == BSA_PATTERN_STRIDED ? 4
+            : c->pattern == BSA_PATTERN_FIXED   ? 64
+                                                : 0;
+    if (c->pattern == BSA_PATTERN_FIXED) {
+        p.num_verts = 2;
+        p.vertsize = 1;
+    }
+    return p;
+}
+
+static void note(shared_case *s, const char *what, bsa_status st)
+{
+    pthread_mutex_lock(&s->mu);
+    s->failures++;
+    fprintf(stderr, "FAIL: %s: %s: %s\n", what, bsa_status_string(st), bsa_last_error());
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Relative L2 of got (shard rows) against ref (whole rows at pos). */
+static double rel_l2(const float *got, const float *ref, int64_t bh, int64_t n, int64_t d,
+                     const int64_t *pos)
+{
+    double num = 0, den = 0;
+    for (int64_t x = 0; x < bh; x++)
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t e = 0; e < d; e++) {
+                double a = got[(x * n + t) * d + e], b = ref[(x * T + pos[t]) * d + e];
+                if (!isfinite(a))
+                    return INFINITY;
+                num += (a - b) * (a - b);
+                den += b * b;
+            }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void *rank_main(void *arg)
+{
+    rank_arg *a = arg;
+    shared_case *s = a->s;
+    int P = s->w->P, rank = a->rank;
+    endpoint ep = {s->w, rank};
+    bsa_comm_callbacks cb = {t_post, t_wait, t_allgather};
+    bsa_context_t ctx = NULL;
+    bsa_context_params cp = {BSA_BACKEND_CPU, 0, 1};
+    bsa_status st;
+    if ((st = bsa_context_create(&ctx, &cp))) {
+        note(s, "context", st);
+        return NULL;
+    }
+    bsa_comm_t comm = NULL;
+    bsa_layout_t lay = NULL;
+    bsa_preset ps = preset_of(s->c);
+    if ((st = bsa_comm_create_callbacks(&comm, rank, P, &cb, &ep)) ||
+        (st = bsa_layout_create_preset(ctx, &lay, &ps))) {
+        note(s, "comm/layout", st);
+        return NULL;
+    }
+    int64_t n = T / P, rows = BATCH * HEADS * n, m = rows * DIM;
+    bsa_tensor_desc t = bsa_tensor_bhtd(BATCH, HEADS, n, DIM);
+    bsa_attn_desc d = {BSA_DTYPE_F32, t, t, t, t, 0.0f, 0};
+    bsa_dist_params prm = {s->c->sharding, s->c->exchange};
+    bsa_dist_plan_t dp = NULL;
+    st = bsa_dist_plan_create(ctx, &dp, &d, lay, comm, &prm);
+    if (s->w->fail_allgather) {
+        if (st != BSA_ERROR_CALLBACK || dp)
+            note(s, "a failing allgather callback must give BSA_ERROR_CALLBACK", st);
+    } else if (st) {
+        note(s, "bsa_dist_plan_create", st);
+    } else {
+        int64_t *pos = malloc(sizeof(int64_t) * n);
+        float *buf = malloc(sizeof(float) * (9 * m + rows));
+        float *q = buf, *k = q + m, *v = k + m, *g = v + m, *o = g + m, *dq = o + m, *dk = dq + m,
+              *dv = dk + m, *lse = dv + m;
+        bsa_dist_shard_positions(dp, rank, pos);
+        float *src[4] = {s->q, s->k, s->v, s->g}, *dst[4] = {q, k, v, g};
+        for (int i = 0; i < 4; i++)
+            for (int64_t x = 0; x < BATCH * HEADS; x++)
+                for (int64_t r = 0; r < n; r++)
+                    memcpy(dst[i] + (x * n + r) * DIM, src[i] + (x * T + pos[r]) * DIM,
+                           sizeof(float) * DIM);
+        tu_poison(BSA_DTYPE_F32, o, 4 * m + rows);
+        bsa_fwd_args fa = {q, k, v, o, lse};
+        bsa_bwd_args ba = {q, k, v, o, lse, g, dq, dk, dv};
+        if ((st = bsa_dist_forward(dp, &fa, NULL)) || (st = bsa_dist_backward(dp, &ba, NULL)))
+            note(s, "dist forward/backward", st);
+        double e[5] = {rel_l2(o, s->o, BATCH * HEADS, n, DIM, pos),
+                       rel_l2(lse, s->lse, BATCH * HEADS, n, 1, pos),
+                       rel_l2(dq, s->dq, BATCH * HEADS, n, DIM, pos),
+                       rel_l2(dk, s->dk, BATCH * HEADS, n, DIM, pos),
+                       rel_l2(dv, s->dv, BATCH * HEADS, n, DIM, pos)};
+        pthread_mutex_lock(&s->mu);
+        for (int i = 0; i < 5; i++)
+            s->worst[i] = e[i] > s->worst[i] || isnan(e[i]) ? e[i] : s->worst[i];
+        pthread_mutex_unlock(&s->mu);
+        free(buf);
+        free(pos);
+        bsa_dist_plan_destroy(dp);
+    }
+    bsa_layout_destroy(lay);
+    bsa_comm_destroy(comm);
+    bsa_context_destroy(ctx);
+    return NULL;
+}
+
+static void run(int P, const dcase *c, int fail_allgather)
+{
+    world w;
+    memset(&w, 0, sizeof w);
+    w.P = P;
+    w.fail_allgather = fail_allgather;
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    pthread_barrier_init(&w.bar, NULL, (unsigned)P);
+
+    shared_case s;
+    memset(&s, 0, sizeof s);
+    s.w = &w;
+    s.c = c;
+    pthread_mutex_init(&s.mu, NULL);
+    int64_t m = (int64_t)BATCH * HEADS * T * DIM, rows = (int64_t)BATCH * HEADS * T;
+    float *buf = malloc(sizeof(float) * (9 * m + rows));
+    s.q = buf;
+    s.k = s.q + m;
+    s.v = s.k + m;
+    s.g = s.v + m;
+    s.o = s.g + m;
+    s.dq = s.o + m;
+    s.dk = s.dq + m;
+    s.dv = s.dk + m;
+    s.lse = s.dv + m;
+    for (int64_t i = 0; i < 4 * m; i++)
+        buf[i] = (float)tu_uniform(-1, 1);
+    /* the single-process reference */
+    bsa_context_t ctx = NULL;
+    bsa_context_params cp = {BSA_BACKEND_CPU, 0, 0};
+    assert_int_equal(bsa_context_create(&ctx, &cp), BSA_SUCCESS);
+    bsa_layout_t lay = NULL;
+    bsa_preset ps = preset_of(c);
+    assert_int_equal(bsa_layout_create_preset(ctx, &lay, &ps), BSA_SUCCESS);
+    bsa_tensor_desc t = bsa_tensor_bhtd(BATCH, HEADS, T, DIM);
+    bsa_attn_desc d = {BSA_DTYPE_F32, t, t, t, t, 0.0f, 0};
+    bsa_plan_t plan = NULL;
+    assert_int_equal(bsa_plan_create(ctx, &plan, &d, lay), BSA_SUCCESS);
+    bsa_fwd_args fa = {s.q, s.k, s.v, s.o, s.lse};
+    bsa_bwd_args ba = {s.q, s.k, s.v, s.o, s.lse, s.g, s.dq, s.dk, s.dv};
+    assert_int_equal(bsa_forward(plan, &fa, NULL, 0, NULL), BSA_SUCCESS);
+    assert_int_equal(bsa_backward(plan, &ba, NULL, 0, NULL), BSA_SUCCESS);
+    bsa_plan_destroy(plan);
+    bsa_layout_destroy(lay);
+    bsa_context_destroy(ctx);
+
+    pthread_t th[8];
+    rank_arg args[8];
+    for (int r = 0; r < P; r++) {
+        args[r] = (rank_arg){&s, r};
+        assert_int_equal(pthread_create(&th[r], NULL, rank_main, &args[r]), 0);
+    }
+    for (int r = 0; r < P; r++)
+        pthread_join(th[r], NULL);
+    static const char *const names[] = {"all", "local", "strided", "fixed"};
+    if (!fail_allgather)
+        printf("  P=%d %-7s %-13s shards %d exchange %d: rel. L2 o %.1e lse %.1e dq %.1e dk "
+               "%.1e dv %.1e\n",
+               P, names[c->pattern], c->bidir ? "bidirectional" : "causal", (int)c->sharding,
+               (int)c->exchange, s.worst[0], s.worst[1], s.worst[2], s.worst[3], s.worst[4]);
+    assert_int_equal(s.failures, 0);
+    for (int i = 0; i < 5 && !fail_allgather; i++)
+        assert_true(s.worst[i] <= 1e-6);
+    for (msg *x = w.head; x; x = x->next)
+        fprintf(stderr, "left: %d -> %d tag %d (%zu bytes)\n", x->src, x->dst, x->tag, x->bytes);
+    assert_null(w.head); /* every message was received */
+    free(buf);
+    free(w.ag);
+    pthread_barrier_destroy(&w.bar);
+    pthread_cond_destroy(&w.cv);
+    pthread_mutex_destroy(&w.mu);
+    pthread_mutex_destroy(&s.mu);
+}
+
+static void test_ranks(int P)
+{
+    for (int pat = 0; pat < 4; pat++)
+        for (int bidir = 0; bidir < 2; bidir++)
+            for (int sh = BSA_SHARD_CONTIGUOUS; sh <= BSA_SHARD_ZIGZAG; sh++) {
+                dcase c = {(bsa_pattern)pat, bidir, (bsa_sharding)sh,
+                           (pat + bidir) % 2 ? BSA_EXCHANGE_ALLGATHER : BSA_EXCHANGE_RING};
+                run(P, &c, 0);
+            }
+}
+
+static void test_three_ranks(void **state)
+{
+    test_ranks(3);
+}
+
+static void test_two_ranks(void **state)
+{
+    test_ranks(2);
+}
+
+/* One rank: no exchange at all, the dist plan is the single-process one. */
+static void test_one_rank(void **state)
+{
+    dcase c = {BSA_PATTERN_FIXED, 0, BSA_SHARD_AUTO, BSA_EXCHANGE_RING};
+    run(1, &c, 0);
+    c.exchange = BSA_EXCHANGE_ALLGATHER;
+    c.sharding = BSA_SHARD_ZIGZAG;
+    run(1, &c, 0);
+}
+
+static void test_failing_transport(void **state)
+{
+    dcase c = {BSA_PATTERN_ALL, 0, BSA_SHARD_AUTO, BSA_EXCHANGE_AUTO};
+    run(3, &c, 1);
+}
+
+static void test_bad_callbacks(void **state)
+{
+    bsa_comm_t comm = NULL;
+    bsa_comm_callbacks cb = {t_post, t_wait, NULL};
+    assert_int_equal(bsa_comm_create_callbacks(&comm, 0, 2, &cb, NULL), BSA_ERROR_NULL_POINTER);
+    assert_non_null(strstr(bsa_last_error(), "allgather"));
+    cb.allgather = t_allgather;
+    assert_int_equal(bsa_comm_create_callbacks(&comm, 2, 2, &cb, NULL), BSA_ERROR_INVALID_ARGUMENT);
+    assert_int_equal(bsa_comm_create_callbacks(&comm, 0, 2, NULL, NULL), BSA_ERROR_NULL_POINTER);
+    assert_null(comm);
+    assert_int_equal(bsa_comm_compiled(BSA_COMM_CALLBACKS), 1);
+    assert_int_equal(bsa_comm_create_callbacks(&comm, 1, 2, &cb, NULL), BSA_SUCCESS);
+    int r = -1, n = -1;
+    assert_int_equal(bsa_comm_rank(comm, &r, &n), BSA_SUCCESS);
+    assert_true(r == 1 && n == 2);
+    assert_int_equal(bsa_comm_destroy(comm), BSA_SUCCESS);
+}
+
+int main(void)
+{
+    tu_seed();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_three_ranks),   cmocka_unit_test(test_two_ranks),
+        cmocka_unit_test(test_one_rank),      cmocka_unit_test(test_failing_transport),
+        cmocka_unit_test(test_bad_callbacks),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
