@@ -237,12 +237,13 @@ static bsa_status check_overlap(const char *fn, const bsa_span *outs, const char
 BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args, void *stream)
 {
     const char *fn = "bsa_dist_forward";
-    if (!p || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !p ? "plan" : "args");
+    bsa_status st = bsa_check_nonnull2(fn, p, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
     const void *ptrs[] = {args->q, args->k, args->v, args->o};
     static const char *const names[] = {"q", "k", "v", "o"};
-    bsa_status st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
-                               args->cu_seqlens_k, args->num_seqs);
+    st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
+                    args->cu_seqlens_k, args->num_seqs);
     if (st)
         return st;
     bsa_span outs[2] = {span(p, &p->o, args->o), lse_span(p, args->lse)};
@@ -306,13 +307,14 @@ static bsa_status post_dkv(struct bsa_dist_plan *p, int s, void *stream, bsa_com
 BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args, void *stream)
 {
     const char *fn = "bsa_dist_backward";
-    if (!p || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !p ? "plan" : "args");
+    bsa_status st = bsa_check_nonnull2(fn, p, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
     const void *ptrs[] = {args->q,    args->k,  args->v,  args->o, args->lse,
                           args->dout, args->dq, args->dk, args->dv};
     static const char *const names[] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
-    bsa_status st = check_args(p, fn, ptrs, names, 9, args->key_lengths, args->cu_seqlens_q,
-                               args->cu_seqlens_k, args->num_seqs);
+    st = check_args(p, fn, ptrs, names, 9, args->key_lengths, args->cu_seqlens_q,
+                    args->cu_seqlens_k, args->num_seqs);
     if (st)
         return st;
     bsa_span outs[3] = {span(p, &p->q, args->dq), span(p, &p->k, args->dk),
