@@ -75,6 +75,12 @@ bsa_status bsa_fail(bsa_status status, const char *fmt, ...)
     ;
 void bsa_clear_error(void);
 
+/* The NULL check of two required pointers (a handle and its out-parameter
+ * or argument struct), shared by the entry points: BSA_ERROR_NULL_POINTER
+ * with "fn: <name> is NULL" for the first that is NULL, else BSA_SUCCESS. */
+bsa_status bsa_check_nonnull2(const char *fn, const void *a, const char *a_name, const void *b,
+                              const char *b_name);
+
 /* Overflow-checked products; return 0 on overflow. */
 int bsa_mul_ok(int64_t a, int64_t b, int64_t *out);
 

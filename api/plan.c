@@ -240,18 +240,18 @@ BSA_API bsa_status bsa_plan_destroy(bsa_plan_t plan)
 
 BSA_API bsa_status bsa_plan_workspace_size(bsa_plan_t plan, size_t *bytes)
 {
-    if (!plan || !bytes)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_workspace_size: %s is NULL",
-                        !plan ? "plan" : "bytes");
+    bsa_status st = bsa_check_nonnull2("bsa_plan_workspace_size", plan, "plan", bytes, "bytes");
+    if (st != BSA_SUCCESS)
+        return st;
     *bytes = plan->workspace_bytes;
     return BSA_SUCCESS;
 }
 
 BSA_API bsa_status bsa_plan_implementation(bsa_plan_t plan, const char **name)
 {
-    if (!plan || !name)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_implementation: %s is NULL",
-                        !plan ? "plan" : "name");
+    bsa_status st = bsa_check_nonnull2("bsa_plan_implementation", plan, "plan", name, "name");
+    if (st != BSA_SUCCESS)
+        return st;
     *name = plan->impl_name ? plan->impl_name : "unknown";
     return BSA_SUCCESS;
 }
@@ -283,9 +283,9 @@ BSA_API bsa_status bsa_plan_explain(bsa_plan_t plan, char *buf, size_t len, size
 
 BSA_API bsa_status bsa_plan_alignment(bsa_plan_t plan, size_t *bytes)
 {
-    if (!plan || !bytes)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_plan_alignment: %s is NULL",
-                        !plan ? "plan" : "bytes");
+    bsa_status st = bsa_check_nonnull2("bsa_plan_alignment", plan, "plan", bytes, "bytes");
+    if (st != BSA_SUCCESS)
+        return st;
     *bytes = plan->align;
     return BSA_SUCCESS;
 }
@@ -435,8 +435,9 @@ static bsa_status check_aliasing(const char *fn, const bsa_span *outs, const cha
 BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *workspace,
                                size_t workspace_bytes, void *stream)
 {
-    if (!plan || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_forward: %s is NULL", !plan ? "plan" : "args");
+    bsa_status st = bsa_check_nonnull2("bsa_forward", plan, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
     if (!args->q || !args->k || !args->v || !args->o)
         return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_forward: args->%s is NULL",
                         !args->q   ? "q"
@@ -445,7 +446,7 @@ BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
                                    : "o");
     const void *const fptrs[] = {args->q, args->k, args->v, args->o};
     static const char *const fnames[] = {"q", "k", "v", "o"};
-    bsa_status st = check_alignment(plan, "bsa_forward", fptrs, fnames, 4);
+    st = check_alignment(plan, "bsa_forward", fptrs, fnames, 4);
     if (st != BSA_SUCCESS)
         return st;
     if ((st = check_workspace(plan, "bsa_forward", workspace, workspace_bytes)) != BSA_SUCCESS)
@@ -466,9 +467,9 @@ BSA_API bsa_status bsa_forward(bsa_plan_t plan, const bsa_fwd_args *args, void *
 BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void *workspace,
                                 size_t workspace_bytes, void *stream)
 {
-    if (!plan || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_backward: %s is NULL",
-                        !plan ? "plan" : "args");
+    bsa_status st = bsa_check_nonnull2("bsa_backward", plan, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
     const void *ptrs[] = {args->q,    args->k,  args->v,  args->o, args->lse,
                           args->dout, args->dq, args->dk, args->dv};
     static const char *const names[] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
@@ -478,7 +479,7 @@ BSA_API bsa_status bsa_backward(bsa_plan_t plan, const bsa_bwd_args *args, void 
     const void *const tptrs[] = {args->q,    args->k,  args->v,  args->o,
                                  args->dout, args->dq, args->dk, args->dv};
     static const char *const tnames[] = {"q", "k", "v", "o", "dout", "dq", "dk", "dv"};
-    bsa_status st = check_alignment(plan, "bsa_backward", tptrs, tnames, 8);
+    st = check_alignment(plan, "bsa_backward", tptrs, tnames, 8);
     if (st != BSA_SUCCESS)
         return st;
     if ((st = check_workspace(plan, "bsa_backward", workspace, workspace_bytes)) != BSA_SUCCESS)

@@ -52,6 +52,14 @@ bsa_status bsa_fail(bsa_status status, const char *fmt, ...)
     return status;
 }
 
+bsa_status bsa_check_nonnull2(const char *fn, const void *a, const char *a_name, const void *b,
+                              const char *b_name)
+{
+    if (!a || !b)
+        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !a ? a_name : b_name);
+    return BSA_SUCCESS;
+}
+
 int bsa_mul_ok(int64_t a, int64_t b, int64_t *out)
 {
     int64_t r;

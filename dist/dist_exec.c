@@ -124,11 +124,12 @@ static const unsigned char *kv_of(const struct bsa_dist_plan *p, int s)
     return p->kv_recv[s % 2];
 }
 
-/* Before any step: packs this rank's K/V; all-gathers them or posts the
- * ring's step 1. */
-static bsa_status start(struct bsa_dist_plan *p, const void *k, const void *v, void *stream,
-                        bsa_comm_pending *pend)
+/* Before any step: packs this rank's shard (Q into q_c, K/V into
+ * kv_mine); all-gathers K/V or posts the ring's step 1. */
+static bsa_status start(struct bsa_dist_plan *p, const void *q, const void *k, const void *v,
+                        void *stream, bsa_comm_pending *pend)
 {
+    pack(p, &p->q, q, p->q_c);
     pack(p, &p->k, k, p->kv_mine);
     pack(p, &p->v, v, p->kv_mine + (size_t)p->k_elems * p->es);
     if (p->exchange == BSA_EXCHANGE_ALLGATHER)
@@ -136,12 +137,26 @@ static bsa_status start(struct bsa_dist_plan *p, const void *k, const void *v, v
     return p->size > 1 ? post_kv(p, 1, stream, &pend[1]) : BSA_SUCCESS;
 }
 
-/* At the top of step s >= 1: the shard of step s has arrived; step s + 1's
- * is posted (into the buffer step s - 1 used, whose compute is done).
- * start() posted step 1, so step 0 posts nothing. */
-static bsa_status step_top(struct bsa_dist_plan *p, int s, void *stream, bsa_comm_pending *pend)
+/* The key shard a step computes with: its owner and its packed K and V. */
+typedef struct shard {
+    int src;
+    const void *k, *v;
+} shard;
+
+/* At the top of step s: step 0 starts (start(), on the caller's q, k, v);
+ * at s >= 1 the shard of step s has arrived and step s + 1's is posted
+ * (into the buffer step s - 1 used, whose compute is done).  *sh: step s's
+ * shard. */
+static bsa_status step_top(struct bsa_dist_plan *p, int s, const void *q, const void *k,
+                           const void *v, void *stream, bsa_comm_pending *pend, shard *sh)
 {
-    if (p->exchange == BSA_EXCHANGE_ALLGATHER || s == 0)
+    const unsigned char *kv = kv_of(p, s);
+    sh->src = (p->rank - s + p->size) % p->size;
+    sh->k = kv;
+    sh->v = kv + (size_t)p->k_elems * p->es;
+    if (s == 0)
+        return start(p, q, k, v, stream, pend);
+    if (p->exchange == BSA_EXCHANGE_ALLGATHER)
         return BSA_SUCCESS;
     bsa_status st = p->comm->engine->wait(p->comm, &pend[s % 2]);
     if (st != BSA_SUCCESS)
@@ -222,12 +237,13 @@ static bsa_status check_overlap(const char *fn, const bsa_span *outs, const char
 BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args, void *stream)
 {
     const char *fn = "bsa_dist_forward";
-    if (!p || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !p ? "plan" : "args");
+    bsa_status st = bsa_check_nonnull2(fn, p, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
     const void *ptrs[] = {args->q, args->k, args->v, args->o};
     static const char *const names[] = {"q", "k", "v", "o"};
-    bsa_status st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
-                               args->cu_seqlens_k, args->num_seqs);
+    st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
+                    args->cu_seqlens_k, args->num_seqs);
     if (st)
         return st;
     bsa_span outs[2] = {span(p, &p->o, args->o), lse_span(p, args->lse)};
@@ -238,27 +254,23 @@ BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args,
 
     bsa_comm_pending pend[2];
     memset(pend, 0, sizeof pend);
-    pack(p, &p->q, args->q, p->q_c);
     for (int64_t i = 0; i < p->o_elems; i++)
         p->acc_o[i] = 0.0;
     for (int64_t r = 0; r < p->rows; r++)
         p->acc_lse[r] = -INFINITY;
-    if ((st = start(p, args->k, args->v, stream, pend)))
-        goto fail;
     for (int s = 0; s < p->size; s++) {
-        int src = (p->rank - s + p->size) % p->size;
-        if ((st = step_top(p, s, stream, pend)))
+        shard sh;
+        if ((st = step_top(p, s, args->q, args->k, args->v, stream, pend, &sh)))
             goto fail;
-        if (!p->sub_plan[src])
+        if (!p->sub_plan[sh.src])
             continue; /* the layout has no block of this shard for our queries */
-        const unsigned char *kv = kv_of(p, s);
         bsa_fwd_args a = {0};
         a.q = p->q_c;
-        a.k = kv;
-        a.v = kv + (size_t)p->k_elems * p->es;
+        a.k = sh.k;
+        a.v = sh.v;
         a.o = p->o_part;
         a.lse = p->lse_part;
-        if ((st = bsa_forward(p->sub_plan[src], &a, p->ws, p->ws_bytes, stream)))
+        if ((st = bsa_forward(p->sub_plan[sh.src], &a, p->ws, p->ws_bytes, stream)))
             goto fail;
         merge(p);
     }
@@ -295,13 +307,14 @@ static bsa_status post_dkv(struct bsa_dist_plan *p, int s, void *stream, bsa_com
 BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args, void *stream)
 {
     const char *fn = "bsa_dist_backward";
-    if (!p || !args)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !p ? "plan" : "args");
+    bsa_status st = bsa_check_nonnull2(fn, p, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
     const void *ptrs[] = {args->q,    args->k,  args->v,  args->o, args->lse,
                           args->dout, args->dq, args->dk, args->dv};
     static const char *const names[] = {"q", "k", "v", "o", "lse", "dout", "dq", "dk", "dv"};
-    bsa_status st = check_args(p, fn, ptrs, names, 9, args->key_lengths, args->cu_seqlens_q,
-                               args->cu_seqlens_k, args->num_seqs);
+    st = check_args(p, fn, ptrs, names, 9, args->key_lengths, args->cu_seqlens_q,
+                    args->cu_seqlens_k, args->num_seqs);
     if (st)
         return st;
     bsa_span outs[3] = {span(p, &p->q, args->dq), span(p, &p->k, args->dk),
@@ -318,7 +331,6 @@ BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args
     int grecv[2] = {0, 0};
     memset(pend, 0, sizeof pend);
     memset(gpend, 0, sizeof gpend);
-    pack(p, &p->q, args->q, p->q_c);
     pack(p, &p->o, args->o, p->o_c);
     pack(p, &p->o, args->dout, p->do_c);
     int64_t kv_elems = p->k_elems + p->v_elems;
@@ -326,11 +338,9 @@ BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args
         p->acc_dq[i] = 0.0;
     for (int64_t i = 0; i < kv_elems; i++)
         p->acc_dkv[i] = 0.0;
-    if ((st = start(p, args->k, args->v, stream, pend)))
-        goto fail;
     for (int s = 0; s < p->size; s++) {
-        int src = (p->rank - s + p->size) % p->size;
-        if ((st = step_top(p, s, stream, pend)))
+        shard sh;
+        if ((st = step_top(p, s, args->q, args->k, args->v, stream, pend, &sh)))
             goto fail;
         /* dkv_send[s % 2] and dkv_recv[s % 2] were step s - 2's: its
          * exchange must be done; its received partial is summed now (in
@@ -341,20 +351,19 @@ BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args
             add_into(p->dtype, p->acc_dkv, p->dkv_recv[s % 2], kv_elems);
             grecv[s % 2] = 0;
         }
-        if (p->sub_plan[src]) {
-            const unsigned char *kv = kv_of(p, s);
+        if (p->sub_plan[sh.src]) {
             unsigned char *dkv = s == 0 ? p->dkv_send[0] : p->dkv_send[s % 2];
             bsa_bwd_args a = {0};
             a.q = p->q_c;
-            a.k = kv;
-            a.v = kv + (size_t)p->k_elems * p->es;
+            a.k = sh.k;
+            a.v = sh.v;
             a.o = p->o_c;
             a.lse = args->lse;
             a.dout = p->do_c;
             a.dq = p->dq_part;
             a.dk = dkv;
             a.dv = dkv + (size_t)p->k_elems * p->es;
-            if ((st = bsa_backward(p->sub_plan[src], &a, p->ws, p->ws_bytes, stream)))
+            if ((st = bsa_backward(p->sub_plan[sh.src], &a, p->ws, p->ws_bytes, stream)))
                 goto fail;
             add_into(p->dtype, p->acc_dq, p->dq_part, p->q_elems);
             if (s == 0)

@@ -528,9 +528,9 @@ BSA_API bsa_status bsa_dist_plan_destroy(bsa_dist_plan_t plan)
 
 BSA_API bsa_status bsa_dist_plan_info(bsa_dist_plan_t plan, bsa_dist_info *info)
 {
-    if (!plan || !info)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_dist_plan_info: %s is NULL",
-                        !plan ? "plan" : "info");
+    bsa_status st = bsa_check_nonnull2("bsa_dist_plan_info", plan, "plan", info, "info");
+    if (st != BSA_SUCCESS)
+        return st;
     memset(info, 0, sizeof *info);
     info->rank = plan->rank;
     info->size = plan->size;
@@ -549,18 +549,19 @@ BSA_API bsa_status bsa_dist_plan_info(bsa_dist_plan_t plan, bsa_dist_info *info)
 
 BSA_API bsa_status bsa_dist_plan_implementation(bsa_dist_plan_t plan, const char **name)
 {
-    if (!plan || !name)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_dist_plan_implementation: %s is NULL",
-                        !plan ? "plan" : "name");
+    bsa_status st = bsa_check_nonnull2("bsa_dist_plan_implementation", plan, "plan", name, "name");
+    if (st != BSA_SUCCESS)
+        return st;
     *name = plan->name;
     return BSA_SUCCESS;
 }
 
 BSA_API bsa_status bsa_dist_shard_positions(bsa_dist_plan_t plan, int rank, int64_t *positions)
 {
-    if (!plan || !positions)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_dist_shard_positions: %s is NULL",
-                        !plan ? "plan" : "positions");
+    bsa_status st =
+        bsa_check_nonnull2("bsa_dist_shard_positions", plan, "plan", positions, "positions");
+    if (st != BSA_SUCCESS)
+        return st;
     if (rank < 0 || rank >= plan->size)
         return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
                         "bsa_dist_shard_positions: rank %d is not in 0..%d", rank, plan->size - 1);

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "bsa.h"
+#include "dist_case.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -169,8 +170,7 @@ typedef struct dcase {
 typedef struct shared_case {
     world *w;
     const dcase *c;
-    /* the whole sequence: inputs and the single-process reference */
-    float *q, *k, *v, *g, *o, *lse, *dq, *dk, *dv;
+    dc_whole whole; /* f32 */
     double worst[5];
     int failures;
     pthread_mutex_t mu;
@@ -183,22 +183,7 @@ typedef struct rank_arg {
 
 static bsa_preset preset_of(const dcase *c)
 {
-    bsa_preset p;
-    memset(&p, 0, sizeof p);
-    p.pattern = c->pattern;
-    p.seq = T;
-    p.block = BLOCK;
-    p.heads = HEADS;
-    p.bidirectional = c->bidir;
-    p.ctx = c->pattern == BSA_PATTERN_LOCAL     ? 32
-            : c->pattern == BSA_PATTERN_STRIDED ? 4
-            : c->pattern == BSA_PATTERN_FIXED   ? 64
-                                                : 0;
-    if (c->pattern == BSA_PATTERN_FIXED) {
-        p.num_verts = 2;
-        p.vertsize = 1;
-    }
-    return p;
+    return dc_preset(c->pattern, c->bidir, T, BLOCK, HEADS);
 }
 
 static void note(shared_case *s, const char *what, bsa_status st)
@@ -209,21 +194,15 @@ static void note(shared_case *s, const char *what, bsa_status st)
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Relative L2 of got (shard rows) against ref (whole rows at pos). */
-static double rel_l2(const float *got, const float *ref, int64_t bh, int64_t n, int64_t d,
-                     const int64_t *pos)
+/* Relative L2 of got (shard rows [bh][n][d]) against ref (whole rows at pos). */
+static double rel_l2(const float *got, const double *ref, int64_t n, int64_t d, const int64_t *pos)
 {
-    double num = 0, den = 0;
-    for (int64_t x = 0; x < bh; x++)
-        for (int64_t t = 0; t < n; t++)
-            for (int64_t e = 0; e < d; e++) {
-                double a = got[(x * n + t) * d + e], b = ref[(x * T + pos[t]) * d + e];
-                if (!isfinite(a))
-                    return INFINITY;
-                num += (a - b) * (a - b);
-                den += b * b;
-            }
-    return den > 0 ? sqrt(num / den) : sqrt(num);
+    int64_t cnt = BATCH * HEADS * n * d;
+    double *x = tu_xmalloc(sizeof(double) * cnt), e[2];
+    tu_f32_to_f64(got, x, cnt);
+    dc_shard_err(x, ref, BATCH * HEADS, T, n, d, pos, e);
+    free(x);
+    return e[0];
 }
 
 static void *rank_main(void *arg)
@@ -265,22 +244,19 @@ static void *rank_main(void *arg)
         float *q = buf, *k = q + m, *v = k + m, *g = v + m, *o = g + m, *dq = o + m, *dk = dq + m,
               *dv = dk + m, *lse = dv + m;
         bsa_dist_shard_positions(dp, rank, pos);
-        float *src[4] = {s->q, s->k, s->v, s->g}, *dst[4] = {q, k, v, g};
+        const dc_whole *wh = &s->whole;
+        const void *src[4] = {wh->q.data, wh->k.data, wh->v.data, wh->g.data};
+        float *dst[4] = {q, k, v, g};
         for (int i = 0; i < 4; i++)
-            for (int64_t x = 0; x < BATCH * HEADS; x++)
-                for (int64_t r = 0; r < n; r++)
-                    memcpy(dst[i] + (x * n + r) * DIM, src[i] + (x * T + pos[r]) * DIM,
-                           sizeof(float) * DIM);
+            dc_gather_rows(dst[i], src[i], sizeof(float), BATCH * HEADS, T, n, DIM, pos);
         tu_poison(BSA_DTYPE_F32, o, 4 * m + rows);
         bsa_fwd_args fa = {q, k, v, o, lse};
         bsa_bwd_args ba = {q, k, v, o, lse, g, dq, dk, dv};
         if ((st = bsa_dist_forward(dp, &fa, NULL)) || (st = bsa_dist_backward(dp, &ba, NULL)))
             note(s, "dist forward/backward", st);
-        double e[5] = {rel_l2(o, s->o, BATCH * HEADS, n, DIM, pos),
-                       rel_l2(lse, s->lse, BATCH * HEADS, n, 1, pos),
-                       rel_l2(dq, s->dq, BATCH * HEADS, n, DIM, pos),
-                       rel_l2(dk, s->dk, BATCH * HEADS, n, DIM, pos),
-                       rel_l2(dv, s->dv, BATCH * HEADS, n, DIM, pos)};
+        double e[5] = {rel_l2(o, wh->o.val, n, DIM, pos), rel_l2(lse, wh->lse_val, n, 1, pos),
+                       rel_l2(dq, wh->dq.val, n, DIM, pos), rel_l2(dk, wh->dk.val, n, DIM, pos),
+                       rel_l2(dv, wh->dv.val, n, DIM, pos)};
         pthread_mutex_lock(&s->mu);
         for (int i = 0; i < 5; i++)
             s->worst[i] = e[i] > s->worst[i] || isnan(e[i]) ? e[i] : s->worst[i];
@@ -310,35 +286,15 @@ static void run(int P, const dcase *c, int fail_allgather)
     s.w = &w;
     s.c = c;
     pthread_mutex_init(&s.mu, NULL);
-    int64_t m = (int64_t)BATCH * HEADS * T * DIM, rows = (int64_t)BATCH * HEADS * T;
-    float *buf = malloc(sizeof(float) * (9 * m + rows));
-    s.q = buf;
-    s.k = s.q + m;
-    s.v = s.k + m;
-    s.g = s.v + m;
-    s.o = s.g + m;
-    s.dq = s.o + m;
-    s.dk = s.dq + m;
-    s.dv = s.dk + m;
-    s.lse = s.dv + m;
-    for (int64_t i = 0; i < 4 * m; i++)
-        buf[i] = (float)tu_uniform(-1, 1);
-    /* the single-process reference */
+    /* the inputs and the single-process reference */
     bsa_context_t ctx = NULL;
     bsa_context_params cp = {BSA_BACKEND_CPU, 0, 0};
     assert_int_equal(bsa_context_create(&ctx, &cp), BSA_SUCCESS);
     bsa_layout_t lay = NULL;
     bsa_preset ps = preset_of(c);
     assert_int_equal(bsa_layout_create_preset(ctx, &lay, &ps), BSA_SUCCESS);
-    bsa_tensor_desc t = bsa_tensor_bhtd(BATCH, HEADS, T, DIM);
-    bsa_attn_desc d = {BSA_DTYPE_F32, t, t, t, t, 0.0f, 0};
-    bsa_plan_t plan = NULL;
-    assert_int_equal(bsa_plan_create(ctx, &plan, &d, lay), BSA_SUCCESS);
-    bsa_fwd_args fa = {s.q, s.k, s.v, s.o, s.lse};
-    bsa_bwd_args ba = {s.q, s.k, s.v, s.o, s.lse, s.g, s.dq, s.dk, s.dv};
-    assert_int_equal(bsa_forward(plan, &fa, NULL, 0, NULL), BSA_SUCCESS);
-    assert_int_equal(bsa_backward(plan, &ba, NULL, 0, NULL), BSA_SUCCESS);
-    bsa_plan_destroy(plan);
+    assert_int_equal(dc_whole_init(&s.whole, ctx, lay, BSA_DTYPE_F32, BATCH, HEADS, HEADS, T, DIM),
+                     BSA_SUCCESS);
     bsa_layout_destroy(lay);
     bsa_context_destroy(ctx);
 
@@ -362,7 +318,7 @@ static void run(int P, const dcase *c, int fail_allgather)
     for (msg *x = w.head; x; x = x->next)
         fprintf(stderr, "left: %d -> %d tag %d (%zu bytes)\n", x->src, x->dst, x->tag, x->bytes);
     assert_null(w.head); /* every message was received */
-    free(buf);
+    dc_whole_free(&s.whole);
     free(w.ag);
     pthread_barrier_destroy(&w.bar);
     pthread_cond_destroy(&w.cv);

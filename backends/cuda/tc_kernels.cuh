@@ -617,6 +617,30 @@ __device__ __forceinline__ void dkdv_products(float *s, float *adk, float *adv, 
     gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
 }
 
+/* The backward's own rows, rows [row0, row0 + 64) of its two A operands
+ * (dQ: Q and dO; dK/dV: K and V, the latter with dim_v columns and grp's
+ * gathered rows), into the shared tiles sa, sb.  With own_rows_in_regs
+ * the warp's 16 rows of each go on to the fragments af, bf
+ * (afrag<own_rows_in_regs ? DP : 16>), after which the tiles' space is
+ * free for the next loads. */
+template <int DP, typename T, typename F>
+__device__ __forceinline__ void
+load_own_rows(F &af, F &bf, T *sa, const T *a, int64_t sta, T *sb, const T *b, int64_t stb,
+              const bsa_cuda_params &p, int row0, int seq, const int32_t *grp, int warp, int lane)
+{
+    load_tile<DP>(sa, a, sta, row0, seq, p.dim, p.stride_perm, grp, p.log2g);
+    load_tile<DP>(sb, b, stb, row0, seq, p.dim_v, p.stride_perm, grp, p.log2g);
+    if constexpr (tc_cfg<DP>::own_rows_in_regs) {
+        constexpr int sr = tc_cfg<DP>::srow;
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        load_a<DP>(af, sa + warp * 16 * sr, lane);
+        load_a<DP>(bf, sb + warp * 16 * sr, lane);
+        __syncthreads();
+    }
+}
+
 /* PRED (without FEAT): every mixed pair of the layout is a predicate tile
  * (bsa_cuda_params::pred_tiles), masked as one interval a row with no
  * sub-block code read (apply_pred_tile). */
@@ -645,17 +669,9 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false);
     T *dq = seg_base<T>(p.dq, p.q_s, sv, h, false);
 
-    load_tile<DP>(sQ, q, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm);
-    load_tile<DP>(sO, dout, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm);
-    afrag<RR ? DP : 16> qf, of;
-    if constexpr (RR) { /* to registers, then the space is K/V's */
-        cp_async_commit();
-        cp_async_wait<0>();
-        __syncthreads();
-        load_a<DP>(qf, sQ + warp * 16 * sr, lane);
-        load_a<DP>(of, sO + warp * 16 * sr, lane);
-        __syncthreads();
-    }
+    afrag<RR ? DP : 16> qf, of; /* (RR: then sQ, sO are K/V's) */
+    load_own_rows<DP>(qf, of, sQ, q, p.q_s[2], sO, dout, p.o_s[2], p, row0, sv.len_q, nullptr, warp,
+                      lane);
     if (n > 0) {
         int kt = p.row_tent[beg].x;
         load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
@@ -829,17 +845,9 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
     head_range(0, j, j_end);
     settle(gi, j, j_end);
     bool have = gi < G;
-    load_tile<DP>(sK, k, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, kgrp, p.log2g);
-    load_tile<DP>(sV, v, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, kgrp, p.log2g);
-    afrag<RR ? DP : 16> kf, vf;
-    if constexpr (RR) { /* to registers, then the space is Q/dO's */
-        cp_async_commit();
-        cp_async_wait<0>();
-        __syncthreads();
-        load_a<DP>(kf, sK + warp * 16 * sr, lane);
-        load_a<DP>(vf, sV + warp * 16 * sr, lane);
-        __syncthreads();
-    }
+    afrag<RR ? DP : 16> kf, vf; /* (RR: then sK, sV are Q/dO's) */
+    load_own_rows<DP>(kf, vf, sK, k, p.k_s[2], sV, v, p.v_s[2], p, row0, sv.len_k, kgrp, warp,
+                      lane);
     if (have)
         load_q_side(0, gi, p.col_tent[j].x);
     cp_async_commit();

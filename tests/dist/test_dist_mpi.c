@@ -24,6 +24,7 @@
  */
 #include "bsa.h"
 #include "closed_masks.h"
+#include "dist_case.h"
 #include "oracle.h"
 #include "testutil.h"
 
@@ -80,66 +81,10 @@ static const double half_bound[3][2] = {
 
 enum { T = 512, BLOCK = 16, BATCH = 2, HEADS = 2, DIM = 16 };
 
-static bsa_preset preset_of(const dcase *c)
-{
-    bsa_preset p;
-    memset(&p, 0, sizeof p);
-    p.pattern = c->pattern;
-    p.seq = T;
-    p.block = BLOCK;
-    p.heads = HEADS;
-    p.bidirectional = c->bidir;
-    switch (c->pattern) {
-    case BSA_PATTERN_LOCAL:
-        p.ctx = 32; /* two blocks: a contiguous shard needs one neighbour at most */
-        break;
-    case BSA_PATTERN_STRIDED:
-        p.ctx = 4; /* T/(P*L) and T/(2P*L) stay multiples of the block for P <= 4 */
-        break;
-    case BSA_PATTERN_FIXED:
-        p.ctx = 64;
-        p.num_verts = 2; /* per-head layout */
-        p.vertsize = 1;
-        break;
-    default:
-        break;
-    }
-    return p;
-}
-
-/* Largest |x| of n values. */
-static double max_abs(const double *x, int64_t n)
-{
-    double m = 0;
-    for (int64_t i = 0; i < n; i++)
-        m = fabs(x[i]) > m ? fabs(x[i]) : m;
-    return m;
-}
-
-/* got (shard rows [b][h][n][d]) against ref (global [b][h][T][d]) at
- * positions pos: e[0] = relative L2, e[1] = largest |difference| over the
- * largest |ref| of the whole tensor.  A NaN or Inf gives +inf. */
-static void shard_err(const double *got, const double *ref, int64_t bh, int64_t n, int64_t d,
-                      const int64_t *pos, double *e)
-{
-    int64_t cnt = bh * n * d;
-    double *rs = malloc(sizeof(double) * cnt);
-    for (int64_t x = 0; x < bh; x++)
-        for (int64_t t = 0; t < n; t++)
-            memcpy(rs + (x * n + t) * d, ref + (x * T + pos[t]) * d, sizeof(double) * d);
-    e[0] = tu_rel_l2(got, rs, cnt);
-    double m = max_abs(ref, bh * T * d);
-    e[1] = tu_count_nonfinite(got, cnt) ? INFINITY : tu_max_abs_diff(got, rs, cnt) / m;
-    free(rs);
-}
-
 static void cut(const tu_tensor *global, tu_tensor *shard, const int64_t *pos, int64_t n)
 {
     int64_t bh = global->desc.dims[0] * global->desc.dims[1], d = global->desc.dims[3];
-    for (int64_t x = 0; x < bh; x++)
-        for (int64_t t = 0; t < n; t++)
-            memcpy(shard->val + (x * n + t) * d, global->val + (x * T + pos[t]) * d,
-                   (size_t)d * sizeof(double));
+    dc_gather_rows(shard->val, global->val, sizeof(double), bh, T, n, d, pos);
     tu_pack(shard->dtype, &shard->desc, shard->val, shard->data);
 }
 
@@ -163,7 +108,7 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
              shard_names[c->sharding], exchange_names[c->exchange],
              c->padded ? "padded bthd" : "bhtd", c->kv_heads ? ", GQA" : "",
              c->oracle ? ", oracle" : "");
-    bsa_preset ps = preset_of(c);
+    bsa_preset ps = dc_preset(c->pattern, c->bidir, T, BLOCK, HEADS);
     bsa_layout_t lay = NULL;
     OK(bsa_layout_create_preset(ctx, &lay, &ps));
     if (!lay)
@@ -171,34 +116,9 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
     bsa_dtype dt = c->dtype;
     size_t es = tu_dtype_size(dt);
 
-    /* the whole sequence, the same on every rank */
-    tu_tensor q = tu_tensor_new(dt, bsa_tensor_bhtd(BATCH, HEADS, T, DIM));
-    tu_tensor k = tu_tensor_new(dt, bsa_tensor_bhtd(BATCH, kvh, T, DIM));
-    tu_tensor v = tu_tensor_new(dt, bsa_tensor_bhtd(BATCH, kvh, T, DIM));
-    tu_tensor g = tu_tensor_new(dt, bsa_tensor_bhtd(BATCH, HEADS, T, DIM));
-    tu_tensor_random(&q, -1, 1);
-    tu_tensor_random(&k, -1, 1);
-    tu_tensor_random(&v, -1, 1);
-    tu_tensor_random(&g, -1, 1);
-    tu_tensor o = tu_tensor_new(dt, q.desc), dq = tu_tensor_new(dt, q.desc);
-    tu_tensor dk = tu_tensor_new(dt, k.desc), dv = tu_tensor_new(dt, v.desc);
-    float *lse = malloc(sizeof(float) * BATCH * HEADS * T);
-    bsa_attn_desc d = {dt, q.desc, k.desc, v.desc, o.desc, 0.0f, 0};
-    bsa_plan_t plan = NULL;
-    OK(bsa_plan_create(ctx, &plan, &d, lay));
-    if (plan) {
-        bsa_fwd_args fa = {q.data, k.data, v.data, o.data, lse};
-        OK(bsa_forward(plan, &fa, NULL, 0, NULL));
-        bsa_bwd_args ba = {q.data, k.data, v.data, o.data, lse, g.data, dq.data, dk.data, dv.data};
-        OK(bsa_backward(plan, &ba, NULL, 0, NULL));
-        bsa_plan_destroy(plan);
-    }
-    tu_tensor_read(&o);
-    tu_tensor_read(&dq);
-    tu_tensor_read(&dk);
-    tu_tensor_read(&dv);
-    double *lse_ref = malloc(sizeof(double) * BATCH * HEADS * T);
-    tu_f32_to_f64(lse, lse_ref, BATCH * HEADS * T);
+    /* the whole sequence, the same on every rank, and its single-process result */
+    dc_whole w;
+    OK(dc_whole_init(&w, ctx, lay, dt, BATCH, HEADS, kvh, T, DIM));
 
     /* this rank's shard */
     int64_t n = T / nranks;
@@ -241,10 +161,10 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
         OK(bsa_dist_shard_positions(dp, rank, pos));
         tu_tensor xq = tu_tensor_new(dt, sq), xk = tu_tensor_new(dt, sk),
                   xv = tu_tensor_new(dt, sv), xg = tu_tensor_new(dt, sq);
-        cut(&q, &xq, pos, n);
-        cut(&k, &xk, pos, n);
-        cut(&v, &xv, pos, n);
-        cut(&g, &xg, pos, n);
+        cut(&w.q, &xq, pos, n);
+        cut(&w.k, &xk, pos, n);
+        cut(&w.v, &xv, pos, n);
+        cut(&w.g, &xg, pos, n);
         tu_tensor xo = tu_tensor_new(dt, sq), xdq = tu_tensor_new(dt, sq),
                   xdk = tu_tensor_new(dt, sk), xdv = tu_tensor_new(dt, sv);
         float *xlse = tu_alloc(BSA_DTYPE_F32, BATCH * HEADS * n);
@@ -278,12 +198,12 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
                   onames[i], (long long)tu_tensor_gaps_touched(outs[i]));
             tu_tensor_read(outs[i]);
         }
-        const tu_tensor *refs[4] = {&o, &dq, &dk, &dv};
+        const tu_tensor *refs[4] = {&w.o, &w.dq, &w.dk, &w.dv};
         double errs[5], em[5] = {0};
         for (int i = 0; i < 4; i++) {
             int64_t hh = outs[i]->desc.dims[1];
             double e[2];
-            shard_err(outs[i]->val, refs[i]->val, BATCH * hh, n, DIM, pos, e);
+            dc_shard_err(outs[i]->val, refs[i]->val, BATCH * hh, T, n, DIM, pos, e);
             errs[i] = e[0];
             em[i] = e[1];
             int f32 = dt == BSA_DTYPE_F32;
@@ -298,7 +218,7 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
         errs[4] = 0;
         for (int64_t x = 0; x < BATCH * HEADS; x++)
             for (int64_t t = 0; t < n; t++) {
-                double a = xl[x * n + t], r = lse_ref[x * T + pos[t]];
+                double a = xl[x * n + t], r = w.lse_val[x * T + pos[t]];
                 double e = a == r ? 0 : fabs(a - r) / (fabs(r) > 1 ? fabs(r) : 1);
                 errs[4] = e > errs[4] || isnan(e) ? e : errs[4];
             }
@@ -329,15 +249,15 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
                    *rl = malloc(sizeof(double) * BATCH * HEADS * T);
             double *rdq = malloc(sizeof(double) * nq), *rdk = malloc(sizeof(double) * nk),
                    *rdv = malloc(sizeof(double) * nk);
-            oracle_ext_forward(&op, q.val, k.val, v.val, ro, rl);
-            oracle_ext_backward(&op, q.val, k.val, v.val, g.val, rdq, rdk, rdv);
+            oracle_ext_forward(&op, w.q.val, w.k.val, w.v.val, ro, rl);
+            oracle_ext_backward(&op, w.q.val, w.k.val, w.v.val, w.g.val, rdq, rdk, rdv);
             /* the f32 bound of tests/test_cpu_attention.c's table: 2e-6
              * relative L2 (here over this rank's shard) */
             const double *orefs[4] = {ro, rdq, rdk, rdv};
             for (int i = 0; i < 4; i++) {
                 int64_t hh = outs[i]->desc.dims[1];
                 double e[2];
-                shard_err(outs[i]->val, orefs[i], BATCH * hh, n, DIM, pos, e);
+                dc_shard_err(outs[i]->val, orefs[i], BATCH * hh, T, n, DIM, pos, e);
                 double bound = dt == BSA_DTYPE_F32 ? 2e-6 : half_bound[dt][i > 0];
                 CHECK(e[0] <= bound, "%s: %s differs from the double oracle: relative L2 %.3g",
                       label, onames[i], e[0]);
@@ -358,11 +278,7 @@ static void run_case(bsa_context_t ctx, bsa_comm_t comm, const dcase *c)
             tu_tensor_free(all[i]);
         OK(bsa_dist_plan_destroy(dp));
     }
-    tu_tensor *all[] = {&q, &k, &v, &g, &o, &dq, &dk, &dv};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        tu_tensor_free(all[i]);
-    free(lse);
-    free(lse_ref);
+    dc_whole_free(&w);
     bsa_layout_destroy(lay);
 }
 
