@@ -13,7 +13,10 @@ set(BSA_WITH_MPI "OFF" CACHE STRING "Build the MPI engine of dist plans: ON, OFF
 set(BSA_WITH_NCCL "OFF" CACHE STRING "Build the NCCL communicator (needs BSA_WITH_CUDA): ON or OFF")
 set(BSA_NCCL_ROOT "" CACHE PATH "Prefix holding include/nccl.h and lib/libnccl.so*")
 
-target_sources(bsa_obj PRIVATE dist/comm.c dist/comm_callbacks.c dist/dist_plan.c dist/dist_exec.c)
+# dist/dist_ops.c: the table of per-step operations the exchange schedule
+# (dist/dist_exec.c) calls.
+target_sources(bsa_obj PRIVATE dist/comm.c dist/comm_callbacks.c dist/dist_plan.c dist/dist_exec.c
+  dist/dist_ops.c)
 set(BSA_HAVE_MPI OFF)
 if(BSA_WITH_MPI)
   if(BSA_WITH_MPI STREQUAL "AUTO")
