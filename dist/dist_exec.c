@@ -1,8 +1,9 @@
 /*
- * Context-parallel execution (host memory: the MPI engine with the CPU
- * backend).  The per-step work (packing, merges, sums) is the plan's
- * table of operations (dist_ops.c), so the schedule below is written once
- * for any memory the table serves.
+ * Context-parallel execution, written once for host memory (the CPU
+ * backend over MPI or callbacks) and device memory (the CUDA backend over
+ * NCCL or callbacks): the per-step work (packing, merges, sums) is the
+ * plan's ops table (dist_ops.c: host loops, or kernels on the caller's
+ * stream from backends/cuda/dist_kernels.cu).
  *
  * Schedule: P steps.  At step s rank i computes its queries against key
  * shard src = i - s (mod P) with the sub-plan built for that shard, if the
@@ -10,7 +11,17 @@
  * owner (sent at step s to rank owner + s), and the exchange of step s + 1
  * is posted before step s computes, so the two overlap as far as the
  * engine progresses messages in the background.  Step 0 is the rank's own
- * shard.  With the all-gather exchange every shard is gathered first.
+ * shard.  With the all-gather exchange every shard is gathered first (by
+ * the engine's all-gather; by P - 1 message steps where the engine is
+ * driven from the host and the memory is the device's: the callbacks'
+ * allgather takes host memory).
+ *
+ * Ordering with device memory: NCCL posts on the call's stream, so stream
+ * order covers everything.  An engine driven from the host (the
+ * callbacks) posts from the host: the stream is synchronised before each
+ * post (a send then holds what the stream wrote, and no kernel still
+ * reads a buffer a receive may overwrite), and its wait returns when the
+ * received bytes are in place, so the kernels queued after it read them.
  *
  * Forward: the partial (O_s, lse_s) of each step is merged into running
  * double-precision accumulators in step order:
@@ -43,15 +54,22 @@ static bsa_status unpack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t
     return p->ops->unpack(dst, acc, t->dims, t->strides, p->dtype, stream);
 }
 
+/* Posts a batch; see the ordering note above for host_driven. */
 static bsa_status post(struct bsa_dist_plan *p, const bsa_comm_op *ops, int n, int tag,
                        void *stream, bsa_comm_pending *pend)
 {
+    if (p->host_driven && n) {
+        bsa_status st = p->ops->sync(stream);
+        if (st != BSA_SUCCESS)
+            return st;
+    }
     return p->comm->engine->post(p->comm, ops, n, tag, stream, pend);
 }
 
 /* The K/V exchange of step s (s >= 1): receives the shard of rank me - s
- * into `into` (the ring's kv_recv[s % 2]), sends this rank's to rank
- * me + s; each only if the layout needs it. */
+ * into `into` (the ring's kv_recv[s % 2], or that shard's all-gather
+ * slot), sends this rank's to rank me + s; each only if the layout needs
+ * it. */
 static bsa_status post_kv(struct bsa_dist_plan *p, int s, unsigned char *into, void *stream,
                           bsa_comm_pending *pend)
 {
@@ -64,6 +82,23 @@ static bsa_status post_kv(struct bsa_dist_plan *p, int s, unsigned char *into, v
     if (p->need[dst * P + me])
         ops[n++] = (bsa_comm_op){dst, 1, p->kv_mine, p->kv_bytes};
     return post(p, ops, n, s, stream, pend);
+}
+
+/* The all-gather exchange as P - 1 message steps (host-driven engine,
+ * device memory), each waited before the next: the shards the layout
+ * needs, into their slots of kv_all. */
+static bsa_status gather_by_messages(struct bsa_dist_plan *p, void *stream)
+{
+    for (int s = 1; s < p->size; s++) {
+        int src = (p->rank - s + p->size) % p->size;
+        bsa_comm_pending pend;
+        memset(&pend, 0, sizeof pend);
+        bsa_status st = post_kv(p, s, p->kv_all + (size_t)src * p->kv_bytes, stream, &pend);
+        bsa_status wt = p->comm->engine->wait(p->comm, &pend);
+        if (st != BSA_SUCCESS || wt != BSA_SUCCESS)
+            return st != BSA_SUCCESS ? st : wt;
+    }
+    return BSA_SUCCESS;
 }
 
 /* The K/V shard of step s, after step_top(s). */
@@ -87,7 +122,9 @@ static bsa_status start(struct bsa_dist_plan *p, const void *k, const void *v, v
         (st = pack(p, &p->v, v, p->kv_mine + (size_t)p->k_elems * p->es, stream)))
         return st;
     if (p->exchange == BSA_EXCHANGE_ALLGATHER)
-        return p->comm->engine->allgather(p->comm, p->kv_mine, p->kv_bytes, p->kv_all, stream);
+        return p->host_driven ? gather_by_messages(p, stream)
+                              : p->comm->engine->allgather(p->comm, p->kv_mine, p->kv_bytes,
+                                                           p->kv_all, stream);
     return p->size > 1 ? post_kv(p, 1, p->kv_recv[1], stream, &pend[1]) : BSA_SUCCESS;
 }
 

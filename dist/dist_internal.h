@@ -2,8 +2,10 @@
  * Context-parallel plans (internal): the state behind bsa_dist_plan_t,
  * shared by dist_plan.c (creation: shards, sub-layouts, sub-plans,
  * agreement) and dist_exec.c (the exchange schedule), and the table of
- * per-step operations the schedule calls (dist_ops.c: loops over host
- * memory for the CPU backend).
+ * per-step operations the schedule calls (dist_ops.c): loops over host
+ * memory for the CPU backend, kernels on the caller's stream over device
+ * memory for the CUDA backend (backends/cuda/dist_kernels.cu).  The
+ * schedule, the message order and the merge order are the same for both.
  */
 #ifndef BSA_DIST_INTERNAL_H
 #define BSA_DIST_INTERNAL_H
@@ -48,12 +50,21 @@ typedef struct bsa_dist_ops {
 } bsa_dist_ops;
 
 extern const bsa_dist_ops bsa_dist_host_ops;
+#ifdef BSA_WITH_CUDA
+extern const bsa_dist_ops bsa_dist_cuda_ops;
+#endif
 
 struct bsa_dist_plan {
     bsa_context_t ctx;
     bsa_comm_t comm;
     bsa_layout_t layout;
-    const bsa_dist_ops *ops; /* host (dist_ops.c) */
+    const bsa_dist_ops *ops; /* host or device (dist_ops.c) */
+    /* device memory over an engine driven from the host (the callbacks):
+     * the stream is synchronised before each post, so that a send holds
+     * the bytes the stream wrote and no kernel still reads a buffer that
+     * a receive overwrites; and the all-gather exchange goes through
+     * messages (the allgather callback takes host memory) */
+    int host_driven;
     int rank, size;
     bsa_sharding sharding;
     bsa_dist_exchange exchange;

@@ -3,12 +3,16 @@
  * packing the caller's strided shards, the log-sum-exp merge of partial
  * outputs, the sums of gradient partials and the unpacking into the
  * caller's tensors.  The host table runs them as loops over host memory
- * (the CPU backend), accumulating in double; a device table with the
- * same entries lets the schedule in dist_exec.c serve device memory
- * unchanged.
+ * (the CPU backend); the CUDA table as kernels on the caller's stream over
+ * device memory (backends/cuda/dist_kernels.cu).  Both accumulate in
+ * double and visit elements in the same order, so the schedule in
+ * dist_exec.c is written once.
  */
 #include "dist_internal.h"
 #include "../api/half.h"
+#ifdef BSA_WITH_CUDA
+#include "../backends/cuda/dist_kernels.h"
+#endif
 
 #include <math.h>
 #include <stdlib.h>
@@ -101,7 +105,7 @@ static bsa_status host_add(double *acc, const void *part, int64_t n, bsa_dtype d
 }
 
 /* lse = log(exp(lse_acc) + exp(lse_s)), O = O_acc exp(lse_acc - lse) +
- * O_s exp(lse_s - lse). */
+ * O_s exp(lse_s - lse); backends/cuda/dist_kernels.cu has the same. */
 static bsa_status host_merge(double *acc_o, double *acc_lse, const void *o_part,
                              const float *lse_part, int64_t rows, int64_t dv, bsa_dtype dt,
                              void *stream)
@@ -147,3 +151,20 @@ const bsa_dist_ops bsa_dist_host_ops = {
     .lse_out = host_lse_out,
     .sync = host_sync,
 };
+
+#ifdef BSA_WITH_CUDA
+const bsa_dist_ops bsa_dist_cuda_ops = {
+    .enter = bsa_cuda_dist_enter,
+    .leave = bsa_cuda_dist_leave,
+    .alloc = bsa_cuda_dist_alloc,
+    .release = bsa_cuda_dist_release,
+    .check = bsa_cuda_dist_check,
+    .pack = bsa_cuda_dist_pack,
+    .unpack = bsa_cuda_dist_unpack,
+    .fill = bsa_cuda_dist_fill,
+    .add = bsa_cuda_dist_add,
+    .merge = bsa_cuda_dist_merge,
+    .lse_out = bsa_cuda_dist_lse_out,
+    .sync = bsa_cuda_dist_sync,
+};
+#endif

@@ -202,6 +202,37 @@ static bsa_status alloc_buffers(struct bsa_dist_plan *p)
     return st;
 }
 
+/* The memory side of the plan: the context's backend and the engine must
+ * move the same memory (NULL: they do; else why not). */
+static const char *placement_problem(struct bsa_dist_plan *p)
+{
+    bsa_comm_kind kind = p->comm->engine->kind;
+    switch (p->ctx->backend) {
+    case BSA_BACKEND_CPU:
+        p->ops = &bsa_dist_host_ops;
+        return kind == BSA_COMM_NCCL ? "the NCCL communicator moves device memory: it needs a "
+                                       "context on the CUDA backend (this one is on cpu)"
+                                     : NULL;
+    case BSA_BACKEND_CUDA:
+#ifdef BSA_WITH_CUDA
+        p->ops = &bsa_dist_cuda_ops;
+        p->host_driven = kind == BSA_COMM_CALLBACKS;
+        return kind == BSA_COMM_MPI
+                   ? "the MPI communicator moves host memory and this context is on the CUDA "
+                     "backend (device memory); staging through host memory is not implemented: "
+                     "use bsa_comm_create_nccl, or bsa_comm_create_callbacks with callbacks that "
+                     "move device memory"
+                   : NULL;
+#else
+        return "this libbsa was built without the CUDA backend";
+#endif
+    default:
+        return "dist plans run on the CPU backend (MPI or callbacks) and on the CUDA backend "
+               "(NCCL or callbacks); the HIP backend has no build of the device-side dist "
+               "kernels (backends/cuda/dist_kernels.cu) yet";
+    }
+}
+
 /* Everything one rank can check and build alone; a failure leaves the
  * message in bsa_last_error.  p->size, rank, comm, ctx, layout are set. */
 static bsa_status build_local(struct bsa_dist_plan *p, const bsa_attn_desc *desc,
@@ -210,18 +241,9 @@ static bsa_status build_local(struct bsa_dist_plan *p, const bsa_attn_desc *desc
     const char *fn = "bsa_dist_plan_create";
     const struct bsa_layout *l = p->layout;
     int P = p->size;
-    if (p->comm->engine->kind == BSA_COMM_NCCL)
-        return bsa_fail(BSA_ERROR_UNSUPPORTED,
-                        "%s: dist plans over NCCL need the CUDA backend's dist kernels (shard "
-                        "packing and the log-sum-exp merge on the device), which are not written "
-                        "yet; the NCCL communicator itself is compiled",
-                        fn);
-    if (p->ctx->backend != BSA_BACKEND_CPU)
-        return bsa_fail(BSA_ERROR_UNSUPPORTED,
-                        "%s: the MPI communicator moves host memory: it needs a context on the "
-                        "CPU backend (this one is on %s)",
-                        fn, bsa_backend_name(p->ctx->backend));
-    p->ops = &bsa_dist_host_ops;
+    const char *why = placement_problem(p);
+    if (why)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "%s: %s", fn, why);
     if (l->ctx != p->ctx)
         return bsa_fail(BSA_ERROR_CONTEXT_MISMATCH,
                         "%s: the layout was created with another context", fn);
