@@ -383,10 +383,13 @@ BSA_API bsa_status bsa_sparse_tn(bsa_plan_t plan, const float *w, const void *x,
  * engine compiled, bsa_comm_create_mpi / _nccl return
  * BSA_ERROR_BACKEND_UNAVAILABLE with a message, and bsa_comm_compiled()
  * says 0.  The CPU backend runs over MPI or over the caller's own
- * transport (bsa_comm_create_callbacks); a dist plan over NCCL needs the
- * CUDA backend's dist kernels, which are not written yet: such a plan is
- * refused with BSA_ERROR_UNSUPPORTED (the NCCL communicator compiles, no
- * multi-GPU run was ever made).
+ * transport (bsa_comm_create_callbacks), on host memory; the CUDA backend
+ * over NCCL or the caller's own transport, on device memory (the shard
+ * packing, the merge and the gradient sums are kernels on the call's
+ * stream, accumulating in double as on the host).  The CUDA path is
+ * compiled in CI and its test (tests/test_cuda_dist.c: 2 and 4 ranks as
+ * threads on one GPU, one NCCL rank) has not run on a GPU yet; no
+ * multi-GPU run was ever made.
  *
  * Every call below is collective over the communicator (each rank calls
  * it, in the same order): plan creation agrees on the result, so a
@@ -413,10 +416,20 @@ typedef struct bsa_comm *bsa_comm_t;
 BSA_API bsa_status bsa_comm_create_mpi(bsa_comm_t *comm, const void *mpi_comm);
 /* Wraps the caller's ncclComm_t (passed as void *), which must report this
  * rank and size.  Not duplicated: bsa's sends and receives are ordered on
- * the stream of each call.  Compiled only (no multi-GPU run made). */
+ * the stream of each call.  For dist plans on a CUDA context (device
+ * memory of the context's device, which must be the communicator's).
+ * Compiled; not run on a GPU yet (no multi-GPU run made). */
 BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int rank, int size);
-/* A communicator over the caller's own transport, for host memory (the
- * CPU backend): torch.distributed in the Python binding, threads in tests.
+/* A communicator over the caller's own transport: torch.distributed in the
+ * Python binding, threads in tests.  With a CPU context the messages are
+ * host memory; with a CUDA context every message's buf is device memory of
+ * the context's device: bsa synchronises the call's stream before each
+ * post (a send buffer then holds its bytes, and no kernel still reads a
+ * receive buffer), and wait must return only once the batch's receives
+ * are complete in device memory (e.g. after synchronising the stream the
+ * transport copied on) and its send buffers are no longer read.  allgather
+ * is always host memory (plan creation's agreement); on a CUDA context the
+ * all-gather exchange is made of post / wait messages instead.
  * bsa posts a step's sends and receives as one batch and later waits for
  * the batch; a batch holds at most 4 messages, between this rank and the
  * peers named, with one tag (a message's tag and the pair of ranks match a
@@ -477,9 +490,13 @@ typedef struct bsa_dist_plan *bsa_dist_plan_t;
  * T/P (contiguous) or T/(2P) (zig-zag) a multiple of the block; with the
  * strided pattern also of stride L, and T/(P*L) (or T/(2P*L)) of the block.
  * params may be NULL (AUTO, AUTO).  The plan holds its exchange buffers and
- * sub-plans (one per key shard it needs), allocated here: the calls
- * allocate nothing.  ctx's backend must match the engine (CPU with MPI or
- * callbacks).
+ * sub-plans (one per key shard it needs), allocated here (device memory
+ * on a CUDA context): the calls allocate nothing.  ctx's backend must
+ * match the engine: CPU with MPI or callbacks (host memory), CUDA with
+ * NCCL or callbacks (device memory); other pairs fail with
+ * BSA_ERROR_UNSUPPORTED saying why (MPI with a CUDA context: no staging
+ * through host memory; NCCL with a CPU context; the HIP backend, which has
+ * no build of the dist kernels).
  * Collective. */
 BSA_API bsa_status bsa_dist_plan_create(bsa_context_t ctx, bsa_dist_plan_t *plan,
                                         const bsa_attn_desc *desc, bsa_layout_t layout,
@@ -510,7 +527,12 @@ BSA_API bsa_status bsa_dist_shard_positions(bsa_dist_plan_t plan, int rank, int6
  * thread at a time per plan; plans are independent of each other).
  * This rank's shard: args as for bsa_forward (key_lengths, cu_seqlens_*
  * must be NULL); lse optional ([batch, heads, T/P], this shard's rows).
- * stream: NULL on the CPU.  Collective. */
+ * stream: NULL on the CPU.  On a CUDA context the tensors are device
+ * memory (pageable host memory fails with BSA_ERROR_INVALID_ARGUMENT) and
+ * every kernel and NCCL call goes on stream: over NCCL the call returns
+ * without synchronising (results are ready in stream order); over
+ * callbacks it synchronises the stream before each post, and returns with
+ * the last merge and the unpacking queued.  Collective. */
 BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t plan, const bsa_fwd_args *args, void *stream);
 /* args->o and args->lse as bsa_dist_forward wrote them (the merged ones);
  * writes this shard's dq and its shard's dk, dv.  Collective. */

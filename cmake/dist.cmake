@@ -1,11 +1,11 @@
 # Context parallelism (dist/; issue 27): the communicator engines.
 #   BSA_WITH_MPI  OFF (default), ON (MPI required) or AUTO (if found): the
 #                 MPI engine for CPU ranks; libbsa then links the MPI library.
-#   BSA_WITH_NCCL OFF (default) or ON: the NCCL communicator (needs the CUDA
-#                 backend).  nccl.h and libnccl are looked up under
-#                 BSA_NCCL_ROOT, then the nvidia-nccl-cu13 wheel of the
-#                 python3 on the PATH (site-packages/nvidia/nccl), then the
-#                 system.
+#   BSA_WITH_NCCL OFF (default) or ON: the NCCL communicator for dist plans
+#                 on CUDA contexts (needs the CUDA backend).  nccl.h and
+#                 libnccl are looked up under BSA_NCCL_ROOT, then the
+#                 nvidia-nccl-cu13 wheel of the python3 on the PATH
+#                 (site-packages/nvidia/nccl), then the system.
 # dist/comm.c, the callbacks engine (the caller's own transport) and the
 # dist plan are always built: without MPI or NCCL, bsa_comm_create_mpi /
 # _nccl return BSA_ERROR_BACKEND_UNAVAILABLE.
@@ -13,7 +13,11 @@ set(BSA_WITH_MPI "OFF" CACHE STRING "Build the MPI engine of dist plans: ON, OFF
 set(BSA_WITH_NCCL "OFF" CACHE STRING "Build the NCCL communicator (needs BSA_WITH_CUDA): ON or OFF")
 set(BSA_NCCL_ROOT "" CACHE PATH "Prefix holding include/nccl.h and lib/libnccl.so*")
 
-target_sources(bsa_obj PRIVATE dist/comm.c dist/comm_callbacks.c dist/dist_plan.c dist/dist_exec.c)
+# dist/dist_ops.c holds the host table of per-step operations and, in a
+# CUDA build, the device table over backends/cuda/dist_kernels.cu (which
+# backends/cuda/CMakeLists.txt compiles with the backend's other kernels).
+target_sources(bsa_obj PRIVATE dist/comm.c dist/comm_callbacks.c dist/dist_plan.c dist/dist_exec.c
+  dist/dist_ops.c)
 set(BSA_HAVE_MPI OFF)
 if(BSA_WITH_MPI)
   if(BSA_WITH_MPI STREQUAL "AUTO")
@@ -71,6 +75,6 @@ pip install nvidia-nccl-cu13, or set BSA_NCCL_ROOT")
   set_source_files_properties(dist/comm_nccl.c PROPERTIES INCLUDE_DIRECTORIES "${NCCL_INCLUDE_DIR}")
   target_compile_definitions(bsa_obj PRIVATE BSA_HAVE_NCCL=1)
   target_link_libraries(bsa_obj PUBLIC ${NCCL_LIBRARY} CUDA::cudart_static)
-  message(STATUS "bsa: NCCL communicator compiled (${NCCL_INCLUDE_DIR}/nccl.h, ${NCCL_LIBRARY}); dist plans over NCCL are \
-refused until the CUDA dist kernels exist")
+  message(STATUS "bsa: NCCL communicator compiled (${NCCL_INCLUDE_DIR}/nccl.h, ${NCCL_LIBRARY}): dist plans \
+on CUDA contexts over NCCL")
 endif()

@@ -1,6 +1,9 @@
-/* The callbacks engine of bsa_comm_t: the caller's own transport for host
- * memory (bsa_comm_create_callbacks; the Python binding's torch.distributed
- * groups, the threads of tests/test_dist_threads.c).  Always built. */
+/* The callbacks engine of bsa_comm_t: the caller's own transport
+ * (bsa_comm_create_callbacks; the Python binding's torch.distributed
+ * groups, the threads of tests/test_dist_threads.c and, moving device
+ * memory, of tests/test_cuda_dist.c).  Messages are the plan's memory (host
+ * or device); the allgather callback is host memory only: dist_exec.c
+ * sends device memory through post / wait.  Always built. */
 #include "comm.h"
 
 #include <stdlib.h>

@@ -1,8 +1,10 @@
 /* The NCCL engine of bsa_comm_t (GPU ranks): grouped ncclSend/ncclRecv
- * and ncclAllGather on the call's stream.  Built with -DBSA_WITH_NCCL=ON
- * (CMake defines BSA_HAVE_NCCL).  Compiled in CI; never run (no multi-GPU
- * machine was available), and dist plans over it are refused until the
- * CUDA backend has the dist kernels (dist_plan.c). */
+ * and ncclAllGather on the call's stream, for dist plans on CUDA contexts
+ * (device memory; the merges are backends/cuda/dist_kernels.cu's kernels
+ * on the same stream).  Built with -DBSA_WITH_NCCL=ON (CMake defines
+ * BSA_HAVE_NCCL).  Compiled in CI; not run yet (tests/test_cuda_dist.c
+ * runs one rank over it where a GPU is present; no multi-GPU machine was
+ * available). */
 #include "comm.h"
 
 #include <cuda_runtime.h>

@@ -1,6 +1,9 @@
 /*
- * Context-parallel execution (host memory: the MPI engine with the CPU
- * backend).
+ * Context-parallel execution, written once for host memory (the CPU
+ * backend over MPI or callbacks) and device memory (the CUDA backend over
+ * NCCL or callbacks): the per-step work (packing, merges, sums) is the
+ * plan's ops table (dist_ops.c: host loops, or kernels on the caller's
+ * stream from backends/cuda/dist_kernels.cu).
  *
  * Schedule: P steps.  At step s rank i computes its queries against key
  * shard src = i - s (mod P) with the sub-plan built for that shard, if the
@@ -8,7 +11,17 @@
  * owner (sent at step s to rank owner + s), and the exchange of step s + 1
  * is posted before step s computes, so the two overlap as far as the
  * engine progresses messages in the background.  Step 0 is the rank's own
- * shard.  With the all-gather exchange every shard is gathered first.
+ * shard.  With the all-gather exchange every shard is gathered first (by
+ * the engine's all-gather; by P - 1 message steps where the engine is
+ * driven from the host and the memory is the device's: the callbacks'
+ * allgather takes host memory).
+ *
+ * Ordering with device memory: NCCL posts on the call's stream, so stream
+ * order covers everything.  An engine driven from the host (the
+ * callbacks) posts from the host: the stream is synchronised before each
+ * post (a send then holds what the stream wrote, and no kernel still
+ * reads a buffer a receive may overwrite), and its wait returns when the
+ * received bytes are in place, so the kernels queued after it read them.
  *
  * Forward: the partial (O_s, lse_s) of each step is merged into running
  * double-precision accumulators in step order:
@@ -22,98 +35,73 @@
  * give the same bits, whatever the message timing.
  */
 #include "dist_internal.h"
-#include "../api/half.h"
 #include "../api/overlap.h"
 
 #include <math.h>
 #include <string.h>
 
-static double get(bsa_dtype dt, const void *b, int64_t i)
-{
-    if (dt == BSA_DTYPE_F32)
-        return ((const float *)b)[i];
-    uint16_t h = ((const uint16_t *)b)[i];
-    return dt == BSA_DTYPE_BF16 ? bsa_bf16_to_f32(h) : bsa_f16_to_f32(h);
-}
-
-static void set(bsa_dtype dt, void *b, int64_t i, double v)
-{
-    if (dt == BSA_DTYPE_F32)
-        ((float *)b)[i] = (float)v;
-    else if (dt == BSA_DTYPE_BF16)
-        ((uint16_t *)b)[i] = bsa_f32_to_bf16((float)v);
-    else
-        ((uint16_t *)b)[i] = bsa_f32_to_f16((float)v);
-}
-
 /* Strided caller tensor t (dims of t) into a contiguous copy, same dtype. */
-static void pack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const void *src,
-                 void *dst)
+static bsa_status pack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const void *src,
+                       void *dst, void *stream)
 {
-    size_t row = (size_t)t->dims[3] * p->es;
-    unsigned char *o = dst;
-    for (int64_t b = 0; b < t->dims[0]; b++)
-        for (int64_t h = 0; h < t->dims[1]; h++)
-            for (int64_t x = 0; x < t->dims[2]; x++) {
-                int64_t off = b * t->strides[0] + h * t->strides[1] + x * t->strides[2];
-                memcpy(o, (const unsigned char *)src + off * (int64_t)p->es, row);
-                o += row;
-            }
+    return p->ops->pack(dst, src, t->dims, t->strides, p->es, stream);
 }
 
 /* Contiguous double accumulator into the strided caller tensor t. */
-static void unpack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const double *acc,
-                   void *dst)
+static bsa_status unpack(const struct bsa_dist_plan *p, const bsa_tensor_desc *t, const double *acc,
+                         void *dst, void *stream)
 {
-    int64_t i = 0;
-    for (int64_t b = 0; b < t->dims[0]; b++)
-        for (int64_t h = 0; h < t->dims[1]; h++)
-            for (int64_t x = 0; x < t->dims[2]; x++) {
-                int64_t off = b * t->strides[0] + h * t->strides[1] + x * t->strides[2];
-                for (int64_t e = 0; e < t->dims[3]; e++)
-                    set(p->dtype, dst, off + e, acc[i++]);
-            }
+    return p->ops->unpack(dst, acc, t->dims, t->strides, p->dtype, stream);
 }
 
-static void add_into(bsa_dtype dt, double *acc, const void *part, int64_t n)
+/* Posts a batch; see the ordering note above for host_driven. */
+static bsa_status post(struct bsa_dist_plan *p, const bsa_comm_op *ops, int n, int tag,
+                       void *stream, bsa_comm_pending *pend)
 {
-    for (int64_t i = 0; i < n; i++)
-        acc[i] += get(dt, part, i);
-}
-
-/* Merges (o_part, lse_part) into (acc_o, acc_lse). */
-static void merge(struct bsa_dist_plan *p)
-{
-    int64_t dv = p->dv;
-    for (int64_t r = 0; r < p->rows; r++) {
-        double ls = p->lse_part[r], la = p->acc_lse[r];
-        if (ls == -INFINITY)
-            continue;                 /* no visible key in this shard: O_s = 0 */
-        double m = la > ls ? la : ls; /* a NaN ls propagates (m = ls) */
-        double lse = m + log(exp(la - m) + exp(ls - m));
-        double wa = exp(la - lse), ws = exp(ls - lse);
-        double *o = p->acc_o + r * dv;
-        for (int64_t e = 0; e < dv; e++)
-            o[e] = o[e] * wa + ws * get(p->dtype, p->o_part, r * dv + e);
-        p->acc_lse[r] = lse;
+    if (p->host_driven && n) {
+        bsa_status st = p->ops->sync(stream);
+        if (st != BSA_SUCCESS)
+            return st;
     }
+    return p->comm->engine->post(p->comm, ops, n, tag, stream, pend);
 }
 
-/* The K/V exchange of step s (s >= 1) for the ring, into kv_recv[s % 2]. */
-static bsa_status post_kv(struct bsa_dist_plan *p, int s, void *stream, bsa_comm_pending *pend)
+/* The K/V exchange of step s (s >= 1): receives the shard of rank me - s
+ * into `into` (the ring's kv_recv[s % 2], or that shard's all-gather
+ * slot), sends this rank's to rank me + s; each only if the layout needs
+ * it. */
+static bsa_status post_kv(struct bsa_dist_plan *p, int s, unsigned char *into, void *stream,
+                          bsa_comm_pending *pend)
 {
     int P = p->size, me = p->rank;
     int src = (me - s + P) % P, dst = (me + s) % P;
     bsa_comm_op ops[2];
     int n = 0;
     if (p->need[me * P + src])
-        ops[n++] = (bsa_comm_op){src, 0, p->kv_recv[s % 2], p->kv_bytes};
+        ops[n++] = (bsa_comm_op){src, 0, into, p->kv_bytes};
     if (p->need[dst * P + me])
         ops[n++] = (bsa_comm_op){dst, 1, p->kv_mine, p->kv_bytes};
-    return p->comm->engine->post(p->comm, ops, n, s, stream, pend);
+    return post(p, ops, n, s, stream, pend);
 }
 
-/* The K/V shard of step s, after start_step. */
+/* The all-gather exchange as P - 1 message steps (host-driven engine,
+ * device memory), each waited before the next: the shards the layout
+ * needs, into their slots of kv_all. */
+static bsa_status gather_by_messages(struct bsa_dist_plan *p, void *stream)
+{
+    for (int s = 1; s < p->size; s++) {
+        int src = (p->rank - s + p->size) % p->size;
+        bsa_comm_pending pend;
+        memset(&pend, 0, sizeof pend);
+        bsa_status st = post_kv(p, s, p->kv_all + (size_t)src * p->kv_bytes, stream, &pend);
+        bsa_status wt = p->comm->engine->wait(p->comm, &pend);
+        if (st != BSA_SUCCESS || wt != BSA_SUCCESS)
+            return st != BSA_SUCCESS ? st : wt;
+    }
+    return BSA_SUCCESS;
+}
+
+/* The K/V shard of step s, after step_top(s). */
 static const unsigned char *kv_of(const struct bsa_dist_plan *p, int s)
 {
     int src = (p->rank - s + p->size) % p->size;
@@ -129,12 +117,15 @@ static const unsigned char *kv_of(const struct bsa_dist_plan *p, int s)
 static bsa_status start(struct bsa_dist_plan *p, const void *q, const void *k, const void *v,
                         void *stream, bsa_comm_pending *pend)
 {
-    pack(p, &p->q, q, p->q_c);
-    pack(p, &p->k, k, p->kv_mine);
-    pack(p, &p->v, v, p->kv_mine + (size_t)p->k_elems * p->es);
+    bsa_status st;
+    if ((st = pack(p, &p->q, q, p->q_c, stream)) || (st = pack(p, &p->k, k, p->kv_mine, stream)) ||
+        (st = pack(p, &p->v, v, p->kv_mine + (size_t)p->k_elems * p->es, stream)))
+        return st;
     if (p->exchange == BSA_EXCHANGE_ALLGATHER)
-        return p->comm->engine->allgather(p->comm, p->kv_mine, p->kv_bytes, p->kv_all, stream);
-    return p->size > 1 ? post_kv(p, 1, stream, &pend[1]) : BSA_SUCCESS;
+        return p->host_driven ? gather_by_messages(p, stream)
+                              : p->comm->engine->allgather(p->comm, p->kv_mine, p->kv_bytes,
+                                                           p->kv_all, stream);
+    return p->size > 1 ? post_kv(p, 1, p->kv_recv[1], stream, &pend[1]) : BSA_SUCCESS;
 }
 
 /* The key shard a step computes with: its owner and its packed K and V. */
@@ -162,7 +153,7 @@ static bsa_status step_top(struct bsa_dist_plan *p, int s, const void *q, const 
     if (st != BSA_SUCCESS)
         return st;
     if (s + 1 < p->size)
-        return post_kv(p, s + 1, stream, &pend[(s + 1) % 2]);
+        return post_kv(p, s + 1, p->kv_recv[(s + 1) % 2], stream, &pend[(s + 1) % 2]);
     return BSA_SUCCESS;
 }
 
@@ -234,30 +225,16 @@ static bsa_status check_overlap(const char *fn, const bsa_span *outs, const char
     return BSA_SUCCESS;
 }
 
-BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args, void *stream)
+/* The forward's steps, after the checks, with the context's device current. */
+static bsa_status run_forward(struct bsa_dist_plan *p, const bsa_fwd_args *args, void *stream)
 {
-    const char *fn = "bsa_dist_forward";
-    bsa_status st = bsa_check_nonnull2(fn, p, "plan", args, "args");
-    if (st != BSA_SUCCESS)
-        return st;
-    const void *ptrs[] = {args->q, args->k, args->v, args->o};
-    static const char *const names[] = {"q", "k", "v", "o"};
-    st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
-                    args->cu_seqlens_k, args->num_seqs);
-    if (st)
-        return st;
-    bsa_span outs[2] = {span(p, &p->o, args->o), lse_span(p, args->lse)};
-    bsa_span ins[3] = {span(p, &p->q, args->q), span(p, &p->k, args->k), span(p, &p->v, args->v)};
-    static const char *const on[] = {"o", "lse"};
-    if ((st = check_overlap(fn, outs, on, 2, ins, names, 3)))
-        return st;
-
+    const bsa_dist_ops *op = p->ops;
     bsa_comm_pending pend[2];
     memset(pend, 0, sizeof pend);
-    for (int64_t i = 0; i < p->o_elems; i++)
-        p->acc_o[i] = 0.0;
-    for (int64_t r = 0; r < p->rows; r++)
-        p->acc_lse[r] = -INFINITY;
+    bsa_status st;
+    if ((st = op->fill(p->acc_o, p->o_elems, 0.0, stream)) ||
+        (st = op->fill(p->acc_lse, p->rows, -INFINITY, stream)))
+        goto fail;
     for (int s = 0; s < p->size; s++) {
         shard sh;
         if ((st = step_top(p, s, args->q, args->k, args->v, stream, pend, &sh)))
@@ -270,17 +247,44 @@ BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args,
         a.v = sh.v;
         a.o = p->o_part;
         a.lse = p->lse_part;
-        if ((st = bsa_forward(p->sub_plan[sh.src], &a, p->ws, p->ws_bytes, stream)))
+        if ((st = bsa_forward(p->sub_plan[sh.src], &a, p->ws, p->ws_bytes, stream)) ||
+            (st = op->merge(p->acc_o, p->acc_lse, p->o_part, p->lse_part, p->rows, p->dv, p->dtype,
+                            stream)))
             goto fail;
-        merge(p);
     }
-    unpack(p, &p->o, p->acc_o, args->o);
-    float *lse = args->lse ? args->lse : p->lse_tmp;
-    for (int64_t r = 0; r < p->rows; r++)
-        lse[r] = (float)p->acc_lse[r];
+    if ((st = unpack(p, &p->o, p->acc_o, args->o, stream)) ||
+        (args->lse && (st = op->lse_out(args->lse, p->acc_lse, p->rows, stream))))
+        goto fail;
     return BSA_SUCCESS;
 fail:
     drain(p, pend, 2);
+    return st;
+}
+
+BSA_API bsa_status bsa_dist_forward(bsa_dist_plan_t p, const bsa_fwd_args *args, void *stream)
+{
+    const char *fn = "bsa_dist_forward";
+    bsa_status st = bsa_check_nonnull2(fn, p, "plan", args, "args");
+    if (st != BSA_SUCCESS)
+        return st;
+    const void *ptrs[] = {args->q, args->k, args->v, args->o, args->lse};
+    static const char *const names[] = {"q", "k", "v", "o", "lse"};
+    st = check_args(p, fn, ptrs, names, 4, args->key_lengths, args->cu_seqlens_q,
+                    args->cu_seqlens_k, args->num_seqs);
+    if (st)
+        return st;
+    bsa_span outs[2] = {span(p, &p->o, args->o), lse_span(p, args->lse)};
+    bsa_span ins[3] = {span(p, &p->q, args->q), span(p, &p->k, args->k), span(p, &p->v, args->v)};
+    static const char *const on[] = {"o", "lse"};
+    if ((st = check_overlap(fn, outs, on, 2, ins, names, 3)))
+        return st;
+    if (p->ops->check && (st = p->ops->check(fn, ptrs, names, 5, p->ctx->device)))
+        return st;
+    int prev;
+    if ((st = p->ops->enter(p->ctx->device, &prev)))
+        return st;
+    st = run_forward(p, args, stream);
+    p->ops->leave(prev);
     return st;
 }
 
@@ -301,7 +305,77 @@ static bsa_status post_dkv(struct bsa_dist_plan *p, int s, void *stream, bsa_com
     }
     if (p->need[me * P + src])
         ops[n++] = (bsa_comm_op){src, 1, p->dkv_send[s % 2], p->kv_bytes};
-    return p->comm->engine->post(p->comm, ops, n, P + s, stream, pend);
+    return post(p, ops, n, P + s, stream, pend);
+}
+
+/* The backward's steps, after the checks, with the context's device current. */
+static bsa_status run_backward(struct bsa_dist_plan *p, const bsa_bwd_args *args, void *stream)
+{
+    const bsa_dist_ops *op = p->ops;
+    bsa_comm_pending pend[2], gpend[2];
+    int grecv[2] = {0, 0};
+    memset(pend, 0, sizeof pend);
+    memset(gpend, 0, sizeof gpend);
+    int64_t kv_elems = p->k_elems + p->v_elems;
+    bsa_status st;
+    if ((st = pack(p, &p->o, args->o, p->o_c, stream)) ||
+        (st = pack(p, &p->o, args->dout, p->do_c, stream)) ||
+        (st = op->fill(p->acc_dq, p->q_elems, 0.0, stream)) ||
+        (st = op->fill(p->acc_dkv, kv_elems, 0.0, stream)))
+        goto fail;
+    for (int s = 0; s < p->size; s++) {
+        shard sh;
+        if ((st = step_top(p, s, args->q, args->k, args->v, stream, pend, &sh)))
+            goto fail;
+        /* dkv_send[s % 2] and dkv_recv[s % 2] were step s - 2's: its
+         * exchange must be done; its received partial is summed now (in
+         * step order) */
+        if ((st = p->comm->engine->wait(p->comm, &gpend[s % 2])))
+            goto fail;
+        if (grecv[s % 2]) {
+            if ((st = op->add(p->acc_dkv, p->dkv_recv[s % 2], kv_elems, p->dtype, stream)))
+                goto fail;
+            grecv[s % 2] = 0;
+        }
+        if (p->sub_plan[sh.src]) {
+            unsigned char *dkv = s == 0 ? p->dkv_send[0] : p->dkv_send[s % 2];
+            bsa_bwd_args a = {0};
+            a.q = p->q_c;
+            a.k = sh.k;
+            a.v = sh.v;
+            a.o = p->o_c;
+            a.lse = args->lse;
+            a.dout = p->do_c;
+            a.dq = p->dq_part;
+            a.dk = dkv;
+            a.dv = dkv + (size_t)p->k_elems * p->es;
+            if ((st = bsa_backward(p->sub_plan[sh.src], &a, p->ws, p->ws_bytes, stream)) ||
+                (st = op->add(p->acc_dq, p->dq_part, p->q_elems, p->dtype, stream)) ||
+                (s == 0 && (st = op->add(p->acc_dkv, dkv, kv_elems, p->dtype, stream))))
+                goto fail;
+        }
+        if (s >= 1 && (st = post_dkv(p, s, stream, &gpend[s % 2], &grecv[s % 2])))
+            goto fail;
+    }
+    /* the last two steps' partials, in step order */
+    for (int s = p->size; s < p->size + 2; s++) {
+        if ((st = p->comm->engine->wait(p->comm, &gpend[s % 2])))
+            goto fail;
+        if (grecv[s % 2]) {
+            if ((st = op->add(p->acc_dkv, p->dkv_recv[s % 2], kv_elems, p->dtype, stream)))
+                goto fail;
+            grecv[s % 2] = 0;
+        }
+    }
+    if ((st = unpack(p, &p->q, p->acc_dq, args->dq, stream)) ||
+        (st = unpack(p, &p->k, p->acc_dkv, args->dk, stream)) ||
+        (st = unpack(p, &p->v, p->acc_dkv + p->k_elems, args->dv, stream)))
+        goto fail;
+    return BSA_SUCCESS;
+fail:
+    drain(p, pend, 2);
+    drain(p, gpend, 2);
+    return st;
 }
 
 BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args, void *stream)
@@ -326,67 +400,12 @@ BSA_API bsa_status bsa_dist_backward(bsa_dist_plan_t p, const bsa_bwd_args *args
     static const char *const in[] = {"q", "k", "v", "o", "lse", "dout"};
     if ((st = check_overlap(fn, outs, on, 3, ins, in, 6)))
         return st;
-
-    bsa_comm_pending pend[2], gpend[2];
-    int grecv[2] = {0, 0};
-    memset(pend, 0, sizeof pend);
-    memset(gpend, 0, sizeof gpend);
-    pack(p, &p->o, args->o, p->o_c);
-    pack(p, &p->o, args->dout, p->do_c);
-    int64_t kv_elems = p->k_elems + p->v_elems;
-    for (int64_t i = 0; i < p->q_elems; i++)
-        p->acc_dq[i] = 0.0;
-    for (int64_t i = 0; i < kv_elems; i++)
-        p->acc_dkv[i] = 0.0;
-    for (int s = 0; s < p->size; s++) {
-        shard sh;
-        if ((st = step_top(p, s, args->q, args->k, args->v, stream, pend, &sh)))
-            goto fail;
-        /* dkv_send[s % 2] and dkv_recv[s % 2] were step s - 2's: its
-         * exchange must be done; its received partial is summed now (in
-         * step order) */
-        if ((st = p->comm->engine->wait(p->comm, &gpend[s % 2])))
-            goto fail;
-        if (grecv[s % 2]) {
-            add_into(p->dtype, p->acc_dkv, p->dkv_recv[s % 2], kv_elems);
-            grecv[s % 2] = 0;
-        }
-        if (p->sub_plan[sh.src]) {
-            unsigned char *dkv = s == 0 ? p->dkv_send[0] : p->dkv_send[s % 2];
-            bsa_bwd_args a = {0};
-            a.q = p->q_c;
-            a.k = sh.k;
-            a.v = sh.v;
-            a.o = p->o_c;
-            a.lse = args->lse;
-            a.dout = p->do_c;
-            a.dq = p->dq_part;
-            a.dk = dkv;
-            a.dv = dkv + (size_t)p->k_elems * p->es;
-            if ((st = bsa_backward(p->sub_plan[sh.src], &a, p->ws, p->ws_bytes, stream)))
-                goto fail;
-            add_into(p->dtype, p->acc_dq, p->dq_part, p->q_elems);
-            if (s == 0)
-                add_into(p->dtype, p->acc_dkv, dkv, kv_elems);
-        }
-        if (s >= 1 && (st = post_dkv(p, s, stream, &gpend[s % 2], &grecv[s % 2])))
-            goto fail;
-    }
-    /* the last two steps' partials, in step order */
-    for (int s = p->size; s < p->size + 2; s++) {
-        if ((st = p->comm->engine->wait(p->comm, &gpend[s % 2])))
-            goto fail;
-        if (grecv[s % 2]) {
-            add_into(p->dtype, p->acc_dkv, p->dkv_recv[s % 2], kv_elems);
-            grecv[s % 2] = 0;
-        }
-    }
-    unpack(p, &p->q, p->acc_dq, args->dq);
-    unpack(p, &p->k, p->acc_dkv, args->dk);
-    unpack(p, &p->v, p->acc_dkv + p->k_elems, args->dv);
-    return BSA_SUCCESS;
-fail:
-    drain(p, pend, 2);
-    drain(p, gpend, 2);
+    if (p->ops->check && (st = p->ops->check(fn, ptrs, names, 9, p->ctx->device)))
+        return st;
+    int prev;
+    if ((st = p->ops->enter(p->ctx->device, &prev)))
+        return st;
+    st = run_backward(p, args, stream);
+    p->ops->leave(prev);
     return st;
 }

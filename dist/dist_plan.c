@@ -149,59 +149,88 @@ static void free_plan(struct bsa_dist_plan *p)
     free(p->sub_layout);
     free(p->need);
     free(p->load);
-    void *bufs[] = {p->kv_mine,     p->kv_recv[0],  p->kv_recv[1],  p->kv_all,   p->q_c,
-                    p->o_c,         p->do_c,        p->o_part,      p->dq_part,  p->dkv_send[0],
-                    p->dkv_send[1], p->dkv_recv[0], p->dkv_recv[1], p->lse_part, p->lse_tmp,
-                    p->acc_o,       p->acc_lse,     p->acc_dq,      p->acc_dkv,  p->ws};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
-        free(bufs[i]);
+    if (p->mem)
+        p->ops->release(p->ctx->device, p->mem);
     free(p);
 }
 
-static void *take(struct bsa_dist_plan *p, size_t bytes, int *oom)
+/* The next buffer of `bytes` at *at from base (NULL: only counts), each
+ * aligned to 256 bytes (the device kernels and tensor-core paths read 16). */
+static unsigned char *carve(unsigned char *base, size_t *at, size_t bytes)
 {
-    void *m = malloc(bytes ? bytes : 1);
-    if (!m)
-        *oom = 1;
-    p->buffer_bytes += bytes;
+    if (!bytes)
+        return NULL;
+    unsigned char *m = base ? base + *at : NULL;
+    *at += (bytes + 255) / 256 * 256;
     return m;
+}
+
+/* The exchange buffers in one allocation from base (NULL: sizes them). */
+static void place_buffers(struct bsa_dist_plan *p, unsigned char *base)
+{
+    size_t at = 0, es = p->es, o_bytes = (size_t)p->o_elems * es, q_bytes = (size_t)p->q_elems * es;
+    int ring = p->exchange != BSA_EXCHANGE_ALLGATHER;
+    p->kv_mine = carve(base, &at, p->kv_bytes);
+    p->kv_all = carve(base, &at, ring ? 0 : p->kv_bytes * p->size);
+    for (int i = 0; i < 2; i++)
+        p->kv_recv[i] = carve(base, &at, ring ? p->kv_bytes : 0);
+    p->q_c = carve(base, &at, q_bytes);
+    p->o_c = carve(base, &at, o_bytes);
+    p->do_c = carve(base, &at, o_bytes);
+    p->o_part = carve(base, &at, o_bytes);
+    p->dq_part = carve(base, &at, q_bytes);
+    for (int i = 0; i < 2; i++) {
+        p->dkv_send[i] = carve(base, &at, p->kv_bytes);
+        p->dkv_recv[i] = carve(base, &at, p->kv_bytes);
+    }
+    p->lse_part = (float *)carve(base, &at, (size_t)p->rows * sizeof(float));
+    p->acc_o = (double *)carve(base, &at, (size_t)p->o_elems * sizeof(double));
+    p->acc_lse = (double *)carve(base, &at, (size_t)p->rows * sizeof(double));
+    p->acc_dq = (double *)carve(base, &at, (size_t)p->q_elems * sizeof(double));
+    p->acc_dkv = (double *)carve(base, &at, (size_t)(p->k_elems + p->v_elems) * sizeof(double));
+    p->ws = carve(base, &at, p->ws_bytes);
+    p->buffer_bytes = at;
 }
 
 static bsa_status alloc_buffers(struct bsa_dist_plan *p)
 {
-    int oom = 0, P = p->size;
-    size_t es = p->es;
-    p->kv_bytes = (size_t)(p->k_elems + p->v_elems) * es;
-    size_t kvd = (size_t)(p->k_elems + p->v_elems) * sizeof(double);
-    p->kv_mine = take(p, p->kv_bytes, &oom);
-    if (p->exchange == BSA_EXCHANGE_ALLGATHER) {
-        p->kv_all = take(p, p->kv_bytes * P, &oom);
-    } else {
-        p->kv_recv[0] = take(p, p->kv_bytes, &oom);
-        p->kv_recv[1] = take(p, p->kv_bytes, &oom);
+    p->kv_bytes = (size_t)(p->k_elems + p->v_elems) * p->es;
+    place_buffers(p, NULL);
+    bsa_status st = p->ops->alloc(p->ctx->device, p->buffer_bytes, &p->mem);
+    if (st == BSA_SUCCESS)
+        place_buffers(p, p->mem);
+    return st;
+}
+
+/* The memory side of the plan: the context's backend and the engine must
+ * move the same memory (NULL: they do; else why not). */
+static const char *placement_problem(struct bsa_dist_plan *p)
+{
+    bsa_comm_kind kind = p->comm->engine->kind;
+    switch (p->ctx->backend) {
+    case BSA_BACKEND_CPU:
+        p->ops = &bsa_dist_host_ops;
+        return kind == BSA_COMM_NCCL ? "the NCCL communicator moves device memory: it needs a "
+                                       "context on the CUDA backend (this one is on cpu)"
+                                     : NULL;
+    case BSA_BACKEND_CUDA:
+#ifdef BSA_WITH_CUDA
+        p->ops = &bsa_dist_cuda_ops;
+        p->host_driven = kind == BSA_COMM_CALLBACKS;
+        return kind == BSA_COMM_MPI
+                   ? "the MPI communicator moves host memory and this context is on the CUDA "
+                     "backend (device memory); staging through host memory is not implemented: "
+                     "use bsa_comm_create_nccl, or bsa_comm_create_callbacks with callbacks that "
+                     "move device memory"
+                   : NULL;
+#else
+        return "this libbsa was built without the CUDA backend";
+#endif
+    default:
+        return "dist plans run on the CPU backend (MPI or callbacks) and on the CUDA backend "
+               "(NCCL or callbacks); the HIP backend has no build of the device-side dist "
+               "kernels (backends/cuda/dist_kernels.cu) yet";
     }
-    p->q_c = take(p, (size_t)p->q_elems * es, &oom);
-    p->o_c = take(p, (size_t)p->o_elems * es, &oom);
-    p->do_c = take(p, (size_t)p->o_elems * es, &oom);
-    p->o_part = take(p, (size_t)p->o_elems * es, &oom);
-    p->dq_part = take(p, (size_t)p->q_elems * es, &oom);
-    for (int i = 0; i < 2; i++) {
-        p->dkv_send[i] = take(p, p->kv_bytes, &oom);
-        p->dkv_recv[i] = take(p, p->kv_bytes, &oom);
-    }
-    p->lse_part = take(p, (size_t)p->rows * sizeof(float), &oom);
-    p->lse_tmp = take(p, (size_t)p->rows * sizeof(float), &oom);
-    p->acc_o = take(p, (size_t)p->o_elems * sizeof(double), &oom);
-    p->acc_lse = take(p, (size_t)p->rows * sizeof(double), &oom);
-    p->acc_dq = take(p, (size_t)p->q_elems * sizeof(double), &oom);
-    p->acc_dkv = take(p, kvd, &oom);
-    if (p->ws_bytes)
-        p->ws = take(p, p->ws_bytes, &oom);
-    return oom ? bsa_fail(BSA_ERROR_OUT_OF_MEMORY,
-                          "bsa_dist_plan_create: out of host memory for the exchange buffers "
-                          "(%zu bytes)",
-                          p->buffer_bytes)
-               : BSA_SUCCESS;
 }
 
 /* Everything one rank can check and build alone; a failure leaves the
@@ -212,17 +241,9 @@ static bsa_status build_local(struct bsa_dist_plan *p, const bsa_attn_desc *desc
     const char *fn = "bsa_dist_plan_create";
     const struct bsa_layout *l = p->layout;
     int P = p->size;
-    if (p->comm->engine->kind == BSA_COMM_NCCL)
-        return bsa_fail(BSA_ERROR_UNSUPPORTED,
-                        "%s: dist plans over NCCL need the CUDA backend's dist kernels (shard "
-                        "packing and the log-sum-exp merge on the device), which are not written "
-                        "yet; the NCCL communicator itself is compiled",
-                        fn);
-    if (p->ctx->backend != BSA_BACKEND_CPU)
-        return bsa_fail(BSA_ERROR_UNSUPPORTED,
-                        "%s: the MPI communicator moves host memory: it needs a context on the "
-                        "CPU backend (this one is on %s)",
-                        fn, bsa_backend_name(p->ctx->backend));
+    const char *why = placement_problem(p);
+    if (why)
+        return bsa_fail(BSA_ERROR_UNSUPPORTED, "%s: %s", fn, why);
     if (l->ctx != p->ctx)
         return bsa_fail(BSA_ERROR_CONTEXT_MISMATCH,
                         "%s: the layout was created with another context", fn);
