@@ -14,6 +14,7 @@
  */
 #include "cuda_internal.h"
 #if !defined(BSA_VENDOR_HIP)
+#include "dist_kernels.h" /* bsa_cuda_check_device_memory */
 #include "hopper/hopper_host.h"
 #endif
 
@@ -241,39 +242,6 @@ void plan_fini(bsa_plan_t plan)
     plan->backend_data = nullptr;
 }
 
-#if !defined(BSA_VENDOR_HIP)
-/* Every array of a call is memory the plan's device can read: a host
- * pointer would make the kernels fault later, asynchronously, in a launch
- * that names no argument.  Device, managed and page-locked host memory
- * pass; pageable host memory and another device's memory are refused. */
-bsa_status check_device_memory(const char *fn, const void *const *ptrs, const char *const *names,
-                               int n, int dev)
-{
-    for (int i = 0; i < n; ++i) {
-        if (!ptrs[i])
-            continue;
-        cudaPointerAttributes at;
-        cudaError_t e = cudaPointerGetAttributes(&at, ptrs[i]);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
-                            "%s: args->%s = %p: the CUDA runtime cannot place it (%s)", fn,
-                            names[i], ptrs[i], cudaGetErrorString(e));
-        }
-        if (at.type == cudaMemoryTypeUnregistered)
-            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
-                            "%s: args->%s = %p is host memory; a CUDA context takes device "
-                            "memory (cudaMalloc)",
-                            fn, names[i], ptrs[i]);
-        if (at.type == cudaMemoryTypeDevice && at.device != dev)
-            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
-                            "%s: args->%s = %p is memory of device %d; the context's device is %d",
-                            fn, names[i], ptrs[i], at.device, dev);
-    }
-    return BSA_SUCCESS;
-}
-#endif
-
 bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_bytes, void *stream)
 {
     const gpu_plan *gp = static_cast<const gpu_plan *>(plan->backend_data);
@@ -282,7 +250,7 @@ bsa_status forward(bsa_plan_t plan, const bsa_fwd_args *a, void *ws, size_t ws_b
         a->q, a->k, a->v, a->o, a->lse, a->key_lengths, a->cu_seqlens_q, a->cu_seqlens_k};
     static const char *const names[] = {
         "q", "k", "v", "o", "lse", "key_lengths", "cu_seqlens_q", "cu_seqlens_k"};
-    bsa_status st = check_device_memory("bsa_forward", ptrs, names, 8, plan->ctx->device);
+    bsa_status st = bsa_cuda_check_device_memory("bsa_forward", ptrs, names, 8, plan->ctx->device);
     if (st != BSA_SUCCESS)
         return st;
 #endif
@@ -322,7 +290,8 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
         "q",        "k",  "v",  "o",           "lse",          "dout",
         "dq",       "dk", "dv", "key_lengths", "cu_seqlens_q", "cu_seqlens_k",
         "workspace"};
-    bsa_status st = check_device_memory("bsa_backward", ptrs, names, 13, plan->ctx->device);
+    bsa_status st =
+        bsa_cuda_check_device_memory("bsa_backward", ptrs, names, 13, plan->ctx->device);
     if (st != BSA_SUCCESS)
         return st;
 #endif
@@ -355,6 +324,39 @@ bsa_status backward(bsa_plan_t plan, const bsa_bwd_args *a, void *ws, size_t ws_
 }
 
 } // namespace
+
+#if !defined(BSA_VENDOR_HIP)
+/* Every array of a call is memory the plan's device can read: a host
+ * pointer would make the kernels fault later, asynchronously, in a launch
+ * that names no argument.  Device, managed and page-locked host memory
+ * pass; pageable host memory and another device's memory are refused. */
+extern "C" bsa_status bsa_cuda_check_device_memory(const char *fn, const void *const *ptrs,
+                                                   const char *const *names, int n, int dev)
+{
+    for (int i = 0; i < n; ++i) {
+        if (!ptrs[i])
+            continue;
+        cudaPointerAttributes at;
+        cudaError_t e = cudaPointerGetAttributes(&at, ptrs[i]);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError();
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p: the CUDA runtime cannot place it (%s)", fn,
+                            names[i], ptrs[i], cudaGetErrorString(e));
+        }
+        if (at.type == cudaMemoryTypeUnregistered)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p is host memory; a CUDA context takes device "
+                            "memory (cudaMalloc)",
+                            fn, names[i], ptrs[i]);
+        if (at.type == cudaMemoryTypeDevice && at.device != dev)
+            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
+                            "%s: args->%s = %p is memory of device %d; the context's device is %d",
+                            fn, names[i], ptrs[i], at.device, dev);
+    }
+    return BSA_SUCCESS;
+}
+#endif
 
 /* Host pass only: HIP's device passes would otherwise emit this table with
  * references to host code. */

@@ -214,33 +214,6 @@ extern "C" void bsa_cuda_dist_release(int device, void *mem)
     bsa_cuda_dist_leave(prev);
 }
 
-extern "C" bsa_status bsa_cuda_dist_check(const char *fn, const void *const *ptrs,
-                                          const char *const *names, int n, int device)
-{
-    for (int i = 0; i < n; ++i) {
-        if (!ptrs[i])
-            continue;
-        cudaPointerAttributes at;
-        cudaError_t e = cudaPointerGetAttributes(&at, ptrs[i]);
-        if (e != cudaSuccess) {
-            (void)cudaGetLastError();
-            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
-                            "%s: args->%s = %p: the CUDA runtime cannot place it (%s)", fn,
-                            names[i], ptrs[i], cudaGetErrorString(e));
-        }
-        if (at.type == cudaMemoryTypeUnregistered)
-            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
-                            "%s: args->%s = %p is host memory; a dist plan on a CUDA context "
-                            "takes device memory (cudaMalloc)",
-                            fn, names[i], ptrs[i]);
-        if (at.type == cudaMemoryTypeDevice && at.device != device)
-            return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
-                            "%s: args->%s = %p is memory of device %d; the context's device is %d",
-                            fn, names[i], ptrs[i], at.device, device);
-    }
-    return BSA_SUCCESS;
-}
-
 extern "C" bsa_status bsa_cuda_dist_pack(void *dst, const void *src, const int64_t *dims,
                                          const int64_t *strides, size_t es, void *stream)
 {

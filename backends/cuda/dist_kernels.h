@@ -30,12 +30,12 @@ void bsa_cuda_dist_leave(int prev);
 bsa_status bsa_cuda_dist_alloc(int device, size_t bytes, void **mem);
 void bsa_cuda_dist_release(int device, void *mem);
 /* Each non-NULL ptrs[i] is memory the device reaches (device memory of
- * device, managed or registered host memory: the CUDA backend's own
- * rule), else BSA_ERROR_INVALID_ARGUMENT naming fn and names[i]: a kernel
- * must never read pageable host memory (that fault would end the
- * process's CUDA context). */
-bsa_status bsa_cuda_dist_check(const char *fn, const void *const *ptrs, const char *const *names,
-                               int n, int device);
+ * dev, managed or page-locked host memory), else BSA_ERROR_INVALID_ARGUMENT
+ * naming fn and names[i]: a kernel must never read pageable host memory
+ * (that fault would end the process's CUDA context).  The CUDA backend's
+ * own rule for every call (defined in cuda_backend.cu). */
+bsa_status bsa_cuda_check_device_memory(const char *fn, const void *const *ptrs,
+                                        const char *const *names, int n, int dev);
 /* dst[b][h][x][e] = src[b*s0 + h*s1 + x*s2 + e] (elements of es = 2 or 4
  * bytes; dims[4], strides[4] in elements, strides[3] = 1). */
 bsa_status bsa_cuda_dist_pack(void *dst, const void *src, const int64_t *dims,
