@@ -422,6 +422,23 @@ store_rows(const float *acc, const float *mul, T *sm, T *base, int64_t st, int r
     }
 }
 
+/* The lane number, on gfx11 hidden from the compiler where a mask is
+ * applied.  The masks' per-value columns (col(), with the in-block offsets
+ * and block numbers taken from them) depend on the lane alone, so the
+ * compiler hoisted them out of the key-tile loop: up to ~100 VGPRs live
+ * across it, which spilled gfx1100's forward on gathered key tiles at head
+ * dim 128 (8 VGPRs, 32 with the features) and cost most of its other tile
+ * kernels 13-100 VGPRs.  Taken from an asm result in the loop they are
+ * recomputed there, a VALU operation each.  Other targets: the lane as it
+ * is (their code unchanged). */
+__device__ __forceinline__ int lane_here(int lane)
+{
+#if BSA_HIP_WMMA == 11
+    asm volatile("" : "+v"(lane));
+#endif
+    return lane;
+}
+
 /* One value's mask test under a sub-block code that is not FULL; kblk:
  * under a PRED code of a gathered key tile, the layout key block of the
  * value's key (tile_row's lookup, done once for its group). */
@@ -457,6 +474,7 @@ __device__ __forceinline__ void apply_mask(float *s, const bsa_cuda_params &p, c
                                            int row_tile0, int col_tile0, int warp, int lane,
                                            const int32_t *kgrp)
 {
+    lane = lane_here(lane);
     const int rw = warp * 16 + (lane & 15);
     constexpr int G = kInterleaved ? 4 : kEPB < 8 ? kEPB : 8;
     static_assert(elems<kTile>() % G == 0, "mask groups");
@@ -493,6 +511,7 @@ template <bool transposed>
 __device__ __forceinline__ void apply_key_cut(float *s, const bsa_cuda_params &p, const seg_view &v,
                                               const int32_t *kgrp, int kt, int warp, int lane)
 {
+    lane = lane_here(lane);
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
         int kr = transposed ? warp * 16 + (lane & 15) : col(lane, e);
