@@ -55,6 +55,7 @@
 
 #include "bsa.h"
 #include "cuda_testutil.h"
+#include "mailbox.h"
 #include "testutil.h"
 
 #include <cuda_runtime.h>
@@ -63,7 +64,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 #ifdef BSA_TEST_NCCL
 #include <nccl.h>
@@ -100,40 +100,17 @@ static double bound_of(bsa_dtype dt, int which)
 
 /* ------------------------------------------------- the device transport */
 
-typedef struct msg {
-    int src, dst, tag;
-    size_t bytes;
-    void *dev; /* the mailbox copy, device memory */
-    struct msg *next;
-} msg;
-
-typedef struct world {
-    int P;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    msg *head, *tail;
-    pthread_barrier_t bar;
-    unsigned char *ag; /* all-gather slots (host) */
-    size_t ag_cap;
-} world;
-
-typedef struct endpoint {
-    world *w;
-    int rank;
+/* tests/common/mailbox.c with device copies; an endpoint's user pointer */
+typedef struct dev_ep {
     cudaStream_t copy; /* the transport's own stream */
     int jitter;        /* random delays in post and wait */
     unsigned seed;
     int messages; /* device messages moved */
-} endpoint;
+} dev_ep;
 
-typedef struct request {
-    int n;
-    bsa_comm_message recv[4];
-    int tag;
-} request;
-
-static void delay(endpoint *e)
+static void delay(void *user)
 {
+    dev_ep *e = user;
     if (e->jitter)
         usleep((useconds_t)(rand_r(&e->seed) % 400));
 }
@@ -158,141 +135,66 @@ static int is_host(const void *p)
     return at.type == cudaMemoryTypeUnregistered;
 }
 
-static int t_post(void *user, const bsa_comm_message *m, int n, int tag, void **out)
+static int dev_check(void *user, const bsa_comm_message *m)
 {
-    endpoint *e = user;
-    world *w = e->w;
-    delay(e);
-    request *r = calloc(1, sizeof *r);
-    if (!r || n > 4)
-        return 1;
-    r->tag = tag;
-    for (int i = 0; i < n; i++) {
-        if (m[i].peer < 0 || m[i].peer >= w->P || m[i].peer == e->rank)
-            return 2;
-        if (!is_device(m[i].buf))
-            return 4; /* bsa.h: with a CUDA context, messages are device memory */
-        e->messages++;
-        if (!m[i].send) {
-            r->recv[r->n++] = m[i];
-            continue;
-        }
-        msg *x = calloc(1, sizeof *x);
-        if (!x)
-            return 1;
-        x->src = e->rank;
-        x->dst = m[i].peer;
-        x->tag = tag;
-        x->bytes = m[i].bytes;
-        if (cudaMallocAsync(&x->dev, m[i].bytes ? m[i].bytes : 1, e->copy) != cudaSuccess ||
-            cudaMemcpyAsync(x->dev, m[i].buf, m[i].bytes, cudaMemcpyDeviceToDevice, e->copy) !=
-                cudaSuccess ||
-            cudaStreamSynchronize(e->copy) != cudaSuccess)
-            return 7;
-        pthread_mutex_lock(&w->mu);
-        if (w->tail)
-            w->tail->next = x;
-        else
-            w->head = x;
-        w->tail = x;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-    }
-    *out = r;
+    dev_ep *e = user;
+    if (!is_device(m->buf))
+        return 4; /* bsa.h: with a CUDA context, messages are device memory */
+    e->messages++;
     return 0;
 }
 
-static int t_wait(void *user, void *req)
+/* the mailbox copy: cudaMallocAsync + a device to device copy on the
+ * transport's stream, synchronised */
+static int dev_copy_in(void *user, void **payload, const void *buf, size_t bytes)
 {
-    endpoint *e = user;
-    world *w = e->w;
-    request *r = req;
-    int rc = 0;
-    delay(e);
-    for (int i = 0; i < r->n; i++) {
-        msg *x = NULL;
-        /* a peer that failed never sends: after a minute, fail this rank's
-         * call too (BSA_ERROR_CALLBACK) instead of hanging the test */
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += 60;
-        pthread_mutex_lock(&w->mu);
-        for (;;) {
-            msg *prev = NULL;
-            x = w->head;
-            while (x && !(x->src == r->recv[i].peer && x->dst == e->rank && x->tag == r->tag)) {
-                prev = x;
-                x = x->next;
-            }
-            if (x) {
-                if (prev)
-                    prev->next = x->next;
-                else
-                    w->head = x->next;
-                if (w->tail == x)
-                    w->tail = prev;
-                break;
-            }
-            if (pthread_cond_timedwait(&w->cv, &w->mu, &until)) {
-                pthread_mutex_unlock(&w->mu);
-                free(r);
-                return 8;
-            }
-        }
-        pthread_mutex_unlock(&w->mu);
-        if (x->bytes != r->recv[i].bytes)
-            rc = 3;
-        else if (cudaMemcpyAsync(r->recv[i].buf, x->dev, x->bytes, cudaMemcpyDeviceToDevice,
-                                 e->copy) != cudaSuccess)
-            rc = 7;
-        if (cudaFreeAsync(x->dev, e->copy) != cudaSuccess ||
-            cudaStreamSynchronize(e->copy) != cudaSuccess)
-            rc = 7;
-        free(x);
-    }
-    free(r);
-    return rc;
+    dev_ep *e = user;
+    if (cudaMallocAsync(payload, bytes ? bytes : 1, e->copy) != cudaSuccess ||
+        cudaMemcpyAsync(*payload, buf, bytes, cudaMemcpyDeviceToDevice, e->copy) != cudaSuccess ||
+        cudaStreamSynchronize(e->copy) != cudaSuccess)
+        return 7;
+    return 0;
 }
 
-static int t_allgather(void *user, const void *in, size_t bytes, void *out)
+static int dev_copy_out(void *user, void *buf, const void *payload, size_t bytes)
 {
-    endpoint *e = user;
-    world *w = e->w;
-    int host = is_host(in) && is_host(out); /* bsa.h: the all-gather is host memory */
-    pthread_barrier_wait(&w->bar);
-    if (e->rank == 0 && w->ag_cap < bytes * w->P) {
-        free(w->ag);
-        w->ag = malloc(bytes * w->P);
-        w->ag_cap = w->ag ? bytes * w->P : 0;
-    }
-    pthread_barrier_wait(&w->bar);
-    if (w->ag)
-        memcpy(w->ag + bytes * e->rank, in, bytes);
-    pthread_barrier_wait(&w->bar);
-    if (w->ag)
-        memcpy(out, w->ag, bytes * w->P);
-    pthread_barrier_wait(&w->bar);
-    return !w->ag ? 1 : !host ? 6 : 0;
+    dev_ep *e = user;
+    return cudaMemcpyAsync(buf, payload, bytes, cudaMemcpyDeviceToDevice, e->copy) != cudaSuccess
+               ? 7
+               : 0;
 }
 
-static void world_init(world *w, int P)
+static int dev_release(void *user, void *payload)
 {
-    memset(w, 0, sizeof *w);
-    w->P = P;
-    pthread_mutex_init(&w->mu, NULL);
-    pthread_cond_init(&w->cv, NULL);
-    pthread_barrier_init(&w->bar, NULL, (unsigned)P);
+    dev_ep *e = user;
+    return cudaFreeAsync(payload, e->copy) != cudaSuccess ||
+                   cudaStreamSynchronize(e->copy) != cudaSuccess
+               ? 7
+               : 0;
 }
 
-static void world_fini(world *w)
+static int dev_allgather_check(void *user, const void *in, const void *out)
 {
-    for (msg *x = w->head; x; x = x->next)
-        fprintf(stderr, "left: %d -> %d tag %d (%zu bytes)\n", x->src, x->dst, x->tag, x->bytes);
+    (void)user;
+    return is_host(in) && is_host(out) ? 0 : 6; /* bsa.h: the all-gather is host memory */
+}
+
+/* a peer that failed never sends: after a minute, a wait fails this rank's
+ * call too (BSA_ERROR_CALLBACK) instead of hanging the test */
+static const mb_ops dev_ops = {
+    delay, dev_check, dev_copy_in, dev_copy_out, dev_release, dev_allgather_check, 60,
+};
+
+static void world_init(mb_world *w, int P)
+{
+    mb_world_init(w, P, &dev_ops);
+}
+
+static void world_fini(mb_world *w)
+{
+    mb_world_print_left(w);
     assert_null(w->head); /* every message was received */
-    free(w->ag);
-    pthread_barrier_destroy(&w->bar);
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
+    mb_world_fini(w);
 }
 
 /* ------------------------------------------- a problem and its references */
@@ -444,7 +346,7 @@ static int64_t position(bsa_sharding sh, int r, int P, int64_t n, int64_t t)
 }
 
 typedef struct rank_state {
-    world *w;
+    mb_world *w;
     const problem *pb;
     int rank, P;
     bsa_comm_t comm; /* NULL: the callbacks transport of w (made by the thread) */
@@ -492,7 +394,8 @@ static void *rank_main(void *arg)
     rank_state *r = arg;
     const problem *pb = r->pb;
     int64_t rows = (int64_t)BATCH * HEADS * r->n;
-    endpoint ep = {r->w, r->rank, NULL, 0, 1234u + (unsigned)r->rank, 0};
+    dev_ep de = {NULL, 0, 1234u + (unsigned)r->rank, 0};
+    mb_endpoint ep = {r->w, r->rank, &de};
     cudaStream_t stream = NULL;
     bsa_context_t ctx = NULL;
     bsa_comm_t comm = r->comm;
@@ -502,12 +405,12 @@ static void *rank_main(void *arg)
     cudaError_t ce;
     if ((ce = cudaSetDevice(0)) ||
         (ce = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking)) ||
-        (ce = cudaStreamCreateWithFlags(&ep.copy, cudaStreamNonBlocking))) {
+        (ce = cudaStreamCreateWithFlags(&de.copy, cudaStreamNonBlocking))) {
         fail_cuda(r, "streams", ce);
         goto done;
     }
     bsa_context_params cp = {BSA_BACKEND_CUDA, 0, 0};
-    bsa_comm_callbacks cb = {t_post, t_wait, t_allgather};
+    bsa_comm_callbacks cb = {mb_post, mb_wait, mb_allgather};
     bsa_preset ps = preset_of(pb->pattern, pb->bidir);
     if ((st = bsa_context_create(&ctx, &cp)) ||
         (!comm && (st = bsa_comm_create_callbacks(&comm, r->rank, r->P, &cb, &ep))) ||
@@ -547,7 +450,7 @@ static void *rank_main(void *arg)
             fail_cuda(r, "cudaLaunchHostFunc", ce);
             goto done;
         }
-        ep.jitter = run == 1;
+        de.jitter = run == 1;
         bsa_fwd_args fa = {r->d_in[0], r->d_in[1], r->d_in[2], r->d_out[0], r->d_lse};
         bsa_bwd_args ba = {r->d_in[0], r->d_in[1],  r->d_in[2],  r->d_out[0], r->d_lse,
                            r->d_in[3], r->d_out[1], r->d_out[2], r->d_out[3]};
@@ -584,7 +487,7 @@ static void *rank_main(void *arg)
     if ((ce = cudaStreamSynchronize(stream)))
         fail_cuda(r, "cudaStreamSynchronize after the runs", ce);
 done:
-    r->messages = ep.messages;
+    r->messages = de.messages;
     bsa_dist_plan_destroy(dp);
     bsa_layout_destroy(lay);
     if (comm != r->comm)
@@ -592,14 +495,14 @@ done:
     bsa_context_destroy(ctx);
     if (stream)
         cudaStreamDestroy(stream);
-    if (ep.copy)
-        cudaStreamDestroy(ep.copy);
+    if (de.copy)
+        cudaStreamDestroy(de.copy);
     return NULL;
 }
 
 /* Sets up rank r's shard buffers (host and device) from the problem. */
-static void rank_init(rank_state *r, world *w, const problem *pb, int rank, int P, bsa_sharding sh,
-                      bsa_dist_exchange ex)
+static void rank_init(rank_state *r, mb_world *w, const problem *pb, int rank, int P,
+                      bsa_sharding sh, bsa_dist_exchange ex)
 {
     memset(r, 0, sizeof *r);
     r->w = w;
@@ -687,7 +590,7 @@ static void run_case(const problem *pb, int P, bsa_sharding sh, bsa_dist_exchang
     static const char *const exn[] = {"auto", "ring", "allgather"};
     printf("  P=%d %-7s %-13s %-4s %-10s %-9s\n", P, pattern_name(pb->pattern),
            pb->bidir ? "bidirectional" : "causal", tu_dtype_name(pb->dtype), shn[sh], exn[ex]);
-    world w;
+    mb_world w;
     world_init(&w, P);
     rank_state *rs = calloc(MAXP, sizeof *rs);
     assert_non_null(rs);
@@ -815,10 +718,11 @@ static void test_half_dtypes(void **state)
 /* Arguments a CUDA dist plan must refuse, on one rank (P = 1 callbacks). */
 static void test_refusals(void **state)
 {
-    world w;
+    mb_world w;
     world_init(&w, 1);
-    endpoint ep = {&w, 0, NULL, 0, 1u, 0};
-    bsa_comm_callbacks cb = {t_post, t_wait, t_allgather};
+    dev_ep de = {NULL, 0, 1u, 0};
+    mb_endpoint ep = {&w, 0, &de};
+    bsa_comm_callbacks cb = {mb_post, mb_wait, mb_allgather};
     bsa_comm_t comm = NULL;
     bsa_context_t ctx = NULL;
     bsa_layout_t lay = NULL;

@@ -18,6 +18,7 @@
 
 #include "bsa.h"
 #include "dist_case.h"
+#include "mailbox.h"
 #include "testutil.h"
 
 #include <math.h>
@@ -28,127 +29,42 @@
 
 /* ------------------------------------------------------- the transport */
 
-typedef struct msg {
-    int src, dst, tag;
-    size_t bytes;
-    struct msg *next;
-    unsigned char data[];
-} msg;
+/* tests/common/mailbox.c moving host memory (memcpy).  An endpoint's user
+ * pointer is its case's fail_allgather: when set, every all-gather fails. */
 
-typedef struct world {
-    int P;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    msg *head, *tail;
-    pthread_barrier_t bar;
-    unsigned char *ag; /* all-gather slots */
-    size_t ag_cap;
-    int fail_allgather; /* inject: every allgather callback fails */
-} world;
-
-typedef struct endpoint {
-    world *w;
-    int rank;
-} endpoint;
-
-typedef struct request {
-    int n;
-    bsa_comm_message recv[4];
-    int tag;
-} request;
-
-static int t_post(void *user, const bsa_comm_message *m, int n, int tag, void **out)
+static int host_copy_in(void *user, void **payload, const void *buf, size_t bytes)
 {
-    endpoint *e = user;
-    world *w = e->w;
-    request *r = calloc(1, sizeof *r);
-    if (!r || n > 4)
+    (void)user;
+    if (!(*payload = malloc(bytes ? bytes : 1)))
         return 1;
-    r->tag = tag;
-    for (int i = 0; i < n; i++) {
-        if (m[i].peer < 0 || m[i].peer >= w->P || m[i].peer == e->rank)
-            return 2;
-        if (!m[i].send) {
-            r->recv[r->n++] = m[i];
-            continue;
-        }
-        msg *x = malloc(sizeof *x + m[i].bytes);
-        if (!x)
-            return 1;
-        x->src = e->rank;
-        x->dst = m[i].peer;
-        x->tag = tag;
-        x->bytes = m[i].bytes;
-        x->next = NULL;
-        memcpy(x->data, m[i].buf, m[i].bytes);
-        pthread_mutex_lock(&w->mu);
-        if (w->tail)
-            w->tail->next = x;
-        else
-            w->head = x;
-        w->tail = x;
-        pthread_cond_broadcast(&w->cv);
-        pthread_mutex_unlock(&w->mu);
-    }
-    *out = r;
+    memcpy(*payload, buf, bytes);
     return 0;
 }
 
-static int t_wait(void *user, void *req)
+static int host_copy_out(void *user, void *buf, const void *payload, size_t bytes)
 {
-    endpoint *e = user;
-    world *w = e->w;
-    request *r = req;
-    int rc = 0;
-    pthread_mutex_lock(&w->mu);
-    for (int i = 0; i < r->n; i++) {
-        for (;;) {
-            msg *prev = NULL, *x = w->head;
-            while (x && !(x->src == r->recv[i].peer && x->dst == e->rank && x->tag == r->tag)) {
-                prev = x;
-                x = x->next;
-            }
-            if (x) {
-                if (prev)
-                    prev->next = x->next;
-                else
-                    w->head = x->next;
-                if (w->tail == x)
-                    w->tail = prev;
-                if (x->bytes != r->recv[i].bytes)
-                    rc = 3;
-                else
-                    memcpy(r->recv[i].buf, x->data, x->bytes);
-                free(x);
-                break;
-            }
-            pthread_cond_wait(&w->cv, &w->mu);
-        }
-    }
-    pthread_mutex_unlock(&w->mu);
-    free(r);
-    return rc;
+    (void)user;
+    memcpy(buf, payload, bytes);
+    return 0;
 }
 
-static int t_allgather(void *user, const void *in, size_t bytes, void *out)
+static int host_release(void *user, void *payload)
 {
-    endpoint *e = user;
-    world *w = e->w;
-    pthread_barrier_wait(&w->bar);
-    if (e->rank == 0 && w->ag_cap < bytes * w->P) {
-        free(w->ag);
-        w->ag = malloc(bytes * w->P);
-        w->ag_cap = w->ag ? bytes * w->P : 0;
-    }
-    pthread_barrier_wait(&w->bar);
-    if (w->ag)
-        memcpy(w->ag + bytes * e->rank, in, bytes);
-    pthread_barrier_wait(&w->bar);
-    if (w->ag)
-        memcpy(out, w->ag, bytes * w->P);
-    pthread_barrier_wait(&w->bar);
-    return !w->ag ? 1 : w->fail_allgather ? 5 : 0;
+    (void)user;
+    free(payload);
+    return 0;
 }
+
+static int host_allgather_check(void *user, const void *in, const void *out)
+{
+    (void)in;
+    (void)out;
+    return *(const int *)user ? 5 : 0;
+}
+
+static const mb_ops host_ops = {
+    NULL, NULL, host_copy_in, host_copy_out, host_release, host_allgather_check, 0,
+};
 
 /* ------------------------------------------------------------- a case */
 
@@ -168,7 +84,8 @@ typedef struct dcase {
 } dcase;
 
 typedef struct shared_case {
-    world *w;
+    mb_world *w;
+    int fail_allgather; /* inject: every allgather callback fails */
     const dcase *c;
     dc_whole whole; /* f32 */
     double worst[5];
@@ -210,8 +127,8 @@ static void *rank_main(void *arg)
     rank_arg *a = arg;
     shared_case *s = a->s;
     int P = s->w->P, rank = a->rank;
-    endpoint ep = {s->w, rank};
-    bsa_comm_callbacks cb = {t_post, t_wait, t_allgather};
+    mb_endpoint ep = {s->w, rank, &s->fail_allgather};
+    bsa_comm_callbacks cb = {mb_post, mb_wait, mb_allgather};
     bsa_context_t ctx = NULL;
     bsa_context_params cp = {BSA_BACKEND_CPU, 0, 1};
     bsa_status st;
@@ -233,7 +150,7 @@ static void *rank_main(void *arg)
     bsa_dist_params prm = {s->c->sharding, s->c->exchange};
     bsa_dist_plan_t dp = NULL;
     st = bsa_dist_plan_create(ctx, &dp, &d, lay, comm, &prm);
-    if (s->w->fail_allgather) {
+    if (s->fail_allgather) {
         if (st != BSA_ERROR_CALLBACK || dp)
             note(s, "a failing allgather callback must give BSA_ERROR_CALLBACK", st);
     } else if (st) {
@@ -273,17 +190,13 @@ static void *rank_main(void *arg)
 
 static void run(int P, const dcase *c, int fail_allgather)
 {
-    world w;
-    memset(&w, 0, sizeof w);
-    w.P = P;
-    w.fail_allgather = fail_allgather;
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    pthread_barrier_init(&w.bar, NULL, (unsigned)P);
+    mb_world w;
+    mb_world_init(&w, P, &host_ops);
 
     shared_case s;
     memset(&s, 0, sizeof s);
     s.w = &w;
+    s.fail_allgather = fail_allgather;
     s.c = c;
     pthread_mutex_init(&s.mu, NULL);
     /* the inputs and the single-process reference */
@@ -315,14 +228,10 @@ static void run(int P, const dcase *c, int fail_allgather)
     assert_int_equal(s.failures, 0);
     for (int i = 0; i < 5 && !fail_allgather; i++)
         assert_true(s.worst[i] <= 1e-6);
-    for (msg *x = w.head; x; x = x->next)
-        fprintf(stderr, "left: %d -> %d tag %d (%zu bytes)\n", x->src, x->dst, x->tag, x->bytes);
+    mb_world_print_left(&w);
     assert_null(w.head); /* every message was received */
     dc_whole_free(&s.whole);
-    free(w.ag);
-    pthread_barrier_destroy(&w.bar);
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
+    mb_world_fini(&w);
     pthread_mutex_destroy(&s.mu);
 }
 
@@ -366,10 +275,10 @@ static void test_failing_transport(void **state)
 static void test_bad_callbacks(void **state)
 {
     bsa_comm_t comm = NULL;
-    bsa_comm_callbacks cb = {t_post, t_wait, NULL};
+    bsa_comm_callbacks cb = {mb_post, mb_wait, NULL};
     assert_int_equal(bsa_comm_create_callbacks(&comm, 0, 2, &cb, NULL), BSA_ERROR_NULL_POINTER);
     assert_non_null(strstr(bsa_last_error(), "allgather"));
-    cb.allgather = t_allgather;
+    cb.allgather = mb_allgather;
     assert_int_equal(bsa_comm_create_callbacks(&comm, 2, 2, &cb, NULL), BSA_ERROR_INVALID_ARGUMENT);
     assert_int_equal(bsa_comm_create_callbacks(&comm, 0, 2, NULL, NULL), BSA_ERROR_NULL_POINTER);
     assert_null(comm);
