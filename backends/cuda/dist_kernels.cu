@@ -18,6 +18,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include <type_traits>
+
 namespace
 {
 
@@ -161,6 +163,19 @@ int64_t count_of(const int64_t *dims)
     return dims[0] * dims[1] * dims[2] * dims[3];
 }
 
+/* launch(dtype tag) with dt as a template argument (decltype(tag)::value),
+ * then the launch's status under `what`. */
+template <typename Launch> bsa_status by_dtype(bsa_dtype dt, const char *what, Launch &&launch)
+{
+    if (dt == BSA_DTYPE_F32)
+        launch(std::integral_constant<int, BSA_DTYPE_F32>{});
+    else if (dt == BSA_DTYPE_F16)
+        launch(std::integral_constant<int, BSA_DTYPE_F16>{});
+    else
+        launch(std::integral_constant<int, BSA_DTYPE_BF16>{});
+    return launched(what);
+}
+
 } // namespace
 
 extern "C" bsa_status bsa_cuda_dist_enter(int device, int *prev)
@@ -239,13 +254,9 @@ extern "C" bsa_status bsa_cuda_dist_unpack(void *dst, const double *acc, const i
         return BSA_SUCCESS;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     shape4 sh = shape_of(dims, strides);
-    if (dt == BSA_DTYPE_F32)
-        unpack_kernel<BSA_DTYPE_F32><<<blocks_for(n), kThreads, 0, s>>>(dst, acc, sh, n);
-    else if (dt == BSA_DTYPE_F16)
-        unpack_kernel<BSA_DTYPE_F16><<<blocks_for(n), kThreads, 0, s>>>(dst, acc, sh, n);
-    else
-        unpack_kernel<BSA_DTYPE_BF16><<<blocks_for(n), kThreads, 0, s>>>(dst, acc, sh, n);
-    return launched("unpack kernel launch");
+    return by_dtype(dt, "unpack kernel launch", [&](auto tag) {
+        unpack_kernel<decltype(tag)::value><<<blocks_for(n), kThreads, 0, s>>>(dst, acc, sh, n);
+    });
 }
 
 extern "C" bsa_status bsa_cuda_dist_fill(double *acc, int64_t n, double value, void *stream)
@@ -262,13 +273,9 @@ extern "C" bsa_status bsa_cuda_dist_add(double *acc, const void *part, int64_t n
     if (n == 0)
         return BSA_SUCCESS;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
-    if (dt == BSA_DTYPE_F32)
-        add_kernel<BSA_DTYPE_F32><<<blocks_for(n), kThreads, 0, s>>>(acc, part, n);
-    else if (dt == BSA_DTYPE_F16)
-        add_kernel<BSA_DTYPE_F16><<<blocks_for(n), kThreads, 0, s>>>(acc, part, n);
-    else
-        add_kernel<BSA_DTYPE_BF16><<<blocks_for(n), kThreads, 0, s>>>(acc, part, n);
-    return launched("add kernel launch");
+    return by_dtype(dt, "add kernel launch", [&](auto tag) {
+        add_kernel<decltype(tag)::value><<<blocks_for(n), kThreads, 0, s>>>(acc, part, n);
+    });
 }
 
 extern "C" bsa_status bsa_cuda_dist_merge(double *acc_o, double *acc_lse, const void *o_part,
@@ -279,16 +286,10 @@ extern "C" bsa_status bsa_cuda_dist_merge(double *acc_o, double *acc_lse, const 
         return BSA_SUCCESS;
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     unsigned b = blocks_for(rows * 32); /* a warp per row */
-    if (dt == BSA_DTYPE_F32)
-        merge_kernel<BSA_DTYPE_F32>
+    return by_dtype(dt, "merge kernel launch", [&](auto tag) {
+        merge_kernel<decltype(tag)::value>
             <<<b, kThreads, 0, s>>>(acc_o, acc_lse, o_part, lse_part, rows, dv);
-    else if (dt == BSA_DTYPE_F16)
-        merge_kernel<BSA_DTYPE_F16>
-            <<<b, kThreads, 0, s>>>(acc_o, acc_lse, o_part, lse_part, rows, dv);
-    else
-        merge_kernel<BSA_DTYPE_BF16>
-            <<<b, kThreads, 0, s>>>(acc_o, acc_lse, o_part, lse_part, rows, dv);
-    return launched("merge kernel launch");
+    });
 }
 
 extern "C" bsa_status bsa_cuda_dist_lse_out(float *lse, const double *acc_lse, int64_t rows,
