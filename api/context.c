@@ -129,9 +129,9 @@ BSA_API bsa_status bsa_context_destroy(bsa_context_t ctx)
 
 BSA_API bsa_status bsa_context_backend(bsa_context_t ctx, bsa_backend *backend)
 {
-    if (!ctx || !backend)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_context_backend: %s is NULL",
-                        !ctx ? "ctx" : "backend");
+    bsa_status st = bsa_check_nonnull2("bsa_context_backend", ctx, "ctx", backend, "backend");
+    if (st != BSA_SUCCESS)
+        return st;
     *backend = ctx->backend;
     return BSA_SUCCESS;
 }

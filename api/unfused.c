@@ -25,9 +25,9 @@ static bsa_status need(bsa_plan_t plan, const char *fn, const void *slot)
 
 BSA_API bsa_status bsa_sparse_weight_elems(bsa_plan_t plan, int64_t *elems)
 {
-    if (!plan || !elems)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_sparse_weight_elems: %s is NULL",
-                        !plan ? "plan" : "elems");
+    bsa_status st = bsa_check_nonnull2("bsa_sparse_weight_elems", plan, "plan", elems, "elems");
+    if (st != BSA_SUCCESS)
+        return st;
     *elems = bsa_weight_offset(plan, plan->shape.batch, 0);
     return BSA_SUCCESS;
 }

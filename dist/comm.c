@@ -22,14 +22,14 @@ BSA_API int bsa_comm_compiled(bsa_comm_kind kind)
 
 BSA_API bsa_status bsa_comm_create_mpi(bsa_comm_t *comm, const void *mpi_comm)
 {
-    if (!comm || !mpi_comm)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_comm_create_mpi: %s is NULL",
-                        !comm ? "comm" : "mpi_comm");
+    bsa_status st = bsa_check_nonnull2("bsa_comm_create_mpi", comm, "comm", mpi_comm, "mpi_comm");
+    if (st != BSA_SUCCESS)
+        return st;
 #ifdef BSA_HAVE_MPI
     struct bsa_comm *c = calloc(1, sizeof *c);
     if (!c)
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "bsa_comm_create_mpi: out of host memory");
-    bsa_status st = bsa_comm_mpi_init(c, mpi_comm);
+    st = bsa_comm_mpi_init(c, mpi_comm);
     if (st != BSA_SUCCESS) {
         free(c);
         return st;
@@ -45,9 +45,10 @@ BSA_API bsa_status bsa_comm_create_mpi(bsa_comm_t *comm, const void *mpi_comm)
 
 BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int rank, int size)
 {
-    if (!comm || !nccl_comm)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_comm_create_nccl: %s is NULL",
-                        !comm ? "comm" : "nccl_comm");
+    bsa_status st =
+        bsa_check_nonnull2("bsa_comm_create_nccl", comm, "comm", nccl_comm, "nccl_comm");
+    if (st != BSA_SUCCESS)
+        return st;
     if (size < 1 || rank < 0 || rank >= size)
         return bsa_fail(BSA_ERROR_INVALID_ARGUMENT,
                         "bsa_comm_create_nccl: rank %d, size %d: need 0 <= rank < size", rank,
@@ -56,7 +57,7 @@ BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int r
     struct bsa_comm *c = calloc(1, sizeof *c);
     if (!c)
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "bsa_comm_create_nccl: out of host memory");
-    bsa_status st = bsa_comm_nccl_init(c, nccl_comm, rank, size);
+    st = bsa_comm_nccl_init(c, nccl_comm, rank, size);
     if (st != BSA_SUCCESS) {
         free(c);
         return st;
@@ -73,9 +74,10 @@ BSA_API bsa_status bsa_comm_create_nccl(bsa_comm_t *comm, void *nccl_comm, int r
 BSA_API bsa_status bsa_comm_create_callbacks(bsa_comm_t *comm, int rank, int size,
                                              const bsa_comm_callbacks *callbacks, void *user)
 {
-    if (!comm || !callbacks)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_comm_create_callbacks: %s is NULL",
-                        !comm ? "comm" : "callbacks");
+    bsa_status st =
+        bsa_check_nonnull2("bsa_comm_create_callbacks", comm, "comm", callbacks, "callbacks");
+    if (st != BSA_SUCCESS)
+        return st;
     if (!callbacks->post || !callbacks->wait || !callbacks->allgather)
         return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_comm_create_callbacks: callbacks->%s is NULL",
                         !callbacks->post   ? "post"
@@ -88,7 +90,7 @@ BSA_API bsa_status bsa_comm_create_callbacks(bsa_comm_t *comm, int rank, int siz
     struct bsa_comm *c = calloc(1, sizeof *c);
     if (!c)
         return bsa_fail(BSA_ERROR_OUT_OF_MEMORY, "bsa_comm_create_callbacks: out of host memory");
-    bsa_status st = bsa_comm_callbacks_init(c, rank, size, callbacks, user);
+    st = bsa_comm_callbacks_init(c, rank, size, callbacks, user);
     if (st != BSA_SUCCESS) {
         free(c);
         return st;

@@ -134,9 +134,9 @@ BSA_API bsa_status bsa_layout_destroy(bsa_layout_t layout)
 
 BSA_API bsa_status bsa_layout_get_info(bsa_layout_t layout, bsa_layout_info *info)
 {
-    if (!layout || !info)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "bsa_layout_get_info: %s is NULL",
-                        !layout ? "layout" : "info");
+    bsa_status st = bsa_check_nonnull2("bsa_layout_get_info", layout, "layout", info, "info");
+    if (st != BSA_SUCCESS)
+        return st;
     const struct bsa_layout *l = layout;
     bsa_layout_info r;
     memset(&r, 0, sizeof r);
@@ -168,9 +168,10 @@ static bsa_status check_head(const char *fn, const struct bsa_layout *l, int hea
 BSA_API bsa_status bsa_layout_head_blocks(bsa_layout_t layout, int head, int64_t *count)
 {
     static const char fn[] = "bsa_layout_head_blocks";
-    if (!layout || !count)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !layout ? "layout" : "count");
-    bsa_status st = check_head(fn, layout, head);
+    bsa_status st = bsa_check_nonnull2(fn, layout, "layout", count, "count");
+    if (st != BSA_SUCCESS)
+        return st;
+    st = check_head(fn, layout, head);
     if (st)
         return st;
     *count = layout->head_ptr[head + 1] - layout->head_ptr[head];
@@ -180,10 +181,11 @@ BSA_API bsa_status bsa_layout_head_blocks(bsa_layout_t layout, int head, int64_t
 BSA_API bsa_status bsa_layout_element_mask(bsa_layout_t layout, int head, uint8_t *mask)
 {
     static const char fn[] = "bsa_layout_element_mask";
-    if (!layout || !mask)
-        return bsa_fail(BSA_ERROR_NULL_POINTER, "%s: %s is NULL", fn, !layout ? "layout" : "mask");
+    bsa_status st = bsa_check_nonnull2(fn, layout, "layout", mask, "mask");
+    if (st != BSA_SUCCESS)
+        return st;
     const struct bsa_layout *l = layout;
-    bsa_status st = check_head(fn, l, head);
+    st = check_head(fn, l, head);
     if (st)
         return st;
     int64_t bytes;
