@@ -233,6 +233,24 @@ template <typename T> __device__ __forceinline__ T *opaque_ptr(T *x)
     return x;
 }
 
+/* The kernel's parameters, read afresh where this is called: on AMD a
+ * kernel's loop-invariant parameter reads are hoisted into scalar
+ * registers, and the tile kernels' parameters outnumber the 102 SGPRs a
+ * wave has (the rest spill to VGPR lanes).  Read through the kernarg
+ * pointer made opaque at the call, they stay scalar loads (from the
+ * scalar cache) at their uses.  p must be the kernel's one argument (the
+ * start of its kernarg segment).  NVIDIA: p itself. */
+__device__ __forceinline__ const bsa_cuda_params &fresh_params(const bsa_cuda_params &p)
+{
+#if defined(BSA_VENDOR_HIP) && defined(__HIP_DEVICE_COMPILE__)
+    auto kp = __builtin_amdgcn_kernarg_segment_ptr();
+    asm volatile("" : "+s"(kp));
+    return *(const bsa_cuda_params *)kp;
+#else
+    return p;
+#endif
+}
+
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)
 {

@@ -283,8 +283,9 @@ __device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_vi
 template <typename T, int DP, bool GATHER, bool FEAT>
 __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
                               : DP <= 128 ? 3
-                                          : 1) fwd_kernel(const bsa_cuda_params p)
+                                          : 1) fwd_kernel(const bsa_cuda_params pk)
 {
+    const bsa_cuda_params &p = pk; /* the setup's; loops and epilogue: fresh_params */
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::stages;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -333,6 +334,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
     start_rows(m, l);
 
     for (int it = 0; it < n; ++it) {
+        const bsa_cuda_params &p = fresh_params(pk);
         const int2 e = p.row_tent[beg + it];
         if (ST == 2 && it + 1 < n) {
             int kt = p.row_tent[beg + it + 1].x;
@@ -380,8 +382,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
 
     float inv[kRows];
     finish_rows(l, inv);
-    store_rows<DP>(acc, inv, sQ, o, p.o_s[2], row0, sv.len_q, p.dim_v, p.stride_perm, warp, lane);
-    store_lse(p, sv, h, row0 + warp * 16, m, l, lane);
+    const bsa_cuda_params &pe = fresh_params(pk);
+    store_rows<DP>(acc, inv, sQ, o, pe.o_s[2], row0, sv.len_q, pe.dim_v, pe.stride_perm, warp,
+                   lane);
+    store_lse(pe, sv, h, row0 + warp * 16, m, l, lane);
 }
 
 /* Forward on super tiles: two consecutive 64-row tiles per thread block,
@@ -645,8 +649,9 @@ load_own_rows(F &af, F &bf, T *sa, const T *a, int64_t sta, T *sb, const T *b, i
  * (bsa_cuda_params::pred_tiles), masked as one interval a row with no
  * sub-block code read (apply_pred_tile). */
 template <typename T, int DP, bool FEAT, bool PRED = false>
-__global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params pk)
 {
+    const bsa_cuda_params &p = pk; /* the setup's; loops and epilogue: fresh_params */
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
     constexpr bool RR = cfg::own_rows_in_regs; /* Q, dO in registers */
@@ -698,6 +703,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     zero<elems<DP>()>(acc);
 
     for (int it = 0; it < n; ++it) {
+        const bsa_cuda_params &p = fresh_params(pk);
         const int2 e = p.row_tent[beg + it];
         if (ST == 2 && it + 1 < n) {
             int kt = p.row_tent[beg + it + 1].x;
@@ -752,12 +758,13 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     }
     cp_async_wait<0>();
     __syncthreads();
+    const bsa_cuda_params &pe = fresh_params(pk);
     float mul[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-        mul[r] = p.scale;
+        mul[r] = pe.scale;
     /* (RR: sQ is K's first stage, free after the barrier above) */
-    store_rows<DP>(acc, mul, sQ, dq, p.q_s[2], row0, sv.len_q, p.dim, p.stride_perm, warp, lane);
+    store_rows<DP>(acc, mul, sQ, dq, pe.q_s[2], row0, sv.len_q, pe.dim, pe.stride_perm, warp, lane);
 }
 
 /* dK/dV of one key tile of one kv head: walks the key tile's column list
@@ -770,8 +777,9 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
  * deltas): the configuration's two, or one where a block's shared memory
  * does not hold two (head dim 128 on sm_86 / sm_89: 99 KB) */
 template <typename T, int DP, bool FEAT, bool PRED = false, int ST = tc_cfg<DP>::stages>
-__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_params pk)
 {
+    const bsa_cuda_params &p = pk; /* the setup's; loops and epilogue: fresh_params */
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
     constexpr bool RR = cfg::own_rows_in_regs; /* K, V in registers */
@@ -799,8 +807,6 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
         return;
     const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
     const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
-    T *dk = seg_base<T>(p.dk, p.k_s, sv, kvh, true);
-    T *dv = seg_base<T>(p.dv, p.v_s, sv, kvh, true);
     const int32_t *kgrp = key_group(p, lh0, kt);
     /* a natural key tile wholly past the key limit has only zero gradients */
     const bool dead = FEAT && !p.kgrp && !p.stride_perm && row0 >= sv.klim;
@@ -808,7 +814,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 
     /* entries [j, j_end) of group head gi's list, query tiles past the
      * segment dropped (the list is sorted by query tile) */
-    auto head_range = [&](int gi, int &j, int &j_end) {
+    auto head_range = [&](const bsa_cuda_params &p, int gi, int &j, int &j_end) {
         const int lh = p.lheads == 1 ? 0 : h0 + gi;
         j = p.col_tptr[lh * (p.n_kt + 1) + kt];
         j_end = dead ? j : p.col_tptr[lh * (p.n_kt + 1) + kt + 1];
@@ -816,11 +822,11 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
             --j_end;
     };
     /* moves (gi, j) to the next entry at or after it, across heads */
-    auto settle = [&](int &gi, int &j, int &j_end) {
+    auto settle = [&](const bsa_cuda_params &p, int &gi, int &j, int &j_end) {
         while (j >= j_end && ++gi < G)
-            head_range(gi, j, j_end);
+            head_range(p, gi, j, j_end);
     };
-    auto load_q_side = [&](int stage, int gi, int qt) {
+    auto load_q_side = [&](const bsa_cuda_params &p, int stage, int gi, int qt) {
         const int h = h0 + gi;
         load_tile<DP>(sQ + stage * te, seg_base<const T>(p.q, p.q_s, sv, h, false), p.q_s[2],
                       qt * kTile, sv.len_q, p.dim, p.stride_perm);
@@ -842,14 +848,14 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
     };
 
     int gi = 0, j = 0, j_end = 0;
-    head_range(0, j, j_end);
-    settle(gi, j, j_end);
+    head_range(p, 0, j, j_end);
+    settle(p, gi, j, j_end);
     bool have = gi < G;
     afrag<RR ? DP : 16> kf, vf; /* (RR: then sK, sV are Q/dO's) */
     load_own_rows<DP>(kf, vf, sK, k, p.k_s[2], sV, v, p.v_s[2], p, row0, sv.len_k, kgrp, warp,
                       lane);
     if (have)
-        load_q_side(0, gi, p.col_tent[j].x);
+        load_q_side(fresh_params(pk), 0, gi, p.col_tent[j].x);
     cp_async_commit();
 
     float adk[elems<DP>()], adv[elems<DP>()];
@@ -857,12 +863,13 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
     zero<elems<DP>()>(adv);
 
     for (int it = 0; have; ++it) {
+        const bsa_cuda_params &p = fresh_params(pk);
         const int2 e = p.col_tent[j];
         int ngi = gi, nj = j + 1, nj_end = j_end;
-        settle(ngi, nj, nj_end);
+        settle(p, ngi, nj, nj_end);
         const bool more = ngi < G;
         if (ST == 2 && more) {
-            load_q_side((it + 1) % ST, ngi, p.col_tent[nj].x);
+            load_q_side(p, (it + 1) % ST, ngi, p.col_tent[nj].x);
             cp_async_commit();
             cp_async_wait<1>();
         } else {
@@ -904,7 +911,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
         gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
         __syncthreads();
         if (ST == 1 && more) {
-            load_q_side(0, ngi, p.col_tent[nj].x);
+            load_q_side(p, 0, ngi, p.col_tent[nj].x);
             cp_async_commit();
         }
         gi = ngi;
@@ -914,15 +921,18 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
     }
     cp_async_wait<0>();
     __syncthreads();
+    const bsa_cuda_params &pe = fresh_params(pk);
+    T *dk = seg_base<T>(pe.dk, pe.k_s, sv, kvh, true);
+    T *dv = seg_base<T>(pe.dv, pe.v_s, sv, kvh, true);
     float one[kRows], sc[kRows];
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-        one[r] = 1.f, sc[r] = p.scale;
+        one[r] = 1.f, sc[r] = pe.scale;
     /* (RR: sK, sV are the first Q / dO stage, free after the barrier above) */
-    store_rows<DP>(adv, one, sV, dv, p.v_s[2], row0, sv.len_k, p.dim_v, p.stride_perm, warp, lane,
-                   kgrp, p.log2g);
-    store_rows<DP>(adk, sc, sK, dk, p.k_s[2], row0, sv.len_k, p.dim, p.stride_perm, warp, lane,
-                   kgrp, p.log2g);
+    store_rows<DP>(adv, one, sV, dv, pe.v_s[2], row0, sv.len_k, pe.dim_v, pe.stride_perm, warp,
+                   lane, kgrp, pe.log2g);
+    store_rows<DP>(adk, sc, sK, dk, pe.k_s[2], row0, sv.len_k, pe.dim, pe.stride_perm, warp, lane,
+                   kgrp, pe.log2g);
 }
 
 /* Dynamic shared memory of each kernel (what the kernels carve above),
