@@ -181,6 +181,9 @@ elif [ -n "$NVCC13" ]; then
         exit 1
     fi
     echo "bsa ci: NCCL communicator compiled into $lib (needs $(readelf -d "$lib" | sed -n 's/.*NEEDED.*\[\(libnccl[^]]*\)\].*/\1/p'))"
+    # and, beside the public API, exports nothing (the CUDA objects' C++
+    # functions and tables included)
+    sh tests/test_exports.sh "$lib" api/bsa.h
     echo "bsa ci: GPU test programs and harness built: $gpu_tests bsa_gpu_bench"
     volta_fresh build-ci-cuda-sm75
     build "$NVCC13" 75 build-ci-cuda-sm75
