@@ -171,6 +171,19 @@ template <int N> __device__ __forceinline__ void scale_rows(float *acc, const fl
         acc[e] *= f[slot(e)];
 }
 
+/* acc += A B^T over a warp's 16 rows of A: from its register fragments af
+ * (IN_REGS: afrag<DP>), else from shared memory at sa (the warp's first
+ * row; af unused). */
+template <int DP, bool IN_REGS, typename T, typename F>
+__device__ __forceinline__ void gemm_abt_own(float *acc, const F &af, const T *sa, const T *sb,
+                                             int lane)
+{
+    if constexpr (IN_REGS)
+        gemm_abt_reg<DP>(acc, af, sb, lane);
+    else
+        gemm_abt<DP>(acc, sa, sb, lane);
+}
+
 /* |c max(s)| from which the softmax's exponents are taken from the
  * rounded products c s (softmax_step): 2^20, where fp32's spacing is
  * 1/8, far below any overflow and far above the logits of training. */
@@ -353,10 +366,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
 
         float s[elems<kTile>()];
         zero<elems<kTile>()>(s);
-        if constexpr (q_in_regs)
-            gemm_abt_reg<DP>(s, qf, ks, lane);
-        else
-            gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
+        gemm_abt_own<DP, q_in_regs>(s, qf, sQ + warp * 16 * sr, ks, lane);
         if (e.y >= 0)
             apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
                               lane, kgroup(p, lh, e.x));
@@ -723,10 +733,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         float s[elems<kTile>()], dp[elems<kTile>()];
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
-        if constexpr (RR)
-            gemm_abt_reg<DP>(s, qf, ks, lane);
-        else
-            gemm_abt<DP>(s, sQ + warp * 16 * sr, ks, lane);
+        gemm_abt_own<DP, RR>(s, qf, sQ + warp * 16 * sr, ks, lane);
         if (e.y >= 0) {
             if constexpr (PRED)
                 apply_pred_tile(s, p.pred, row0, e.x * kTile, warp, lane);
@@ -736,10 +743,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         }
         if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
             apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
-        if constexpr (RR)
-            gemm_abt_reg<DP>(dp, of, vs, lane);
-        else
-            gemm_abt<DP>(dp, sO + warp * 16 * sr, vs, lane);
+        gemm_abt_own<DP, RR>(dp, of, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e) {
             float pr = prob(s[e], p.scale_log2, loff[slot(e)]);
@@ -884,10 +888,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
         float s[elems<kTile>()], dp[elems<kTile>()];
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
-        if constexpr (RR)
-            gemm_abt_reg<DP>(s, kf, qs, lane);
-        else
-            gemm_abt<DP>(s, sK + warp * 16 * sr, qs, lane);
+        gemm_abt_own<DP, RR>(s, kf, sK + warp * 16 * sr, qs, lane);
         if (e.y >= 0) {
             if constexpr (PRED)
                 apply_pred_tile<true>(s, p.pred, row0, e.x * kTile, warp, lane);
@@ -900,11 +901,8 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
             s[e] = prob(s[e], p.scale_log2, ls[col(lane, e)]);
-        gemm_pb<DP>(adv, s, os, lane); /* dV += P^T dO */
-        if constexpr (RR)              /* dP^T = V dO^T */
-            gemm_abt_reg<DP>(dp, vf, os, lane);
-        else
-            gemm_abt<DP>(dp, sV + warp * 16 * sr, os, lane);
+        gemm_pb<DP>(adv, s, os, lane);                               /* dV += P^T dO */
+        gemm_abt_own<DP, RR>(dp, vf, sV + warp * 16 * sr, os, lane); /* dP^T = V dO^T */
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e)
             s[e] = s[e] * (dp[e] - ds[col(lane, e)]);
