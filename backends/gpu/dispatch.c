@@ -554,19 +554,14 @@ static int arch_in(const char *arch, const char *const *names, size_t count)
     return 0;
 }
 
-int bsa_gpu_arch_mfma(const char *arch)
-{
-    /* CDNA2 / CDNA3 / CDNA4: v_mfma_f32_16x16x16{f16,bf16_1k} (tile_amd.cuh) */
-    static const char *const names[] = {"gfx90a", "gfx940", "gfx941", "gfx942", "gfx950"};
-    return arch_in(arch, names, sizeof names / sizeof names[0]);
-}
-
 bsa_gpu_matrix bsa_gpu_arch_matrix(const char *arch)
 {
+    /* CDNA2 / CDNA3 / CDNA4: v_mfma_f32_16x16x16{f16,bf16_1k} (tile_amd.cuh) */
+    static const char *const mfma[] = {"gfx90a", "gfx940", "gfx941", "gfx942", "gfx950"};
     /* RDNA3 / RDNA3.5 (gfx110x, gfx115x) and RDNA4 (gfx120x):
      * v_wmma_f32_16x16x16_{f16,bf16}, wave32 */
     static const char *const wmma[] = {"gfx110*", "gfx115*", "gfx120*"};
-    if (bsa_gpu_arch_mfma(arch))
+    if (arch_in(arch, mfma, sizeof mfma / sizeof mfma[0]))
         return BSA_GPU_MATRIX_MFMA;
     if (arch_in(arch, wmma, sizeof wmma / sizeof wmma[0]))
         return BSA_GPU_MATRIX_WMMA;

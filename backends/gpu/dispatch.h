@@ -103,10 +103,6 @@ int bsa_gpu_entry_tensor_core(int i);
 
 /* The padded head dim of the kernels: 32, 64, 128, 256; 0 above 256. */
 int bsa_gpu_pad_dim(int64_t head_dim);
-/* 1 if an AMD target of this gcnArchName has the MFMA instructions the
- * tile uses (gfx90a, gfx940-942, gfx950). */
-int bsa_gpu_arch_mfma(const char *arch);
-
 /* The matrix instructions the AMD tile (backends/hip/tile_amd.cuh) uses on
  * a target of this gcnArchName. */
 typedef enum bsa_gpu_matrix {
