@@ -202,9 +202,11 @@ static bsa_status alloc_buffers(struct bsa_dist_plan *p)
     return st;
 }
 
-/* The memory side of the plan: the context's backend and the engine must
- * move the same memory (NULL: they do; else why not). */
-static const char *placement_problem(struct bsa_dist_plan *p)
+/* Sets the plan's memory side from the context's backend: the host or
+ * device table of operations (p->ops) and whether the engine's transfers
+ * are driven from the host (p->host_driven).  Returns NULL when the
+ * engine moves the memory that backend holds, else why not. */
+static const char *choose_placement(struct bsa_dist_plan *p)
 {
     bsa_comm_kind kind = p->comm->engine->kind;
     switch (p->ctx->backend) {
@@ -241,7 +243,7 @@ static bsa_status build_local(struct bsa_dist_plan *p, const bsa_attn_desc *desc
     const char *fn = "bsa_dist_plan_create";
     const struct bsa_layout *l = p->layout;
     int P = p->size;
-    const char *why = placement_problem(p);
+    const char *why = choose_placement(p);
     if (why)
         return bsa_fail(BSA_ERROR_UNSUPPORTED, "%s: %s", fn, why);
     if (l->ctx != p->ctx)
