@@ -932,11 +932,16 @@ static void test_large_vs_reference(void **state)
                 continue;
             sampled_err e = sampled_vs_double(cases[c].pat, cases[c].ctx_, dt, B, T, H, D, in_host,
                                               out[path], lse[path], 24);
+            /* (all: a key row's dV needs every query's lse, O(T^2 D) on
+             * the host; not sampled, printed as "-") */
+            char dv_text[16] = "-";
+            if (cases[c].pat != BSA_PATTERN_ALL)
+                snprintf(dv_text, sizeof dv_text, "%.2e", e.dv);
             fprintf(stderr,
                     "large %s T=%lld block=%d D=%lld %s: %s vs double (24 sampled rows a batch "
-                    "entry): o %.2e dq %.2e dv %.2e lse %.2e\n",
+                    "entry): o %.2e dq %.2e dv %s lse %.2e\n",
                     pattern_names[cases[c].pat], (long long)T, cases[c].block, (long long)D,
-                    tu_dtype_name(dt), paths_[path].name, e.o, e.dq, e.dv, e.lse);
+                    tu_dtype_name(dt), paths_[path].name, e.o, e.dq, dv_text, e.lse);
             sampled_worst[di][0] = fmax(sampled_worst[di][0], e.o);
             sampled_worst[di][1] = fmax(sampled_worst[di][1], e.dq);
             sampled_worst[di][2] = fmax(sampled_worst[di][2], e.dv);
@@ -944,7 +949,10 @@ static void test_large_vs_reference(void **state)
             assert_true(e.o <= sampled_tol[di][0]);
             assert_true(e.dq <= sampled_tol[di][1]);
             assert_true(e.dv <= sampled_tol[di][2]);
-            assert_true(e.lse <= sampled_tol[di][3]);
+            /* the reference kernels sum a row's exponentials in one fp32
+             * chain: lse 4.6e-6 off at T = 16384 on an H100 (280889d,
+             * tests/README.md), against 1.4e-6 on the tile paths */
+            assert_true(e.lse <= (path == P_REF ? 2e-5 : sampled_tol[di][3]));
         }
         for (int i = 0; i < 4; i++)
             free(in_host[i]);
