@@ -17,8 +17,12 @@
 # logs go to $OUT (or bench/gpu/out).
 # CMAKE_EXTRA: more CMake flags.  A machine without cmocka (the tests need
 # it) takes the one scripts/gpu-carry-cmocka.sh unpacks into .deps/cmocka,
-# when the call carries it.  SAN_TIMEOUT (default 300 s) limits each
-# sanitizer run: racecheck of the reduced test_cuda took 143 s on an H100.
+# when the call carries it; NCCL comes from python3's nvidia.nccl wheel
+# where there is one.  A commit's whole check in two device calls (each
+# well within 10 minutes on an H100):
+#   STAGES=build,test,torch RUN_ALL_TESTS=1 BUILD_TARGETS=all, then STAGES=sanitize
+# SAN_TIMEOUT (default 300 s) limits each sanitizer run: racecheck of the
+# reduced test_cuda took 143 s on an H100.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-bench/gpu/out}
@@ -50,6 +54,16 @@ if [ -f "$cm/include/cmocka.h" ] && ! ldconfig -p 2>/dev/null | grep -q 'libcmoc
     CMAKE_EXTRA="${CMAKE_EXTRA:-} -DCMOCKA_INCLUDE_DIR=$cm/include -DCMOCKA_LIBRARY=$cm/lib/x86_64-linux-gnu/libcmocka.so"
     export LD_LIBRARY_PATH="$cm/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     echo "cmocka: the carried one ($cm)"
+fi
+
+# NCCL: the one of the machine's torch environment (the nvidia-nccl wheel),
+# so that tests/test_cuda_dist.c has its NCCL case
+if [[ "${CMAKE_EXTRA:-}" != *BSA_WITH_NCCL* ]]; then
+    nccl=$(python3 -c "import nvidia.nccl as m; print(list(m.__path__)[0])" 2>/dev/null || true)
+    if [ -n "$nccl" ] && [ -d "$nccl/include" ]; then
+        CMAKE_EXTRA="${CMAKE_EXTRA:-} -DBSA_WITH_NCCL=ON -DBSA_NCCL_ROOT=$nccl"
+        echo "NCCL: $nccl"
+    fi
 fi
 
 base_pid=
