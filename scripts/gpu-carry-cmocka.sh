@@ -13,8 +13,8 @@ if [ -f "$dest/usr/include/cmocka.h" ]; then
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-chmod a+rwx "$tmp" # (apt-get download writes as _apt)
-(cd "$tmp" && apt-get download libcmocka0 libcmocka-dev >/dev/null)
+# (as scripts/install-cuda11.sh: apt's sandbox user could not write here)
+(cd "$tmp" && apt-get download -q -o APT::Sandbox::User="$(id -un)" libcmocka0 libcmocka-dev >/dev/null)
 mkdir -p "$dest"
 for d in "$tmp"/*.deb; do dpkg -x "$d" "$dest"; done
 echo "$dest: $(ls "$dest/usr/lib/x86_64-linux-gnu" | tr '\n' ' ')"
