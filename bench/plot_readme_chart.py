@@ -8,8 +8,10 @@
   the CPU with the same boolean mask when torch is importable (the peer);
   the raw rows go to bench-cpu.jsonl next to them.
 
-    python3 bench/plot_readme_chart.py [--bsa build/bsa] [--out docs/img]
-Needs numpy and matplotlib; BSA_LIBRARY (or an installed bsa) for the binding.
+    python3 bench/plot_readme_chart.py [--bsa build/bsa] [--out docs/img] [--rows-only]
+Needs numpy and matplotlib (--rows-only: numpy only, the rows without the
+pictures, e.g. on a GPU machine's host); BSA_LIBRARY (or an installed bsa)
+for the binding.
 """
 
 import argparse
@@ -169,9 +171,11 @@ def main():
     # one thread by default: on a shared 2-core machine, OpenMP barriers of
     # bsa (and torch) stall for a whole scheduler slice when a core is taken
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rows-only", action="store_true", help="bench-cpu.jsonl, no pictures")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    layouts_picture(os.path.join(a.out, "layouts.png"))
+    if not a.rows_only:
+        layouts_picture(os.path.join(a.out, "layouts.png"))
     rows = bench_rows(
         a.bsa, [int(s) for s in a.seqs.split(",")], a.heads, a.dim, a.block, a.iters, a.threads
     )
@@ -180,6 +184,8 @@ def main():
     with open(raw, "w") as f:
         for r in rows:
             f.write(json.dumps(r) + "\n")
+    if a.rows_only:
+        return 0
     return plot_bench.main(
         [raw, "--out", os.path.join(a.out, "bench-cpu"), "--pass", "fwd", "--pass", "fwd+bwd"]
     )
