@@ -158,10 +158,26 @@ static void extreme_logits_stay_finite(void **state)
         /* the CPU's extremes (tests/test_hostile.c): f16 inputs at 65504,
          * bf16 near 1e18 (logits near 1e36), f32 at 1e5 (logits near
          * 1e10), past |c s| ~ 2^31 where an exponent 2^(fma(s, c, -max))
-         * overflowed (softmax_step's wide rows): gradients finite only */
+         * overflows (the tile kernels compute such rows again, redo_rows):
+         * gradients finite only */
         ran[i] += hz_extreme(&r, BSA_DTYPE_F32, 1e5, 1e-2, 0.0);
         ran[i] += hz_extreme(&r, BSA_DTYPE_F16, 65504.0, 1e-2, 0.0);
         ran[i] += hz_extreme(&r, BSA_DTYPE_BF16, 1e18, 3e-2, 0.0);
+    }
+}
+
+/* A few rows with logits ~1e7 among ordinary ones, on layouts each kind of
+ * kernel takes (the chunk kernels' strided rows included): the tile
+ * kernels compute the warps holding such rows again (redo_rows), and every
+ * row, redone or not, must be right */
+static void wide_rows_among_ordinary_ones(void **state)
+{
+    (void)state;
+    const bsa_pattern pats[3] = {BSA_PATTERN_ALL, BSA_PATTERN_LOCAL, BSA_PATTERN_STRIDED};
+    for (int i = 0; i < N_IMPLS; i++) {
+        hz_runner r = runner(i);
+        for (int k = 0; k < 3; k++)
+            ran[i] += hz_wide_rows_all(&r, pats[k]);
     }
 }
 
@@ -191,6 +207,7 @@ int main(void)
         cmocka_unit_test(inf_value_poisons_only_its_tiles),
         cmocka_unit_test(nan_query_poisons_its_row),
         cmocka_unit_test(extreme_logits_stay_finite),
+        cmocka_unit_test(wide_rows_among_ordinary_ones),
         cmocka_unit_test(every_implementation_ran),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -77,6 +77,15 @@ static void extreme_logits_stay_finite(void **state)
     hz_extreme(&cpu, BSA_DTYPE_BF16, 1e18, 3e-2, 0.0);
 }
 
+/* A few rows with logits ~1e7 among ordinary ones: every row right */
+static void wide_rows_among_ordinary_ones(void **state)
+{
+    (void)state;
+    const bsa_pattern pats[3] = {BSA_PATTERN_ALL, BSA_PATTERN_LOCAL, BSA_PATTERN_STRIDED};
+    for (int i = 0; i < 3; i++)
+        hz_wide_rows_all(&cpu, pats[i]);
+}
+
 int main(void)
 {
     tu_seed();
@@ -85,6 +94,7 @@ int main(void)
         cmocka_unit_test(inf_value_poisons_only_its_rows),
         cmocka_unit_test(nan_query_poisons_its_row),
         cmocka_unit_test(extreme_logits_stay_finite),
+        cmocka_unit_test(wide_rows_among_ordinary_ones),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -318,3 +318,88 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
     bsa_layout_destroy(lay);
     return 1;
 }
+
+int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,
+                 double kentry, double least, double tol)
+{
+    bsa_layout_t lay;
+    bsa_preset preset = {pattern, 512, 16, 2, 32, 0, 0, 0};
+    assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(&preset);
+    char what[64];
+    snprintf(what, sizeof what, "%s wide rows", tu_dtype_name(dtype));
+    ac_problem p;
+    bsa_plan_t plan;
+    if (!problem_on(r, lay, &masks, dtype, 1, 64, AC_BHTD, &p, &plan, what)) {
+        bsa_layout_destroy(lay);
+        return 0;
+    }
+    const int64_t H = p.heads, T = p.seq_q, D = p.head_dim;
+    int64_t wide = 0;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t t = 0; t < T; t++) {
+            /* one row in 37 (a few per tile, most tiles' rows ordinary) */
+            const int w = t % 37 == 5;
+            wide += w;
+            for (int64_t x = 0; x < D; x++) {
+                /* a wide row's q has its own key's signs: its logit against
+                 * that key (every pattern keeps the diagonal) is the largest */
+                double sq = ((t * 7 + x) % 3) ? 1.0 : -1.0, sk = ((t * 5 + x * 3) % 4) ? 1.0 : -1.0;
+                set_elem(&p.q, 0, h, t, x,
+                         tu_round(dtype, (w ? sk * entry : sq * 0.05) * tu_uniform(0.5, 1.0)));
+                set_elem(&p.k, 0, h, t, x,
+                         tu_round(dtype, sk * (w ? kentry : 30.0) * tu_uniform(0.5, 1.0)));
+            }
+        }
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    ac_problem_oracle(&p);
+    /* each row on its own bound: the wide rows' lse (~1e7) would hide the
+     * others' in one norm */
+    double worst_o = 0.0, worst_lse = 0.0, least_wide = INFINITY;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t row = h * T + t;
+            double num = 0.0, den = 0.0;
+            for (int64_t x = 0; x < D; x++) {
+                const double a = p.o.val[row * D + x], b = p.ref_o[row * D + x];
+                num += (a - b) * (a - b);
+                den += b * b;
+            }
+            const double eo = sqrt(num / (den > 0.0 ? den : 1.0));
+            const double el =
+                fabs(p.lse_val[row] - p.ref_lse[row]) / fmax(1.0, fabs(p.ref_lse[row]));
+            if (!(eo <= tol) || !(el <= tol))
+                fprintf(stderr, "%s %s: head %lld row %lld (%s): o %.2e lse %.2e (%g vs %g)\n",
+                        r->name, what, (long long)h, (long long)t,
+                        t % 37 == 5 ? "wide" : "ordinary", eo, el, p.lse_val[row], p.ref_lse[row]);
+            if (t % 37 == 5)
+                least_wide = fmin(least_wide, fabs(p.ref_lse[row]));
+            worst_o = fmax(worst_o, eo != eo ? INFINITY : eo);
+            worst_lse = fmax(worst_lse, el != el ? INFINITY : el);
+        }
+    fprintf(stderr, "%-28s %s: %lld of %lld rows wide (|lse| >= %.1e), worst row o %.2e lse %.2e\n",
+            r->name, what, (long long)wide, (long long)(H * T), least_wide, worst_o, worst_lse);
+    /* the wide rows' base-2 maximum (the tile kernels' scaled one) is past least */
+    assert_true(least_wide * 1.4426950408889634 > least);
+    assert_true(worst_o <= tol);
+    assert_true(worst_lse <= tol);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    return 1;
+}
+
+int hz_wide_rows_all(const hz_runner *r, bsa_pattern pattern)
+{
+    const double w20 = 1048576.0, w31 = 2147483648.0;
+    int ran = 0;
+    /* past 2^20 against ordinary keys: the rows redone, every row right */
+    ran += hz_wide_rows(r, BSA_DTYPE_F32, pattern, 1e5, 30.0, w20, 1e-4);
+    ran += hz_wide_rows(r, BSA_DTYPE_F16, pattern, 65504.0, 30.0, w20, 1e-2);
+    ran += hz_wide_rows(r, BSA_DTYPE_BF16, pattern, 1e18, 30.0, w20, 3e-2);
+    /* past 2^31 (their own keys as large): a wide row not redone overflows */
+    ran += hz_wide_rows(r, BSA_DTYPE_F32, pattern, 1e5, 1e5, w31, 1e-2);
+    ran += hz_wide_rows(r, BSA_DTYPE_F16, pattern, 65504.0, 65504.0, w31, 1e-2);
+    ran += hz_wide_rows(r, BSA_DTYPE_BF16, pattern, 1e6, 1e6, w31, 3e-2);
+    return ran;
+}

@@ -48,5 +48,16 @@ int hz_poison_query(const hz_runner *r, bsa_dtype dtype, double bad);
  * the backward's recomputed products round differently from the
  * forward's, as the README says).  dq and dk must be finite. */
 int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, double gtol);
+/* A few rows (one in 37) with q entries of magnitude entry and their own
+ * key (the diagonal) of kentry, among rows of 0.05 against keys of 30: o
+ * and lse of every row within tol of the oracle (relative L2 of the row's
+ * o; lse relative past 1, else absolute), on a 512-long layout of the
+ * pattern.  The wide rows' base-2 logits must pass least (2^20: the tile
+ * kernels compute such rows again; 2^31: where their fast exponents
+ * overflow, so that a wide row left to them shows). */
+int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,
+                 double kentry, double least, double tol);
+/* hz_wide_rows in each dtype past 2^20 and past 2^31; the cases that ran */
+int hz_wide_rows_all(const hz_runner *r, bsa_pattern pattern);
 
 #endif
