@@ -109,7 +109,7 @@ bsa_status bsa_cuda_upload_layout(const struct bsa_layout *l, bsa_cuda_layout *d
                 continue;
             e = cudaMemcpy(base + u.off, u.src, u.bytes, cudaMemcpyHostToDevice);
             if (e != cudaSuccess) {
-                cudaFree(mem);
+                (void)cudaFree(mem); /* already failing: its own status adds nothing */
                 return bsa_fail(BSA_ERROR_DEVICE, "layout_prepare: upload of the tables: %s",
                                 cudaGetErrorString(e));
             }
