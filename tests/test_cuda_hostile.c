@@ -158,18 +158,17 @@ static void extreme_logits_stay_finite(void **state)
         /* the CPU's extremes (tests/test_hostile.c): f16 inputs at 65504,
          * bf16 near 1e18 (logits near 1e36), f32 at 1e5 (logits near
          * 1e10), past |c s| ~ 2^31 where an exponent 2^(fma(s, c, -max))
-         * overflows (the tile kernels compute such rows again, redo_rows):
-         * gradients finite only */
+         * overflowed (softmax_step's wide rows): gradients finite only */
         ran[i] += hz_extreme(&r, BSA_DTYPE_F32, 1e5, 1e-2, 0.0);
         ran[i] += hz_extreme(&r, BSA_DTYPE_F16, 65504.0, 1e-2, 0.0);
         ran[i] += hz_extreme(&r, BSA_DTYPE_BF16, 1e18, 3e-2, 0.0);
     }
 }
 
-/* A few rows with logits ~1e7 among ordinary ones, on layouts each kind of
- * kernel takes (the chunk kernels' strided rows included): the tile
- * kernels compute the warps holding such rows again (redo_rows), and every
- * row, redone or not, must be right */
+/* A few rows with logits ~1e7 and ~1e10 among ordinary ones, on layouts
+ * each kind of kernel takes (the chunk kernels' strided rows included):
+ * the wide rows take rounded products (softmax_step), the others the fused
+ * exponent, and every row must be right */
 static void wide_rows_among_ordinary_ones(void **state)
 {
     (void)state;

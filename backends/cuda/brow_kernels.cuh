@@ -286,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
      * step's second barrier, and none was loaded after it) */
     T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
     store_rows<DP>(acc, inv, sK, o, p.o_s[2], row0, sv.len_q, p.dim_v, 0, wl, lane);
-    end_rows<T>(p, sv, job.h, row0 + wl * 16, m, l, lane);
+    store_lse(p, sv, job.h, row0 + wl * 16, m, l, lane);
 }
 
 /* dQ: each lane on its own 64 threads as in the forward, two stages of K

@@ -60,17 +60,13 @@ __device__ __forceinline__ chunk_tensors<T> chunk_tensors_of(const bsa_cuda_para
             seg_base<T>(p.o_out, p.o_s, j.sv, j.h, false)};
 }
 
-/* The end of a warp's 16 query rows at time positions pos[0..16) (< 0:
- * none) once their output is stored: the log-sum-exp from the row
- * leaders, or the rows computed again where they are wide (wide_rows). */
-template <typename T>
-__device__ __forceinline__ void end_chunk_rows(const bsa_cuda_params &p, const chunk_job &j,
-                                               const int *pos, const float *m, const float *l,
-                                               int lane)
+/* The log-sum-exp of a warp's 16 query rows at time positions pos[0..16)
+ * (< 0: not stored), from the row leaders. */
+__device__ __forceinline__ void store_chunk_lse(const bsa_cuda_params &p, const chunk_job &j,
+                                                const int *pos, const float *m, const float *l,
+                                                int lane)
 {
-    if (wide_rows(m))
-        redo_rows<T>(p, j.sv, j.h, 0, pos, lane);
-    else if (p.lse && row_leader(lane))
+    if (p.lse && row_leader(lane))
 #pragma unroll
         for (int r = 0; r < kRows; ++r)
             if (pos[row(lane, r)] >= 0)
@@ -202,7 +198,7 @@ __global__ void __launch_bounds__(kThreads) fwd_chunk_kernel(const bsa_cuda_para
         __syncwarp();
         const int *pw = sP + t * kTile + warp * 16; /* the warp's rows' positions */
         store_rows_at<DP>(acc, inv, sQ + t * te, x.o, p.o_s[2], pw, p.dim_v, warp, lane);
-        end_chunk_rows<T>(p, job, pw, m, l, lane);
+        store_chunk_lse(p, job, pw, m, l, lane);
     }
 }
 

@@ -222,14 +222,6 @@ __device__ __forceinline__ int64_t opaque(int64_t x)
     return x;
 }
 
-__device__ __forceinline__ int opaque_int(int x)
-{
-#if defined(__CUDA_ARCH__)
-    asm("" : "+r"(x));
-#endif
-    return x;
-}
-
 /* A pointer the compiler cannot see through: it stays one 64-bit base,
  * so that an address is one widening multiply-add of a 32-bit offset
  * instead of the base's parts re-added to every offset. */
@@ -259,29 +251,6 @@ __device__ __forceinline__ const bsa_cuda_params &fresh_params(const bsa_cuda_pa
 #endif
 }
 
-/* Whether any lane of the warp (wave) passes x; every lane takes part. */
-__device__ __forceinline__ bool warp_any(bool x)
-{
-#if defined(BSA_VENDOR_HIP)
-    return __any(x);
-#else
-    return __any_sync(0xffffffffu, x);
-#endif
-}
-
-/* Orders the memory accesses of a warp's (wave's) lanes before those that
- * follow in any of its lanes; every lane takes part. */
-__device__ __forceinline__ void warp_sync()
-{
-#if defined(BSA_VENDOR_HIP)
-    __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
-    __builtin_amdgcn_wave_barrier();
-    __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
-#else
-    __syncwarp();
-#endif
-}
-
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)
 {
@@ -289,15 +258,6 @@ __device__ __forceinline__ int perm_row(int r, int stride, int n)
         return r;
     int bt = n / stride;
     return (r % bt) * stride + r / bt;
-}
-
-/* Layout-order row of natural time position t: perm_row's inverse. */
-__device__ __forceinline__ int layout_row(int t, int stride, int n)
-{
-    if (!stride)
-        return t;
-    int bt = n / stride;
-    return (t % stride) * bt + t / stride;
 }
 
 /* perm_row over the rows r, r + step, r + 2 step, ... of a tile: one

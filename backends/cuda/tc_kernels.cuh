@@ -23,7 +23,6 @@
 #define BSA_CUDA_TC_KERNELS_CUH
 
 #include "device_common.cuh"
-#include "ref_kernels.cuh"
 
 #include "../gpu/kernel_smem.h"
 
@@ -185,10 +184,9 @@ __device__ __forceinline__ void gemm_abt_own(float *acc, const F &af, const T *s
         gemm_abt<DP>(acc, sa, sb, lane);
 }
 
-/* |c max(s)| from which a row is computed again on the reference path
- * (wide_rows): 2^20, where fp32's spacing is 1/8, far below the 2^31 at
- * which the softmax's exponents overflow and far above the logits of
- * training. */
+/* |c max(s)| from which the softmax's exponents are taken from the
+ * rounded products c s (softmax_step): 2^20, where fp32's spacing is
+ * 1/8, far below any overflow and far above the logits of training. */
 constexpr float kWideExponent = 1048576.f;
 
 /* One online-softmax step (base 2) over a warp's 16 x 64 scores s: scales
@@ -221,19 +219,29 @@ __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e)
         mx[slot(e)][(e >> 2) % NC] = fmaxf(mx[slot(e)][(e >> 2) % NC], s[e]);
-    /* the exponents are fma(s, c, -mu): the exact c s less the rounded
-     * c max(s), at most half an ulp of mu above 0.  That is 2^-5 below
-     * |mu| = 2^20; rows past it are computed again (redo_wide_rows) */
-    float x[kRows];
 #pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        x[r] = fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3])) * c;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r) { /* max(c s) = c max(s), also rounded, for c > 0 */
-        float mn = fmaxf(m[r], row_max(x[r]));
+    for (int r = 0; r < kRows; ++r) {
+        float x = fmaxf(fmaxf(mx[r][0], mx[r][1]), fmaxf(mx[r][2], mx[r][3]));
+        x = row_max(x) * c;
+        float mn = fmaxf(m[r], x);
         mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
         alpha[r] = fast_exp2(m[r] - mu[r]);
         m[r] = mn;
+    }
+    /* fma(s, c, -mu) is the exact c s less the rounded c max(s): for the
+     * row's largest score the residual is half an ulp of mu, which past
+     * |mu| ~ 2^31 overflows 2^x.  Rows that large (logits ~1e6 and up)
+     * take the rounded product instead, round(c s) <= round(c max(s)) = mu,
+     * so that every exponent is <= 0; other rows keep the one fma. */
+    bool wide = false;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        wide = wide || fabsf(mu[r]) >= kWideExponent;
+    if (wide && c != 1.f) {
+#pragma unroll
+        for (int e = 0; e < elems<kTile>(); ++e)
+            s[e] *= c;
+        c = 1.f;
     }
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
@@ -281,66 +289,6 @@ __device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_vi
             p.lse[sv.lse0 + (int64_t)h * p.time_q + perm_row(rr, p.stride_perm, p.seq_q)] = v_lse;
         }
     }
-}
-
-/* Whether a row of the warp reached |c max(s)| >= 2^20 (logits ~1e6 and
- * up, or an infinite one): the exponent fma(s, c, -mu) of such a row's
- * largest score keeps up to half an ulp of mu, which past 2^31 overflows
- * 2^x and with it the output, so the warp's rows are computed again
- * (redo_rows).  Tested once per row at the end of a tile, not in every
- * softmax step, whose critical path it lengthened (bench/NOTES.md, v42).
- * A row with no visible key (max -inf) is not wide.  Warp-uniform. */
-__device__ __forceinline__ bool wide_rows(const float *m)
-{
-    bool w = false;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        w |= (fabsf(m[r]) >= kWideExponent) & (m[r] != -CUDART_INF_F);
-    return warp_any(w);
-}
-
-/* The warp's 16 rows, at layout rows rows0 + i (pos == NULL) or natural
- * positions pos[i] (>= 0; the chunk kernels), computed again on the
- * reference path (ref_fwd_row_warp), output and lse, over what the tile
- * stored for them with generic stores (warp_sync orders those first). */
-template <typename T>
-__device__ __forceinline__ void redo_rows(const bsa_cuda_params &p, const seg_view &sv, int h,
-                                          int rows0, const int *pos, int lane)
-{
-    /* its indices made opaque: derived afresh here, not kept in registers
-     * through the kernel's loop from where the kernel derived the same */
-    seg_view v = sv;
-    v.b = opaque_int(v.b);
-    v.len_q = opaque_int(v.len_q);
-    v.len_k = opaque_int(v.len_k);
-    v.klim = opaque_int(v.klim);
-    v.q0 = opaque(v.q0);
-    v.k0 = opaque(v.k0);
-    v.lse0 = opaque(v.lse0);
-    h = opaque_int(h);
-    rows0 = opaque_int(rows0);
-    warp_sync();
-#pragma unroll 1
-    for (int i = 0; i < 16; ++i) {
-        const int r =
-            pos ? (pos[i] >= 0 ? layout_row(pos[i], p.stride_perm, p.seq_q) : v.len_q) : rows0 + i;
-        if (r < v.len_q)
-            ref_fwd_row_warp<T>(p, v, h, r, lane);
-    }
-}
-
-/* The end of a warp's rows once its output is stored: their lse, or the
- * rows computed again where they are wide (wide_rows).  valid: the tile is
- * a real one (warp-uniform). */
-template <typename T>
-__device__ __forceinline__ void end_rows(const bsa_cuda_params &p, const seg_view &sv, int h,
-                                         int rows0, const float *m, const float *l, int lane,
-                                         bool valid = true)
-{
-    if (valid && wide_rows(m))
-        redo_rows<T>(p, sv, h, rows0, nullptr, lane);
-    else
-        store_lse(p, sv, h, rows0, m, l, lane, valid);
 }
 
 /* GATHER: the layout's key tiles are gathered (kgrp); compiled apart so
@@ -447,7 +395,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
     const bsa_cuda_params &pe = fresh_params(pk);
     store_rows<DP>(acc, inv, sQ, o, pe.o_s[2], row0, sv.len_q, pe.dim_v, pe.stride_perm, warp,
                    lane);
-    end_rows<T>(pe, sv, h, row0 + warp * 16, m, l, lane);
+    store_lse(pe, sv, h, row0 + warp * 16, m, l, lane);
 }
 
 /* Forward on super tiles: two consecutive 64-row tiles per thread block,
@@ -645,7 +593,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_param
         if (qt < p.n_qt)
             store_rows<DP>(acc[mt], inv, sQ + half * te, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                            p.stride_perm, vw, lane);
-        end_rows<T>(p, sv, h, qt * kTile + vw * 16, m[mt], l[mt], lane, qt < p.n_qt);
+        store_lse(p, sv, h, qt * kTile + vw * 16, m[mt], l[mt], lane, qt < p.n_qt);
     }
 }
 

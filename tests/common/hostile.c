@@ -393,11 +393,12 @@ int hz_wide_rows_all(const hz_runner *r, bsa_pattern pattern)
 {
     const double w20 = 1048576.0, w31 = 2147483648.0;
     int ran = 0;
-    /* past 2^20 against ordinary keys: the rows redone, every row right */
+    /* past 2^20 against ordinary keys: every row right, wide or not */
     ran += hz_wide_rows(r, BSA_DTYPE_F32, pattern, 1e5, 30.0, w20, 1e-4);
     ran += hz_wide_rows(r, BSA_DTYPE_F16, pattern, 65504.0, 30.0, w20, 1e-2);
     ran += hz_wide_rows(r, BSA_DTYPE_BF16, pattern, 1e18, 30.0, w20, 3e-2);
-    /* past 2^31 (their own keys as large): a wide row not redone overflows */
+    /* past 2^31 (their own keys as large): a wide row taken as an ordinary
+     * one would overflow */
     ran += hz_wide_rows(r, BSA_DTYPE_F32, pattern, 1e5, 1e5, w31, 1e-2);
     ran += hz_wide_rows(r, BSA_DTYPE_F16, pattern, 65504.0, 65504.0, w31, 1e-2);
     ran += hz_wide_rows(r, BSA_DTYPE_BF16, pattern, 1e6, 1e6, w31, 3e-2);

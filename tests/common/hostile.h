@@ -52,9 +52,10 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
  * key (the diagonal) of kentry, among rows of 0.05 against keys of 30: o
  * and lse of every row within tol of the oracle (relative L2 of the row's
  * o; lse relative past 1, else absolute), on a 512-long layout of the
- * pattern.  The wide rows' base-2 logits must pass least (2^20: the tile
- * kernels compute such rows again; 2^31: where their fast exponents
- * overflow, so that a wide row left to them shows). */
+ * pattern.  The wide rows' base-2 logits must pass least (2^20: where the
+ * CUDA tile kernels take a row's exponents from rounded products; 2^31:
+ * where their fused exponents would overflow, so that a wide row handled
+ * as an ordinary one shows). */
 int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,
                  double kentry, double least, double tol);
 /* hz_wide_rows in each dtype past 2^20 and past 2^31; the cases that ran */

@@ -268,7 +268,7 @@ __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
         __syncthreads();
         const int *pw = sP + t * kTile + warp * 16; /* the warp's rows' positions */
         store_rows_sw<DP>(acc, inv, sQ + t * TE, x.o, p.o_s[2], pw, p.dim_v, cr, warp, lane);
-        end_chunk_rows<T>(p, job, pw, m, l, lane);
+        store_chunk_lse(p, job, pw, m, l, lane);
     }
     cp_async_wait<0>(); /* (V, when no list had an entry) */
 #endif

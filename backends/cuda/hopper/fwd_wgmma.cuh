@@ -194,7 +194,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     if (qt < p.n_qt)
         store_rows<DP>(acc, inv, wg ? sV : sK, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                        p.stride_perm, vw, lane);
-    end_rows<T>(p, sv, h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
+    store_lse(p, sv, h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
 #endif
 }
 

@@ -275,20 +275,14 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     stage_rows_sw<DP>(acc, inv, stage, vw, lane);
     fence_proxy_async(); /* the rows, written by every lane, go to the TMA unit */
     __syncwarp();
-    /* wide rows are computed again (end_rows): their TMA store, whose
-     * writes to global memory are not awaited, would race with that */
-    const bool redo = qt < p.n_qt && wide_rows(m);
-    if (lane == 0 && qt < p.n_qt && !redo) {
+    if (lane == 0 && qt < p.n_qt) {
 #pragma unroll
         for (int cb = 0; cb < DP / 64; ++cb)
             tma_store_4d(&to, stage + cb * kTile * 64 + vw * kWsStoreRows * 64, cb * 64,
                          qt * kTile + vw * kWsStoreRows, job.h, sg);
         tma_store_drain();
     }
-    if (redo)
-        redo_rows<T>(p, sv, job.h, qt * kTile + vw * 16, nullptr, lane);
-    else
-        store_lse(p, sv, job.h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
+    store_lse(p, sv, job.h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
 #endif
 }
 
