@@ -334,8 +334,11 @@ expect 1 "cannot open" layout --seq 64 --block 8 --format text --out "$TMP"
 # A run larger than the machine is refused before it allocates (exit 2, the
 # estimate and the limit on stderr), within seconds.  The address space is
 # capped (8 GiB) so that a regression fails here instead of exhausting the
-# machine; not under a sanitizer, whose shadow memory reserves terabytes of
-# address space at start (the 20 s timeout still bounds a regression).
+# machine, and the estimate takes that cap as its limit, so that the runs
+# below are refused on a host of any size (a 124 GiB one let a 37.5 GiB
+# layout through to a failed allocation); not under a sanitizer, whose
+# shadow memory reserves terabytes of address space at start (the 20 s
+# timeout still bounds a regression, and MemAvailable the estimate).
 sanitized=0
 grep -qa "__asan_init\|__tsan_init" "$BSA" && sanitized=1
 refused() { # refused ARGS...

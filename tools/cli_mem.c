@@ -5,31 +5,66 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+/* The cgroup v2 limit of this process's group less its use (0: none). */
+static double cgroup_room(void)
+{
+    unsigned long long max = 0, cur = 0;
+    FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+    if (!f)
+        return 0.0;
+    int ok = fscanf(f, "%llu", &max) == 1; /* "max": no limit */
+    fclose(f);
+    if (!ok)
+        return 0.0;
+    f = fopen("/sys/fs/cgroup/memory.current", "r");
+    if (f) {
+        if (fscanf(f, "%llu", &cur) != 1)
+            cur = 0;
+        fclose(f);
+    }
+    return max > cur ? (double)(max - cur) : 1.0;
+}
 
 double cli_mem_available(const char **source)
 {
+    double avail = 0.0;
+    const char *src = "physical memory";
     FILE *f = fopen("/proc/meminfo", "r");
     if (f) {
         char line[256];
         unsigned long long kib = 0;
-        int found = 0;
         while (fgets(line, sizeof line, f))
             if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) {
-                found = 1;
+                avail = (double)kib * 1024.0;
+                src = "MemAvailable in /proc/meminfo";
                 break;
             }
         fclose(f);
-        if (found) {
-            if (source)
-                *source = "MemAvailable in /proc/meminfo";
-            return (double)kib * 1024.0;
-        }
     }
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (avail <= 0.0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        avail = pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+    }
+    /* a smaller limit on this process wins: its address space (ulimit -v),
+     * which an allocation past it fails on whatever the machine has free,
+     * or its cgroup's memory */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        (avail <= 0.0 || (double)rl.rlim_cur < avail)) {
+        avail = (double)rl.rlim_cur;
+        src = "the address-space limit (ulimit -v)";
+    }
+    const double cg = cgroup_room();
+    if (cg > 0.0 && (avail <= 0.0 || cg < avail)) {
+        avail = cg;
+        src = "the cgroup's memory.max less its use";
+    }
     if (source)
-        *source = "physical memory";
-    return pages > 0 && page > 0 ? (double)pages * (double)page : 0.0;
+        *source = src;
+    return avail;
 }
 
 const char *cli_mem_format(double bytes, char *buf, size_t len)

@@ -21,8 +21,9 @@
 #include <stdio.h>
 
 /* Bytes of host memory available: MemAvailable of /proc/meminfo, else
- * physical pages x page size (sysconf); *source says which.  0 if neither
- * is known. */
+ * physical pages x page size (sysconf), or the process's address-space
+ * limit (RLIMIT_AS) or its cgroup v2 room (memory.max - memory.current)
+ * where smaller; *source says which.  0 if none is known. */
 double cli_mem_available(const char **source);
 
 /* "12.3 GiB", "456.0 MiB", "789 KiB", "12 B" into buf. */
