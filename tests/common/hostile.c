@@ -84,6 +84,21 @@ static int problem_on(const hz_runner *r, bsa_layout_t lay, const cm_source *mas
     return 0;
 }
 
+/* problem_on for one batch of a preset's layout, created in *lay (then
+ * the caller's to destroy); 0 when r's forced implementation declines (lay
+ * and p then freed). */
+static int preset_problem(const hz_runner *r, const bsa_preset *preset, bsa_dtype dtype,
+                          int64_t dim, const char *what, bsa_layout_t *lay, ac_problem *p,
+                          bsa_plan_t *plan)
+{
+    assert_int_equal(bsa_layout_create_preset(r->ctx, lay, preset), BSA_SUCCESS);
+    cm_source masks = cm_of_preset(preset);
+    if (problem_on(r, *lay, &masks, dtype, 1, dim, AC_BHTD, p, plan, what))
+        return 1;
+    bsa_layout_destroy(*lay);
+    return 0;
+}
+
 static void *copy_of(const tu_tensor *t)
 {
     size_t bytes = (size_t)t->span * tu_dtype_size(t->dtype);
@@ -276,17 +291,13 @@ int hz_poison_query(const hz_runner *r, bsa_dtype dtype, double bad)
 int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, double gtol)
 {
     bsa_layout_t lay;
-    bsa_preset preset = {BSA_PATTERN_ALL, 64, 16, 1, 0, 0, 0, 0};
-    assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
-    cm_source masks = cm_of_preset(&preset);
+    const bsa_preset preset = {BSA_PATTERN_ALL, 64, 16, 1, 0, 0, 0, 0};
     char what[64];
     snprintf(what, sizeof what, "%s extreme logits", tu_dtype_name(dtype));
     ac_problem p;
     bsa_plan_t plan;
-    if (!problem_on(r, lay, &masks, dtype, 1, 16, AC_BHTD, &p, &plan, what)) {
-        bsa_layout_destroy(lay);
+    if (!preset_problem(r, &preset, dtype, 16, what, &lay, &p, &plan))
         return 0;
-    }
     for (int64_t h = 0; h < p.heads; h++)
         for (int64_t t = 0; t < p.seq_q; t++)
             for (int64_t x = 0; x < p.head_dim; x++) {
@@ -323,17 +334,13 @@ int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, doubl
                  double kentry, double least, double tol)
 {
     bsa_layout_t lay;
-    bsa_preset preset = {pattern, 512, 16, 2, 32, 0, 0, 0};
-    assert_int_equal(bsa_layout_create_preset(r->ctx, &lay, &preset), BSA_SUCCESS);
-    cm_source masks = cm_of_preset(&preset);
+    const bsa_preset preset = {pattern, 512, 16, 2, 32, 0, 0, 0};
     char what[64];
     snprintf(what, sizeof what, "%s wide rows", tu_dtype_name(dtype));
     ac_problem p;
     bsa_plan_t plan;
-    if (!problem_on(r, lay, &masks, dtype, 1, 64, AC_BHTD, &p, &plan, what)) {
-        bsa_layout_destroy(lay);
+    if (!preset_problem(r, &preset, dtype, 64, what, &lay, &p, &plan))
         return 0;
-    }
     const int64_t H = p.heads, T = p.seq_q, D = p.head_dim;
     int64_t wide = 0;
     for (int64_t h = 0; h < H; h++)
