@@ -77,7 +77,7 @@ static void extreme_logits_stay_finite(void **state)
     hz_extreme(&cpu, BSA_DTYPE_BF16, 1e18, 3e-2, 0.0);
 }
 
-/* A few rows with logits ~1e7 among ordinary ones: every row right */
+/* A few rows with logits ~1e7 and ~1e10 among ordinary ones: every row right */
 static void wide_rows_among_ordinary_ones(void **state)
 {
     (void)state;
