@@ -12,8 +12,11 @@
 #      its runs alternating with this version's, for before/after figures,
 #   4. runs the reduced GPU suite under compute-sanitizer memcheck, racecheck and initcheck,
 #   5. prints the summary table last.
-# STAGES=build,test,torch,bench,peers,sanitize selects steps (torch: the
-# python/tests/gpu suites, run beside the C suites) (SAN_TOOLS the sanitizer's tools);
+# STAGES=build,test,torch,bench,peers,sanitize,cpu selects steps (torch: the
+# python/tests/gpu suites, run beside the C suites; cpu: the CPU backend
+# beside torch SDPA-CPU on all of this host's cores, REPS runs of
+# bench/plot_readme_chart.py, tabled by bench/cpu_sdpa_table.py; not in the
+# default) (SAN_TOOLS the sanitizer's tools);
 # logs go to $OUT (or bench/gpu/out).
 # CMAKE_EXTRA: more CMake flags.  A machine without cmocka (the tests need
 # it) takes the one scripts/gpu-carry-cmocka.sh unpacks into .deps/cmocka,
@@ -37,7 +40,7 @@ has() { [[ ",$STAGES," == *",$1,"* ]]; }
 # stopped in its peer stage once lost every test log).
 fold_logs() {
     for f in device.txt build.log build_base.log test_cuda.log test_cuda_features.log test_cuda_reliability.log ctest.log torch_tests.log sanitize_memcheck.log sanitize_racecheck.log sanitize_initcheck.log \
-        bsa_bench.err peers.err; do
+        bsa_bench.err peers.err cpu_bench.log; do
         [ -f "$OUT/$f" ] && { echo "######## $f"; cat "$OUT/$f"; rm -f "$OUT/$f"; }
     done >>"$OUT/logs.txt"
 }
@@ -176,9 +179,26 @@ if has sanitize; then
     done
 fi
 
+if has cpu; then
+    # the CPU bench of issue 23 beside torch SDPA-CPU, every core of this host
+    cmake --build "$BUILD" -j "$(nproc)" --target bsa bsa_cli >>"$OUT/build.log" 2>&1
+    for rep in $(seq "${REPS:-3}"); do
+        BSA_LIBRARY="$PWD/$BUILD/libbsa.so" timeout "${CPU_TIMEOUT:-150}" python3 \
+            bench/plot_readme_chart.py --bsa "$BUILD/bsa" --out "$OUT/cpu$rep" \
+            --threads "$(nproc)" --rows-only >>"$OUT/cpu_bench.log" 2>&1
+        note "cpu bench run $rep ($(nproc) threads): rc=$?"
+        if [ -f "$OUT/cpu$rep/bench-cpu.jsonl" ]; then
+            mv "$OUT/cpu$rep/bench-cpu.jsonl" "$OUT/bench-cpu-rep$rep.jsonl"
+        fi
+        rm -rf "$OUT/cpu$rep"
+    done
+    python3 bench/cpu_sdpa_table.py "$OUT" >"$OUT/cpu_table.md" 2>>"$OUT/cpu_bench.log"
+fi
+
 echo
 echo "================ summary"
 for s in "${summary[@]}"; do echo "$s"; done
+[ -s "$OUT/cpu_table.md" ] && cat "$OUT/cpu_table.md"
 if [ -s "$OUT/bsa_bench.jsonl" ]; then
     python3 bench/gpu/summarize.py "$OUT/bsa_bench.jsonl" "$OUT/peers.jsonl" "$OUT/summary.md" \
         "$OUT/bsa_bench_base.jsonl"
