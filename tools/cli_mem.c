@@ -28,6 +28,16 @@ static double cgroup_room(void)
     return max > cur ? (double)(max - cur) : 1.0;
 }
 
+/* *avail and *src become limit and why where limit (> 0) is smaller, or
+ * where nothing is known yet */
+static void take_smaller(double limit, const char *why, double *avail, const char **src)
+{
+    if (limit > 0.0 && (*avail <= 0.0 || limit < *avail)) {
+        *avail = limit;
+        *src = why;
+    }
+}
+
 double cli_mem_available(const char **source)
 {
     double avail = 0.0;
@@ -52,16 +62,9 @@ double cli_mem_available(const char **source)
      * which an allocation past it fails on whatever the machine has free,
      * or its cgroup's memory */
     struct rlimit rl;
-    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-        (avail <= 0.0 || (double)rl.rlim_cur < avail)) {
-        avail = (double)rl.rlim_cur;
-        src = "the address-space limit (ulimit -v)";
-    }
-    const double cg = cgroup_room();
-    if (cg > 0.0 && (avail <= 0.0 || cg < avail)) {
-        avail = cg;
-        src = "the cgroup's memory.max less its use";
-    }
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        take_smaller((double)rl.rlim_cur, "the address-space limit (ulimit -v)", &avail, &src);
+    take_smaller(cgroup_room(), "the cgroup's memory.max less its use", &avail, &src);
     if (source)
         *source = src;
     return avail;

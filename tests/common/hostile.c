@@ -330,6 +330,13 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
     return 1;
 }
 
+/* hz_wide_rows' wide rows: one in 37 (a few per tile, most tiles' rows
+ * ordinary) */
+static int wide_row(int64_t t)
+{
+    return t % 37 == 5;
+}
+
 int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,
                  double kentry, double least, double tol)
 {
@@ -345,8 +352,7 @@ int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, doubl
     int64_t wide = 0;
     for (int64_t h = 0; h < H; h++)
         for (int64_t t = 0; t < T; t++) {
-            /* one row in 37 (a few per tile, most tiles' rows ordinary) */
-            const int w = t % 37 == 5;
+            const int w = wide_row(t);
             wide += w;
             for (int64_t x = 0; x < D; x++) {
                 /* a wide row's q has its own key's signs: its logit against
@@ -366,22 +372,16 @@ int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, doubl
     for (int64_t h = 0; h < H; h++)
         for (int64_t t = 0; t < T; t++) {
             const int64_t row = h * T + t;
-            double num = 0.0, den = 0.0;
-            for (int64_t x = 0; x < D; x++) {
-                const double a = p.o.val[row * D + x], b = p.ref_o[row * D + x];
-                num += (a - b) * (a - b);
-                den += b * b;
-            }
-            const double eo = sqrt(num / (den > 0.0 ? den : 1.0));
+            const double eo = tu_rel_l2(p.o.val + row * D, p.ref_o + row * D, D);
             const double el =
                 fabs(p.lse_val[row] - p.ref_lse[row]) / fmax(1.0, fabs(p.ref_lse[row]));
             if (!(eo <= tol) || !(el <= tol))
                 fprintf(stderr, "%s %s: head %lld row %lld (%s): o %.2e lse %.2e (%g vs %g)\n",
                         r->name, what, (long long)h, (long long)t,
-                        t % 37 == 5 ? "wide" : "ordinary", eo, el, p.lse_val[row], p.ref_lse[row]);
-            if (t % 37 == 5)
+                        wide_row(t) ? "wide" : "ordinary", eo, el, p.lse_val[row], p.ref_lse[row]);
+            if (wide_row(t))
                 least_wide = fmin(least_wide, fabs(p.ref_lse[row]));
-            worst_o = fmax(worst_o, eo != eo ? INFINITY : eo);
+            worst_o = fmax(worst_o, eo);
             worst_lse = fmax(worst_lse, el != el ? INFINITY : el);
         }
     fprintf(stderr, "%-28s %s: %lld of %lld rows wide (|lse| >= %.1e), worst row o %.2e lse %.2e\n",
