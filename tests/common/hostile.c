@@ -337,6 +337,48 @@ static int wide_row(int64_t t)
     return t % 37 == 5;
 }
 
+/* hz_sunk_rows' rows: wide_row's past the first key tile (64 rows) */
+static int sunk_row(int64_t t)
+{
+    return t >= 64 && wide_row(t);
+}
+
+/* Every row's o and lse against the oracle on its own bound (a wide
+ * row's lse, ~1e7 and up, would hide the others' in one norm), the rows
+ * that special() names reported as kind; returns the least |lse| among
+ * them. */
+static double rows_match_oracle(const hz_runner *r, const char *what, ac_problem *p,
+                                int (*special)(int64_t), const char *kind, double tol)
+{
+    const int64_t H = p->heads, T = p->seq_q, D = p->head_dim;
+    ac_problem_oracle(p);
+    double worst_o = 0.0, worst_lse = 0.0, least = INFINITY;
+    int64_t n = 0;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t t = 0; t < T; t++) {
+            const int64_t row = h * T + t;
+            const double eo = tu_rel_l2(p->o.val + row * D, p->ref_o + row * D, D);
+            const double el =
+                fabs(p->lse_val[row] - p->ref_lse[row]) / fmax(1.0, fabs(p->ref_lse[row]));
+            if (!(eo <= tol) || !(el <= tol))
+                fprintf(stderr, "%s %s: head %lld row %lld (%s): o %.2e lse %.2e (%g vs %g)\n",
+                        r->name, what, (long long)h, (long long)t, special(t) ? kind : "ordinary",
+                        eo, el, p->lse_val[row], p->ref_lse[row]);
+            if (special(t)) {
+                least = fmin(least, fabs(p->ref_lse[row]));
+                n++;
+            }
+            worst_o = fmax(worst_o, eo);
+            worst_lse = fmax(worst_lse, el != el ? INFINITY : el);
+        }
+    fprintf(stderr, "%-28s %s: %lld of %lld rows %s (|lse| >= %.1e), worst row o %.2e lse %.2e\n",
+            r->name, what, (long long)n, (long long)(H * T), kind, least, worst_o, worst_lse);
+    assert_true(n > 0);
+    assert_true(worst_o <= tol);
+    assert_true(worst_lse <= tol);
+    return least;
+}
+
 int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,
                  double kentry, double least, double tol)
 {
@@ -349,11 +391,9 @@ int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, doubl
     if (!preset_problem(r, &preset, dtype, 64, what, &lay, &p, &plan))
         return 0;
     const int64_t H = p.heads, T = p.seq_q, D = p.head_dim;
-    int64_t wide = 0;
     for (int64_t h = 0; h < H; h++)
         for (int64_t t = 0; t < T; t++) {
             const int w = wide_row(t);
-            wide += w;
             for (int64_t x = 0; x < D; x++) {
                 /* a wide row's q has its own key's signs: its logit against
                  * that key (every pattern keeps the diagonal) is the largest */
@@ -365,31 +405,38 @@ int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, doubl
             }
         }
     assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
-    ac_problem_oracle(&p);
-    /* each row on its own bound: the wide rows' lse (~1e7) would hide the
-     * others' in one norm */
-    double worst_o = 0.0, worst_lse = 0.0, least_wide = INFINITY;
-    for (int64_t h = 0; h < H; h++)
-        for (int64_t t = 0; t < T; t++) {
-            const int64_t row = h * T + t;
-            const double eo = tu_rel_l2(p.o.val + row * D, p.ref_o + row * D, D);
-            const double el =
-                fabs(p.lse_val[row] - p.ref_lse[row]) / fmax(1.0, fabs(p.ref_lse[row]));
-            if (!(eo <= tol) || !(el <= tol))
-                fprintf(stderr, "%s %s: head %lld row %lld (%s): o %.2e lse %.2e (%g vs %g)\n",
-                        r->name, what, (long long)h, (long long)t,
-                        wide_row(t) ? "wide" : "ordinary", eo, el, p.lse_val[row], p.ref_lse[row]);
-            if (wide_row(t))
-                least_wide = fmin(least_wide, fabs(p.ref_lse[row]));
-            worst_o = fmax(worst_o, eo);
-            worst_lse = fmax(worst_lse, el != el ? INFINITY : el);
-        }
-    fprintf(stderr, "%-28s %s: %lld of %lld rows wide (|lse| >= %.1e), worst row o %.2e lse %.2e\n",
-            r->name, what, (long long)wide, (long long)(H * T), least_wide, worst_o, worst_lse);
+    const double least_wide = rows_match_oracle(r, what, &p, wide_row, "wide", tol);
     /* the wide rows' base-2 maximum (the tile kernels' scaled one) is past least */
     assert_true(least_wide * 1.4426950408889634 > least);
-    assert_true(worst_o <= tol);
-    assert_true(worst_lse <= tol);
+    bsa_plan_destroy(plan);
+    ac_problem_free(&p);
+    bsa_layout_destroy(lay);
+    return 1;
+}
+
+int hz_sunk_rows(const hz_runner *r, bsa_dtype dtype, double entry, double tol)
+{
+    bsa_layout_t lay;
+    const bsa_preset preset = {BSA_PATTERN_ALL, 512, 16, 2, 32, 0, 0, 0};
+    char what[64];
+    snprintf(what, sizeof what, "%s sunk rows", tu_dtype_name(dtype));
+    ac_problem p;
+    bsa_plan_t plan;
+    if (!preset_problem(r, &preset, dtype, 64, what, &lay, &p, &plan))
+        return 0;
+    const int64_t H = p.heads, T = p.seq_q, D = p.head_dim;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t x = 0; x < D; x++) {
+                /* dim 0: entry in a sunk row's q, -entry in the first 64
+                 * keys, 0 elsewhere; the other dims ordinary */
+                double qv = x ? 0.05 * tu_uniform(-1.0, 1.0) : (sunk_row(t) ? entry : 0.0);
+                double kv = x ? 30.0 * tu_uniform(-1.0, 1.0) : (t < 64 ? -entry : 0.0);
+                set_elem(&p.q, 0, h, t, x, tu_round(dtype, qv));
+                set_elem(&p.k, 0, h, t, x, tu_round(dtype, kv));
+            }
+    assert_int_equal(r->forward(plan, &p), BSA_SUCCESS);
+    rows_match_oracle(r, what, &p, sunk_row, "sunk", tol);
     bsa_plan_destroy(plan);
     ac_problem_free(&p);
     bsa_layout_destroy(lay);
@@ -409,5 +456,11 @@ int hz_wide_rows_all(const hz_runner *r, bsa_pattern pattern)
     ran += hz_wide_rows(r, BSA_DTYPE_F32, pattern, 1e5, 1e5, w31, 1e-2);
     ran += hz_wide_rows(r, BSA_DTYPE_F16, pattern, 65504.0, 65504.0, w31, 1e-2);
     ran += hz_wide_rows(r, BSA_DTYPE_BF16, pattern, 1e6, 1e6, w31, 3e-2);
+    /* a row's first key tile past 2^29 below 0, its others ordinary (the
+     * causal layout, whose rows past the first tile see that tile) */
+    if (pattern == BSA_PATTERN_ALL) {
+        ran += hz_sunk_rows(r, BSA_DTYPE_F16, 65504.0, 1e-2);
+        ran += hz_sunk_rows(r, BSA_DTYPE_BF16, 1e6, 3e-2);
+    }
     return ran;
 }

@@ -53,12 +53,21 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
  * and lse of every row within tol of the oracle (relative L2 of the row's
  * o; lse relative past 1, else absolute), on a 512-long layout of the
  * pattern.  The wide rows' base-2 logits must pass least (2^20: where the
- * CUDA tile kernels take a row's exponents from rounded products; 2^31:
+ * CUDA tile kernels compute a row again on the reference arithmetic; 2^31:
  * where their fused exponents would overflow, so that a wide row handled
  * as an ordinary one shows). */
 int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,
                  double kentry, double least, double tol);
-/* hz_wide_rows in each dtype past 2^20 and past 2^31; the cases that ran */
+/* Rows (one in 37, past the first 64) whose q has entry at dim 0 against
+ * -entry in the first 64 keys and 0 in the others, the other dims
+ * ordinary, on the causal 512-long layout: the rows' first key tile has
+ * logits of -entry^2, their later ones ordinary ones (a tile kernel
+ * whose step took the first tile's maximum as an ordinary one would
+ * overflow its exponents there, and the later tiles would turn that into
+ * NaN).  Every row within tol of the oracle as in hz_wide_rows. */
+int hz_sunk_rows(const hz_runner *r, bsa_dtype dtype, double entry, double tol);
+/* hz_wide_rows in each dtype past 2^20 and past 2^31, and on the causal
+ * layout hz_sunk_rows in f16 and bf16; the cases that ran */
 int hz_wide_rows_all(const hz_runner *r, bsa_pattern pattern);
 
 #endif
