@@ -26,9 +26,7 @@ orig=$(mktemp)
 cp "$HEADER" "$orig"
 trap 'cp "$orig" "$HEADER"' EXIT
 if [ -n "${BASE:-}" ]; then
-    (cmake -S "$BASE" -B build-base -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES=90 \
-        -DBSA_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=Release &&
-        cmake --build build-base -j 6 --target bsa_gpu_bench) >"$OUT/build_base.log" 2>&1 &
+    bash bench/gpu/base_build.sh "$BASE" 90 6 >"$OUT/build_base.log" 2>&1 &
     bp=$!
 fi
 t0=$(date +%s)

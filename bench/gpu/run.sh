@@ -72,9 +72,7 @@ fi
 base_pid=
 if has bench && [ -n "${BASE:-}" ] && [ -d "$BASE" ]; then
     # the earlier version's bench, built beside this one's
-    (cmake -S "$BASE" -B build-base -DBSA_WITH_CUDA=ON -DBSA_CUDA_ARCHITECTURES="$ARCHS" -DBSA_BUILD_TESTS=OFF \
-        -DCMAKE_BUILD_TYPE=Release && cmake --build build-base -j "$(nproc)" \
-        --target bsa_gpu_bench) >"$OUT/build_base.log" 2>&1 &
+    bash bench/gpu/base_build.sh "$BASE" "$ARCHS" "$(nproc)" >"$OUT/build_base.log" 2>&1 &
     base_pid=$!
 fi
 
