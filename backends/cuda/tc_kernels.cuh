@@ -653,8 +653,12 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1)
         if (qt < p.n_qt)
             store_rows<DP>(acc[mt], inv, sQ + half * te, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                            p.stride_perm, vw, lane);
-        end_rows<T>(p, sv, h, qt * kTile + vw * 16, m[mt], l[mt], wide[mt], lane, qt < p.n_qt);
     }
+    /* after every m-tile's store: no accumulator is live across a redo */
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+        end_rows<T>(p, sv, h, qt * kTile + ((warp & 1) * 2 + mt) * 16, m[mt], l[mt], wide[mt], lane,
+                    qt < p.n_qt);
 }
 
 /* P = exp2(min(s * scale_log2 + off, 0)) with off = lse_offset(lse):
