@@ -211,7 +211,7 @@ static_assert(brow_smem_bytes<32>(BSA_PASS_DKDV) == BSA_SMEM_BROW_DKDV(32), "sme
  * bytes spilled outside the loop's hot path, 70 KB of shared memory). */
 template <typename T, int DP>
 __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
-    brow_fwd_kernel(const BSA_GRID_CONSTANT bsa_cuda_params p)
+    brow_fwd_kernel(const bsa_cuda_params p)
 {
     static_assert(DP <= 128, "Q fragments in registers");
     constexpr int sr = tc_cfg<DP>::srow, te = tc_cfg<DP>::tile_elems, LT = 2 * kWarp;
@@ -248,8 +248,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
     float acc[elems<DP>()];
     zero<elems<DP>()>(acc);
     float m[kRows], l[kRows];
-    bool wide[kRows];
-    start_rows(m, l, wide);
+    start_rows(m, l);
 
     for (int it = 0; it < nl; ++it) {
         nxt = entry_at(mine, nl, it + 1);
@@ -262,7 +261,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
         zero<elems<kTile>()>(s);
         gemm_abt_reg<DP>(s, qf, sK, lane);
         mask_entry<false>(s, entry_mask_of(cur), p, mine + it, row0, wl, lane);
-        softmax_step(s, m, l, alpha, p.scale_log2, wide);
+        softmax_step(s, m, l, alpha, p.scale_log2);
         /* once a row's maximum settles its factor is 1: the warp skips
          * the rescale when all of its rows' are */
         if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f))
@@ -287,7 +286,7 @@ __global__ void __launch_bounds__(kThreads, DP <= 64 ? 4 : 3)
      * step's second barrier, and none was loaded after it) */
     T *o = seg_base<T>(p.o_out, p.o_s, sv, job.h, false);
     store_rows<DP>(acc, inv, sK, o, p.o_s[2], row0, sv.len_q, p.dim_v, 0, wl, lane);
-    end_rows<T>(p, sv, job.h, row0 + wl * 16, m, l, wide, lane);
+    store_lse(p, sv, job.h, row0 + wl * 16, m, l, lane);
 }
 
 /* dQ: each lane on its own 64 threads as in the forward, two stages of K

@@ -60,13 +60,11 @@ __device__ __forceinline__ chunk_tensors<T> chunk_tensors_of(const bsa_cuda_para
             seg_base<T>(p.o_out, p.o_s, j.sv, j.h, false)};
 }
 
-/* The end of a warp's 16 query rows at time positions pos[0..16) (< 0:
- * none) once their output is stored: the log-sum-exp from the row
- * leaders, then the rows marked wide computed again (redo_wide_rows). */
-template <typename T>
-__device__ __forceinline__ void end_chunk_rows(const bsa_cuda_params &p, const chunk_job &j,
-                                               const int *pos, const float *m, const float *l,
-                                               const bool *wide, int lane)
+/* The log-sum-exp of a warp's 16 query rows at time positions pos[0..16)
+ * (< 0: not stored), from the row leaders. */
+__device__ __forceinline__ void store_chunk_lse(const bsa_cuda_params &p, const chunk_job &j,
+                                                const int *pos, const float *m, const float *l,
+                                                int lane)
 {
     if (p.lse && row_leader(lane))
 #pragma unroll
@@ -74,9 +72,6 @@ __device__ __forceinline__ void end_chunk_rows(const bsa_cuda_params &p, const c
             if (pos[row(lane, r)] >= 0)
                 p.lse[j.sv.lse0 + (int64_t)j.h * p.time_q + pos[row(lane, r)]] =
                     lse_value(m[r], l[r]);
-    const unsigned own = wide_rows_of(m, wide, lane);
-    if (warp_any(own != 0))
-        redo_wide_rows<T>(&fresh_params(p), j.sv, j.h, 0, pos, own, lane);
 }
 
 /* Entries [beg, end) of tile qt's list in ptr / ent (none past n_tiles). */
@@ -148,8 +143,7 @@ static_assert(chunk_bwd_smem<64>() == BSA_SMEM_CHUNK_BWD(64), "smem table");
 static_assert(chunk_bwd_smem<128>() == BSA_SMEM_CHUNK_BWD(128), "smem table");
 
 template <typename T, int DP>
-__global__ void __launch_bounds__(kThreads)
-    fwd_chunk_kernel(const BSA_GRID_CONSTANT bsa_cuda_params p)
+__global__ void __launch_bounds__(kThreads) fwd_chunk_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
@@ -182,8 +176,7 @@ __global__ void __launch_bounds__(kThreads)
         float acc[elems<DP>()];
         zero<elems<DP>()>(acc);
         float m[kRows], l[kRows];
-        bool wide[kRows];
-        start_rows(m, l, wide);
+        start_rows(m, l);
         for (int i = beg; i < end; ++i) {
             const int2 e = p.row_tent[i];
             const int ks = e.x & 1; /* the key tile's place in the chunk */
@@ -194,7 +187,7 @@ __global__ void __launch_bounds__(kThreads)
                 apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, qt * kTile, e.x * kTile,
                                   warp, lane, nullptr);
             float alpha[kRows];
-            softmax_step(s, m, l, alpha, p.scale_log2, wide);
+            softmax_step(s, m, l, alpha, p.scale_log2);
             scale_rows<DP>(acc, alpha);
             gemm_pb<DP>(acc, s, sV + ks * te, lane);
         }
@@ -205,7 +198,7 @@ __global__ void __launch_bounds__(kThreads)
         __syncwarp();
         const int *pw = sP + t * kTile + warp * 16; /* the warp's rows' positions */
         store_rows_at<DP>(acc, inv, sQ + t * te, x.o, p.o_s[2], pw, p.dim_v, warp, lane);
-        end_chunk_rows<T>(p, job, pw, m, l, wide, lane);
+        store_chunk_lse(p, job, pw, m, l, lane);
     }
 }
 

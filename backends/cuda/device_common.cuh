@@ -251,38 +251,6 @@ __device__ __forceinline__ const bsa_cuda_params &fresh_params(const bsa_cuda_pa
 #endif
 }
 
-/* A kernel parameter whose address a called function may take without a
- * copy to local memory (the tile forwards' redo_wide_rows); AMD reads
- * its parameters through the kernarg segment's pointer (fresh_params). */
-#if defined(BSA_VENDOR_HIP)
-#define BSA_GRID_CONSTANT
-#else
-#define BSA_GRID_CONSTANT __grid_constant__
-#endif
-
-/* Whether any lane of the warp (wave) passes x; every lane takes part. */
-__device__ __forceinline__ bool warp_any(bool x)
-{
-#if defined(BSA_VENDOR_HIP)
-    return __any(x);
-#else
-    return __any_sync(0xffffffffu, x);
-#endif
-}
-
-/* Orders the memory accesses of a warp's (wave's) lanes before those that
- * follow in any of its lanes; every lane takes part. */
-__device__ __forceinline__ void warp_sync()
-{
-#if defined(BSA_VENDOR_HIP)
-    __builtin_amdgcn_fence(__ATOMIC_RELEASE, "wavefront");
-    __builtin_amdgcn_wave_barrier();
-    __builtin_amdgcn_fence(__ATOMIC_ACQUIRE, "wavefront");
-#else
-    __syncwarp();
-#endif
-}
-
 /* Natural time position of layout-order row r (bsa_perm_row on the device). */
 __device__ __forceinline__ int perm_row(int r, int stride, int n)
 {
@@ -290,15 +258,6 @@ __device__ __forceinline__ int perm_row(int r, int stride, int n)
         return r;
     int bt = n / stride;
     return (r % bt) * stride + r / bt;
-}
-
-/* Layout-order row of natural time position t: perm_row's inverse. */
-__device__ __forceinline__ int layout_row(int t, int stride, int n)
-{
-    if (!stride)
-        return t;
-    int bt = n / stride;
-    return (t % stride) * bt + t / stride;
 }
 
 /* perm_row over the rows r, r + step, r + 2 step, ... of a tile: one

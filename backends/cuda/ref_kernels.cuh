@@ -116,63 +116,6 @@ template <typename T> __global__ void ref_fwd(const bsa_cuda_params p)
         p.lse[sv.lse0 + (int64_t)h * p.time_q + qn] = l == 0.f ? -CUDART_INF_F : m + logf(l);
 }
 
-/* The forward of query row r (layout order) of segment sv, head h, by a
- * whole warp: ref_fwd's arithmetic (fp32 logits, online softmax in natural
- * exponents, every exponent <= 0), each logit summed over the warp's lanes.
- * The tensor-core kernels compute again with it the rows whose logits are
- * too large for their exponents (redo_wide_rows, tc_kernels.cuh), at the end of
- * kernels whose registers are spoken for: so it holds a few values a lane,
- * and takes one pass over the row's keys per kWarp output dims (each pass
- * recomputes the same logits, max and sum).  Every lane takes part. */
-template <typename T>
-__device__ __forceinline__ void ref_fwd_row_warp(const bsa_cuda_params &pk, const seg_view &sv,
-                                                 int h, int r, int lane)
-{
-    /* AMD: the parameters read at their uses, not held in SGPRs (fresh_params) */
-    const bsa_cuda_params &p = fresh_params(pk);
-    const int lh = p.lheads == 1 ? 0 : h, kvh = h / p.group;
-    const int qb = r / p.block, nqb = p.seq_q / p.block;
-    const int qn = perm_row(r, p.stride_perm, p.seq_q);
-    const T *q = seg_base<const T>(p.q, p.q_s, sv, h, false) + qn * p.q_s[2];
-    const T *k = seg_base<const T>(p.k, p.k_s, sv, kvh, true);
-    const T *v = seg_base<const T>(p.v, p.v_s, sv, kvh, true);
-    T *o = seg_base<T>(p.o_out, p.o_s, sv, h, false) + qn * p.o_s[2];
-#pragma unroll 1
-    for (int d0 = 0; d0 == 0 || d0 < p.dim_v; d0 += kWarp) {
-        const int dv = d0 + lane; /* the output dim of this lane and pass */
-        float m = -CUDART_INF_F, l = 0.f, acc = 0.f;
-        for (int i = p.row_ptr[lh * (nqb + 1) + qb]; i < p.row_ptr[lh * (nqb + 1) + qb + 1]; ++i) {
-            const int kb = p.col_idx[i];
-            for (int c = 0; c < p.block; ++c) {
-                const bsa_cuda_params &p = fresh_params(pk);
-                if (!ref_key_in(p, sv, kb * p.block + c) || !ref_keep(p, i, qb, kb, r % p.block, c))
-                    continue;
-                const int kn = perm_row(kb * p.block + c, p.stride_perm, p.seq_k);
-                const T *kr = k + kn * p.k_s[2];
-                float s = 0.f;
-                for (int d = lane; d < p.dim; d += kWarp)
-                    s += ld(q + d) * ld(kr + d);
-#pragma unroll
-                for (int off = kWarp / 2; off > 0; off /= 2)
-                    s += __shfl_xor_sync(0xffffffffu, s, off);
-                s *= p.scale;
-                if (s == -CUDART_INF_F) /* probability 0, as in ref_fwd */
-                    continue;
-                const float mn = fmaxf(m, s);
-                const float alpha = expf(m - mn), e = expf(s - mn);
-                l = l * alpha + e;
-                if (dv < p.dim_v)
-                    acc = acc * alpha + e * ld(v + kn * p.v_s[2] + dv);
-                m = mn;
-            }
-        }
-        if (dv < p.dim_v)
-            st(o + dv, l > 0.f ? acc / l : 0.f);
-        if (d0 == 0 && p.lse && lane == 0)
-            p.lse[sv.lse0 + (int64_t)h * p.time_q + qn] = l == 0.f ? -CUDART_INF_F : m + logf(l);
-    }
-}
-
 /* One thread per (segment, query head, query row). */
 template <typename T> __global__ void ref_dq(const bsa_cuda_params p)
 {

@@ -23,7 +23,6 @@
 #define BSA_CUDA_TC_KERNELS_CUH
 
 #include "device_common.cuh"
-#include "ref_kernels.cuh"
 
 #include "../gpu/kernel_smem.h"
 
@@ -156,12 +155,12 @@ template <int E> __device__ __forceinline__ void zero(float *x)
 }
 
 /* A warp's online-softmax state before its first key tile: row maxima
- * -inf, sums 0, no row wide (softmax_step). */
-__device__ __forceinline__ void start_rows(float *m, float *l, bool *wide)
+ * -inf, sums 0. */
+__device__ __forceinline__ void start_rows(float *m, float *l)
 {
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
-        m[r] = -CUDART_INF_F, l[r] = 0.f, wide[r] = false;
+        m[r] = -CUDART_INF_F, l[r] = 0.f;
 }
 
 /* Multiplies each owner row of a 16 x N result by f[its slot]. */
@@ -185,25 +184,18 @@ __device__ __forceinline__ void gemm_abt_own(float *acc, const F &af, const T *s
         gemm_abt<DP>(acc, sa, sb, lane);
 }
 
-/* |c max(s)| from which a row is wide (softmax_step): 2^20, where fp32's
- * spacing is 1/8, far below the 2^31 at which the softmax's exponents
- * overflow and far above the logits of training. */
+/* |c max(s)| from which the softmax's exponents are taken from the
+ * rounded products c s (softmax_step): 2^20, where fp32's spacing is
+ * 1/8, far below any overflow and far above the logits of training. */
 constexpr float kWideExponent = 1048576.f;
 
 /* One online-softmax step (base 2) over a warp's 16 x 64 scores s: scales
  * them by scale_log2, updates the row maxima m and sums l, leaves the
  * unnormalised probabilities in s and in alpha the factor the output
  * accumulator's rows must be multiplied by.  A row whose max is still
- * -inf keeps mu = 0 (no (-inf) - (-inf)).
- *
- * The exponents are fma(s, c, -mu): the exact c s less the rounded
- * c max(s), so the row's largest score keeps up to half an ulp of mu above
- * 0, which past |mu| ~ 2^31 overflows 2^x.  A row whose mu reaches 2^20 in
- * any step is marked in wide (one predicate per row, off the step's
- * critical path) and computed again at the end of its tile (end_rows);
- * the step itself takes no branch for it (bench/NOTES.md, v42-v43). */
+ * -inf keeps mu = 0 (no (-inf) - (-inf)). */
 __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float *alpha,
-                                             float scale_log2, bool *wide)
+                                             float scale_log2)
 {
     /* the scale goes into the exponent's fma: max(c s) = c max(s) for c > 0;
      * another scale (negative, zero) scales the scores first */
@@ -235,7 +227,21 @@ __device__ __forceinline__ void softmax_step(float *s, float *m, float *l, float
         mu[r] = mn == -CUDART_INF_F ? 0.f : mn;
         alpha[r] = fast_exp2(m[r] - mu[r]);
         m[r] = mn;
-        wide[r] = wide[r] || fabsf(mu[r]) >= kWideExponent;
+    }
+    /* fma(s, c, -mu) is the exact c s less the rounded c max(s): for the
+     * row's largest score the residual is half an ulp of mu, which past
+     * |mu| ~ 2^31 overflows 2^x.  Rows that large (logits ~1e6 and up)
+     * take the rounded product instead, round(c s) <= round(c max(s)) = mu,
+     * so that every exponent is <= 0; other rows keep the one fma. */
+    bool wide = false;
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        wide = wide || fabsf(mu[r]) >= kWideExponent;
+    if (wide && c != 1.f) {
+#pragma unroll
+        for (int e = 0; e < elems<kTile>(); ++e)
+            s[e] *= c;
+        c = 1.f;
     }
 #pragma unroll
     for (int e = 0; e < elems<kTile>(); ++e) {
@@ -285,75 +291,12 @@ __device__ __forceinline__ void store_lse(const bsa_cuda_params &p, const seg_vi
     }
 }
 
-/* The rows of a warp (bit i: its row i of 16) that softmax_step marked
- * wide and whose max is finite (a row with an infinite logit is NaN
- * either way, README), from this lane's kRows rows: or-ed over the warp
- * by redo_wide_rows. */
-__device__ __forceinline__ unsigned wide_rows_of(const float *m, const bool *wide, int lane)
-{
-    unsigned own = 0;
-#pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        if (wide[r] && fabsf(m[r]) < CUDART_INF_F)
-            own |= 1u << row(lane, r);
-    return own;
-}
-
-/* On NVIDIA the rows computed again are a call, so that the kernels'
- * loops are compiled as if it were not there; on AMD a call would cost
- * scratch for the callee's registers, so it is inlined. */
-#if defined(BSA_VENDOR_HIP)
-#define BSA_RARE_PATH __forceinline__
-#else
-#define BSA_RARE_PATH __noinline__
-#endif
-
-/* Computes again, on the reference arithmetic (ref_fwd_row_warp), the
- * rows of a warp that own (wide_rows_of, this lane's) marks, output and
- * lse, over what the tile stored for them with generic stores (warp_sync
- * orders those first): layout rows rows0 + i (pos == NULL) or natural
- * positions pos[i] (>= 0; the chunk kernels).  Every lane takes part. */
-template <typename T>
-__device__ BSA_RARE_PATH void redo_wide_rows(const bsa_cuda_params *p, seg_view sv, int h,
-                                             int rows0, const int *pos, unsigned own, int lane)
-{
-#pragma unroll
-    for (int off = 1; off < kWarp; off *= 2)
-        own |= __shfl_xor_sync(0xffffffffu, own, off);
-    warp_sync();
-#pragma unroll 1
-    for (int i = 0; i < 16; ++i) {
-        if (!((own >> i) & 1u))
-            continue;
-        const int r = pos ? (pos[i] >= 0 ? layout_row(pos[i], p->stride_perm, p->seq_q) : sv.len_q)
-                          : rows0 + i;
-        if (r < sv.len_q)
-            ref_fwd_row_warp<T>(*p, sv, h, r, lane);
-    }
-}
-
-/* The end of a warp's rows once its output is stored: their lse, then
- * the rows marked wide computed again (redo_wide_rows).  valid: the tile
- * is a real one (warp-uniform); pe: the parameters as a pointer (the
- * kernel's, BSA_GRID_CONSTANT, or the kernarg segment on AMD). */
-template <typename T>
-__device__ __forceinline__ void end_rows(const bsa_cuda_params &pe, const seg_view &sv, int h,
-                                         int rows0, const float *m, const float *l,
-                                         const bool *wide, int lane, bool valid = true)
-{
-    store_lse(pe, sv, h, rows0, m, l, lane, valid);
-    const unsigned own = wide_rows_of(m, wide, lane);
-    if (valid && warp_any(own != 0))
-        redo_wide_rows<T>(&fresh_params(pe), sv, h, rows0, nullptr, own, lane);
-}
-
 /* GATHER: the layout's key tiles are gathered (kgrp); compiled apart so
  * that natural tiles carry none of its code (bench/NOTES.md, v8). */
 template <typename T, int DP, bool GATHER, bool FEAT>
 __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
                               : DP <= 128 ? 3
-                                          : 1)
-    fwd_kernel(const BSA_GRID_CONSTANT bsa_cuda_params pk)
+                                          : 1) fwd_kernel(const bsa_cuda_params pk)
 {
     const bsa_cuda_params &p = pk; /* the setup's; loops and epilogue: fresh_params */
     using cfg = tc_cfg<DP>;
@@ -401,8 +344,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
     float acc[elems<DP>()];
     zero<elems<DP>()>(acc);
     float m[kRows], l[kRows];
-    bool wide[kRows];
-    start_rows(m, l, wide);
+    start_rows(m, l);
 
     for (int it = 0; it < n; ++it) {
         const bsa_cuda_params &p = fresh_params(pk);
@@ -432,7 +374,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
             apply_key_cut<false>(s, p, sv, kgroup(p, lh, e.x), e.x, warp, lane);
 
         float alpha[kRows];
-        softmax_step(s, m, l, alpha, p.scale_log2, wide);
+        softmax_step(s, m, l, alpha, p.scale_log2);
         scale_rows<DP>(acc, alpha);
         gemm_pb<DP>(acc, s, vs, lane);
         __syncthreads();
@@ -453,7 +395,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64    ? 4
     const bsa_cuda_params &pe = fresh_params(pk);
     store_rows<DP>(acc, inv, sQ, o, pe.o_s[2], row0, sv.len_q, pe.dim_v, pe.stride_perm, warp,
                    lane);
-    end_rows<T>(pe, sv, h, row0 + warp * 16, m, l, wide, lane);
+    store_lse(pe, sv, h, row0 + warp * 16, m, l, lane);
 }
 
 /* Forward on super tiles: two consecutive 64-row tiles per thread block,
@@ -533,8 +475,7 @@ __device__ __forceinline__ merged_lists merged_lists_of(const bsa_cuda_params &p
 }
 
 template <typename T, int DP, bool FEAT>
-__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1)
-    fwd2_kernel(const BSA_GRID_CONSTANT bsa_cuda_params p)
+__global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) fwd2_kernel(const bsa_cuda_params p)
 {
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
@@ -591,11 +532,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1)
 
     float acc[MT][elems<DP>()];
     float m[MT][kRows], l[MT][kRows];
-    bool wide[MT][kRows];
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt) {
         zero<elems<DP>()>(acc[mt]);
-        start_rows(m[mt], l[mt], wide[mt]);
+        start_rows(m[mt], l[mt]);
     }
 
     bool have = n_iter_max > 0;
@@ -632,7 +572,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1)
                 if (FEAT && tile_needs_cut(p, sv, nullptr, kt))
                     apply_key_cut<false>(s[mt], p, sv, nullptr, kt, (warp & 1) * 2 + mt, lane);
                 float alpha[kRows];
-                softmax_step(s[mt], m[mt], l[mt], alpha, p.scale_log2, wide[mt]);
+                softmax_step(s[mt], m[mt], l[mt], alpha, p.scale_log2);
                 scale_rows<DP>(acc[mt], alpha);
             }
             /* O += P V: each V fragment feeds both m-tiles */
@@ -653,12 +593,8 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1)
         if (qt < p.n_qt)
             store_rows<DP>(acc[mt], inv, sQ + half * te, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                            p.stride_perm, vw, lane);
+        store_lse(p, sv, h, qt * kTile + vw * 16, m[mt], l[mt], lane, qt < p.n_qt);
     }
-    /* after every m-tile's store: no accumulator is live across a redo */
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-        end_rows<T>(p, sv, h, qt * kTile + ((warp & 1) * 2 + mt) * 16, m[mt], l[mt], wide[mt], lane,
-                    qt < p.n_qt);
 }
 
 /* P = exp2(min(s * scale_log2 + off, 0)) with off = lse_offset(lse):

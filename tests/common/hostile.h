@@ -53,7 +53,7 @@ int hz_extreme(const hz_runner *r, bsa_dtype dtype, double entry, double tol, do
  * and lse of every row within tol of the oracle (relative L2 of the row's
  * o; lse relative past 1, else absolute), on a 512-long layout of the
  * pattern.  The wide rows' base-2 logits must pass least (2^20: where the
- * CUDA tile kernels compute a row again on the reference arithmetic; 2^31:
+ * CUDA tile kernels take a row's exponents from rounded products; 2^31:
  * where their fused exponents would overflow, so that a wide row handled
  * as an ordinary one shows). */
 int hz_wide_rows(const hz_runner *r, bsa_dtype dtype, bsa_pattern pattern, double entry,

@@ -175,7 +175,7 @@ template <int DP> constexpr size_t chunk_fwd_wgmma_smem()
 
 template <typename T, int DP>
 __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
-    fwd_chunk_wgmma_kernel(const BSA_GRID_CONSTANT bsa_cuda_params p)
+    fwd_chunk_wgmma_kernel(const bsa_cuda_params p)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int TE = kTile * DP;
@@ -216,8 +216,7 @@ __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
         float acc[elems<DP>()];
         zero<elems<DP>()>(acc);
         float m[kRows], l[kRows];
-        bool wide[kRows];
-        start_rows(m, l, wide);
+        start_rows(m, l);
         for (int i = beg; i < end; ++i) {
             const int2 e = p.row_tent[i];
             const uint32_t ks = (e.x & 1) * TB; /* the key tile's place in the chunk */
@@ -237,7 +236,7 @@ __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
                                       e.x * kTile, warp, lane, nullptr);
             }
             float alpha[kRows];
-            softmax_step(s, m, l, alpha, p.scale_log2, wide);
+            softmax_step(s, m, l, alpha, p.scale_log2);
             scale_rows<DP>(acc, alpha);
             uint32_t pa[kTile / 16][4]; /* P's fragments are the A operand as they lie */
             using tr = dtype_traits<T>;
@@ -269,7 +268,7 @@ __global__ void __launch_bounds__(kWarpgroup, DP <= 64 ? 4 : 2)
         __syncthreads();
         const int *pw = sP + t * kTile + warp * 16; /* the warp's rows' positions */
         store_rows_sw<DP>(acc, inv, sQ + t * TE, x.o, p.o_s[2], pw, p.dim_v, cr, warp, lane);
-        end_chunk_rows<T>(p, job, pw, m, l, wide, lane);
+        store_chunk_lse(p, job, pw, m, l, lane);
     }
     cp_async_wait<0>(); /* (V, when no list had an entry) */
 #endif

@@ -43,7 +43,7 @@ template <int DP, int NWG> constexpr size_t smem_bytes()
 
 template <typename T, int DP, int NWG, bool FEAT, bool GATHER>
 __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
-    fwd_wgmma_kernel(const BSA_GRID_CONSTANT bsa_cuda_params p)
+    fwd_wgmma_kernel(const bsa_cuda_params p)
 {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     constexpr int TE = kTile * DP, NT = NWG * kWarpgroup;
@@ -104,8 +104,9 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     zero<elems<DP>()>(acc);
     zero<elems<kTile>()>(s);
     float m[kRows], l[kRows];
-    bool wide[kRows];
-    start_rows(m, l, wide);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        m[r] = -CUDART_INF_F, l[r] = 0.f;
 
     /* P of the previous key tile (A fragments) waiting for its P V product,
      * which runs during this tile's softmax; zeros when there is none.  The
@@ -159,7 +160,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
                                   vw, lane, kgroup(kt));
             if (FEAT && tile_needs_cut(p, sv, kgroup(kt), kt))
                 apply_key_cut<false>(s, p, sv, kgroup(kt), kt, vw, lane);
-            softmax_step(s, m, l, alpha, p.scale_log2, wide);
+            softmax_step(s, m, l, alpha, p.scale_log2);
         }
         wgmma_wait<0>();
         pin<elems<DP>()>(acc);
@@ -193,7 +194,7 @@ __global__ void __launch_bounds__(NWG *kWarpgroup, (min_blocks<DP, NWG>()))
     if (qt < p.n_qt)
         store_rows<DP>(acc, inv, wg ? sV : sK, o, p.o_s[2], qt * kTile, sv.len_q, p.dim_v,
                        p.stride_perm, vw, lane);
-    end_rows<T>(p, sv, h, qt * kTile + vw * 16, m, l, wide, lane, qt < p.n_qt);
+    store_lse(p, sv, h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
 #endif
 }
 

@@ -83,8 +83,7 @@ template <int DP> constexpr size_t ws_smem_bytes()
 
 template <typename T, int DP, bool PRED>
 __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
-    fwd_ws_wgmma_kernel(const BSA_GRID_CONSTANT bsa_cuda_params p,
-                        const __grid_constant__ CUtensorMap tq,
+    fwd_ws_wgmma_kernel(const bsa_cuda_params p, const __grid_constant__ CUtensorMap tq,
                         const __grid_constant__ CUtensorMap tk,
                         const __grid_constant__ CUtensorMap tv,
                         const __grid_constant__ CUtensorMap to)
@@ -174,8 +173,9 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
     zero<elems<DP>()>(acc);
     zero<elems<kTile>()>(s);
     float m[kRows], l[kRows];
-    bool wide[kRows];
-    start_rows(m, l, wide);
+#pragma unroll
+    for (int r = 0; r < kRows; ++r)
+        m[r] = -CUDART_INF_F, l[r] = 0.f;
     constexpr bool OV = ws_overlap<DP>();
     /* P of the previous key tile, waiting for its P V product (OV; as in
      * fwd_wgmma_kernel: issued and awaited on every iteration), else of
@@ -230,7 +230,7 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
                     apply_mask<false>(s, p, p.sub + (int64_t)y * p.ns * p.ns, qt * kTile,
                                       kt * kTile, vw, lane, nullptr);
             }
-            softmax_step(s, m, l, alpha, p.scale_log2, wide);
+            softmax_step(s, m, l, alpha, p.scale_log2);
         }
         if constexpr (OV) {
             wgmma_wait<0>();
@@ -283,14 +283,6 @@ __global__ void __launch_bounds__(kWsThreads, ws_min_blocks<DP>())
         tma_store_drain();
     }
     store_lse(p, sv, job.h, qt * kTile + vw * 16, m, l, lane, qt < p.n_qt);
-    /* rows marked wide are computed again over what the TMA store wrote:
-     * its writes to global memory are awaited first (only then) */
-    const unsigned own = wide_rows_of(m, wide, lane);
-    if (qt < p.n_qt && warp_any(own != 0)) {
-        if (lane == 0)
-            tma_store_wait_writes();
-        redo_wide_rows<T>(&fresh_params(p), sv, job.h, qt * kTile + vw * 16, nullptr, own, lane);
-    }
 #endif
 }
 

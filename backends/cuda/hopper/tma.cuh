@@ -86,16 +86,6 @@ __device__ __forceinline__ void tma_store_drain()
                      : "memory");
 }
 
-/* Waits until the issuing thread's committed bulk groups have written
- * global memory, and orders those writes before its later generic ones
- * (which warp_sync then orders before its warp's). */
-__device__ __forceinline__ void tma_store_wait_writes()
-{
-    asm volatile("cp.async.bulk.wait_group 0;\n"
-                 "fence.proxy.async.global;\n" ::
-                     : "memory");
-}
-
 /* Moves a warpgroup's registers per thread to N (all its warps execute it):
  * producer warps give theirs to the consumers of the same block. */
 template <int N> __device__ __forceinline__ void setmaxnreg_dec()
