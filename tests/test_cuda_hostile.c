@@ -168,8 +168,9 @@ static void extreme_logits_stay_finite(void **state)
 /* A few rows with logits ~1e7 and ~1e10 among ordinary ones, on layouts
  * each kind of kernel takes (the chunk kernels' strided rows included),
  * and rows whose first key tile alone is ~-4e9 (hz_sunk_rows): such rows
- * take rounded products in the steps that need them (softmax_step), the
- * others keep the fused exponent, and every row must be right */
+ * (and the rows their threads share) take rounded products in the steps
+ * that need them (softmax_step), the others keep the fused exponent, and
+ * every row must be right */
 static void wide_rows_among_ordinary_ones(void **state)
 {
     (void)state;
