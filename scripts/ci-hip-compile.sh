@@ -17,8 +17,8 @@
 # least,
 #   - on CDNA (gfx90a, gfx94x, gfx950) contains v_mfma instructions,
 #   - on RDNA3 / RDNA4 (gfx11xx, gfx12xx) contains v_wmma instructions
-#     (the backward above head dim 64 excepted: the list never runs it
-#     there, its instances are traps; tc_kernels.cuh),
+#     (on gfx11 the backward above head dim 64 excepted: its dQ spills
+#     there, the list never runs it, its instances are traps; tc_kernels.cuh),
 #   - has zero scratch (.private_segment_fixed_size), zero spilled VGPRs
 #     and zero spilled SGPRs (spills to VGPR lanes: v_writelane /
 #     v_readlane around the uses).
@@ -118,13 +118,15 @@ report() {
 
 # lds SHORTNAME: the dynamic LDS a tile kernel is launched with on AMD
 # (backends/gpu/kernel_smem.h, AMD rows: one K/V stage above head dim 64;
-# at 128 the backward's own-row operands in registers), "-" for others
+# at 128 the backward's own-row operands in registers: both with MFMA, one
+# without), "-" for others; $2: the target
 lds_of() {
+    case $2 in gfx90a | gfx94* | gfx950) own128=0 ;; *) own128=1 ;; esac
     set -- $(echo "$1" | sed -n 's/^\([a-z_0-9]*\)<[a-z0-9]*,\([0-9]*\),[a-z]*,[a-z]*,*[a-z]*,*\([0-9]*\)>$/\1 \2 \3/p')
     [ $# -ge 2 ] || { echo -; return; }
     te=$((64 * ($2 + 8) * 2))
     st=1; [ "$2" -le 64 ] && st=2
-    own=2; [ "$2" -eq 128 ] && own=0
+    own=2; [ "$2" -eq 128 ] && own=$own128
     case $1 in
     fwd_kernel) echo $(((1 + 2 * st) * te)) ;;
     dq_kernel) dst=$st; [ "$2" -eq 128 ] && dst=1; echo $(((own + 2 * dst) * te)) ;;
@@ -142,7 +144,7 @@ table() {
     while read -r kn ka kmm kvg kag klds kscr kss kvs kwv; do
         short=$(echo "$kn" | c++filt | sed -e 's/bsa_cuda:://g' -e 's/(bsa_cuda_params)//' \
             -e 's/__half/f16/; s/hip_bfloat16/bf16/' -e 's/, /,/g' -e 's/^void //')
-        dyn=$(lds_of "$short")
+        dyn=$(lds_of "$short" "$ka")
         [ "$dyn" = - ] || klds=$((klds + dyn))
         short=$(echo "$short" | sed -e 's/_kernel</</' -e 's/true/1/g; s/false/0/g')
         printf '    %-46s %-8s %4s %5s %5s %6s %7s %6s %6s %4s\n' "$short" "$ka" "$kmm" "$kvg" \
@@ -193,13 +195,14 @@ for a in $all_archs; do
             fi
         done
     done
-    # the rule: matrix instructions, no scratch, no VGPR or SGPR spills; on WMMA
-    # targets the backward above head dim 64 is a trap (never chosen)
+    # the rule: matrix instructions, no scratch, no VGPR or SGPR spills; on
+    # gfx11 the backward above head dim 64 is a trap (never chosen)
     checked=$(grep -E "$tk" "$rep" | while read -r name rest; do
-        if [ $kind = WMMA ] && echo "$name" | grep -qE "$bwd" &&
-            [ "$(echo "$name" | dim_of)" -gt 64 ]; then
-            continue
-        fi
+        case $a in gfx11*)
+            if echo "$name" | grep -qE "$bwd" && [ "$(echo "$name" | dim_of)" -gt 64 ]; then
+                continue
+            fi ;;
+        esac
         echo "$name $rest"
     done)
     nc=$(echo "$checked" | grep -c . || true)

@@ -161,13 +161,15 @@ static int pad(int d)
 /* The kernels' shared memory, written out from their own formulas
  * (tc_kernels.cuh, brow_kernels.cuh, chunk_kernels.cuh, hopper/,
  * volta_kernels.cuh) rather than read from the list's table. */
-static size_t smem_expected(bsa_gpu_kernel k, int dp, int is_amd)
+/* target: 0 NVIDIA, 1 AMD with MFMA, 2 AMD without */
+static size_t smem_expected(bsa_gpu_kernel k, int dp, int target)
 {
     const size_t te = (size_t)64 * (dp + 8) * 2; /* a padded 64-row tile, bytes */
     const size_t hw = (size_t)64 * dp * 2;       /* a Hopper 64-row tile */
-    const int st = is_amd ? (dp <= 64 ? 2 : 1) : (dp <= 128 ? 2 : 1);
-    /* AMD at 128: the backward's own-row tiles (Q, dO / K, V) in registers */
-    const size_t own = is_amd && dp == 128 ? 0 : 2;
+    const int st = target ? (dp <= 64 ? 2 : 1) : (dp <= 128 ? 2 : 1);
+    /* AMD at 128: the backward's own-row tiles (Q, dO / K, V) in registers;
+     * without MFMA only one of them (dO / V) */
+    const size_t own = target && dp == 128 ? (target == 2 ? 1 : 0) : 2;
     switch (k.family) {
     case BSA_FAM_TILE:
         if (k.pass == BSA_PASS_FWD)
@@ -232,10 +234,11 @@ static int promise(int card, bsa_dtype dt, int dim, int bwd)
     case GFX942:
     case GFX950: /* MFMA: forward and backward up to 128 (64 KB of LDS) */
         return dp <= 128 ? 2 : 0;
-    case GFX1100:
-    case GFX1201: /* WMMA (wave32): forward up to 128, backward up to 64 */
+    case GFX1100: /* WMMA (wave32): forward up to 128, backward up to 64 */
         return dp <= (bwd ? 64 : 128) ? 2 : 0;
-    default: /* gfx1030: the same tiles on FMA */
+    case GFX1201: /* RDNA4's WMMA: forward and backward up to 128 */
+        return dp <= 128 ? 2 : 0;
+    default: /* gfx1030: the same tiles on FMA, backward up to 64 */
         return dp <= (bwd ? 64 : 128) ? 1 : 0;
     }
 }
@@ -303,9 +306,13 @@ static void check_choice(int card, const bsa_gpu_problem *pb, int dim, const cha
         for (int i = 0; i < pp->n; i++) {
             if (pp->k[i].family == BSA_FAM_REF)
                 continue;
-            size_t need = smem_expected(pp->k[i], pb->dpad, pf->vendor == BSA_GPU_AMD);
+            const int target = pf->vendor != BSA_GPU_AMD                            ? 0
+                               : card == GFX90A || card == GFX942 || card == GFX950 ? 1
+                                                                                    : 2;
+            assert_int_equal(bsa_gpu_profile_target(pf), target);
+            size_t need = smem_expected(pp->k[i], pb->dpad, target);
             assert_int_equal(need,
-                             bsa_gpu_kernel_smem(pp->k[i], pb->dpad, pf->vendor == BSA_GPU_AMD));
+                             bsa_gpu_kernel_smem(pp->k[i], pb->dpad, bsa_gpu_profile_target(pf)));
             if (pp->k[i].family == BSA_FAM_VOLTA)
                 need += 256; /* its static arrays */
             if (need > (size_t)pf->smem_optin)
@@ -369,7 +376,7 @@ static void ampere_consumer_head_dim_128(void **state)
     bsa_layout_t lay = preset(BSA_PATTERN_ALL, 1024, 64, 2, 0, 0);
     bsa_gpu_layout_stats st = stats_of(lay);
     const bsa_gpu_kernel two = {BSA_FAM_TILE, BSA_PASS_DKDV, 64, 2};
-    assert_int_equal(bsa_gpu_kernel_smem(two, 128, 0), 105472);
+    assert_int_equal(bsa_gpu_kernel_smem(two, 128, BSA_GPU_TARGET_NVIDIA), 105472);
     const int cs[5] = {SM86, SM89, SM120, SM80, SM100};
     for (int c = 0; c < 5; c++)
         for (int ti = 0; ti < 2; ti++) {
@@ -656,9 +663,10 @@ static void operand_limits(void **state)
 }
 
 /* The AMD targets: the entry of each matrix-instruction family, the
- * backward at head dim 128 within 64 KB of LDS on MFMA (one query-side
- * stage, the own-row operands in registers) and on the reference kernels
- * for wave32 tiles; checks that name why they decline. */
+ * backward at head dim 128 within 64 KB of LDS (one query-side stage; on
+ * MFMA both own-row operands in registers, on RDNA4's WMMA one; gfx11 and
+ * the FMA tile on the reference kernels); checks that name why they
+ * decline. */
 static void amd_targets(void **state)
 {
     (void)state;
@@ -676,11 +684,14 @@ static void amd_targets(void **state)
         assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
         assert_int_equal(ch.bwd.k[0].stages, 1);
         /* K, V in registers: one Q and one dO stage, their lse and delta */
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, 1), 2 * 64 * 136 * 2 + 2 * 64 * 4);
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, 1), 2 * 64 * 136 * 2);
-        assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, 1) <= 65536);
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_MFMA),
+                         2 * 64 * 136 * 2 + 2 * 64 * 4);
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, BSA_GPU_TARGET_AMD_MFMA),
+                         2 * 64 * 136 * 2);
+        assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_MFMA) <= 65536);
         /* NVIDIA's sizes at 128 are unchanged (K, V and Q, dO in shared) */
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, 0), 4 * 64 * 136 * 2 + 2 * 64 * 4);
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_NVIDIA),
+                         4 * 64 * 136 * 2 + 2 * 64 * 4);
         /* forced onto another family's entry: declined, with the reason */
         assert_int_equal(bsa_gpu_select(&pb, &cards[cdna[i]], "hip-wmma", 0, &ch, NULL, 0),
                          BSA_ERROR_UNSUPPORTED);
@@ -697,8 +708,22 @@ static void amd_targets(void **state)
         pb = problem(&st, 1024, BSA_DTYPE_F16, 128, 2, 2, 0);
         assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], NULL, 0, &ch, ex, sizeof ex),
                          BSA_SUCCESS);
-        assert_string_equal(ch.name, "fwd hip-wmma, bwd hip-reference");
-        assert_non_null(strstr(ex, "wave32 tile backward takes head dims up to 64"));
+        if (rdna[i] == GFX1100) { /* gfx11: dQ at 128 spills; the reference backward */
+            assert_string_equal(ch.name, "fwd hip-wmma, bwd hip-reference");
+            assert_non_null(strstr(ex, "gfx11 WMMA tile backward takes head dims up to 64"));
+        } else {
+            assert_string_equal(ch.name, "hip-wmma");
+            assert_int_equal(ch.bwd.n, 2);
+            assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
+            assert_int_equal(ch.bwd.k[0].stages, 1);
+            /* V's rows in registers: K, one Q and one dO stage, their lse
+             * and delta; dQ: dO's rows in registers, Q, K, V */
+            assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER),
+                             3 * 64 * 136 * 2 + 2 * 64 * 4);
+            assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, BSA_GPU_TARGET_AMD_OTHER),
+                             3 * 64 * 136 * 2);
+            assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER) <= 65536);
+        }
         assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], "hip-mfma", 0, &ch, NULL, 0),
                          BSA_ERROR_UNSUPPORTED);
         assert_non_null(strstr(bsa_last_error(), "has WMMA"));
@@ -716,6 +741,11 @@ static void amd_targets(void **state)
                      BSA_SUCCESS);
     assert_string_equal(ch.name, "hip-tile-fma");
     assert_non_null(strstr(ex, "gfx1030 has no MFMA / WMMA"));
+    pb = problem(&st, 1024, BSA_DTYPE_F16, 128, 2, 2, 0);
+    assert_int_equal(bsa_gpu_select(&pb, &cards[GFX1030], NULL, 0, &ch, ex, sizeof ex),
+                     BSA_SUCCESS);
+    assert_string_equal(ch.name, "fwd hip-tile-fma, bwd hip-reference");
+    assert_non_null(strstr(ex, "FMA tile backward takes head dims up to 64"));
     bsa_layout_destroy(lay);
 }
 

@@ -162,11 +162,12 @@ bsa_status device_profile(int dev, bsa_gpu_profile *pf)
 
 /* The instances of a pass's kernels, their shared-memory limits set. */
 bsa_status resolve(const bsa_gpu_pass_plan &pp, const bsa_plan *plan, const bsa_cuda_layout *dl,
-                   int dpad, int feat, int wave, bsa_cuda_instance *out)
+                   int dpad, int feat, const bsa_gpu_profile &pf, bsa_cuda_instance *out)
 {
     for (int i = 0; i < pp.n; ++i) {
         out[i] = bsa_cuda_instance_of(pp.k[i], plan->shape.dtype, dpad, feat != 0,
-                                      dl->form[pp.gather].pred_tiles != 0, pp.gather != 0, wave);
+                                      dl->form[pp.gather].pred_tiles != 0, pp.gather != 0, pf.wave,
+                                      bsa_gpu_profile_target(&pf));
         if (!out[i].fn)
             return bsa_fail(BSA_ERROR_INTERNAL,
                             "%s backend: the implementation list chose kernel family %d pass %d "
@@ -211,9 +212,9 @@ bsa_status plan_init(bsa_plan_t plan)
     st = bsa_gpu_select(&pb, &pf, getenv("BSA_IMPL"), (plan->flags & BSA_PLAN_FORCE_REFERENCE) != 0,
                         &gp->choice, explain, explain_room);
     if (st == BSA_SUCCESS)
-        st = resolve(gp->choice.fwd, plan, dl, pb.dpad, gp->choice.feat, pf.wave, gp->fwd);
+        st = resolve(gp->choice.fwd, plan, dl, pb.dpad, gp->choice.feat, pf, gp->fwd);
     if (st == BSA_SUCCESS)
-        st = resolve(gp->choice.bwd, plan, dl, pb.dpad, gp->choice.feat, pf.wave, gp->bwd);
+        st = resolve(gp->choice.bwd, plan, dl, pb.dpad, gp->choice.feat, pf, gp->bwd);
     if (st == BSA_SUCCESS) {
         gp->delta = bsa_cuda_delta_instance(plan->shape.dtype, pb.v_dim, plan->shape.o_stride,
                                             (size_t)gp->choice.align);

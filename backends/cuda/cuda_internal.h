@@ -150,7 +150,7 @@ struct bsa_cuda_instance {
  * tiles.  Each family's table of instances (launch.cu, kernel_instances.h)
  * answers null for a combination it does not compile. */
 bsa_cuda_instance bsa_cuda_instance_of(bsa_gpu_kernel k, bsa_dtype dt, int dpad, bool feat,
-                                       bool pred, bool gather, int wave);
+                                       bool pred, bool gather, int wave, bsa_gpu_target target);
 /* Sets the instance's shared-memory limit (once, at plan creation,
  * outside any stream capture). */
 cudaError_t bsa_cuda_instance_setup(const bsa_cuda_instance &in);

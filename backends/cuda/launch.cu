@@ -55,7 +55,7 @@ unsigned threads_of(const bsa_gpu_kernel &k, int wave)
 } // namespace
 
 bsa_cuda_instance bsa_cuda_instance_of(bsa_gpu_kernel k, bsa_dtype dt, int dpad, bool feat,
-                                       bool pred, bool gather, int wave)
+                                       bool pred, bool gather, int wave, bsa_gpu_target target)
 {
     /* the key as the generated tables write it: 0 where the family has no
      * such template parameter */
@@ -85,18 +85,7 @@ bsa_cuda_instance bsa_cuda_instance_of(bsa_gpu_kernel k, bsa_dtype dt, int dpad,
     }
     if (k.family != BSA_FAM_TILE)
         key.stages = 0;
-    bsa_cuda_instance in = {
-        k,
-        nullptr,
-        threads_of(k, wave),
-        bsa_gpu_kernel_smem(k, dpad,
-#if defined(BSA_VENDOR_HIP)
-                            1
-#else
-                            0
-#endif
-                            )
-    };
+    bsa_cuda_instance in = {k, nullptr, threads_of(k, wave), bsa_gpu_kernel_smem(k, dpad, target)};
     if (k.family == BSA_FAM_REF)
         in.smem = 0;
     in.fn = find(base_tables, (int)(sizeof base_tables / sizeof base_tables[0]), key);
@@ -175,7 +164,7 @@ bsa_cuda_instance bsa_cuda_delta_instance(bsa_dtype dt, int dim_v, const int64_t
                      o_strides[1] % per == 0 && o_strides[2] % per == 0;
     const bsa_gpu_kernel k = {BSA_FAM_REF, (unsigned char)BSA_PASS_DELTA,
                               (unsigned char)(vec ? 8 : 32), 0};
-    return bsa_cuda_instance_of(k, dt, 0, false, false, false, 32);
+    return bsa_cuda_instance_of(k, dt, 0, false, false, false, 32, BSA_GPU_TARGET_NVIDIA);
 }
 
 cudaError_t bsa_cuda_delta_launch(const bsa_cuda_instance &in, const bsa_cuda_params &p,

@@ -130,13 +130,28 @@ constexpr int kFwdQRegsMax = tile::kQRegsMax;
 constexpr int kFwdQRegsMax = 128;
 #endif
 
-/* AMD targets without MFMA (RDNA: the WMMA and FMA tiles, wave32) take the
- * tile backward up to head dim 64 only (gpu/dispatch.c): at 128 a wave32
- * lane holds 128 fp32 dK/dV accumulators and 64 of S / dP, which leaves no
- * room for the register-held operands that 64 KB of LDS needs.  Their
- * instances at 128 exist (one instance table for every AMD target) but
- * trap: the list never launches them. */
-#if defined(BSA_VENDOR_HIP) && defined(__HIP_DEVICE_COMPILE__) && !BSA_HIP_MFMA
+/* AMD targets without MFMA (RDNA's WMMA tile, the FMA tile) at head dim
+ * 128: a lane holds twice a wave64 lane's accumulators (16 x 128 fp32 over
+ * 32 lanes: 64 each, S and dP 32 each; gfx11 replicates the A operands'
+ * rows over the half-waves, 64 VGPRs a 16 x 128 operand), so the backward
+ * keeps one of its two own operands in registers, not both, and the other
+ * in LDS: dQ holds dO's rows (Q, K, V in LDS: 51 KB); dK/dV holds V's rows
+ * (K, Q, dO in LDS) and walks the key tile's list twice, dV first, then
+ * dK, so that only one of the two accumulators is live: S = K Q^T is
+ * computed in both walks (5 products a tile pair instead of 4). */
+#if defined(BSA_VENDOR_HIP) && !BSA_HIP_MFMA
+template <int DP> constexpr bool kSplitBwd = DP == 128;
+#else
+template <int DP> constexpr bool kSplitBwd = false;
+#endif
+/* So far the list takes that backward on RDNA4 (gfx12) only: on gfx11,
+ * whose WMMA operands hold each row twice, dQ still spills (the 64 VGPRs
+ * of dO's rows on top of 64 accumulators and 64 of S and dP), and the FMA
+ * tile is not held to the no-scratch rule (gpu/dispatch.c).  Their
+ * backward instances above head dim 64 exist (one instance table for
+ * every AMD target) but trap: the list never launches them. */
+#if defined(BSA_VENDOR_HIP) && defined(__HIP_DEVICE_COMPILE__) && !BSA_HIP_MFMA &&                 \
+    BSA_HIP_WMMA != 12
 #define BSA_TC_AMD_BWD_GUARD(dp)                                                                   \
     if constexpr ((dp) > 64) {                                                                     \
         __builtin_trap();                                                                          \
@@ -633,24 +648,25 @@ __device__ __forceinline__ void dkdv_products(float *s, float *adk, float *adv, 
 
 /* The backward's own rows, rows [row0, row0 + 64) of its two A operands
  * (dQ: Q and dO; dK/dV: K and V, the latter with dim_v columns and grp's
- * gathered rows), into the shared tiles sa, sb.  With own_rows_in_regs
- * the warp's 16 rows of each go on to the fragments af, bf
- * (afrag<own_rows_in_regs ? DP : 16>), after which the tiles' space is
- * free for the next loads. */
-template <int DP, typename T, typename F>
+ * gathered rows), into the shared tiles sa, sb.  With AR (BR) the warp's
+ * 16 rows of a (b) go on to the fragments af (bf: afrag<BR ? DP : 16>),
+ * after which that tile's space is free for the next loads. */
+template <int DP, bool AR, bool BR, typename T, typename FA, typename FB>
 __device__ __forceinline__ void
-load_own_rows(F &af, F &bf, T *sa, const T *a, int64_t sta, T *sb, const T *b, int64_t stb,
+load_own_rows(FA &af, FB &bf, T *sa, const T *a, int64_t sta, T *sb, const T *b, int64_t stb,
               const bsa_cuda_params &p, int row0, int seq, const int32_t *grp, int warp, int lane)
 {
     load_tile<DP>(sa, a, sta, row0, seq, p.dim, p.stride_perm, grp, p.log2g);
     load_tile<DP>(sb, b, stb, row0, seq, p.dim_v, p.stride_perm, grp, p.log2g);
-    if constexpr (tc_cfg<DP>::own_rows_in_regs) {
+    if constexpr (AR || BR) {
         constexpr int sr = tc_cfg<DP>::srow;
         cp_async_commit();
         cp_async_wait<0>();
         __syncthreads();
-        load_a<DP>(af, sa + warp * 16 * sr, lane);
-        load_a<DP>(bf, sb + warp * 16 * sr, lane);
+        if constexpr (AR)
+            load_a<DP>(af, sa + warp * 16 * sr, lane);
+        if constexpr (BR)
+            load_a<DP>(bf, sb + warp * 16 * sr, lane);
         __syncthreads();
     }
 }
@@ -664,13 +680,15 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     const bsa_cuda_params &p = pk; /* the setup's; loops and epilogue: fresh_params */
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems, ST = cfg::dq_stages;
-    constexpr bool RR = cfg::own_rows_in_regs; /* Q, dO in registers */
+    /* Q's, dO's rows in registers (kSplitBwd: dO's only) */
+    constexpr bool QR = cfg::own_rows_in_regs && !kSplitBwd<DP>, OR = cfg::own_rows_in_regs;
     BSA_TC_AMD_BWD_GUARD(DP);
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sK = reinterpret_cast<T *>(smem_raw) + (RR ? 0 : 2 * te);
+    T *const s0 = reinterpret_cast<T *>(smem_raw);
+    T *sK = s0 + (QR ? 0 : te) + (OR ? 0 : te);
     T *sV = sK + ST * te;
-    T *sQ = RR ? sK : reinterpret_cast<T *>(smem_raw); /* RR: K/V stage 0 until loaded */
-    T *sO = RR ? sV : sQ + te;                         /* dO */
+    T *sQ = QR ? sK : s0;                  /* QR: K/V stage 0 until loaded */
+    T *sO = OR ? (QR ? sV : sK) : sQ + te; /* dO; OR: K's or V's stage 0 until loaded */
 
     const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
     q_job job;
@@ -684,9 +702,10 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     const T *dout = seg_base<const T>(p.dout, p.o_s, sv, h, false);
     T *dq = seg_base<T>(p.dq, p.q_s, sv, h, false);
 
-    afrag<RR ? DP : 16> qf, of; /* (RR: then sQ, sO are K/V's) */
-    load_own_rows<DP>(qf, of, sQ, q, p.q_s[2], sO, dout, p.o_s[2], p, row0, sv.len_q, nullptr, warp,
-                      lane);
+    afrag<QR ? DP : 16> qf; /* (QR, OR: then sQ, sO are K/V's) */
+    afrag<OR ? DP : 16> of;
+    load_own_rows<DP, QR, OR>(qf, of, sQ, q, p.q_s[2], sO, dout, p.o_s[2], p, row0, sv.len_q,
+                              nullptr, warp, lane);
     if (n > 0) {
         int kt = p.row_tent[beg].x;
         load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
@@ -733,7 +752,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         float s[elems<kTile>()], dp[elems<kTile>()];
         zero<elems<kTile>()>(s);
         zero<elems<kTile>()>(dp);
-        gemm_abt_own<DP, RR>(s, qf, sQ + warp * 16 * sr, ks, lane);
+        gemm_abt_own<DP, QR>(s, qf, sQ + warp * 16 * sr, ks, lane);
         if (e.y >= 0) {
             if constexpr (PRED)
                 apply_pred_tile(s, p.pred, row0, e.x * kTile, warp, lane);
@@ -743,7 +762,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         }
         if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
             apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
-        gemm_abt_own<DP, RR>(dp, of, sO + warp * 16 * sr, vs, lane);
+        gemm_abt_own<DP, OR>(dp, of, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
         for (int e = 0; e < elems<kTile>(); ++e) {
             float pr = prob(s[e], p.scale_log2, loff[slot(e)]);
@@ -767,7 +786,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         mul[r] = pe.scale;
-    /* (RR: sQ is K's first stage, free after the barrier above) */
+    /* (sQ: Q's tile or, with QR, K's first stage: free after the barrier above) */
     store_rows<DP>(acc, mul, sQ, dq, pe.q_s[2], row0, sv.len_q, pe.dim, pe.stride_perm, warp, lane);
 }
 
@@ -777,6 +796,11 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
  * gradients are summed in a fixed order without atomics.  The host never
  * sends gathered key tiles of per-head layouts here with group > 1: their
  * key tiles would differ between the heads of a group. */
+/* Which gradients a walk of dkdv_kernel's list accumulates. */
+template <bool DV, bool DK> struct walk_kind {
+    static constexpr bool dv = DV, dk = DK;
+};
+
 /* PRED: as dq_kernel's; ST: query-side stages (Q, dO, lse offsets,
  * deltas): the configuration's two, or one where a block's shared memory
  * does not hold two (head dim 128 on sm_86 / sm_89: 99 KB) */
@@ -786,14 +810,17 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
     const bsa_cuda_params &p = pk; /* the setup's; loops and epilogue: fresh_params */
     using cfg = tc_cfg<DP>;
     constexpr int sr = cfg::srow, te = cfg::tile_elems;
-    constexpr bool RR = cfg::own_rows_in_regs; /* K, V in registers */
+    /* K's, V's rows in registers; kSplitBwd: V's only, and two walks */
+    constexpr bool SP = kSplitBwd<DP>;
+    constexpr bool KR = cfg::own_rows_in_regs && !SP, VR = cfg::own_rows_in_regs;
     static_assert(ST == 1 || ST == 2, "one or two query-side stages");
     BSA_TC_AMD_BWD_GUARD(DP);
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    T *sQ = reinterpret_cast<T *>(smem_raw) + (RR ? 0 : 2 * te); /* ST stages */
-    T *sO = sQ + ST * te;                                        /* dO, ST stages */
-    T *sK = RR ? sQ : reinterpret_cast<T *>(smem_raw);           /* RR: Q/dO stage 0 until loaded */
-    T *sV = RR ? sO : sK + te;
+    T *const s0 = reinterpret_cast<T *>(smem_raw);
+    T *sQ = s0 + (KR ? 0 : te) + (VR ? 0 : te);          /* ST stages */
+    T *sO = sQ + ST * te;                                /* dO, ST stages */
+    T *sK = KR ? sQ : s0;                                /* KR: Q/dO stage 0 until loaded */
+    T *sV = VR ? (KR ? sO : sQ) : sK + te;               /* VR: Q's or dO's stage 0 until loaded */
     float *sL = reinterpret_cast<float *>(sO + ST * te); /* [ST][64] lse_offset */
     float *sD = sL + ST * kTile;                         /* [ST][64] delta */
 
@@ -851,74 +878,107 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
         }
     };
 
-    int gi = 0, j = 0, j_end = 0;
-    head_range(p, 0, j, j_end);
-    settle(p, gi, j, j_end);
-    bool have = gi < G;
-    afrag<RR ? DP : 16> kf, vf; /* (RR: then sK, sV are Q/dO's) */
-    load_own_rows<DP>(kf, vf, sK, k, p.k_s[2], sV, v, p.v_s[2], p, row0, sv.len_k, kgrp, warp,
-                      lane);
-    if (have)
-        load_q_side(fresh_params(pk), 0, gi, p.col_tent[j].x);
-    cp_async_commit();
-
+    afrag<KR ? DP : 16> kf; /* (KR, VR: then sK, sV are Q/dO's) */
+    afrag<VR ? DP : 16> vf;
     float adk[elems<DP>()], adv[elems<DP>()];
-    zero<elems<DP>()>(adk);
-    zero<elems<DP>()>(adv);
+    /* one walk of the list computing both gradients, or (SP) one for dV
+     * and then one for dK: each walk its own code (a loop over the two
+     * was left rolled on gfx11 / gfx12, both accumulators live in it) */
+    auto walk_list = [&](auto kind) {
+        constexpr bool with_dv = decltype(kind)::dv, with_dk = decltype(kind)::dk;
+        constexpr int walk = with_dv ? 0 : 1;
+        const bsa_cuda_params &pw = walk == 0 ? p : fresh_params(pk);
+        int gi = 0, j = 0, j_end = 0;
+        head_range(pw, 0, j, j_end);
+        settle(pw, gi, j, j_end);
+        bool have = gi < G;
+        if (walk == 0)
+            load_own_rows<DP, KR, VR>(kf, vf, sK, k, p.k_s[2], sV, v, p.v_s[2], p, row0, sv.len_k,
+                                      kgrp, warp, lane);
+        if (have)
+            load_q_side(fresh_params(pk), 0, gi, pw.col_tent[j].x);
+        cp_async_commit();
 
-    for (int it = 0; have; ++it) {
-        const bsa_cuda_params &p = fresh_params(pk);
-        const int2 e = p.col_tent[j];
-        int ngi = gi, nj = j + 1, nj_end = j_end;
-        settle(p, ngi, nj, nj_end);
-        const bool more = ngi < G;
-        if (ST == 2 && more) {
-            load_q_side(p, (it + 1) % ST, ngi, p.col_tent[nj].x);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        const int st = it % ST;
-        const T *qs = sQ + st * te, *os = sO + st * te;
-        const float *ls = sL + st * kTile, *ds = sD + st * kTile;
+        if constexpr (with_dv)
+            zero<elems<DP>()>(adv);
+        if constexpr (with_dk)
+            zero<elems<DP>()>(adk);
 
-        /* S^T (keys x queries) = K Q^T */
-        float s[elems<kTile>()], dp[elems<kTile>()];
-        zero<elems<kTile>()>(s);
-        zero<elems<kTile>()>(dp);
-        gemm_abt_own<DP, RR>(s, kf, sK + warp * 16 * sr, qs, lane);
-        if (e.y >= 0) {
-            if constexpr (PRED)
-                apply_pred_tile<true>(s, p.pred, row0, e.x * kTile, warp, lane);
-            else
-                apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
-                                 lane, kgrp);
+        for (int it = 0; have; ++it) {
+            const bsa_cuda_params &p = fresh_params(pk);
+            const int2 e = p.col_tent[j];
+            int ngi = gi, nj = j + 1, nj_end = j_end;
+            settle(p, ngi, nj, nj_end);
+            const bool more = ngi < G;
+            if (ST == 2 && more) {
+                load_q_side(p, (it + 1) % ST, ngi, p.col_tent[nj].x);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            const int st = it % ST;
+            const T *qs = sQ + st * te, *os = sO + st * te;
+            const float *ls = sL + st * kTile, *ds = sD + st * kTile;
+
+            /* S^T (keys x queries) = K Q^T */
+            float s[elems<kTile>()], dp[elems<kTile>()];
+            zero<elems<kTile>()>(s);
+            zero<elems<kTile>()>(dp);
+            gemm_abt_own<DP, KR>(s, kf, sK + warp * 16 * sr, qs, lane);
+            if (e.y >= 0) {
+                if constexpr (PRED)
+                    apply_pred_tile<true>(s, p.pred, row0, e.x * kTile, warp, lane);
+                else
+                    apply_mask<true>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile,
+                                     warp, lane, kgrp);
+            }
+            if (cut)
+                apply_key_cut<true>(s, p, sv, kgrp, kt, warp, lane);
+#pragma unroll
+            for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
+                s[e] = prob(s[e], p.scale_log2, ls[col(lane, e)]);
+            if constexpr (with_dv)
+                gemm_pb<DP>(adv, s, os, lane); /* dV += P^T dO */
+            if constexpr (with_dk) {
+                gemm_abt_own<DP, VR>(dp, vf, sV + warp * 16 * sr, os, lane); /* dP^T = V dO^T */
+#pragma unroll
+                for (int e = 0; e < elems<kTile>(); ++e)
+                    s[e] = s[e] * (dp[e] - ds[col(lane, e)]);
+                gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
+            }
+            __syncthreads();
+            if (ST == 1 && more) {
+                load_q_side(p, 0, ngi, p.col_tent[nj].x);
+                cp_async_commit();
+            }
+            gi = ngi;
+            j = nj;
+            j_end = nj_end;
+            have = more;
         }
-        if (cut)
-            apply_key_cut<true>(s, p, sv, kgrp, kt, warp, lane);
-#pragma unroll
-        for (int e = 0; e < elems<kTile>(); ++e) /* columns are queries here */
-            s[e] = prob(s[e], p.scale_log2, ls[col(lane, e)]);
-        gemm_pb<DP>(adv, s, os, lane);                               /* dV += P^T dO */
-        gemm_abt_own<DP, RR>(dp, vf, sV + warp * 16 * sr, os, lane); /* dP^T = V dO^T */
-#pragma unroll
-        for (int e = 0; e < elems<kTile>(); ++e)
-            s[e] = s[e] * (dp[e] - ds[col(lane, e)]);
-        gemm_pb<DP>(adk, s, qs, lane); /* dK += dS^T Q */
+        cp_async_wait<0>();
         __syncthreads();
-        if (ST == 1 && more) {
-            load_q_side(p, 0, ngi, p.col_tent[nj].x);
-            cp_async_commit();
+        if constexpr (SP && walk == 0) {
+            /* dV out through Q's stage (free after the barrier above),
+             * which the next walk's loads may take only after it */
+            const bsa_cuda_params &pe = fresh_params(pk);
+            float one[kRows];
+#pragma unroll
+            for (int r = 0; r < kRows; ++r)
+                one[r] = 1.f;
+            store_rows<DP>(adv, one, sQ, seg_base<T>(pe.dv, pe.v_s, sv, kvh, true), pe.v_s[2], row0,
+                           sv.len_k, pe.dim_v, pe.stride_perm, warp, lane, kgrp, pe.log2g);
+            __syncthreads();
         }
-        gi = ngi;
-        j = nj;
-        j_end = nj_end;
-        have = more;
+    };
+    if constexpr (SP) {
+        walk_list(walk_kind<true, false>{});
+        walk_list(walk_kind<false, true>{});
+    } else {
+        walk_list(walk_kind<true, true>{});
     }
-    cp_async_wait<0>();
-    __syncthreads();
     const bsa_cuda_params &pe = fresh_params(pk);
     T *dk = seg_base<T>(pe.dk, pe.k_s, sv, kvh, true);
     T *dv = seg_base<T>(pe.dv, pe.v_s, sv, kvh, true);
@@ -926,9 +986,11 @@ __global__ void BSA_TC_BOUNDS(DP <= 64 ? 3 : 1) dkdv_kernel(const bsa_cuda_param
 #pragma unroll
     for (int r = 0; r < kRows; ++r)
         one[r] = 1.f, sc[r] = pe.scale;
-    /* (RR: sK, sV are the first Q / dO stage, free after the barrier above) */
-    store_rows<DP>(adv, one, sV, dv, pe.v_s[2], row0, sv.len_k, pe.dim_v, pe.stride_perm, warp,
-                   lane, kgrp, pe.log2g);
+    /* (sK, sV: K's and V's tiles or, with KR / VR, the first Q / dO stage:
+     * free after the barrier above) */
+    if constexpr (!SP)
+        store_rows<DP>(adv, one, sV, dv, pe.v_s[2], row0, sv.len_k, pe.dim_v, pe.stride_perm, warp,
+                       lane, kgrp, pe.log2g);
     store_rows<DP>(adk, sc, sK, dk, pe.k_s[2], row0, sv.len_k, pe.dim, pe.stride_perm, warp, lane,
                    kgrp, pe.log2g);
 }
@@ -940,20 +1002,26 @@ template <int DP> constexpr size_t tc_smem_fwd_bytes(int rows)
     return rows == 128 ? (size_t)6 * tc_cfg<DP>::tile_elems * 2 /* Q 128 rows + 2 stages of K, V */
                        : (size_t)(1 + 2 * tc_cfg<DP>::stages) * tc_cfg<DP>::tile_elems * 2;
 }
+/* the backward's own-row tiles in shared memory: two, none where both
+ * operands' rows are in registers, one with kSplitBwd */
+template <int DP> constexpr int tc_own_tiles()
+{
+    return !tc_cfg<DP>::own_rows_in_regs ? 2 : kSplitBwd<DP> ? 1 : 0;
+}
 template <int DP> constexpr size_t tc_smem_dq_bytes()
 {
-    return (size_t)((tc_cfg<DP>::own_rows_in_regs ? 0 : 2) + 2 * tc_cfg<DP>::dq_stages) *
-           tc_cfg<DP>::tile_elems * 2;
+    return (size_t)(tc_own_tiles<DP>() + 2 * tc_cfg<DP>::dq_stages) * tc_cfg<DP>::tile_elems * 2;
 }
 template <int DP, int ST> constexpr size_t tc_smem_dkdv_bytes()
 {
-    return (size_t)((tc_cfg<DP>::own_rows_in_regs ? 0 : 2) + 2 * ST) * tc_cfg<DP>::tile_elems * 2 +
+    return (size_t)(tc_own_tiles<DP>() + 2 * ST) * tc_cfg<DP>::tile_elems * 2 +
            (size_t)2 * ST * kTile * sizeof(float);
 }
+/* the shared-memory table's target (gpu/kernel_smem.h, bsa_gpu_target) */
 #if defined(BSA_VENDOR_HIP)
-#define BSA_TC_AMD 1
+#define BSA_TC_AMD (BSA_HIP_MFMA ? BSA_GPU_TARGET_AMD_MFMA : BSA_GPU_TARGET_AMD_OTHER)
 #else
-#define BSA_TC_AMD 0
+#define BSA_TC_AMD BSA_GPU_TARGET_NVIDIA
 #endif
 #define BSA_TC_SMEM_CHECK(dp)                                                                      \
     static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_AMD), "smem table");   \

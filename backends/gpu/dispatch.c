@@ -59,6 +59,20 @@ static int amd(const bsa_gpu_profile *pf)
     return pf->vendor == BSA_GPU_AMD;
 }
 
+/* RDNA4 (gfx120x), whose WMMA operands split K over the half-waves */
+static int wmma_gfx12(const char *arch)
+{
+    return bsa_gpu_arch_matrix(arch) == BSA_GPU_MATRIX_WMMA && !strncmp(arch, "gfx12", 5);
+}
+
+bsa_gpu_target bsa_gpu_profile_target(const bsa_gpu_profile *pf)
+{
+    if (!amd(pf))
+        return BSA_GPU_TARGET_NVIDIA;
+    return bsa_gpu_arch_matrix(pf->arch) == BSA_GPU_MATRIX_MFMA ? BSA_GPU_TARGET_AMD_MFMA
+                                                                : BSA_GPU_TARGET_AMD_OTHER;
+}
+
 static int has_features(const bsa_gpu_problem *pb)
 {
     return pb->varlen || pb->key_lengths || pb->kv_heads != pb->heads;
@@ -108,7 +122,7 @@ static const char *fits(const bsa_gpu_pass_plan *pp, const bsa_gpu_problem *pb,
                         const bsa_gpu_profile *pf, char *why, size_t n)
 {
     for (int i = 0; i < pp->n; i++) {
-        size_t need = bsa_gpu_kernel_smem(pp->k[i], pb->dpad, amd(pf));
+        size_t need = bsa_gpu_kernel_smem(pp->k[i], pb->dpad, bsa_gpu_profile_target(pf));
         /* the Volta kernels' own static arrays come on top */
         if (need && pp->k[i].family == BSA_FAM_VOLTA)
             need += 256;
@@ -330,15 +344,19 @@ static const char *tiles(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, i
         if (pf->wave != 32 && pf->wave != 64)
             return say(why, n, "the device's wave width %d is neither 32 nor 64", pf->wave);
         /* the instances compiled for AMD (gen_instances.py): up to head dim
-         * 128 in 64 KB of LDS, the backward at 128 with its own-row operands
-         * in registers; a wave32 lane has no room for them (tc_kernels.cuh) */
-        const int mfma = bsa_gpu_arch_matrix(pf->arch) == BSA_GPU_MATRIX_MFMA;
+         * 128 in 64 KB of LDS, the backward at 128 with own-row operands in
+         * registers (tc_kernels.cuh, kSplitBwd where there is no MFMA): on
+         * MFMA and on RDNA4's WMMA; on gfx11 its dQ spills */
+        const bsa_gpu_matrix mx = bsa_gpu_arch_matrix(pf->arch);
         if (pb->dpad > 128)
             return bwd ? "the tile backward takes head dims up to 128 on AMD"
                        : "the tile forward's tiles fill 64 KB of LDS above head dim 128";
-        if (bwd && !mfma && pb->dpad > 64)
-            return "the wave32 tile backward takes head dims up to 64 (at 128 a lane's dK / dV "
-                   "accumulators leave no registers for the operands 64 KB of LDS cannot hold)";
+        if (bwd && pb->dpad > 64 && mx != BSA_GPU_MATRIX_MFMA && !wmma_gfx12(pf->arch))
+            return mx == BSA_GPU_MATRIX_WMMA
+                       ? "the gfx11 WMMA tile backward takes head dims up to 64 (at 128 its dQ "
+                         "spills: dO's rows, held twice in gfx11's operand layout, do not fit "
+                         "beside the accumulators)"
+                       : "the FMA tile backward takes head dims up to 64";
     }
     if ((r = key_tiles(pb, bwd, forced, gather)))
         return r;
@@ -479,7 +497,7 @@ int bsa_gpu_entry_tensor_core(int i)
 
 /* ------------------------------------------------------------ sizes */
 
-size_t bsa_gpu_kernel_smem(bsa_gpu_kernel k, int dp, int is_amd)
+size_t bsa_gpu_kernel_smem(bsa_gpu_kernel k, int dp, bsa_gpu_target t)
 {
     if (dp != 32 && dp != 64 && dp != 128 && dp != 256)
         return 0;
@@ -488,12 +506,11 @@ size_t bsa_gpu_kernel_smem(bsa_gpu_kernel k, int dp, int is_amd)
         switch ((bsa_gpu_pass)k.pass) {
         case BSA_PASS_FWD:
             return k.rows == 128 ? (dp <= 128 ? BSA_SMEM_TILE_FWD128(dp) : 0)
-                                 : BSA_SMEM_TILE_FWD(dp, is_amd);
+                                 : BSA_SMEM_TILE_FWD(dp, t);
         case BSA_PASS_DQ:
-            return BSA_SMEM_TILE_DQ(dp, is_amd);
+            return BSA_SMEM_TILE_DQ(dp, t);
         case BSA_PASS_DKDV:
-            return BSA_SMEM_TILE_DKDV(dp, k.stages ? k.stages : BSA_SMEM_TILE_STAGES(dp, is_amd),
-                                      is_amd);
+            return BSA_SMEM_TILE_DKDV(dp, k.stages ? k.stages : BSA_SMEM_TILE_STAGES(dp, t), t);
         default:
             return 0;
         }

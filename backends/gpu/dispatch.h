@@ -111,6 +111,8 @@ typedef enum bsa_gpu_matrix {
     BSA_GPU_MATRIX_WMMA      /* RDNA3 / 3.5 / 4: gfx110x, gfx115x, gfx120x (wave32) */
 } bsa_gpu_matrix;
 bsa_gpu_matrix bsa_gpu_arch_matrix(const char *arch);
+/* The target the device's kernels are sized for (kernel_smem.h). */
+bsa_gpu_target bsa_gpu_profile_target(const bsa_gpu_profile *pf);
 
 /* Fills the problem's plan part from a validated shape and plan flags. */
 void bsa_gpu_problem_init(bsa_gpu_problem *pb, const bsa_shape *s, unsigned flags,

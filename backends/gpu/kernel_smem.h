@@ -41,7 +41,18 @@ typedef struct bsa_gpu_kernel {
     unsigned char stages; /* query-side pipeline stages of the tile dK/dV: 2, or 1 (small smem) */
 } bsa_gpu_kernel;
 
-/* ---- the sizes (bytes), by family; dp = padded head dim ---- */
+/* The target a kernel's size is for: its code differs between them (the
+ * AMD kernels are compiled as HIP; on AMD targets without MFMA the tile
+ * backward at head dim 128 keeps one own operand in registers, not two:
+ * tc_kernels.cuh, kSplitBwd). */
+typedef enum bsa_gpu_target {
+    BSA_GPU_TARGET_NVIDIA = 0,
+    BSA_GPU_TARGET_AMD_MFMA,  /* CDNA: gfx90a, gfx94x, gfx950 */
+    BSA_GPU_TARGET_AMD_OTHER, /* RDNA's WMMA tile, the FMA tile */
+} bsa_gpu_target;
+
+/* ---- the sizes (bytes), by family; dp = padded head dim; amd: a
+ * bsa_gpu_target, nonzero for AMD ---- */
 
 /* Tile family: rows of dp + 8 elements (padding against bank conflicts). */
 #define BSA_SMEM_TILE_ELEMS(dp) (64 * ((dp) + 8))
@@ -52,8 +63,10 @@ typedef struct bsa_gpu_kernel {
 #define BSA_SMEM_TILE_DQ_STAGES(dp, amd) ((dp) == 128 ? 1 : BSA_SMEM_TILE_STAGES(dp, amd))
 /* AMD at head dim 128: the backward's own-row operands (dQ: Q, dO; dK/dV:
  * K, V) live in registers, their two tiles not in LDS (tc_cfg::
- * own_rows_in_regs): 2 tiles fewer, so that dQ and dK/dV fit 64 KB */
-#define BSA_SMEM_TILE_OWN_TILES(dp, amd) (((amd) && (dp) == 128) ? 0 : 2)
+ * own_rows_in_regs): 2 tiles fewer, so that dQ and dK/dV fit 64 KB; without
+ * MFMA only dO's (dQ) and V's (dK/dV) rows: 1 tile fewer */
+#define BSA_SMEM_TILE_OWN_TILES(dp, amd)                                                           \
+    (((amd) && (dp) == 128) ? ((amd) == BSA_GPU_TARGET_AMD_OTHER ? 1 : 0) : 2)
 #define BSA_SMEM_TILE_FWD(dp, amd)                                                                 \
     ((size_t)(1 + 2 * BSA_SMEM_TILE_STAGES(dp, amd)) * BSA_SMEM_TILE_ELEMS(dp) * 2)
 #define BSA_SMEM_TILE_FWD128(dp) ((size_t)6 * BSA_SMEM_TILE_ELEMS(dp) * 2)
@@ -97,10 +110,10 @@ typedef struct bsa_gpu_kernel {
     ((size_t)4 * BSA_SMEM_VOLTA_TILE(dp) + 4 * (16 * 64 * 6) + 2 * 64 * 4)
 
 /* Bytes of dynamic shared memory kernel k asks for at padded head dim dp
- * (amd: compiled as HIP); 0 for a kernel that does not exist, 1 for the
- * reference kernels (none).  The Volta kernels use 256 bytes of static
- * shared memory on top. */
-size_t bsa_gpu_kernel_smem(bsa_gpu_kernel k, int dp, int amd);
+ * on target t; 0 for a kernel that does not exist, 1 for the reference
+ * kernels (none).  The Volta kernels use 256 bytes of static shared memory
+ * on top. */
+size_t bsa_gpu_kernel_smem(bsa_gpu_kernel k, int dp, bsa_gpu_target t);
 
 #ifdef __cplusplus
 }
