@@ -16,9 +16,7 @@
 # dq_kernel, dkdv_kernel), forward and backward at head dims 64 and 128 at
 # least,
 #   - on CDNA (gfx90a, gfx94x, gfx950) contains v_mfma instructions,
-#   - on RDNA3 / RDNA4 (gfx11xx, gfx12xx) contains v_wmma instructions
-#     (on gfx11 the backward above head dim 64 excepted: its dQ spills
-#     there, the list never runs it, its instances are traps; tc_kernels.cuh),
+#   - on RDNA3 / RDNA4 (gfx11xx, gfx12xx) contains v_wmma instructions,
 #   - has zero scratch (.private_segment_fixed_size), zero spilled VGPRs
 #     and zero spilled SGPRs (spills to VGPR lanes: v_writelane /
 #     v_readlane around the uses).
@@ -155,9 +153,6 @@ table() {
 # the tensor-core kernels shared with CUDA (tc_kernels.cuh: forward,
 # 128-row forward, dQ, dK/dV, whatever their template parameters)
 tk='^_ZN8bsa_cuda([0-9]+fwd_kernel|[0-9]+fwd2_kernel|9dq_kernel|11dkdv_kernel)I'
-bwd='^_ZN8bsa_cuda(9dq_kernel|11dkdv_kernel)I'
-# the padded head dim of a tile kernel: its first integer template argument
-dim_of() { sed -n 's/^[^ ]*I[0-9]*[a-z_0-9]*Li\([0-9]*\)E.*/\1/p'; }
 
 fail=0
 # shellcheck disable=SC2086
@@ -195,16 +190,8 @@ for a in $all_archs; do
             fi
         done
     done
-    # the rule: matrix instructions, no scratch, no VGPR or SGPR spills; on
-    # gfx11 the backward above head dim 64 is a trap (never chosen)
-    checked=$(grep -E "$tk" "$rep" | while read -r name rest; do
-        case $a in gfx11*)
-            if echo "$name" | grep -qE "$bwd" && [ "$(echo "$name" | dim_of)" -gt 64 ]; then
-                continue
-            fi ;;
-        esac
-        echo "$name $rest"
-    done)
+    # the rule: matrix instructions, no scratch, no VGPR or SGPR spills
+    checked=$(grep -E "$tk" "$rep")
     nc=$(echo "$checked" | grep -c . || true)
     nomm=$(echo "$checked" | awk '$3 == 0' || true)
     spill=$(echo "$checked" | awk '$7 != 0 || $8 != 0 || $9 != 0' || true)

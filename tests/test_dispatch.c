@@ -234,9 +234,8 @@ static int promise(int card, bsa_dtype dt, int dim, int bwd)
     case GFX942:
     case GFX950: /* MFMA: forward and backward up to 128 (64 KB of LDS) */
         return dp <= 128 ? 2 : 0;
-    case GFX1100: /* WMMA (wave32): forward up to 128, backward up to 64 */
-        return dp <= (bwd ? 64 : 128) ? 2 : 0;
-    case GFX1201: /* RDNA4's WMMA: forward and backward up to 128 */
+    case GFX1100:
+    case GFX1201: /* WMMA (wave32): forward and backward up to 128 */
         return dp <= 128 ? 2 : 0;
     default: /* gfx1030: the same tiles on FMA, backward up to 64 */
         return dp <= (bwd ? 64 : 128) ? 1 : 0;
@@ -664,9 +663,8 @@ static void operand_limits(void **state)
 
 /* The AMD targets: the entry of each matrix-instruction family, the
  * backward at head dim 128 within 64 KB of LDS (one query-side stage; on
- * MFMA both own-row operands in registers, on RDNA4's WMMA one; gfx11 and
- * the FMA tile on the reference kernels); checks that name why they
- * decline. */
+ * MFMA both own-row operands in registers, on WMMA one; the FMA tile on
+ * the reference kernels); checks that name why they decline. */
 static void amd_targets(void **state)
 {
     (void)state;
@@ -708,22 +706,17 @@ static void amd_targets(void **state)
         pb = problem(&st, 1024, BSA_DTYPE_F16, 128, 2, 2, 0);
         assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], NULL, 0, &ch, ex, sizeof ex),
                          BSA_SUCCESS);
-        if (rdna[i] == GFX1100) { /* gfx11: dQ at 128 spills; the reference backward */
-            assert_string_equal(ch.name, "fwd hip-wmma, bwd hip-reference");
-            assert_non_null(strstr(ex, "gfx11 WMMA tile backward takes head dims up to 64"));
-        } else {
-            assert_string_equal(ch.name, "hip-wmma");
-            assert_int_equal(ch.bwd.n, 2);
-            assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
-            assert_int_equal(ch.bwd.k[0].stages, 1);
-            /* V's rows in registers: K, one Q and one dO stage, their lse
-             * and delta; dQ: dO's rows in registers, Q, K, V */
-            assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER),
-                             3 * 64 * 136 * 2 + 2 * 64 * 4);
-            assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, BSA_GPU_TARGET_AMD_OTHER),
-                             3 * 64 * 136 * 2);
-            assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER) <= 65536);
-        }
+        assert_string_equal(ch.name, "hip-wmma");
+        assert_int_equal(ch.bwd.n, 2);
+        assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
+        assert_int_equal(ch.bwd.k[0].stages, 1);
+        /* V's rows in registers: K, one Q and one dO stage, their lse and
+         * delta; dQ: dO's rows in registers, Q, K, V */
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER),
+                         3 * 64 * 136 * 2 + 2 * 64 * 4);
+        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, BSA_GPU_TARGET_AMD_OTHER),
+                         3 * 64 * 136 * 2);
+        assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER) <= 65536);
         assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], "hip-mfma", 0, &ch, NULL, 0),
                          BSA_ERROR_UNSUPPORTED);
         assert_non_null(strstr(bsa_last_error(), "has WMMA"));

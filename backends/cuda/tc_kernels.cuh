@@ -26,6 +26,8 @@
 
 #include "../gpu/kernel_smem.h"
 
+#include <type_traits>
+
 namespace bsa_cuda
 {
 
@@ -144,14 +146,19 @@ template <int DP> constexpr bool kSplitBwd = DP == 128;
 #else
 template <int DP> constexpr bool kSplitBwd = false;
 #endif
-/* So far the list takes that backward on RDNA4 (gfx12) only: on gfx11,
- * whose WMMA operands hold each row twice, dQ still spills (the 64 VGPRs
- * of dO's rows on top of 64 accumulators and 64 of S and dP), and the FMA
- * tile is not held to the no-scratch rule (gpu/dispatch.c).  Their
- * backward instances above head dim 64 exist (one instance table for
- * every AMD target) but trap: the list never launches them. */
-#if defined(BSA_VENDOR_HIP) && defined(__HIP_DEVICE_COMPILE__) && !BSA_HIP_MFMA &&                 \
-    BSA_HIP_WMMA != 12
+/* On gfx11, whose WMMA operands hold each row in both half-waves, dO's
+ * rows take 64 VGPRs a lane: dQ at 128 walks its row list twice, each walk
+ * computing half of dQ's columns (32 accumulators; S and dP in both). */
+#if defined(BSA_VENDOR_HIP) && BSA_HIP_WMMA == 11
+template <int DP> constexpr int kDqParts = DP == 128 ? 2 : 1;
+#else
+template <int DP> constexpr int kDqParts = 1;
+#endif
+/* The FMA tile (no MFMA or WMMA) is not held to the no-scratch rule and
+ * the list gives it the backward up to head dim 64 (gpu/dispatch.c): its
+ * instances above exist (one instance table for every AMD target) but
+ * trap. */
+#if defined(BSA_VENDOR_HIP) && defined(__HIP_DEVICE_COMPILE__) && !BSA_HIP_MFMA && !BSA_HIP_WMMA
 #define BSA_TC_AMD_BWD_GUARD(dp)                                                                   \
     if constexpr ((dp) > 64) {                                                                     \
         __builtin_trap();                                                                          \
@@ -683,6 +690,8 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
     /* Q's, dO's rows in registers (kSplitBwd: dO's only) */
     constexpr bool QR = cfg::own_rows_in_regs && !kSplitBwd<DP>, OR = cfg::own_rows_in_regs;
     BSA_TC_AMD_BWD_GUARD(DP);
+    constexpr int DC = DP / kDqParts<DP>; /* dQ's columns a walk computes */
+    static_assert(kDqParts<DP> == 1 || kDqParts<DP> == 2, "dQ in one or two walks");
     extern __shared__ __align__(16) unsigned char smem_raw[];
     T *const s0 = reinterpret_cast<T *>(smem_raw);
     T *sK = s0 + (QR ? 0 : te) + (OR ? 0 : te);
@@ -728,66 +737,89 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
         }
     }
 
-    float acc[elems<DP>()];
-    zero<elems<DP>()>(acc);
-
-    for (int it = 0; it < n; ++it) {
-        const bsa_cuda_params &p = fresh_params(pk);
-        const int2 e = p.row_tent[beg + it];
-        if (ST == 2 && it + 1 < n) {
-            int kt = p.row_tent[beg + it + 1].x;
-            int s1 = (it + 1) % ST;
-            load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
-            load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
-            cp_async_commit();
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-        const T *ks = sK + (it % ST) * te, *vs = sV + (it % ST) * te;
-
-        float s[elems<kTile>()], dp[elems<kTile>()];
-        zero<elems<kTile>()>(s);
-        zero<elems<kTile>()>(dp);
-        gemm_abt_own<DP, QR>(s, qf, sQ + warp * 16 * sr, ks, lane);
-        if (e.y >= 0) {
-            if constexpr (PRED)
-                apply_pred_tile(s, p.pred, row0, e.x * kTile, warp, lane);
-            else
-                apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile, warp,
-                                  lane, key_group(p, lh, e.x));
-        }
-        if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
-            apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
-        gemm_abt_own<DP, OR>(dp, of, sO + warp * 16 * sr, vs, lane);
-#pragma unroll
-        for (int e = 0; e < elems<kTile>(); ++e) {
-            float pr = prob(s[e], p.scale_log2, loff[slot(e)]);
-            s[e] = pr * (dp[e] - dl[slot(e)]);
-        }
-        gemm_pb<DP>(acc, s, ks, lane);
-        __syncthreads();
-        if (ST == 1 && it + 1 < n) {
-            int kt = p.row_tent[beg + it + 1].x;
-            load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
-            load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
-                          key_group(p, lh, kt), p.log2g);
+    /* dQ's columns [c0, c0 + DC) in one walk of the row list: all of them,
+     * or (kDqParts) half of them a walk */
+    auto walk_rows = [&](auto part) {
+        constexpr int c0 = decltype(part)::value * DC;
+        if constexpr (c0 > 0) { /* the first K/V tile again (the first walk's: above) */
+            if (n > 0) {
+                const bsa_cuda_params &p = fresh_params(pk);
+                int kt = p.row_tent[beg].x;
+                load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                              key_group(p, lh, kt), p.log2g);
+                load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                              key_group(p, lh, kt), p.log2g);
+            }
             cp_async_commit();
         }
-    }
-    cp_async_wait<0>();
-    __syncthreads();
-    const bsa_cuda_params &pe = fresh_params(pk);
-    float mul[kRows];
+        float acc[elems<DC>()];
+        zero<elems<DC>()>(acc);
+
+        for (int it = 0; it < n; ++it) {
+            const bsa_cuda_params &p = fresh_params(pk);
+            const int2 e = p.row_tent[beg + it];
+            if (ST == 2 && it + 1 < n) {
+                int kt = p.row_tent[beg + it + 1].x;
+                int s1 = (it + 1) % ST;
+                load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                              key_group(p, lh, kt), p.log2g);
+                load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v,
+                              p.stride_perm, key_group(p, lh, kt), p.log2g);
+                cp_async_commit();
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            const T *ks = sK + (it % ST) * te, *vs = sV + (it % ST) * te;
+
+            float s[elems<kTile>()], dp[elems<kTile>()];
+            zero<elems<kTile>()>(s);
+            zero<elems<kTile>()>(dp);
+            gemm_abt_own<DP, QR>(s, qf, sQ + warp * 16 * sr, ks, lane);
+            if (e.y >= 0) {
+                if constexpr (PRED)
+                    apply_pred_tile(s, p.pred, row0, e.x * kTile, warp, lane);
+                else
+                    apply_mask<false>(s, p, p.sub + (int64_t)e.y * p.ns * p.ns, row0, e.x * kTile,
+                                      warp, lane, key_group(p, lh, e.x));
+            }
+            if (FEAT && tile_needs_cut(p, sv, p.kgrp, e.x))
+                apply_key_cut<false>(s, p, sv, key_group(p, lh, e.x), e.x, warp, lane);
+            gemm_abt_own<DP, OR>(dp, of, sO + warp * 16 * sr, vs, lane);
 #pragma unroll
-    for (int r = 0; r < kRows; ++r)
-        mul[r] = pe.scale;
-    /* (sQ: Q's tile or, with QR, K's first stage: free after the barrier above) */
-    store_rows<DP>(acc, mul, sQ, dq, pe.q_s[2], row0, sv.len_q, pe.dim, pe.stride_perm, warp, lane);
+            for (int e = 0; e < elems<kTile>(); ++e) {
+                float pr = prob(s[e], p.scale_log2, loff[slot(e)]);
+                s[e] = pr * (dp[e] - dl[slot(e)]);
+            }
+            gemm_pb<DC, DP>(acc, s, ks + c0, lane);
+            __syncthreads();
+            if (ST == 1 && it + 1 < n) {
+                int kt = p.row_tent[beg + it + 1].x;
+                load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
+                              key_group(p, lh, kt), p.log2g);
+                load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
+                              key_group(p, lh, kt), p.log2g);
+                cp_async_commit();
+            }
+        }
+        cp_async_wait<0>();
+        __syncthreads();
+        const bsa_cuda_params &pe = fresh_params(pk);
+        float mul[kRows];
+#pragma unroll
+        for (int r = 0; r < kRows; ++r)
+            mul[r] = pe.scale;
+        /* through sQ (Q's tile or, with QR, K's first stage: free after the
+         * barrier above); with parts, Q's tile is read again: through K's */
+        store_rows<DC>(acc, mul, DC < DP ? sK : sQ, dq + c0, pe.q_s[2], row0, sv.len_q, pe.dim - c0,
+                       pe.stride_perm, warp, lane);
+        if constexpr (c0 + DC < DP)
+            __syncthreads(); /* the staging read before the next walk's loads */
+    };
+    walk_rows(std::integral_constant<int, 0>{});
+    if constexpr (DC < DP)
+        walk_rows(std::integral_constant<int, 1>{});
 }
 
 /* dK/dV of one key tile of one kv head: walks the key tile's column list

@@ -123,11 +123,12 @@ __device__ __forceinline__ void gemm_abt_reg(float *acc, const uint32_t (*af)[4]
 }
 
 /* acc[16 x DP] += P[16 x 64] . B[64 x DP]; P as f32 fragments (the layout
- * of a 16x64 accumulator), B rows in shared (read transposed). */
-template <int DP, typename T>
+ * of a 16x64 accumulator), B rows in shared (read transposed) in a tile of
+ * head dim SDP (its row pitch). */
+template <int DP, int SDP = DP, typename T>
 __device__ __forceinline__ void gemm_pb(float *acc, const float *pf, const T *sb, int lane)
 {
-    constexpr int sr = tc_cfg<DP>::srow;
+    constexpr int sr = tc_cfg<SDP>::srow;
     using tr = dtype_traits<T>;
 #pragma unroll
     for (int kk = 0; kk < kTile / 16; ++kk) {

@@ -59,12 +59,6 @@ static int amd(const bsa_gpu_profile *pf)
     return pf->vendor == BSA_GPU_AMD;
 }
 
-/* RDNA4 (gfx120x), whose WMMA operands split K over the half-waves */
-static int wmma_gfx12(const char *arch)
-{
-    return bsa_gpu_arch_matrix(arch) == BSA_GPU_MATRIX_WMMA && !strncmp(arch, "gfx12", 5);
-}
-
 bsa_gpu_target bsa_gpu_profile_target(const bsa_gpu_profile *pf)
 {
     if (!amd(pf))
@@ -345,18 +339,15 @@ static const char *tiles(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf, i
             return say(why, n, "the device's wave width %d is neither 32 nor 64", pf->wave);
         /* the instances compiled for AMD (gen_instances.py): up to head dim
          * 128 in 64 KB of LDS, the backward at 128 with own-row operands in
-         * registers (tc_kernels.cuh, kSplitBwd where there is no MFMA): on
-         * MFMA and on RDNA4's WMMA; on gfx11 its dQ spills */
+         * registers (tc_kernels.cuh, kSplitBwd where there is no MFMA); the
+         * FMA tile's backward up to 64 */
         const bsa_gpu_matrix mx = bsa_gpu_arch_matrix(pf->arch);
         if (pb->dpad > 128)
             return bwd ? "the tile backward takes head dims up to 128 on AMD"
                        : "the tile forward's tiles fill 64 KB of LDS above head dim 128";
-        if (bwd && pb->dpad > 64 && mx != BSA_GPU_MATRIX_MFMA && !wmma_gfx12(pf->arch))
-            return mx == BSA_GPU_MATRIX_WMMA
-                       ? "the gfx11 WMMA tile backward takes head dims up to 64 (at 128 its dQ "
-                         "spills: dO's rows, held twice in gfx11's operand layout, do not fit "
-                         "beside the accumulators)"
-                       : "the FMA tile backward takes head dims up to 64";
+        if (bwd && pb->dpad > 64 && mx == BSA_GPU_MATRIX_NONE)
+            return "the FMA tile backward takes head dims up to 64 (above, it is not held to "
+                   "the no-scratch rule)";
     }
     if ((r = key_tiles(pb, bwd, forced, gather)))
         return r;

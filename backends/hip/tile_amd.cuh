@@ -290,11 +290,12 @@ __device__ __forceinline__ void gemm_abt_reg(float *acc, const uint32_t (*af)[kA
 }
 
 /* acc[16 x DP] += P[16 x 64] B[64 x DP]: P a 16 x 64 result in registers,
- * B rows in shared. */
-template <int DP, typename T>
+ * B rows in shared, in a tile of head dim SDP (its row pitch: DP columns
+ * of a wider tile from sb on). */
+template <int DP, int SDP = DP, typename T>
 __device__ __forceinline__ void gemm_pb(float *acc, const float *pf, const T *sb, int lane)
 {
-    constexpr int sr = tc_cfg<DP>::srow;
+    constexpr int sr = tc_cfg<SDP>::srow;
     const int o = lane & 15;
 #if BSA_HIP_MFMA
     using tr = dtype_traits<T>;
