@@ -661,6 +661,20 @@ static void operand_limits(void **state)
     bsa_layout_destroy(lay);
 }
 
+/* An AMD backward plan at head dim 128: dK/dV (one query-side stage) and
+ * dQ, with own_tiles of their own-row operand tiles in LDS (the rest in
+ * registers), within 64 KB. */
+static void amd_bwd128_fits(const bsa_gpu_choice *ch, bsa_gpu_target t, int own_tiles)
+{
+    const int te = 64 * 136 * 2; /* a padded 64 x 128 tile, bytes */
+    assert_int_equal(ch->bwd.n, 2);
+    assert_int_equal(ch->bwd.k[0].pass, BSA_PASS_DKDV);
+    assert_int_equal(ch->bwd.k[0].stages, 1);
+    assert_int_equal(bsa_gpu_kernel_smem(ch->bwd.k[0], 128, t), (own_tiles + 2) * te + 2 * 64 * 4);
+    assert_int_equal(bsa_gpu_kernel_smem(ch->bwd.k[1], 128, t), (own_tiles + 2) * te);
+    assert_true(bsa_gpu_kernel_smem(ch->bwd.k[0], 128, t) <= 65536);
+}
+
 /* The AMD targets: the entry of each matrix-instruction family, the
  * backward at head dim 128 within 64 KB of LDS (one query-side stage; on
  * MFMA both own-row operands in registers, on WMMA one; the FMA tile on
@@ -678,15 +692,8 @@ static void amd_targets(void **state)
         assert_int_equal(bsa_gpu_select(&pb, &cards[cdna[i]], NULL, 0, &ch, ex, sizeof ex),
                          BSA_SUCCESS);
         assert_string_equal(ch.name, "hip-mfma");
-        assert_int_equal(ch.bwd.n, 2);
-        assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
-        assert_int_equal(ch.bwd.k[0].stages, 1);
         /* K, V in registers: one Q and one dO stage, their lse and delta */
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_MFMA),
-                         2 * 64 * 136 * 2 + 2 * 64 * 4);
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, BSA_GPU_TARGET_AMD_MFMA),
-                         2 * 64 * 136 * 2);
-        assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_MFMA) <= 65536);
+        amd_bwd128_fits(&ch, BSA_GPU_TARGET_AMD_MFMA, 0);
         /* NVIDIA's sizes at 128 are unchanged (K, V and Q, dO in shared) */
         assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_NVIDIA),
                          4 * 64 * 136 * 2 + 2 * 64 * 4);
@@ -707,16 +714,9 @@ static void amd_targets(void **state)
         assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], NULL, 0, &ch, ex, sizeof ex),
                          BSA_SUCCESS);
         assert_string_equal(ch.name, "hip-wmma");
-        assert_int_equal(ch.bwd.n, 2);
-        assert_int_equal(ch.bwd.k[0].pass, BSA_PASS_DKDV);
-        assert_int_equal(ch.bwd.k[0].stages, 1);
         /* V's rows in registers: K, one Q and one dO stage, their lse and
          * delta; dQ: dO's rows in registers, Q, K, V */
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER),
-                         3 * 64 * 136 * 2 + 2 * 64 * 4);
-        assert_int_equal(bsa_gpu_kernel_smem(ch.bwd.k[1], 128, BSA_GPU_TARGET_AMD_OTHER),
-                         3 * 64 * 136 * 2);
-        assert_true(bsa_gpu_kernel_smem(ch.bwd.k[0], 128, BSA_GPU_TARGET_AMD_OTHER) <= 65536);
+        amd_bwd128_fits(&ch, BSA_GPU_TARGET_AMD_OTHER, 1);
         assert_int_equal(bsa_gpu_select(&pb, &cards[rdna[i]], "hip-mfma", 0, &ch, NULL, 0),
                          BSA_ERROR_UNSUPPORTED);
         assert_non_null(strstr(bsa_last_error(), "has WMMA"));
