@@ -113,6 +113,19 @@ __device__ __forceinline__ void load_tile(T *sm, const T *base, int64_t st, int 
     }
 }
 
+/* K's and V's rows of key tile kt (layout order; grp: a gathered tile's
+ * key blocks, or null) into the shared tiles sk and sv, asynchronously.
+ * (The forward kernels still write the pair out: their SASS is the one
+ * timed and verified on a GPU.) */
+template <int DP, typename T>
+__device__ __forceinline__ void load_kv(T *sk, T *sv, const T *k, const T *v,
+                                        const bsa_cuda_params &p, int kt, int len_k,
+                                        const int32_t *grp)
+{
+    load_tile<DP>(sk, k, p.k_s[2], kt * kTile, len_k, p.dim, p.stride_perm, grp, p.log2g);
+    load_tile<DP>(sv, v, p.v_s[2], kt * kTile, len_k, p.dim_v, p.stride_perm, grp, p.log2g);
+}
+
 } // namespace bsa_cuda
 
 #if defined(BSA_VENDOR_HIP)
@@ -717,10 +730,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
                               nullptr, warp, lane);
     if (n > 0) {
         int kt = p.row_tent[beg].x;
-        load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                      key_group(p, lh, kt), p.log2g);
-        load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
-                      key_group(p, lh, kt), p.log2g);
+        load_kv<DP>(sK, sV, k, v, p, kt, sv.len_k, key_group(p, lh, kt));
     }
     cp_async_commit();
 
@@ -745,10 +755,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
             if (n > 0) {
                 const bsa_cuda_params &p = fresh_params(pk);
                 int kt = p.row_tent[beg].x;
-                load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                              key_group(p, lh, kt), p.log2g);
-                load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
-                              key_group(p, lh, kt), p.log2g);
+                load_kv<DP>(sK, sV, k, v, p, kt, sv.len_k, key_group(p, lh, kt));
             }
             cp_async_commit();
         }
@@ -761,10 +768,8 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
             if (ST == 2 && it + 1 < n) {
                 int kt = p.row_tent[beg + it + 1].x;
                 int s1 = (it + 1) % ST;
-                load_tile<DP>(sK + s1 * te, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                              key_group(p, lh, kt), p.log2g);
-                load_tile<DP>(sV + s1 * te, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v,
-                              p.stride_perm, key_group(p, lh, kt), p.log2g);
+                load_kv<DP>(sK + s1 * te, sV + s1 * te, k, v, p, kt, sv.len_k,
+                            key_group(p, lh, kt));
                 cp_async_commit();
                 cp_async_wait<1>();
             } else {
@@ -796,10 +801,7 @@ __global__ void BSA_TC_BOUNDS(DP <= 128 ? 3 : 1) dq_kernel(const bsa_cuda_params
             __syncthreads();
             if (ST == 1 && it + 1 < n) {
                 int kt = p.row_tent[beg + it + 1].x;
-                load_tile<DP>(sK, k, p.k_s[2], kt * kTile, sv.len_k, p.dim, p.stride_perm,
-                              key_group(p, lh, kt), p.log2g);
-                load_tile<DP>(sV, v, p.v_s[2], kt * kTile, sv.len_k, p.dim_v, p.stride_perm,
-                              key_group(p, lh, kt), p.log2g);
+                load_kv<DP>(sK, sV, k, v, p, kt, sv.len_k, key_group(p, lh, kt));
                 cp_async_commit();
             }
         }
