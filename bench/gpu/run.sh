@@ -149,7 +149,7 @@ if has bench; then
         [ $((rep % 2)) = 1 ] && base_run
         note "bsa_gpu_bench run $rep: rc=$rc"
     done
-    note "bsa_gpu_bench: $(wc -l <"$OUT/bsa_bench.jsonl") rows, base $(wc -l <"$OUT/bsa_bench_base.jsonl" 2>/dev/null) rows"
+    note "bsa_gpu_bench: $(wc -l <"$OUT/bsa_bench.jsonl") rows, base $(wc -l 2>/dev/null <"$OUT/bsa_bench_base.jsonl") rows"
     cat "$OUT/bsa_bench.err" | tail -5
 fi
 

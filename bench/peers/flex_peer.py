@@ -146,17 +146,19 @@ def main():
     only = sys.argv[1] if len(sys.argv) > 1 else ""
     causal = lambda b, h, q, k: q >= k
 
+    # one configuration by its exact name ("all-d128" is not also
+    # "gqa-all-d128"), or every one when none is named
     def want(n):
-        return only in n
+        return not only or only == n
 
     for name, h, d in (("all-d128", 8, 128), ("all-d64", 16, 64)):
-        if want(name) and not only.endswith("-t16k"):
+        if want(name):
             guarded(run_flex, name, causal, h, 8192, d, False)
             for backend in SDPA_BACKENDS:
                 guarded(run_sdpa, name, h, 8192, d, True, backend=backend)
                 guarded(run_sdpa, name, h, 8192, d, False, backend=backend)
-    # causal at T = 16384 (batch 4): named exactly, so that "all-d128" alone
-    # does not also run these
+    # causal at T = 16384 (batch 4): only when named, not in the run of every
+    # configuration
     for name, h, d in (("all-d128-t16k", 8, 128), ("all-d64-t16k", 16, 64)):
         if only == name:
             guarded(run_flex, name, causal, h, 16384, d, False)
