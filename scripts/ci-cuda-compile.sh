@@ -113,6 +113,21 @@ volta_check() {
     fi
     echo "bsa ci: $2: no Volta kernel of head dims $1 spills"
 }
+# cpu_suite DIR SM: a library built for a GPU this machine lacks passes the
+# CPU suite: DIR's every test (ctest; the GPU test programs are built only
+# where a GPU is present, cmake/cuda.cmake) on the CUDA-enabled library,
+# whose CUDA backend then finds no device and leaves the calls to the CPU
+cpu_suite() {
+    t0=$(date +%s)
+    if ! { cmake --build "$1" -j "$JOBS" &&
+        (cd "$1" && ctest -j "$JOBS" --output-on-failure); } >"$1/ci-cpu-suite.log" 2>&1; then
+        tail -n 60 "$1/ci-cpu-suite.log" >&2
+        echo "bsa ci: FAILED: the CPU suite on the $2 library (log: $1/ci-cpu-suite.log)" >&2
+        exit 1
+    fi
+    echo "bsa ci: $2 library: the CPU suite $(grep 'tests passed' "$1/ci-cpu-suite.log")," \
+        "$(grep -c 'Not Run\|Skipped' "$1/ci-cpu-suite.log" || true) skipped, $(($(date +%s) - t0)) s"
+}
 # volta_sass CUOBJDUMP DIR SM: the instruction check of the Volta kernels
 # in DIR's one-architecture build (CUDA 11.8's cuobjdump; CUDA 13 here has
 # none): every kernel must hold Tensor Core instructions (HMMA) and no
@@ -198,9 +213,14 @@ if [ "${BSA_CI_SKIP_CUDA11:-${BSA_CI_SKIP_SM70:-0}}" != 1 ]; then
     NVCC11=$(sh scripts/install-cuda11.sh)
     echo "bsa ci: CUDA 11.8 at $NVCC11, clang++-14 ready: $(($(date +%s) - t0)) s"
     volta_fresh build-ci-cuda11-sm70
-    build "$NVCC11" 70 build-ci-cuda11-sm70 -DCMAKE_CUDA_HOST_COMPILER=clang++-14
+    # the whole library (oneDNN, the tests and the CLI as `make test` has
+    # them), so that the CPU suite can run on it below
+    sh scripts/install-deps.sh libdnnl-dev libcmocka-dev
+    build "$NVCC11" 70 build-ci-cuda11-sm70 -DCMAKE_CUDA_HOST_COMPILER=clang++-14 \
+        -DBSA_BUILD_TESTS=ON -DBSA_BUILD_TOOLS=ON -DBSA_WITH_CPU_DNNL=ON
     volta_check "32 64 128" sm_70
     volta_sass "$(dirname "$NVCC11")/cuobjdump" build-ci-cuda11-sm70 sm_70
+    cpu_suite build-ci-cuda11-sm70 sm_70
     build "$NVCC11" "80;86" build-ci-cuda11 -DCMAKE_CUDA_HOST_COMPILER=clang++-14
 fi
 echo "bsa ci: CUDA compile check done in $(($(date +%s) - t_start)) s"
