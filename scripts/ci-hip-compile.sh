@@ -114,12 +114,23 @@ report() {
     END { flush() }' "$1"
 }
 
+# matrix_of ARCH: the target's matrix instructions, as backends/gpu/
+# dispatch.c's bsa_gpu_arch_matrix classes them: MFMA (CDNA), WMMA (RDNA3 /
+# RDNA4) or NONE (the FMA tile)
+matrix_of() {
+    case $1 in
+    gfx90a | gfx94* | gfx950) echo MFMA ;;
+    gfx11* | gfx12*) echo WMMA ;;
+    *) echo NONE ;;
+    esac
+}
+
 # lds SHORTNAME: the dynamic LDS a tile kernel is launched with on AMD
 # (backends/gpu/kernel_smem.h, AMD rows: one K/V stage above head dim 64;
 # at 128 the backward's own-row operands in registers: both with MFMA, one
 # without), "-" for others; $2: the target
 lds_of() {
-    case $2 in gfx90a | gfx94* | gfx950) own128=0 ;; *) own128=1 ;; esac
+    own128=1; [ "$(matrix_of "$2")" = MFMA ] && own128=0
     set -- $(echo "$1" | sed -n 's/^\([a-z_0-9]*\)<[a-z0-9]*,\([0-9]*\),[a-z]*,[a-z]*,*[a-z]*,*\([0-9]*\)>$/\1 \2 \3/p')
     [ $# -ge 2 ] || { echo -; return; }
     te=$((64 * ($2 + 8) * 2))
@@ -170,11 +181,8 @@ for a in $all_archs; do
     done
     echo "bsa ci: $a: $(($(wc -l <"$rep"))) kernels (mm: v_mfma / v_wmma instructions)"
     table "$rep"
-    case $a in
-    gfx90a | gfx94* | gfx950) kind=MFMA ;;
-    gfx11* | gfx12*) kind=WMMA ;;
-    *) continue ;;
-    esac
+    kind=$(matrix_of "$a")
+    [ "$kind" = NONE ] && continue
     n=$(grep -cE "$tk" "$rep" || true)
     if [ "$n" -eq 0 ]; then
         echo "bsa ci: FAIL: no tensor-core attention kernel found in the $a code object" >&2
