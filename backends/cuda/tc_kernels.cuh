@@ -1053,17 +1053,17 @@ template <int DP, int ST> constexpr size_t tc_smem_dkdv_bytes()
 }
 /* the shared-memory table's target (gpu/kernel_smem.h, bsa_gpu_target) */
 #if defined(BSA_VENDOR_HIP)
-#define BSA_TC_AMD (BSA_HIP_MFMA ? BSA_GPU_TARGET_AMD_MFMA : BSA_GPU_TARGET_AMD_OTHER)
+#define BSA_TC_TARGET (BSA_HIP_MFMA ? BSA_GPU_TARGET_AMD_MFMA : BSA_GPU_TARGET_AMD_OTHER)
 #else
-#define BSA_TC_AMD BSA_GPU_TARGET_NVIDIA
+#define BSA_TC_TARGET BSA_GPU_TARGET_NVIDIA
 #endif
 #define BSA_TC_SMEM_CHECK(dp)                                                                      \
-    static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_AMD), "smem table");   \
-    static_assert(tc_smem_dq_bytes<dp>() == BSA_SMEM_TILE_DQ(dp, BSA_TC_AMD), "smem table");       \
+    static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_TARGET), "smem table");   \
+    static_assert(tc_smem_dq_bytes<dp>() == BSA_SMEM_TILE_DQ(dp, BSA_TC_TARGET), "smem table");       \
     static_assert(tc_smem_dkdv_bytes<dp, tc_cfg<dp>::stages>() ==                                  \
-                      BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_AMD), BSA_TC_AMD),    \
+                      BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_TARGET), BSA_TC_TARGET),    \
                   "smem table");                                                                   \
-    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1, BSA_TC_AMD),            \
+    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1, BSA_TC_TARGET),            \
                   "smem table");
 BSA_TC_SMEM_CHECK(32)
 BSA_TC_SMEM_CHECK(64)

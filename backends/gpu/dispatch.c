@@ -162,9 +162,10 @@ static const char *need_sm90(const bsa_gpu_profile *pf, char *why, size_t n)
  * (sm_86 / sm_89 / sm_120 at head dim 128: 99 KB a block). */
 static bsa_gpu_kernel tile_dkdv(const bsa_gpu_problem *pb, const bsa_gpu_profile *pf)
 {
-    int st = BSA_SMEM_TILE_STAGES(pb->dpad, amd(pf));
-    if (st == 2 && pb->dpad == 128 && !amd(pf) &&
-        BSA_SMEM_TILE_DKDV(128, 2, 0) > (size_t)pf->smem_optin)
+    const bsa_gpu_target t = bsa_gpu_profile_target(pf);
+    int st = BSA_SMEM_TILE_STAGES(pb->dpad, t);
+    if (st == 2 && pb->dpad == 128 && t == BSA_GPU_TARGET_NVIDIA &&
+        BSA_SMEM_TILE_DKDV(128, 2, t) > (size_t)pf->smem_optin)
         st = 1;
     return kern(BSA_FAM_TILE, BSA_PASS_DKDV, 64, st);
 }
