@@ -7,9 +7,10 @@
  * every output poisoned before each run.
  *
  * Thresholds (relative L2 of the library's result against the oracle):
- *   f32   1e-5: fp32 accumulation of <= 256-term dot products of O(1) values
- *         gives ~sqrt(n) * 6e-8 ~ 1e-6 relative; 10x margin for the softmax
- *         exp/log and the dS = P (dP - delta) cancellation in the backward.
+ *   f32   2e-6 outputs, 3e-5 gradients: fp32 accumulation of <= 256-term
+ *         dot products of O(1) values gives ~sqrt(n) * 6e-8 ~ 1e-6 relative;
+ *         the gradients carry the dS = P (dP - delta) cancellation of rows
+ *         that keep one key (measured up to 1.3e-5: tests/README.md).
  *   f16   5e-3: the outputs themselves are stored in f16 (unit roundoff
  *         4.9e-4, ~2.8e-4 relative L2 for uniform rounding); a backend may
  *         also round P or dS to f16 for its products (another ~5e-4 each),
@@ -38,7 +39,7 @@ typedef struct tol {
 /* About 4x the worst error measured over every case (tests/README.md,
  * "Tolerances"); lse is fp32 for every dtype. */
 static const tol tolerances[3] = {
-    [BSA_DTYPE_F32] = {2e-6, 1e-5, 5e-7},
+    [BSA_DTYPE_F32] = {2e-6, 3e-5, 5e-7},
     [BSA_DTYPE_F16] = {1e-3, 1.2e-3, 5e-7},
     [BSA_DTYPE_BF16] = {7e-3, 1.4e-2, 5e-7},
 };
