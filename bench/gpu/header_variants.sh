@@ -2,8 +2,10 @@
 # Times variants of one kernel header against each other, and against an
 # earlier tree, in one run on one card (how v41's softmax variants were
 # compared, bench/NOTES.md):
-#   VARIANTS="O=path/O.cuh H=path/H.cuh ..."  replacement headers, each named
-#   HEADER   the header they replace (default backends/cuda/tc_kernels.cuh)
+#   VARIANTS="O=path/O.cuh E=path/E.diff H= ..."  each named: a replacement
+#            header, or a patch (.diff, applied with patch -p1 at the root
+#            and reversed after), or nothing (the tree as it is)
+#   HEADER   the header replacements replace (default backends/cuda/tc_kernels.cuh)
 #   OBJS     the generated objects recompiled per variant (default the Hopper
 #            forward and chunk ones); every other object keeps the first
 #            build's code, so a variant changes only the kernels in OBJS
@@ -42,7 +44,12 @@ for o in $OBJS; do keep+=(! -name "$o.cu.o"); done
 for nv in $VARIANTS; do
     v=${nv%%=*}
     names="$names $v"
-    cp "${nv#*=}" "$HEADER"
+    src=${nv#*=}
+    case $src in
+    "") touch "$HEADER" ;;
+    *.diff) patch -p1 -s <"$src" || { echo "variant $v: patch failed"; exit 1; } ;;
+    *) cp "$src" "$HEADER" ;;
+    esac
     objs=()
     for o in $OBJS; do objs+=("generated/$o.o"); done
     (cd build-var/backends/cuda && make -j 2 "${objs[@]}") >>"$OUT/build.log" 2>&1 ||
@@ -52,6 +59,7 @@ for nv in $VARIANTS; do
     cmake --build build-var --target bsa_gpu_bench >>"$OUT/build.log" 2>&1 ||
         { echo "link $v failed"; exit 1; }
     cp build-var/bsa_gpu_bench "build-var/variants/$v"
+    case $src in *.diff) patch -R -p1 -s <"$src" ;; esac
     echo "variant $v built $(($(date +%s) - t0)) s"
 done
 cp "$orig" "$HEADER"
