@@ -52,11 +52,11 @@ for nv in $VARIANTS; do
     esac
     objs=()
     for o in $OBJS; do objs+=("generated/$o.o"); done
-    (cd build-var/backends/cuda && make -j 2 "${objs[@]}") >>"$OUT/build.log" 2>&1 ||
+    (cd build-var/backends/cuda && make -j "$(nproc)" "${objs[@]}") >>"$OUT/build.log" 2>&1 ||
         { echo "variant $v failed"; exit 1; }
     # every other object is made newer than the header: only the link runs
     find build-var -name '*.o' "${keep[@]}" -exec touch {} +
-    cmake --build build-var --target bsa_gpu_bench >>"$OUT/build.log" 2>&1 ||
+    cmake --build build-var -j "$(nproc)" --target bsa_gpu_bench >>"$OUT/build.log" 2>&1 ||
         { echo "link $v failed"; exit 1; }
     cp build-var/bsa_gpu_bench "build-var/variants/$v"
     case $src in *.diff) patch -R -p1 -s <"$src" ;; esac
