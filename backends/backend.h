@@ -20,8 +20,8 @@ typedef struct bsa_backend_i {
     bsa_backend kind;
     /* BSA_SUCCESS if a device is usable; else a status with bsa_fail(). */
     bsa_status (*probe)(int device);
-    bsa_status (*context_init)(bsa_context_t ctx);   /* optional */
-    void (*context_fini)(bsa_context_t ctx);         /* optional */
+    bsa_status (*context_init)(bsa_context_t ctx);     /* optional */
+    void (*context_fini)(bsa_context_t ctx);           /* optional */
     bsa_status (*layout_prepare)(bsa_layout_t layout); /* optional: upload tables */
     /* Chooses an implementation: sets plan->impl_name, workspace_bytes,
      * backend_data; or declines with a status and a reason. */
@@ -29,12 +29,12 @@ typedef struct bsa_backend_i {
     void (*plan_fini)(bsa_plan_t plan); /* optional */
     bsa_status (*forward)(bsa_plan_t plan, const bsa_fwd_args *args, void *ws, size_t ws_bytes,
                           void *stream);
-    bsa_status (*backward)(bsa_plan_t plan, const bsa_bwd_args *args, void *ws,
-                           size_t ws_bytes, void *stream);
+    bsa_status (*backward)(bsa_plan_t plan, const bsa_bwd_args *args, void *ws, size_t ws_bytes,
+                           void *stream);
     /* optional: the seed's unfused ops (see bsa.h) */
     bsa_status (*sparse_nt)(bsa_plan_t plan, const void *a, const void *b, float *w, void *stream);
-    bsa_status (*sparse_softmax)(bsa_plan_t plan, const float *w, float *p, float scale,
-                                 int masked, void *stream);
+    bsa_status (*sparse_softmax)(bsa_plan_t plan, const float *w, float *p, float scale, int masked,
+                                 void *stream);
     bsa_status (*sparse_softmax_bwd)(bsa_plan_t plan, const float *p, const float *dp, float *dw,
                                      float scale, void *stream);
     bsa_status (*sparse_nn)(bsa_plan_t plan, const float *w, const void *x, void *y, void *stream);

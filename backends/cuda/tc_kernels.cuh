@@ -1058,12 +1058,14 @@ template <int DP, int ST> constexpr size_t tc_smem_dkdv_bytes()
 #define BSA_TC_TARGET BSA_GPU_TARGET_NVIDIA
 #endif
 #define BSA_TC_SMEM_CHECK(dp)                                                                      \
-    static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_TARGET), "smem table");   \
-    static_assert(tc_smem_dq_bytes<dp>() == BSA_SMEM_TILE_DQ(dp, BSA_TC_TARGET), "smem table");       \
-    static_assert(tc_smem_dkdv_bytes<dp, tc_cfg<dp>::stages>() ==                                  \
-                      BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_TARGET), BSA_TC_TARGET),    \
+    static_assert(tc_smem_fwd_bytes<dp>(64) == BSA_SMEM_TILE_FWD(dp, BSA_TC_TARGET),               \
                   "smem table");                                                                   \
-    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1, BSA_TC_TARGET),            \
+    static_assert(tc_smem_dq_bytes<dp>() == BSA_SMEM_TILE_DQ(dp, BSA_TC_TARGET), "smem table");    \
+    static_assert(                                                                                 \
+        tc_smem_dkdv_bytes<dp, tc_cfg<dp>::stages>() ==                                            \
+            BSA_SMEM_TILE_DKDV(dp, BSA_SMEM_TILE_STAGES(dp, BSA_TC_TARGET), BSA_TC_TARGET),        \
+        "smem table");                                                                             \
+    static_assert(tc_smem_dkdv_bytes<dp, 1>() == BSA_SMEM_TILE_DKDV(dp, 1, BSA_TC_TARGET),         \
                   "smem table");
 BSA_TC_SMEM_CHECK(32)
 BSA_TC_SMEM_CHECK(64)
