@@ -1,5 +1,5 @@
 #!/bin/bash
-# Times variants of one kernel header against each other, and against an
+# Times variants of the kernel sources against each other, and against an
 # earlier tree, in one run on one card (how v41's softmax variants were
 # compared, bench/NOTES.md):
 #   VARIANTS="O=path/O.cuh E=path/E.diff H= ..."  each named: a replacement
@@ -10,7 +10,10 @@
 #            forward and chunk ones); every other object keeps the first
 #            build's code, so a variant changes only the kernels in OBJS
 #   CFGS     bsa_gpu_bench --only arguments (default the v40-slowed rows)
-#   BASE     optional tree (e.g. from git archive) built beside and timed too
+#   BASE     optional tree built beside and timed too; the device machine
+#            gets the working tree without .git, so make it here, untracked
+#            (`git archive REV | tar -x -C .base`), as the patches
+#            (`git diff main BRANCH > .variants/C.diff`)
 #   REPS     rounds (default 3); each round runs every variant, then BASE
 # One full build, then per variant OBJS recompiled and the bench relinked;
 # prints median [min-max] of the rounds per configuration and variant.
