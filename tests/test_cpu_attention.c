@@ -32,18 +32,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct tol {
-    double out, grad, lse;
-} tol;
-
-/* About 4x the worst error measured over every case (tests/README.md,
- * "Tolerances"); lse is fp32 for every dtype. */
-static const tol tolerances[3] = {
-    [BSA_DTYPE_F32] = {2e-6, 3e-5, 5e-7},
-    [BSA_DTYPE_F16] = {1e-3, 1.2e-3, 5e-7},
-    [BSA_DTYPE_BF16] = {7e-3, 1.4e-2, 5e-7},
-};
-
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
 static const int block_sizes[5] = {8, 16, 32, 64, 128};
 static const int head_dims[5] = {8, 16, 40, 64, 128};
@@ -82,7 +70,7 @@ static void record(const ac_problem *p, const ac_errors *e)
 static void check_errors(const char *label, const ac_problem *p, const ac_errors *e,
                          int with_backward)
 {
-    const tol *t = &tolerances[p->dtype];
+    const tu_tol *t = &tu_cpu_tol[p->dtype];
     int ok = e->o <= t->out && e->lse <= t->lse && e->unwritten == 0 && e->gaps_touched == 0 &&
              e->nonfinite == 0 && e->empty_violations == 0 && e->lse_inf_mismatch == 0;
     if (with_backward)
@@ -507,7 +495,7 @@ static void test_force_reference(void **state)
             expect_ok(ac_backward(ref, &r, AC_WS_NULL), "backward reference");
             ac_compare(&r, 1, &e);
             check_errors("reference impl", &r, &e, 1);
-            const tol *t = &tolerances[p.dtype];
+            const tu_tol *t = &tu_cpu_tol[p.dtype];
             double dio = tu_rel_l2(r.o.val, p.o.val, p.o.count);
             double diq = tu_rel_l2(r.dq.val, p.dq.val, p.dq.count);
             double dik = tu_rel_l2(r.dk.val, p.dk.val, p.dk.count);

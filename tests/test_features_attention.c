@@ -25,11 +25,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* About 4x the worst error measured over every case (tests/README.md,
- * "Tolerances"); lse is fp32 for every dtype. */
-static const double tol_out[3] = {2e-6, 1e-3, 7e-3};
-static const double tol_grad[3] = {3e-5, 1.2e-3, 1.4e-2};
-static const double tol_lse = 5e-7;
 static const bsa_dtype dtypes[3] = {BSA_DTYPE_F32, BSA_DTYPE_F16, BSA_DTYPE_BF16};
 static double worst[3][5];
 
@@ -75,7 +70,8 @@ static void run_case(const char *label, bsa_context_t ctx, bsa_layout_t layout,
     double got[5] = {e.o, e.lse, e.dq, e.dk, e.dv};
     for (int i = 0; i < 5; i++)
         worst[di][i] = got[i] > worst[di][i] ? got[i] : worst[di][i];
-    int bad = !fc_within(label, impl, spec, &e, tol_out[di], tol_grad[di], tol_lse);
+    int bad = !fc_within(label, impl, spec, &e, tu_cpu_tol[di].out, tu_cpu_tol[di].grad,
+                         tu_cpu_tol[di].lse);
     assert_false(bad);
     bsa_plan_destroy(plan);
     fc_problem_free(&p);

@@ -73,6 +73,12 @@ size_t tu_dtype_size(bsa_dtype dtype)
     return dtype == BSA_DTYPE_F32 ? 4 : 2;
 }
 
+const tu_tol tu_cpu_tol[3] = {
+    [BSA_DTYPE_F32] = {2e-6, 3e-5, 5e-7},
+    [BSA_DTYPE_F16] = {1e-3, 1.2e-3, 5e-7},
+    [BSA_DTYPE_BF16] = {7e-3, 1.4e-2, 5e-7},
+};
+
 const char *tu_dtype_name(bsa_dtype dtype)
 {
     switch (dtype) {

@@ -40,6 +40,15 @@ bsa_preset tu_preset(bsa_pattern pat, int seq, int block, int ctx, int bidir);
 
 size_t tu_dtype_size(bsa_dtype dtype);
 const char *tu_dtype_name(bsa_dtype dtype);
+
+/* The CPU attention suites' bounds (test_cpu_attention,
+ * test_features_attention), relative L2 against the oracle: about 4x the
+ * worst error measured over every case (tests/README.md, "Tolerances");
+ * lse is fp32 for every dtype.  Indexed by bsa_dtype. */
+typedef struct tu_tol {
+    double out, grad, lse;
+} tu_tol;
+extern const tu_tol tu_cpu_tol[3];
 /* v rounded to dtype (round to nearest even, as api/half.h does). */
 double tu_round(bsa_dtype dtype, double v);
 double tu_get(bsa_dtype dtype, const void *buf, int64_t i);
