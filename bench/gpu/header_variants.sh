@@ -49,7 +49,7 @@ for nv in $VARIANTS; do
     names="$names $v"
     src=${nv#*=}
     case $src in
-    "") touch "$HEADER" ;;
+    "") ;;
     *.diff) patch -p1 -s <"$src" || { echo "variant $v: patch failed"; exit 1; } ;;
     *) cp "$src" "$HEADER" ;;
     esac
