@@ -52,13 +52,14 @@ typedef enum bsa_gpu_target {
 } bsa_gpu_target;
 
 /* ---- the sizes (bytes), by family; dp = padded head dim; t: a
- * bsa_gpu_target (BSA_GPU_TARGET_NVIDIA is 0, so "t" alone means AMD) ---- */
+ * bsa_gpu_target ---- */
 
 /* Tile family: rows of dp + 8 elements (padding against bank conflicts). */
 #define BSA_SMEM_TILE_ELEMS(dp) (64 * ((dp) + 8))
 /* K/V stages of the tile kernels: CUDA keeps two up to head dim 128; AMD's
  * 64 KB of LDS two up to 64 */
-#define BSA_SMEM_TILE_STAGES(dp, t) ((t) ? ((dp) <= 64 ? 2 : 1) : ((dp) <= 128 ? 2 : 1))
+#define BSA_SMEM_TILE_STAGES(dp, t)                                                                \
+    ((t) != BSA_GPU_TARGET_NVIDIA ? ((dp) <= 64 ? 2 : 1) : ((dp) <= 128 ? 2 : 1))
 /* dQ at head dim 128: one stage (3 blocks an SM; bench/NOTES.md v10) */
 #define BSA_SMEM_TILE_DQ_STAGES(dp, t) ((dp) == 128 ? 1 : BSA_SMEM_TILE_STAGES(dp, t))
 /* AMD at head dim 128: the backward's own-row operands (dQ: Q, dO; dK/dV:
@@ -66,7 +67,7 @@ typedef enum bsa_gpu_target {
  * own_rows_in_regs): 2 tiles fewer, so that dQ and dK/dV fit 64 KB; without
  * MFMA only dO's (dQ) and V's (dK/dV) rows: 1 tile fewer */
 #define BSA_SMEM_TILE_OWN_TILES(dp, t)                                                             \
-    (((t) && (dp) == 128) ? ((t) == BSA_GPU_TARGET_AMD_OTHER ? 1 : 0) : 2)
+    (((t) != BSA_GPU_TARGET_NVIDIA && (dp) == 128) ? ((t) == BSA_GPU_TARGET_AMD_OTHER ? 1 : 0) : 2)
 #define BSA_SMEM_TILE_FWD(dp, t)                                                                   \
     ((size_t)(1 + 2 * BSA_SMEM_TILE_STAGES(dp, t)) * BSA_SMEM_TILE_ELEMS(dp) * 2)
 #define BSA_SMEM_TILE_FWD128(dp) ((size_t)6 * BSA_SMEM_TILE_ELEMS(dp) * 2)
