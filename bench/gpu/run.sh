@@ -26,6 +26,14 @@
 #   STAGES=build,test,torch RUN_ALL_TESTS=1 BUILD_TARGETS=all, then STAGES=sanitize
 # SAN_TIMEOUT (default 300 s) limits each sanitizer run: racecheck of the
 # reduced test_cuda took 143 s on an H100.
+# TESTS: the suites the test stage runs (default test_cuda
+# test_cuda_features test_cuda_reliability); PARALLEL=1 runs the sanitize
+# stage beside the test and torch stages (one GPU; together they took
+# ~300 + ~230 s on an H100, alone).  A kernel change's check in two calls
+# on one warm machine (not run yet this way):
+#   STAGES=build,test,bench TESTS=test_cuda_hostile BASE=.base
+#     BUILD_TARGETS="test_cuda_hostile bsa_gpu_bench", then
+#   STAGES=build,test,torch,sanitize PARALLEL=1
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 OUT=${OUT:-bench/gpu/out}
@@ -97,6 +105,25 @@ if has build; then
     fi
 fi
 
+# compute-sanitizer over the reduced GPU suites; its summary lines go to
+# stdout (a background stage's are read back from a file)
+sanitize_stage() {
+    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
+        for t in test_cuda test_cuda_features; do
+            t0=$(date +%s)
+            (cd "$BUILD" && BSA_CUDA_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-300} compute-sanitizer \
+                --tool $tool --error-exitcode 9 "./tests/$t") >>"$OUT/sanitize_$tool.log" 2>&1
+            rc=$?
+            echo "compute-sanitizer $tool $t (reduced set): rc=$rc ($(($(date +%s) - t0)) s) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)"
+        done
+    done
+}
+san_pid=
+if has sanitize && [ "${PARALLEL:-0}" = 1 ]; then
+    sanitize_stage >"$OUT/sanitize_notes.txt" &
+    san_pid=$!
+fi
+
 torch_pid=
 if has torch; then
     # the torch tests (python/tests/gpu) beside the C suites: correctness only
@@ -106,7 +133,7 @@ if has torch; then
 fi
 
 if has test; then
-    for t in test_cuda test_cuda_features test_cuda_reliability; do
+    for t in ${TESTS:-test_cuda test_cuda_features test_cuda_reliability}; do
         t0=$(date +%s)
         (cd "$BUILD" && "./tests/$t") >"$OUT/$t.log" 2>&1
         rc=$?
@@ -120,6 +147,12 @@ if has test; then
             -E '^(test_cuda|test_cuda_features|test_cuda_reliability)$') >"$OUT/ctest.log" 2>&1
         note "ctest (all): rc=$? $(grep 'tests passed' "$OUT/ctest.log")"
     fi
+fi
+
+if [ -n "$san_pid" ]; then
+    wait "$san_pid"
+    while read -r l; do note "$l"; done <"$OUT/sanitize_notes.txt"
+    rm -f "$OUT/sanitize_notes.txt"
 fi
 
 if [ -n "$torch_pid" ]; then
@@ -165,16 +198,8 @@ if has peers; then
     tail -5 "$OUT/peers.err"
 fi
 
-if has sanitize; then
-    for tool in ${SAN_TOOLS:-memcheck racecheck initcheck}; do
-        for t in test_cuda test_cuda_features; do
-            t0=$(date +%s)
-            (cd "$BUILD" && BSA_CUDA_TEST_QUICK=1 timeout ${SAN_TIMEOUT:-300} compute-sanitizer \
-                --tool $tool --error-exitcode 9 "./tests/$t") >>"$OUT/sanitize_$tool.log" 2>&1
-            rc=$?
-            note "compute-sanitizer $tool $t (reduced set): rc=$rc ($(($(date +%s) - t0)) s) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize_$tool.log" | tail -1)"
-        done
-    done
+if has sanitize && [ -z "$san_pid" ]; then
+    while read -r l; do note "$l"; done < <(sanitize_stage)
 fi
 
 if has cpu; then
